@@ -1,0 +1,1 @@
+//! Traceback folding (work in progress).

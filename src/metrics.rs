@@ -1,0 +1,276 @@
+//! The metric contract (DESIGN.md), rendered for Prometheus.
+//!
+//! Input: the [`Tracker`] (pod series) plus the agent's own counters.
+//! Output: a `prometheus::Registry` — text exposition for `/metrics`, and
+//! `gather()` for the OTLP push, so metric definitions exist once.
+//!
+//! Pod series are not kept in prometheus counters: they are rendered from the
+//! tracker at scrape time. The tracker is checkpointed with the read offsets,
+//! so the exported counters continue across restarts instead of resetting.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::classify::Operation;
+use crate::probe::{FailureReason, ProbeOutcome, Target};
+use crate::time::Timestamp;
+use crate::timeline::{Tracker, GAP_BUCKETS};
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "litellm_sentinel_";
+
+/// The tracker as shared between the pipeline (writer) and the server (reader).
+pub type SharedTracker = Arc<Mutex<Tracker>>;
+
+/// The agent's own health counters.
+pub struct SelfMetrics {
+    pub files_watched: IntGauge,
+    pub lines_read: IntCounter,
+    pub bytes_read: IntCounter,
+    pub lines_malformed: IntCounterVec,
+    pub read_errors: IntCounterVec,
+    pub tail_lag_bytes: IntGauge,
+    pub checkpoint_writes: IntCounter,
+    pub checkpoint_failures: IntCounter,
+    pub rules_loaded: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub series_expired: IntCounter,
+    pub otlp_export_failures: IntCounter,
+    pub probe_duration: HistogramVec,
+    pub probe_failures: IntCounterVec,
+}
+
+/// The registry with every family registered.
+pub struct Metrics {
+    pub registry: Registry,
+    pub agent: SelfMetrics,
+}
+
+fn name(n: &str) -> String {
+    format!("{PREFIX}{n}")
+}
+
+impl Metrics {
+    /// Registers every family; pod families read `tracker` at scrape time.
+    pub fn new(tracker: SharedTracker) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(Opts::new(name("build_info"), "Build of the agent (value 1)."), &["version"])?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build_info))?;
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m;
+                registry.register(Box::new(m.clone()))?;
+                m
+            }};
+        }
+        let agent = SelfMetrics {
+            files_watched: reg!(IntGauge::new(name("files_watched"), "Log files currently followed.")?),
+            lines_read: reg!(IntCounter::new(name("lines_read_total"), "Physical log lines read.")?),
+            bytes_read: reg!(IntCounter::new(name("bytes_read_total"), "Bytes read from log files.")?),
+            lines_malformed: reg!(IntCounterVec::new(Opts::new(name("lines_malformed_total"), "Lines that could not be decoded, by reason."), &["reason"])?),
+            read_errors: reg!(IntCounterVec::new(Opts::new(name("read_errors_total"), "Files or directories that could not be read, by reason."), &["reason"])?),
+            tail_lag_bytes: reg!(IntGauge::new(name("tail_lag_bytes"), "Bytes written to followed files and not read yet.")?),
+            checkpoint_writes: reg!(IntCounter::new(name("checkpoint_writes_total"), "State snapshots written.")?),
+            checkpoint_failures: reg!(IntCounter::new(name("checkpoint_failures_total"), "State snapshots that could not be written.")?),
+            rules_loaded: reg!(IntGauge::new(name("rules_loaded"), "Classification rules in force.")?),
+            config_reloads: reg!(IntCounterVec::new(Opts::new(name("config_reloads_total"), "Configuration reloads, by result."), &["result"])?),
+            series_expired: reg!(IntCounter::new(name("series_expired_total"), "Pods whose series expired after their logs were gone.")?),
+            otlp_export_failures: reg!(IntCounter::new(name("otlp_export_failures_total"), "OTLP metric pushes that failed.")?),
+            probe_duration: reg!(HistogramVec::new(
+                HistogramOpts::new(name("probe_duration_seconds"), "Duration of readiness probes.")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                &["target"]
+            )?),
+            probe_failures: reg!(IntCounterVec::new(Opts::new(name("probe_failures_total"), "Failed readiness probes, by target and reason."), &["target", "reason"])?),
+        };
+        for r in crate::format::MalformedReason::ALL {
+            agent.lines_malformed.with_label_values(&[r.as_str()]);
+        }
+        for r in crate::tail::ReadErrorReason::ALL {
+            agent.read_errors.with_label_values(&[r.as_str()]);
+        }
+        for r in ["success", "failure"] {
+            agent.config_reloads.with_label_values(&[r]);
+        }
+        registry.register(Box::new(PodCollector::new(tracker)))?;
+        Ok(Metrics { registry, agent })
+    }
+
+    /// Records one probe result (pod-independent families; `engine_up` comes from the tracker).
+    pub fn observe_probe(&self, o: &ProbeOutcome) {
+        let t = o.target.as_str();
+        self.agent.probe_duration.with_label_values(&[t]).observe(o.duration.as_secs_f64());
+        if let Err(reason) = o.result {
+            self.agent.probe_failures.with_label_values(&[t, reason.as_str()]).inc();
+        }
+    }
+
+    /// Pre-registers the probe series of the configured targets, so they exist at 0.
+    pub fn register_probe_targets(&self, targets: &[Target]) {
+        for t in targets {
+            self.agent.probe_duration.with_label_values(&[t.as_str()]);
+            for r in FailureReason::ALL {
+                self.agent.probe_failures.with_label_values(&[t.as_str(), r.as_str()]);
+            }
+        }
+    }
+
+    /// Prometheus text exposition (version 0.0.4).
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+/// Renders the pod families from the tracker at scrape time.
+struct PodCollector {
+    tracker: SharedTracker,
+    descs: Vec<Desc>,
+}
+
+/// (name, help, type, variable labels) of every pod family.
+const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
+    ("db_connect_errors_total", "DB calls that failed because the query engine or database could not be reached, by operation.", MetricType::COUNTER, &["namespace", "pod", "operation"]),
+    ("spend_batches_dropped_total", "Spend-log batches LiteLLM dropped (unbilled spend).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("spend_rows_requeued_total", "Spend rows LiteLLM re-queued for a later retry.", MetricType::COUNTER, &["namespace", "pod"]),
+    ("spend_rows_lost_total", "Spend rows LiteLLM reported lost.", MetricType::COUNTER, &["namespace", "pod"]),
+    ("budget_cache_misses_total", "Budget lookups that failed, leaving the budget cache empty (each request hits the DB).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("config_load_failures_total", "Deployments or credentials that could not be loaded from the DB.", MetricType::COUNTER, &["namespace", "pod", "kind"]),
+    ("engine_distro_fallback_total", "Prisma engine distro fallbacks (slower engine start).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("proxy_starts_total", "Times the proxy started accepting traffic.", MetricType::COUNTER, &["namespace", "pod"]),
+    ("requests_during_gap_total", "Requests served while the engine was not answering (spend at risk).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("last_startup_gap_seconds", "The most recent closed start-up gap of the pod.", MetricType::GAUGE, &["namespace", "pod", "method"]),
+    ("in_startup_gap", "1 while the pod is in its start-up gap.", MetricType::GAUGE, &["namespace", "pod"]),
+    ("in_startup_gap_seconds", "How long the current start-up gap has been open (0 when closed).", MetricType::GAUGE, &["namespace", "pod"]),
+    ("engine_up", "1 when the probe of the target succeeds, 0 when it fails.", MetricType::GAUGE, &["namespace", "pod", "target"]),
+    ("startup_gap_seconds", "Seconds from the proxy accepting traffic to the engine answering queries.", MetricType::HISTOGRAM, &["namespace", "method"]),
+    ("pods_tracked", "Pods the agent currently tracks.", MetricType::GAUGE, &[]),
+    ("pods_dropped_total", "Pod events dropped because the tracked-pod cap was reached.", MetricType::COUNTER, &[]),
+];
+
+impl PodCollector {
+    fn new(tracker: SharedTracker) -> PodCollector {
+        let descs = POD_FAMILIES
+            .iter()
+            .filter_map(|(n, help, _, labels)| Desc::new(name(n), help.to_string(), labels.iter().map(|s| s.to_string()).collect(), Default::default()).ok())
+            .collect();
+        PodCollector { tracker, descs }
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+fn counter(pairs: &[(&str, &str)], v: u64) -> proto::Metric {
+    let mut m = proto::Metric::default();
+    m.set_label(labels(pairs));
+    let mut c = proto::Counter::default();
+    c.set_value(v as f64);
+    m.set_counter(c);
+    m
+}
+
+fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
+    let mut m = proto::Metric::default();
+    m.set_label(labels(pairs));
+    let mut g = proto::Gauge::default();
+    g.set_value(v);
+    m.set_gauge(g);
+    m
+}
+
+impl Collector for PodCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(t) = self.tracker.lock() else { return Vec::new() };
+        let now = Timestamp::now();
+        let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
+        let mut pods: Vec<_> = t.pods().collect();
+        pods.sort_by(|a, b| a.0.cmp(b.0));
+        for (pod, p) in pods {
+            let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
+            let base = [("namespace", ns), ("pod", po)];
+            let c = &p.counts;
+            for op in Operation::ALL {
+                fams[0].push(counter(&[("namespace", ns), ("pod", po), ("operation", op.as_str())], c.db_connect_errors_for(op)));
+            }
+            fams[1].push(counter(&base, c.spend_batches_dropped));
+            fams[2].push(counter(&base, c.spend_rows_requeued));
+            fams[3].push(counter(&base, c.spend_rows_lost));
+            fams[4].push(counter(&base, c.budget_cache_misses));
+            fams[5].push(counter(&[("namespace", ns), ("pod", po), ("kind", "deployments")], c.deployment_load_failures));
+            fams[5].push(counter(&[("namespace", ns), ("pod", po), ("kind", "credentials")], c.credential_load_failures));
+            fams[6].push(counter(&base, c.engine_distro_fallbacks));
+            fams[7].push(counter(&base, c.proxy_starts));
+            fams[8].push(counter(&base, c.requests_during_gap));
+            if let Some((gap, method)) = p.last_gap() {
+                fams[9].push(gauge(&[("namespace", ns), ("pod", po), ("method", method.as_str())], gap));
+            }
+            let open = p.open_start();
+            fams[10].push(gauge(&base, if open.is_some() { 1.0 } else { 0.0 }));
+            let open_for = open.and_then(|s| s.listening_at).map(|l| now.seconds_since(l).max(0.0)).unwrap_or(0.0);
+            fams[11].push(gauge(&base, open_for));
+            for (i, target) in Target::ALL.iter().enumerate() {
+                if let Some(up) = p.probe_up[i] {
+                    fams[12].push(gauge(&[("namespace", ns), ("pod", po), ("target", target.as_str())], if up { 1.0 } else { 0.0 }));
+                }
+            }
+        }
+        let mut hists: Vec<_> = t.histograms().collect();
+        hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+        for (ns, method, h) in hists {
+            let mut m = proto::Metric::default();
+            m.set_label(labels(&[("namespace", ns), ("method", method.as_str())]));
+            let mut ph = proto::Histogram::default();
+            ph.set_sample_count(h.count);
+            ph.set_sample_sum(h.sum);
+            let mut cumulative = 0;
+            let buckets = GAP_BUCKETS
+                .iter()
+                .enumerate()
+                .map(|(i, ub)| {
+                    cumulative += h.buckets.get(i).copied().unwrap_or(0);
+                    let mut b = proto::Bucket::default();
+                    b.set_cumulative_count(cumulative);
+                    b.set_upper_bound(*ub);
+                    b
+                })
+                .collect();
+            ph.set_bucket(buckets);
+            m.set_histogram(ph);
+            fams[13].push(m);
+        }
+        fams[14].push(gauge(&[], t.pods().count() as f64));
+        fams[15].push(counter(&[], t.pods_dropped()));
+        POD_FAMILIES
+            .iter()
+            .zip(fams)
+            .filter(|(_, metrics)| !metrics.is_empty())
+            .map(|((n, help, ty, _), metrics)| {
+                let mut f = MetricFamily::default();
+                f.set_name(name(n));
+                f.set_help(help.to_string());
+                f.set_field_type(*ty);
+                f.set_metric(metrics);
+                f
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,216 @@
+//! The stages joined: physical lines of a file → records → events → tracker.
+//!
+//! Input: lines per file (from the tailer, or from `report` reading files
+//! whole). Output: events applied to the shared [`Tracker`], plus counts of
+//! malformed lines. Used by live tailing and by `report`, so both give the
+//! same numbers from the same bytes.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::classify::{ClassifyState, RulePack};
+use crate::format::decoder::Decoder;
+use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
+use crate::metrics::SharedTracker;
+use crate::state::FileState;
+use crate::tail::{FileId, FileKey, FilePosition, ReadErrorReason, TailSink};
+use crate::time::Timestamp;
+
+/// Per-file state between lines.
+struct FileConsumer {
+    pod: PodRef,
+    /// None until the first line tells the format.
+    decoder: Option<Decoder>,
+    classify: ClassifyState,
+    /// Newest record timestamp seen in this file.
+    last_ts: Option<Timestamp>,
+    /// The last timestamp handed to `Tracker::advance`.
+    advanced_to: Option<Timestamp>,
+}
+
+/// Counters the pipeline accumulates for the self metrics (drained by the caller).
+#[derive(Debug, Default, Clone)]
+pub struct PipelineCounts {
+    pub malformed: HashMap<&'static str, u64>,
+    pub read_errors: HashMap<&'static str, u64>,
+}
+
+/// Feeds lines through format → classify → timeline.
+pub struct Pipeline {
+    rules: Arc<RulePack>,
+    tracker: SharedTracker,
+    max_line_bytes: usize,
+    consumers: HashMap<FileKey, FileConsumer>,
+    /// Checkpointed per-file state not yet matched to an opened file.
+    restored: Vec<FileState>,
+    counts: PipelineCounts,
+}
+
+/// The record sink of one file: classifies each record and applies its events.
+struct RecordHandler<'a> {
+    rules: &'a RulePack,
+    tracker: &'a SharedTracker,
+    pod: &'a PodRef,
+    classify: &'a mut ClassifyState,
+    last_ts: &'a mut Option<Timestamp>,
+    malformed: &'a mut HashMap<&'static str, u64>,
+}
+
+impl RecordSink for RecordHandler<'_> {
+    fn record(&mut self, record: Record<'_>) {
+        if let Some(ts) = record.ts {
+            if self.last_ts.is_none_or(|l| ts > l) {
+                *self.last_ts = Some(ts);
+            }
+        }
+        let (tracker, pod) = (self.tracker, self.pod);
+        self.rules.classify(self.classify, &record, &mut |ev| {
+            if let Ok(mut t) = tracker.lock() {
+                t.apply_event(pod, &ev);
+            }
+        });
+    }
+
+    fn malformed(&mut self, reason: MalformedReason) {
+        *self.malformed.entry(reason.as_str()).or_default() += 1;
+    }
+}
+
+impl Pipeline {
+    /// A pipeline applying `rules` into `tracker`; `restored` is the per-file
+    /// state of the last checkpoint.
+    pub fn new(rules: Arc<RulePack>, tracker: SharedTracker, max_line_bytes: usize, restored: Vec<FileState>) -> Pipeline {
+        Pipeline { rules, tracker, max_line_bytes, consumers: HashMap::new(), restored, counts: PipelineCounts::default() }
+    }
+
+    /// Swaps the rule pack (config reload); per-file fold state is kept.
+    pub fn set_rules(&mut self, rules: Arc<RulePack>) {
+        self.rules = rules;
+    }
+
+    /// Takes the counters accumulated since the last call.
+    pub fn take_counts(&mut self) -> PipelineCounts {
+        std::mem::take(&mut self.counts)
+    }
+
+    /// Pods with an open file (they must not expire).
+    pub fn live_pods(&self) -> impl Iterator<Item = &PodRef> {
+        self.consumers.values().map(|c| &c.pod)
+    }
+
+    /// Starts a file (a report input, or a tailed file): `pod` owns its events.
+    pub fn open(&mut self, key: FileKey, id: Option<FileId>, pod: PodRef) {
+        let mut consumer = FileConsumer { pod, decoder: None, classify: ClassifyState::default(), last_ts: None, advanced_to: None };
+        if let Some(id) = id {
+            if let Some(i) = self.restored.iter().position(|s| s.position.id.dev == id.dev && s.position.id.ino == id.ino) {
+                let st = self.restored.swap_remove(i);
+                if let Some(format) = st.format {
+                    let mut d = Decoder::new(format, self.max_line_bytes);
+                    d.restore(st.decoder);
+                    consumer.decoder = Some(d);
+                }
+                consumer.classify = st.classify;
+            }
+        }
+        self.consumers.insert(key, consumer);
+    }
+
+    /// One physical line of the file `key`.
+    pub fn line(&mut self, key: FileKey, line: &[u8], truncated: bool) {
+        let Some(c) = self.consumers.get_mut(&key) else { return };
+        if truncated {
+            *self.counts.malformed.entry(MalformedReason::TooLong.as_str()).or_default() += 1;
+        }
+        let max = self.max_line_bytes;
+        let decoder = c.decoder.get_or_insert_with(|| Decoder::new(Format::detect(line), max));
+        let mut h = RecordHandler {
+            rules: &self.rules,
+            tracker: &self.tracker,
+            pod: &c.pod,
+            classify: &mut c.classify,
+            last_ts: &mut c.last_ts,
+            malformed: &mut self.counts.malformed,
+        };
+        decoder.push_line(line, &mut h);
+    }
+
+    /// The file was truncated in place: its partial records are gone.
+    pub fn reset(&mut self, key: FileKey) {
+        if let Some(c) = self.consumers.get_mut(&key) {
+            c.decoder = None;
+            c.classify = ClassifyState::default();
+        }
+    }
+
+    /// The file is finished: flush what it still holds and forget it.
+    pub fn close(&mut self, key: FileKey) {
+        let Some(mut c) = self.consumers.remove(&key) else { return };
+        if let Some(d) = c.decoder.as_mut() {
+            let mut h = RecordHandler {
+                rules: &self.rules,
+                tracker: &self.tracker,
+                pod: &c.pod,
+                classify: &mut c.classify,
+                last_ts: &mut c.last_ts,
+                malformed: &mut self.counts.malformed,
+            };
+            d.finish(&mut h);
+        }
+        if let (Some(ts), Ok(mut t)) = (c.last_ts, self.tracker.lock()) {
+            t.advance(&c.pod, ts);
+        }
+    }
+
+    /// Moves each pod's record clock to its files' newest timestamp (end of a pass).
+    pub fn advance_clocks(&mut self) {
+        let Ok(mut t) = self.tracker.lock() else { return };
+        for c in self.consumers.values_mut() {
+            if let Some(ts) = c.last_ts {
+                if c.advanced_to.is_none_or(|a| ts > a) {
+                    t.advance(&c.pod, ts);
+                    c.advanced_to = Some(ts);
+                }
+            }
+        }
+    }
+
+    /// Per-file state for the checkpoint, given the tailer's positions.
+    pub fn file_states(&self, positions: Vec<FilePosition>) -> Vec<FileState> {
+        positions
+            .into_iter()
+            .map(|position| {
+                let key = FileKey { dev: position.id.dev, ino: position.id.ino };
+                let c = self.consumers.get(&key);
+                FileState {
+                    format: c.and_then(|c| c.decoder.as_ref().map(|d| d.format())),
+                    decoder: c.and_then(|c| c.decoder.as_ref().map(|d| d.save())).unwrap_or_default(),
+                    classify: c.map(|c| c.classify.clone()).unwrap_or_default(),
+                    position,
+                }
+            })
+            .collect()
+    }
+}
+
+impl TailSink for Pipeline {
+    fn opened(&mut self, key: FileKey, id: FileId, path: &Path, _resumed: bool) {
+        self.open(key, Some(id), PodRef::from_path(path));
+    }
+
+    fn line(&mut self, key: FileKey, line: &[u8], truncated: bool) {
+        Pipeline::line(self, key, line, truncated);
+    }
+
+    fn truncated(&mut self, key: FileKey) {
+        self.reset(key);
+    }
+
+    fn closed(&mut self, key: FileKey) {
+        self.close(key);
+    }
+
+    fn read_error(&mut self, _path: &Path, reason: ReadErrorReason) {
+        *self.counts.read_errors.entry(reason.as_str()).or_default() += 1;
+    }
+}

@@ -1,0 +1,422 @@
+//! Finds the Prisma query engine's port in `/proc` (sidecar with
+//! `shareProcessNamespace: true`).
+//!
+//! prisma-client-py starts the engine as
+//! `<dir>/query-engine-<target> -p <port> --enable-metrics --enable-raw-queries`
+//! (`src/prisma/engine/_query.py`, `_spawn_process`), picking a new free port
+//! on every start, so the port is read from `/proc/<pid>/cmdline`. If a
+//! wrapper hides the flag, the port comes from the process's listening TCP
+//! sockets instead: socket inodes from the `/proc/<pid>/fd/*` symlinks
+//! (`socket:[12345]`) matched against `/proc/<pid>/net/tcp` and `tcp6`.
+//! Reading another process's `fd` directory needs the same user or
+//! `CAP_SYS_PTRACE`; without it only the cmdline route works.
+//!
+//! **`/proc/<pid>/environ` is never read**: it holds `DATABASE_URL` with the
+//! password. Only `cmdline`, `comm`, `fd/` link targets and `net/tcp{,6}` are.
+//!
+//! Everything here tolerates processes vanishing mid-scan (missing files are
+//! skipped) and arbitrary bytes in `cmdline`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// A running query engine and the port it listens on (or was told to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EngineProcess {
+    /// Process id (in the scanned `/proc`'s namespace).
+    pub pid: u32,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// argv[0] file-name prefixes of the engine binary (`query-engine-debian-openssl-3.0.x`, …).
+const ENGINE_NAME_PREFIXES: [&[u8]; 2] = [b"query-engine", b"prisma-query-engine"];
+/// `comm` prefixes (`comm` is cut to 15 bytes: `query-engine-de`, `prisma-query-en`).
+const ENGINE_COMM_PREFIXES: [&[u8]; 2] = [b"query-engine", b"prisma-query-en"];
+/// Upper bound on bytes read from any one `/proc` file.
+const CMDLINE_LIMIT: u64 = 64 * 1024;
+/// Upper bound on lines read from one `net/tcp` table.
+const TCP_TABLE_LINE_LIMIT: usize = 100_000;
+/// TCP state `LISTEN` in `/proc/net/tcp`.
+const TCP_LISTEN: &[u8] = b"0A";
+
+/// The engine to probe: among engine processes whose port is known, the one
+/// with the lowest pid (one engine per Uvicorn worker; any of them answers
+/// for the database path, and the choice is stable between scans).
+pub fn find_engine(proc_root: &Path) -> Option<EngineProcess> {
+    find_engines(proc_root).into_iter().next()
+}
+
+/// All engine processes with a known port, ordered by pid.
+pub fn find_engines(proc_root: &Path) -> Vec<EngineProcess> {
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<EngineProcess> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| parse_pid(e.file_name().as_bytes()))
+        .filter_map(|pid| {
+            let dir = proc_root.join(pid.to_string());
+            engine_port(&dir).map(|port| EngineProcess { pid, port })
+        })
+        .collect();
+    found.sort_by_key(|p| p.pid);
+    found
+}
+
+fn parse_pid(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()?.parse().ok()
+}
+
+/// The port of the engine in `/proc/<pid>` (`dir`), or `None` when the
+/// process is not an engine, has vanished, or its port cannot be found.
+fn engine_port(dir: &Path) -> Option<u16> {
+    let cmdline = read_capped(&dir.join("cmdline"), CMDLINE_LIMIT)?;
+    let args = split_cmdline(&cmdline);
+    let argv0_matches = args.first().is_some_and(|a| has_prefix(file_name(a), &ENGINE_NAME_PREFIXES));
+    let is_engine = argv0_matches || {
+        let comm = read_capped(&dir.join("comm"), 64).unwrap_or_default();
+        let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+        has_prefix(comm, &ENGINE_COMM_PREFIXES)
+    };
+    if !is_engine {
+        return None;
+    }
+    port_from_args(&args).or_else(|| listening_port(dir))
+}
+
+/// Splits NUL-separated argv. A process that rewrote its title into one
+/// space-separated string (setproctitle) is split on whitespace instead.
+fn split_cmdline(raw: &[u8]) -> Vec<&[u8]> {
+    let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
+    if args.len() == 1 {
+        return raw.split(|b| b.is_ascii_whitespace()).filter(|a| !a.is_empty()).collect();
+    }
+    args
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    match memchr::memrchr(b'/', path) {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+fn has_prefix(name: &[u8], prefixes: &[&[u8]]) -> bool {
+    prefixes.iter().any(|p| name.starts_with(p))
+}
+
+/// `-p <port>`, `--port <port>`, `--port=<port>`, `-p=<port>` or `-p<port>`.
+fn port_from_args(args: &[&[u8]]) -> Option<u16> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let value: Option<&[u8]> = if *arg == b"-p" || *arg == b"--port" {
+            rest.next().copied()
+        } else if let Some(v) = arg.strip_prefix(b"--port=") {
+            Some(v)
+        } else if let Some(v) = arg.strip_prefix(b"-p") {
+            Some(v.strip_prefix(b"=").unwrap_or(v))
+        } else {
+            None
+        };
+        if let Some(port) = value.and_then(parse_port) {
+            return Some(port);
+        }
+    }
+    None
+}
+
+fn parse_port(v: &[u8]) -> Option<u16> {
+    if v.is_empty() || v.len() > 5 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = v.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    u16::try_from(n).ok().filter(|&p| p != 0)
+}
+
+/// The first listening TCP port (IPv4 table, then IPv6) owned by one of
+/// the process's sockets.
+fn listening_port(dir: &Path) -> Option<u16> {
+    let inodes = socket_inodes(dir);
+    if inodes.is_empty() {
+        return None;
+    }
+    ["net/tcp", "net/tcp6"]
+        .iter()
+        .find_map(|table| listening_port_in_table(&dir.join(table), &inodes))
+}
+
+/// Inodes of the sockets behind `/proc/<pid>/fd/*` (`socket:[12345]`).
+fn socket_inodes(dir: &Path) -> HashSet<u64> {
+    let Ok(entries) = fs::read_dir(dir.join("fd")) else {
+        return HashSet::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter_map(|target| {
+            let t = target.as_os_str().as_bytes();
+            let inner = t.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+            std::str::from_utf8(inner).ok()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Scans a `/proc/net/tcp`-format table:
+/// `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …`
+/// with `local_address` as hex `0100007F:1F90` (IPv6: 32 hex digits).
+fn listening_port_in_table(path: &Path, inodes: &HashSet<u64>) -> Option<u16> {
+    let file = fs::File::open(path).ok()?;
+    let mut reader = BufReader::new(file.take(64 * 1024 * 1024));
+    let mut line = Vec::new();
+    for _ in 0..TCP_TABLE_LINE_LIMIT {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        let mut fields = line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+        let (Some(_sl), Some(local), Some(_remote), Some(state)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if state != TCP_LISTEN {
+            continue;
+        }
+        // After `st`: tx:rx, tr:when, retrnsmt, uid, timeout, then inode.
+        let Some(inode) = fields.nth(5).and_then(|f| std::str::from_utf8(f).ok()?.parse::<u64>().ok()) else {
+            continue;
+        };
+        if !inodes.contains(&inode) {
+            continue;
+        }
+        let Some(colon) = memchr::memrchr(b':', local) else {
+            continue;
+        };
+        let port_hex = std::str::from_utf8(&local[colon + 1..]).ok();
+        if let Some(port) = port_hex.and_then(|h| u16::from_str_radix(h, 16).ok()).filter(|&p| p != 0) {
+            return Some(port);
+        }
+    }
+    None
+}
+
+fn read_capped(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let file = fs::File::open(path).ok()?;
+    let mut buf = Vec::new();
+    file.take(limit).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn committed_fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc")
+    }
+
+    const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+    /// A fake `/proc/<pid>` with the given cmdline and sockets.
+    struct FakeProc {
+        root: tempfile::TempDir,
+    }
+
+    impl FakeProc {
+        fn new() -> Self {
+            FakeProc { root: tempfile::tempdir().unwrap() }
+        }
+        fn path(&self) -> &Path {
+            self.root.path()
+        }
+        fn process(&self, pid: u32, cmdline: &[u8], comm: &str) -> PathBuf {
+            let dir = self.root.path().join(pid.to_string());
+            fs::create_dir_all(dir.join("fd")).unwrap();
+            fs::create_dir_all(dir.join("net")).unwrap();
+            fs::write(dir.join("cmdline"), cmdline).unwrap();
+            fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+            // stdin/stdout/stderr look like this in a container.
+            symlink("/dev/null", dir.join("fd/0")).unwrap();
+            symlink("pipe:[4410]", dir.join("fd/1")).unwrap();
+            symlink("pipe:[4411]", dir.join("fd/2")).unwrap();
+            dir
+        }
+        fn socket(&self, dir: &Path, fd: u32, inode: u64) {
+            symlink(format!("socket:[{inode}]"), dir.join(format!("fd/{fd}"))).unwrap();
+        }
+        fn tcp_table(&self, dir: &Path, name: &str, rows: &[&str]) {
+            let mut body = TCP_HEADER.to_string();
+            for r in rows {
+                body.push_str(r);
+                body.push('\n');
+            }
+            fs::write(dir.join("net").join(name), body).unwrap();
+        }
+    }
+
+    fn engine_cmdline(extra: &[&str]) -> Vec<u8> {
+        let mut v = b"/root/.cache/prisma-python/binaries/5.17.0/393aa359c9ad4a4bb28630fb5613f9c281cde053/query-engine-debian-openssl-3.0.x".to_vec();
+        for a in extra {
+            v.push(0);
+            v.extend_from_slice(a.as_bytes());
+        }
+        v.push(0);
+        v
+    }
+
+    #[test]
+    fn committed_fixture_tree() {
+        let root = committed_fixtures();
+        let engines = find_engines(&root);
+        assert_eq!(
+            engines,
+            vec![
+                EngineProcess { pid: 17, port: 38121 },  // -p <port>
+                EngineProcess { pid: 23, port: 41234 },  // --port=<port>
+                EngineProcess { pid: 31, port: 4242 },   // setproctitle-style single string
+                EngineProcess { pid: 44, port: 45001 },  // matched by comm only
+            ]
+        );
+        assert_eq!(find_engine(&root), Some(EngineProcess { pid: 17, port: 38121 }));
+    }
+
+    #[test]
+    fn cmdline_port_flag_variants() {
+        let cases: [(&[&str], Option<u16>); 9] = [
+            (&["-p", "38121", "--enable-metrics", "--enable-raw-queries"], Some(38121)),
+            (&["--port", "5000"], Some(5000)),
+            (&["--port=5001"], Some(5001)),
+            (&["-p5002"], Some(5002)),
+            (&["-p=5003"], Some(5003)),
+            (&["--enable-metrics", "-p"], None),
+            (&["-p", "99999"], None),
+            (&["-p", "0"], None),
+            (&["-p", "12a4"], None),
+        ];
+        for (extra, want) in cases {
+            let cmd = engine_cmdline(extra);
+            let args = split_cmdline(&cmd);
+            assert_eq!(port_from_args(&args), want, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn socket_fallback_ipv4_and_ipv6() {
+        let fake = FakeProc::new();
+        // IPv4: engine without a port flag, listening on 127.0.0.1:8080 (0x1F90).
+        let v4 = fake.process(100, &engine_cmdline(&["--enable-metrics"]), "query-engine-de");
+        fake.socket(&v4, 9, 555_001);
+        fake.socket(&v4, 10, 555_002);
+        fake.tcp_table(
+            &v4,
+            "tcp",
+            &[
+                // Someone else's listener (LiteLLM on 0.0.0.0:4000) in the same netns.
+                "   0: 00000000:0FA0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 999999 1 0000000000000000 100 0 0 10 0",
+                // The engine's established connection to PostgreSQL: not LISTEN.
+                "   1: 0100007F:A1B2 0100007F:1538 01 00000000:00000000 00:00000000 00000000     0        0 555001 1 0000000000000000 20 4 30 10 -1",
+                "   2: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 555002 1 0000000000000000 100 0 0 10 0",
+            ],
+        );
+        fake.tcp_table(&v4, "tcp6", &[]);
+        // IPv6 only: [::1]:4242 (0x1092).
+        let v6 = fake.process(200, &b"prisma-query-engine\0"[..], "prisma-query-en");
+        fake.socket(&v6, 7, 777);
+        fake.tcp_table(&v6, "tcp", &[]);
+        fake.tcp_table(
+            &v6,
+            "tcp6",
+            &["   0: 00000000000000000000000001000000:1092 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0"],
+        );
+        assert_eq!(
+            find_engines(fake.path()),
+            vec![EngineProcess { pid: 100, port: 8080 }, EngineProcess { pid: 200, port: 4242 }]
+        );
+    }
+
+    #[test]
+    fn engine_not_listening_yet_has_no_port() {
+        // The engine binds only after connecting to PostgreSQL: in the gap it
+        // has sockets (to PostgreSQL) but no listener, and no -p was given.
+        let fake = FakeProc::new();
+        let dir = fake.process(300, &engine_cmdline(&[]), "query-engine-de");
+        fake.socket(&dir, 9, 1234);
+        fake.tcp_table(
+            &dir,
+            "tcp",
+            &["   0: 0100007F:A1B2 0100007F:1538 01 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 20 4 30 10 -1"],
+        );
+        assert_eq!(find_engine(fake.path()), None);
+    }
+
+    #[test]
+    fn no_engine_garbage_and_vanished_processes_are_skipped() {
+        let fake = FakeProc::new();
+        // LiteLLM itself: its own --port must not be mistaken for the engine's.
+        fake.process(1, b"/usr/bin/python3\0/usr/local/bin/litellm\0--port\x004000\0", "litellm");
+        // Invalid UTF-8, no NULs, ANSI codes.
+        fake.process(2, b"\xff\xfe\x1b[31mquery-engine\x1b[0m -p 1", "bash");
+        fake.process(3, b"", "kworker/0:1");
+        fake.process(4, &vec![b'A'; 200_000], "python3");
+        // Vanished: directory left, files gone.
+        fs::create_dir_all(fake.path().join("5")).unwrap();
+        // Vanished between cmdline and fd: engine name, no port flag, no fd dir.
+        let gone = fake.path().join("6");
+        fs::create_dir_all(&gone).unwrap();
+        fs::write(gone.join("cmdline"), engine_cmdline(&[])).unwrap();
+        // Non-pid entries.
+        fs::create_dir_all(fake.path().join("self")).unwrap();
+        fs::write(fake.path().join("uptime"), "1.0 1.0\n").unwrap();
+        fs::create_dir_all(fake.path().join("12x")).unwrap();
+        assert_eq!(find_engines(fake.path()), vec![]);
+        assert_eq!(find_engine(Path::new("/nonexistent/proc")), None);
+    }
+
+    #[test]
+    fn never_opens_environ() {
+        // `environ` is a FIFO: opening it for reading would block forever.
+        let fake = FakeProc::new();
+        let dir = fake.process(400, &engine_cmdline(&["--enable-metrics"]), "query-engine-de");
+        let fifo = dir.join("environ");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        fake.socket(&dir, 3, 42);
+        fake.tcp_table(
+            &dir,
+            "tcp",
+            &["   0: 0100007F:9C40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 42 1 0000000000000000 100 0 0 10 0"],
+        );
+        let root = fake.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(find_engine(&root));
+        });
+        let found = rx.recv_timeout(Duration::from_secs(10)).expect("scan blocked: environ was opened");
+        assert_eq!(found, Some(EngineProcess { pid: 400, port: 40000 }));
+        drop(fake);
+    }
+
+    #[test]
+    fn split_cmdline_edge_cases() {
+        assert_eq!(split_cmdline(b""), Vec::<&[u8]>::new());
+        assert_eq!(split_cmdline(b"\0"), Vec::<&[u8]>::new());
+        assert_eq!(split_cmdline(b"a\0\0b\0"), vec![&b"a"[..], b"", b"b"]);
+        assert_eq!(split_cmdline(b"query-engine -p  9"), vec![&b"query-engine"[..], b"-p", b"9"]);
+    }
+}

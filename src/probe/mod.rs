@@ -1,0 +1,498 @@
+//! Direct readiness probes: the Prisma query engine, LiteLLM's
+//! `/health/readiness` and (optionally) PostgreSQL itself.
+//!
+//! The log method can only estimate when the engine came up (recovery is not
+//! logged at LiteLLM's default level), so the sidecar asks the engine
+//! directly, exactly the way prisma-client-py does. Each configured target
+//! gets its own task that emits a [`ProbeOutcome`] per attempt; the timeline
+//! turns the first success after a start into the exact start-up gap.
+//!
+//! Scheduling: a target that is failing (or has never answered) is probed on
+//! the fast interval (250 ms by default) so the gap is measured to within one
+//! fast interval; once it answers it drops to the slow interval (10 s).
+//! Attempts start on a fixed cadence measured from the previous attempt's
+//! start, so a slow attempt does not stretch the measurement error.
+
+pub mod discover;
+pub mod engine;
+pub mod http;
+pub mod postgres;
+pub mod proxy;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use postgres::Secret;
+
+use crate::time::Timestamp;
+
+/// What a probe checked. Used as the `target` metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The Prisma query-engine subprocess (`GET /status`, then `SELECT 1` through it).
+    Engine,
+    /// LiteLLM's `GET /health/readiness` (`"db": "connected"`).
+    ProxyReadiness,
+    /// PostgreSQL itself (`SELECT 1`), to tell "engine not up" from "database down".
+    Database,
+}
+
+impl Target {
+    /// Every target, in label order (for pre-registering metric series).
+    pub const ALL: [Target; 3] = [Target::Engine, Target::ProxyReadiness, Target::Database];
+
+    /// The metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Target::Engine => "engine",
+            Target::ProxyReadiness => "proxy_readiness",
+            Target::Database => "database",
+        }
+    }
+}
+
+/// Why a probe failed. A fixed vocabulary (the `reason` metric label): never
+/// free text from the peer, which could carry connection strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// Nothing listens (or, for the engine, no engine process was found).
+    Refused,
+    /// No complete answer within the probe timeout.
+    Timeout,
+    /// An HTTP answer with a non-2xx status.
+    HttpStatus,
+    /// An answer that is not what a ready peer sends.
+    BadBody,
+    /// PostgreSQL answered with an error (authentication, missing database, …).
+    DbError,
+}
+
+impl FailureReason {
+    /// Every reason, in label order.
+    pub const ALL: [FailureReason; 5] = [
+        FailureReason::Refused,
+        FailureReason::Timeout,
+        FailureReason::HttpStatus,
+        FailureReason::BadBody,
+        FailureReason::DbError,
+    ];
+
+    /// The metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Refused => "refused",
+            FailureReason::Timeout => "timeout",
+            FailureReason::HttpStatus => "http_status",
+            FailureReason::BadBody => "bad_body",
+            FailureReason::DbError => "db_error",
+        }
+    }
+}
+
+impl From<http::HttpError> for FailureReason {
+    /// Connection-level failures are "refused" (nothing usable listens),
+    /// a deadline is "timeout", and a broken or oversized answer is "bad_body".
+    fn from(e: http::HttpError) -> Self {
+        use http::HttpError as H;
+        match e {
+            H::InvalidUrl | H::Refused | H::Connect => FailureReason::Refused,
+            H::Timeout => FailureReason::Timeout,
+            H::Request | H::BodyTooLarge | H::Body => FailureReason::BadBody,
+        }
+    }
+}
+
+/// The result of one probe attempt.
+#[derive(Clone, Debug)]
+pub struct ProbeOutcome {
+    /// What was probed.
+    pub target: Target,
+    /// Wall clock when the probe finished (the moment it knew the answer).
+    pub at: Timestamp,
+    /// How long the attempt took.
+    pub duration: Duration,
+    /// `Ok` when the target is ready.
+    pub result: Result<(), FailureReason>,
+}
+
+/// Where and how often to probe. Targets left unset are not probed.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Fixed engine URL (`http://127.0.0.1:<port>`); overrides discovery.
+    pub engine_url: Option<String>,
+    /// Find the engine in `proc_root` (sidecar with `shareProcessNamespace`).
+    pub discover_engine: bool,
+    /// Root of the process filesystem (`/proc`; a fixture tree in tests).
+    pub proc_root: PathBuf,
+    /// LiteLLM base URL, e.g. `http://127.0.0.1:4000`.
+    pub proxy_url: Option<String>,
+    /// PostgreSQL URL; only ever printed redacted.
+    pub database_url: Option<Secret>,
+    /// Interval while a target is failing or has never answered.
+    pub fast_interval: Duration,
+    /// Interval while a target is up.
+    pub slow_interval: Duration,
+    /// Deadline for one attempt (connect, request and response together).
+    pub timeout: Duration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            engine_url: None,
+            discover_engine: false,
+            proc_root: PathBuf::from("/proc"),
+            proxy_url: None,
+            database_url: None,
+            fast_interval: Duration::from_millis(250),
+            slow_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A probe configuration that cannot work, reported at config time.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbeConfigError {
+    /// A database URL was given but the binary was built without `postgres`.
+    #[error("database probe configured but this build has no PostgreSQL support (feature \"postgres\" is off)")]
+    DatabaseProbeUnavailable,
+    /// A URL is not an absolute `http://host[:port]` URL.
+    #[error("{field} must be an absolute http:// URL, got {value:?}")]
+    InvalidUrl {
+        /// Which setting.
+        field: &'static str,
+        /// The offending value (engine and proxy URLs carry no secrets).
+        value: String,
+    },
+    /// An interval or timeout of zero would spin.
+    #[error("{field} must be greater than zero")]
+    ZeroDuration {
+        /// Which setting.
+        field: &'static str,
+    },
+}
+
+impl ProbeConfig {
+    /// The targets that [`spawn_probes`] will run for this configuration.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        if self.engine_url.is_some() || self.discover_engine {
+            targets.push(Target::Engine);
+        }
+        if self.proxy_url.is_some() {
+            targets.push(Target::ProxyReadiness);
+        }
+        if self.database_url.is_some() && postgres::DATABASE_PROBE_AVAILABLE {
+            targets.push(Target::Database);
+        }
+        targets
+    }
+
+    /// Checks the configuration so mistakes surface at start-up, not as a
+    /// stream of "refused" outcomes.
+    pub fn validate(&self) -> Result<(), ProbeConfigError> {
+        for (field, value) in [("engine_url", &self.engine_url), ("proxy_url", &self.proxy_url)] {
+            if let Some(url) = value {
+                if !is_plain_http_url(url) {
+                    return Err(ProbeConfigError::InvalidUrl { field, value: url.clone() });
+                }
+            }
+        }
+        for (field, d) in [
+            ("fast_interval", self.fast_interval),
+            ("slow_interval", self.slow_interval),
+            ("timeout", self.timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ProbeConfigError::ZeroDuration { field });
+            }
+        }
+        if self.database_url.is_some() && !postgres::DATABASE_PROBE_AVAILABLE {
+            return Err(ProbeConfigError::DatabaseProbeUnavailable);
+        }
+        Ok(())
+    }
+}
+
+fn is_plain_http_url(url: &str) -> bool {
+    match url.parse::<hyper::Uri>() {
+        Ok(uri) => uri.scheme_str() == Some("http") && uri.host().is_some(),
+        Err(_) => false,
+    }
+}
+
+/// Starts one task per configured target. Each sends a [`ProbeOutcome`] per
+/// attempt to `out` and stops when `shutdown` becomes `true` (or its sender is
+/// dropped, or `out` is closed). A database URL in a build without the
+/// `postgres` feature is skipped with a warning ([`ProbeConfig::validate`]
+/// reports it as an error up front).
+pub fn spawn_probes(
+    cfg: ProbeConfig,
+    out: mpsc::Sender<ProbeOutcome>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut handles = Vec::new();
+    let schedule = Schedule {
+        fast: cfg.fast_interval.max(Duration::from_millis(1)),
+        slow: cfg.slow_interval.max(Duration::from_millis(1)),
+        timeout: cfg.timeout.max(Duration::from_millis(1)),
+    };
+    let client = http::HttpClient::new();
+
+    if cfg.engine_url.is_some() || cfg.discover_engine {
+        let prober = engine::EngineProber::new(
+            client.clone(),
+            cfg.engine_url.clone(),
+            cfg.discover_engine.then(|| cfg.proc_root.clone()),
+        );
+        handles.push(tokio::spawn(run_loop(
+            Target::Engine,
+            schedule,
+            out.clone(),
+            shutdown.clone(),
+            prober,
+        )));
+    }
+
+    if let Some(base) = cfg.proxy_url.clone() {
+        let url = proxy::readiness_url(&base);
+        let client = client.clone();
+        let attempt = FnAttempt(move |deadline| {
+            let client = client.clone();
+            let url = url.clone();
+            async move { proxy::probe_readiness(&client, &url, deadline).await }
+        });
+        handles.push(tokio::spawn(run_loop(
+            Target::ProxyReadiness,
+            schedule,
+            out.clone(),
+            shutdown.clone(),
+            attempt,
+        )));
+    }
+
+    if let Some(secret) = cfg.database_url.clone() {
+        if postgres::DATABASE_PROBE_AVAILABLE {
+            let target = postgres::DatabaseTarget::new(secret);
+            let attempt = FnAttempt(move |deadline| {
+                let target = target.clone();
+                async move { target.probe(deadline).await }
+            });
+            handles.push(tokio::spawn(run_loop(
+                Target::Database,
+                schedule,
+                out.clone(),
+                shutdown.clone(),
+                attempt,
+            )));
+        } else {
+            tracing::warn!(
+                database = %secret.redacted(),
+                "database probe configured but this build lacks the \"postgres\" feature; not probing the database"
+            );
+        }
+    }
+    handles
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Schedule {
+    fast: Duration,
+    slow: Duration,
+    timeout: Duration,
+}
+
+/// One probe attempt against a deadline. Implemented by the engine prober
+/// (which keeps discovery state between attempts) and by [`FnAttempt`].
+pub(crate) trait Attempt: Send + 'static {
+    /// Runs one attempt; must finish by `deadline` (callers also enforce it).
+    fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Result<(), FailureReason>> + Send + '_;
+}
+
+/// A stateless attempt built from a closure.
+pub(crate) struct FnAttempt<F>(pub(crate) F);
+
+impl<F, Fut> Attempt for FnAttempt<F>
+where
+    F: FnMut(Instant) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), FailureReason>> + Send + 'static,
+{
+    fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Result<(), FailureReason>> + Send + '_ {
+        (self.0)(deadline)
+    }
+}
+
+/// The per-target loop: attempt, report, wait (fast while failing, slow while
+/// up, measured from the attempt's start), until shutdown.
+async fn run_loop<A: Attempt>(
+    target: Target,
+    schedule: Schedule,
+    out: mpsc::Sender<ProbeOutcome>,
+    mut shutdown: watch::Receiver<bool>,
+    mut prober: A,
+) {
+    let mut previous: Option<Result<(), FailureReason>> = None;
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        let started = Instant::now();
+        let deadline = started + schedule.timeout;
+        // The outer timeout is a backstop: attempts honour the deadline
+        // themselves, but a stuck one must still end as a timeout.
+        let attempt = tokio::time::timeout_at(deadline, prober.attempt(deadline));
+        // A probe in flight must not delay shutdown.
+        let result = tokio::select! {
+            r = attempt => r.unwrap_or(Err(FailureReason::Timeout)),
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() { return; }
+                continue;
+            }
+        };
+        let duration = started.elapsed();
+        let outcome = ProbeOutcome { target, at: Timestamp::now(), duration, result };
+        log_transition(target, previous, result);
+        previous = Some(result);
+        if out.send(outcome).await.is_err() {
+            return; // nobody listens any more
+        }
+        let wait = if result.is_ok() { schedule.slow } else { schedule.fast };
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + wait) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() { return; }
+            }
+        }
+    }
+}
+
+fn log_transition(
+    target: Target,
+    previous: Option<Result<(), FailureReason>>,
+    now: Result<(), FailureReason>,
+) {
+    match (previous, now) {
+        (Some(Ok(())), Ok(())) => {}
+        (_, Ok(())) => tracing::info!(target = target.as_str(), "probe target is up"),
+        (Some(Err(before)), Err(reason)) if before == reason => {
+            tracing::debug!(target = target.as_str(), reason = reason.as_str(), "probe still failing")
+        }
+        (_, Err(reason)) => {
+            tracing::info!(target = target.as_str(), reason = reason.as_str(), "probe target is down")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_metric_contract() {
+        let t: Vec<_> = Target::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(t, ["engine", "proxy_readiness", "database"]);
+        let r: Vec<_> = FailureReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(r, ["refused", "timeout", "http_status", "bad_body", "db_error"]);
+    }
+
+    #[test]
+    fn validate_rejects_bad_urls_and_zero_durations() {
+        let ok = ProbeConfig { proxy_url: Some("http://127.0.0.1:4000".into()), ..Default::default() };
+        assert_eq!(ok.validate(), Ok(()));
+        let bad = ProbeConfig { engine_url: Some("127.0.0.1:4000".into()), ..Default::default() };
+        assert!(matches!(bad.validate(), Err(ProbeConfigError::InvalidUrl { field: "engine_url", .. })));
+        let tls = ProbeConfig { proxy_url: Some("https://x:1".into()), ..Default::default() };
+        assert!(tls.validate().is_err());
+        let zero = ProbeConfig { fast_interval: Duration::ZERO, ..Default::default() };
+        assert_eq!(zero.validate(), Err(ProbeConfigError::ZeroDuration { field: "fast_interval" }));
+    }
+
+    #[test]
+    fn targets_follow_the_configuration() {
+        assert!(ProbeConfig::default().targets().is_empty());
+        let cfg = ProbeConfig {
+            discover_engine: true,
+            proxy_url: Some("http://127.0.0.1:4000".into()),
+            database_url: Some(Secret::new("postgresql://u:pw@db:5432/litellm")),
+            ..Default::default()
+        };
+        let mut expected = vec![Target::Engine, Target::ProxyReadiness];
+        if postgres::DATABASE_PROBE_AVAILABLE {
+            expected.push(Target::Database);
+        }
+        assert_eq!(cfg.targets(), expected);
+        assert!(!format!("{cfg:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn http_errors_map_to_reasons() {
+        use http::HttpError as H;
+        assert_eq!(FailureReason::from(H::Refused), FailureReason::Refused);
+        assert_eq!(FailureReason::from(H::Connect), FailureReason::Refused);
+        assert_eq!(FailureReason::from(H::Timeout), FailureReason::Timeout);
+        assert_eq!(FailureReason::from(H::BodyTooLarge), FailureReason::BadBody);
+        assert_eq!(FailureReason::from(H::Request), FailureReason::BadBody);
+    }
+
+    #[tokio::test]
+    async fn loop_stops_on_shutdown_and_uses_fast_interval_while_failing() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let schedule = Schedule {
+            fast: Duration::from_millis(10),
+            slow: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1),
+        };
+        let handle = tokio::spawn(run_loop(Target::Engine, schedule, tx, stop_rx, FnAttempt(|_deadline| async {
+            Err(FailureReason::Refused)
+        })));
+        // Several failing attempts arrive quickly (fast interval).
+        for _ in 0..3 {
+            let o = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+            assert_eq!(o.result, Err(FailureReason::Refused));
+            assert_eq!(o.target, Target::Engine);
+        }
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn loop_slows_down_once_up_and_shutdown_interrupts_the_wait() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let schedule = Schedule {
+            fast: Duration::from_millis(10),
+            slow: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1),
+        };
+        let handle = tokio::spawn(run_loop(Target::Database, schedule, tx, stop_rx, FnAttempt(|_d| async { Ok(()) })));
+        let o = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(o.result, Ok(()));
+        // Up: next attempt is an hour away, so nothing arrives soon.
+        assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_err());
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_interrupts_an_attempt_in_flight() {
+        let (tx, _rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let schedule = Schedule {
+            fast: Duration::from_millis(10),
+            slow: Duration::from_secs(10),
+            timeout: Duration::from_secs(3600),
+        };
+        let handle = tokio::spawn(run_loop(Target::Engine, schedule, tx, stop_rx, FnAttempt(|_d| async {
+            std::future::pending::<Result<(), FailureReason>>().await
+        })));
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+    }
+}

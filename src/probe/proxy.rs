@@ -1,0 +1,80 @@
+//! Probe of LiteLLM's own readiness endpoint, `GET /health/readiness`.
+//!
+//! Source: BerriAI/litellm `litellm/proxy/health_endpoints/_health_endpoints.py`
+//! (`health_readiness`, `_db_health_readiness_check`). The body is
+//! `{"status": "healthy", "db": <state>, "cache": …, "litellm_version": …}`
+//! where `db` is `"connected"`, `"disconnected"` (the last `health_check()`
+//! failed; a `connected` result is cached for 15 s) or `"Not connected"` (no
+//! Prisma client at all).
+//!
+//! The HTTP status alone cannot be trusted: LiteLLM 1.83.14 answers **200**
+//! with `"db": "disconnected"` while the engine is down; from 1.84.0 it
+//! answers 503 when not connected (unless `allow_requests_on_db_unavailable`).
+//! So the decision reads the body:
+//! - non-2xx → `http_status` (1.84+ "not ready", or any other error page);
+//! - 2xx whose JSON body lacks `"db": "connected"` → `bad_body` (1.83.x
+//!   "not ready": the answer is a readiness body, just not a ready one);
+//! - 2xx with `"db": "connected"` → up.
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::http::HttpClient;
+use super::FailureReason;
+
+/// `<base>/health/readiness` for a LiteLLM base URL such as `http://127.0.0.1:4000`.
+pub fn readiness_url(base: &str) -> String {
+    format!("{}/health/readiness", base.trim_end_matches('/'))
+}
+
+/// One readiness probe of `url` (a full `/health/readiness` URL).
+pub async fn probe_readiness(client: &HttpClient, url: &str, deadline: Instant) -> Result<(), FailureReason> {
+    let resp = client.get(url, deadline).await?;
+    if !resp.status.is_success() {
+        return Err(FailureReason::HttpStatus);
+    }
+    if readiness_body_says_connected(&resp.body) {
+        Ok(())
+    } else {
+        Err(FailureReason::BadBody)
+    }
+}
+
+/// `true` when the readiness body is a JSON object with `"db": "connected"`.
+pub fn readiness_body_says_connected(body: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map.get("db").and_then(Value::as_str) == Some("connected"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_joins_without_double_slash() {
+        assert_eq!(readiness_url("http://127.0.0.1:4000"), "http://127.0.0.1:4000/health/readiness");
+        assert_eq!(readiness_url("http://127.0.0.1:4000/"), "http://127.0.0.1:4000/health/readiness");
+    }
+
+    #[test]
+    fn body_classification() {
+        assert!(readiness_body_says_connected(
+            br#"{"status":"healthy","db":"connected","cache":null,"litellm_version":"1.83.14","success_callbacks":["sync_deployment_callback_on_success"],"use_aiohttp_transport":true,"log_level":"WARNING","is_detailed_debug":false}"#
+        ));
+        for bad in [
+            &br#"{"status":"healthy","db":"disconnected","cache":null,"litellm_version":"1.83.14"}"#[..],
+            br#"{"status":"healthy","db":"Not connected"}"#,
+            br#"{"status":"healthy"}"#,
+            br#"{"db":"Connected"}"#,
+            br#"{"db":true}"#,
+            br#"{"detail":"Service Unhealthy (Client is not connected to the query engine, you must call `connect()` before attempting to query data.)"}"#,
+            b"\"I'm alive!\"",
+            b"\xff\xfe",
+            br#"{"db":"connec"#,
+        ] {
+            assert!(!readiness_body_says_connected(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The HTTP surface: `/metrics`, `/healthz`, `/readyz`, `/gate`, `/api/v1/pods`.
+//!
+//! Input: the metrics registry and the tracker (read-only). Output: HTTP.
+//! Every handler answers from memory; none does I/O on the request path except
+//! `/readyz`, which checks that the state directory is writable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::format::PodRef;
+use crate::metrics::{Metrics, SharedTracker};
+use crate::probe::Target;
+use crate::time::{RfcTimestamp, Timestamp};
+use crate::timeline::{Counts, PodTimeline};
+
+/// What `/gate` requires before it answers 200.
+#[derive(Clone, Debug, Default)]
+pub struct GateConfig {
+    /// The pod the gate speaks for (sidecar).
+    pub pod: Option<PodRef>,
+    /// Targets that must be up: the engine, plus the database when configured.
+    pub required: Vec<Target>,
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub tracker: SharedTracker,
+    pub gate: GateConfig,
+    /// Set by the tail loop once at least one glob is being watched (node role).
+    pub watching: Arc<AtomicBool>,
+    /// State file whose directory must be writable for `/readyz` (None: not checkpointing).
+    pub state_file: Option<PathBuf>,
+}
+
+/// Builds the router (also used by tests without a socket).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/gate", get(gate))
+        .route("/api/v1/pods", get(pods))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(10)))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
+        .with_state(state)
+}
+
+/// Binds `addr` and serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Binds the listen address with an error that says what to do.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (is another process using the port? set --listen)")))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    match s.metrics.render() {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render metrics: {e}\n")).into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if !s.watching.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not watching any log glob yet\n").into_response();
+    }
+    if let Some(path) = &s.state_file {
+        let path = path.clone();
+        let ok = tokio::task::spawn_blocking(move || crate::state::dir_writable(&path)).await.unwrap_or(false);
+        if !ok {
+            return (StatusCode::SERVICE_UNAVAILABLE, "state directory is not writable\n").into_response();
+        }
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+#[derive(Serialize)]
+struct GateAnswer {
+    ready: bool,
+    reason: String,
+}
+
+/// 200 once every required target is up for the gated pod, 503 before, with a one-line JSON reason.
+async fn gate(State(s): State<AppState>) -> Response {
+    let (ready, reason) = gate_state(&s);
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(GateAnswer { ready, reason })).into_response()
+}
+
+fn gate_state(s: &AppState) -> (bool, String) {
+    let Some(pod) = &s.gate.pod else {
+        return (false, "no pod is gated (run with --role sidecar and POD_NAMESPACE/POD_NAME)".into());
+    };
+    if s.gate.required.is_empty() {
+        return (false, "no engine probe configured (set --engine-url or enable discovery)".into());
+    }
+    let Ok(t) = s.tracker.lock() else { return (false, "internal error".into()) };
+    let Some(p) = t.pod(pod) else { return (false, "no probe has answered yet".into()) };
+    for target in &s.gate.required {
+        let idx = Target::ALL.iter().position(|x| x == target).unwrap_or(0);
+        match p.probe_up[idx] {
+            Some(true) => {}
+            Some(false) => return (false, format!("{} probe is failing", target.as_str())),
+            None => return (false, format!("{} probe has not run yet", target.as_str())),
+        }
+    }
+    (true, "engine answers queries".into())
+}
+
+/// One start of the proxy, as the API shows it.
+#[derive(Serialize)]
+pub struct StartView {
+    pub listening_at: Option<RfcTimestamp>,
+    pub engine_ready_at: Option<RfcTimestamp>,
+    pub gap_seconds: Option<f64>,
+    pub method: &'static str,
+    pub in_gap: bool,
+}
+
+/// A tracked pod, as `/api/v1/pods` shows it.
+#[derive(Serialize)]
+pub struct PodView {
+    pub namespace: String,
+    pub pod: String,
+    pub in_gap: bool,
+    pub listening_at: Option<RfcTimestamp>,
+    pub engine_ready_at: Option<RfcTimestamp>,
+    pub gap_seconds: Option<f64>,
+    pub method: Option<&'static str>,
+    pub engine_up: std::collections::BTreeMap<&'static str, bool>,
+    pub counts: Counts,
+    pub starts: Vec<StartView>,
+}
+
+impl PodView {
+    /// The API view of one pod (also used by the demo's live table).
+    pub fn new(pod: &PodRef, p: &PodTimeline) -> PodView {
+        let latest = p.starts.back();
+        let ts = |t: Option<Timestamp>| t.map(RfcTimestamp);
+        PodView {
+            namespace: pod.namespace.clone(),
+            pod: pod.pod.clone(),
+            in_gap: p.open_start().is_some(),
+            listening_at: ts(latest.and_then(|s| s.listening_at)),
+            engine_ready_at: ts(latest.and_then(|s| s.engine_ready_at)),
+            gap_seconds: latest.and_then(|s| s.gap_seconds),
+            method: latest.map(|s| s.method.as_str()),
+            engine_up: Target::ALL.iter().zip(p.probe_up).filter_map(|(t, up)| up.map(|u| (t.as_str(), u))).collect(),
+            counts: p.counts.clone(),
+            starts: p
+                .starts
+                .iter()
+                .map(|s| StartView {
+                    listening_at: ts(s.listening_at),
+                    engine_ready_at: ts(s.engine_ready_at),
+                    gap_seconds: s.gap_seconds,
+                    method: s.method.as_str(),
+                    in_gap: s.open,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Every tracked pod, sorted by namespace and name.
+pub fn pod_views(tracker: &SharedTracker) -> Vec<PodView> {
+    let Ok(t) = tracker.lock() else { return Vec::new() };
+    let mut v: Vec<PodView> = t.pods().map(|(k, p)| PodView::new(k, p)).collect();
+    v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
+    v
+}
+
+#[derive(Serialize)]
+struct PodsAnswer {
+    pods: Vec<PodView>,
+}
+
+async fn pods(State(s): State<AppState>) -> Json<impl Serialize> {
+    Json(PodsAnswer { pods: pod_views(&s.tracker) })
+}

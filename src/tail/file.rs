@@ -1,0 +1,302 @@
+//! One followed file: its identity, read position and rotation state.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::lines::{LineHandler, LineSplitter};
+
+/// How many leading bytes identify a file's content (with device and inode).
+pub const FINGERPRINT_BYTES: usize = 1024;
+
+/// Which file this is, independent of its name: renames keep it, a reused
+/// inode with different content does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    /// Hash of the first line (at most [`FINGERPRINT_BYTES`]); None while the file has no complete first line.
+    pub fingerprint: Option<u64>,
+}
+
+/// The device+inode key of an open file (stable while it is open).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// FNV-1a: tiny, dependency-free, stable across releases (it is persisted).
+pub fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Fingerprint of content starting with `head`: the first line, or the first
+/// [`FINGERPRINT_BYTES`] when the first line is longer. None if not yet known.
+pub fn fingerprint_of(head: &[u8]) -> Option<u64> {
+    let window = &head[..head.len().min(FINGERPRINT_BYTES)];
+    match memchr::memchr(b'\n', window) {
+        Some(nl) => Some(fnv1a(&window[..=nl])),
+        None if window.len() == FINGERPRINT_BYTES => Some(fnv1a(window)),
+        None => None,
+    }
+}
+
+/// Reads the fingerprint of an open file without moving its read position.
+pub fn read_fingerprint(file: &File) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; FINGERPRINT_BYTES];
+    let mut n = 0;
+    while n < head.len() {
+        let got = file.read_at(&mut head[n..], n as u64)?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    Ok(fingerprint_of(&head[..n]))
+}
+
+/// Where a followed file stands with respect to its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The path still names this file.
+    Active,
+    /// The path now names another file (rename rotation) or nothing (deleted):
+    /// read what is left, then close.
+    Draining,
+}
+
+/// A file being followed.
+#[derive(Debug)]
+pub struct TailedFile {
+    pub path: PathBuf,
+    pub key: FileKey,
+    pub fingerprint: Option<u64>,
+    file: File,
+    /// Bytes read from the file so far (delivered lines + pending partial line).
+    read_pos: u64,
+    splitter: LineSplitter,
+    pub lifecycle: Lifecycle,
+    /// Consecutive passes on which a draining file had nothing new.
+    pub idle_passes: u32,
+}
+
+/// What one read pass of a file found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadStats {
+    pub bytes: u64,
+    /// The file shrank below our position: copytruncate. Reading restarted at 0.
+    pub truncated: bool,
+}
+
+impl TailedFile {
+    /// Opens `path` and positions at `offset` (clamped to the file's size).
+    pub fn open(path: &Path, offset: u64, max_line_bytes: usize) -> std::io::Result<TailedFile> {
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        let offset = offset.min(meta.len());
+        file.seek(SeekFrom::Start(offset))?;
+        let fingerprint = read_fingerprint(&file)?;
+        Ok(TailedFile {
+            path: path.to_path_buf(),
+            key: FileKey { dev: meta.dev(), ino: meta.ino() },
+            fingerprint,
+            file,
+            read_pos: offset,
+            splitter: LineSplitter::new(max_line_bytes),
+            lifecycle: Lifecycle::Active,
+            idle_passes: 0,
+        })
+    }
+
+    /// The identity to store in a checkpoint.
+    pub fn id(&self) -> FileId {
+        FileId { dev: self.key.dev, ino: self.key.ino, fingerprint: self.fingerprint }
+    }
+
+    /// Offset just after the last delivered line: where a restart resumes.
+    pub fn committed_offset(&self) -> u64 {
+        self.read_pos - self.splitter.pending_len() as u64
+    }
+
+    /// Bytes written to the file that we have not read yet.
+    pub fn lag(&self) -> u64 {
+        self.file.metadata().map(|m| m.len().saturating_sub(self.read_pos)).unwrap_or(0)
+    }
+
+    /// Reads everything new, delivering complete lines to `h`.
+    /// `buf` is a reused read buffer.
+    pub fn read_new<H: LineHandler + ?Sized>(&mut self, buf: &mut [u8], h: &mut H) -> std::io::Result<ReadStats> {
+        let mut stats = ReadStats::default();
+        let len = self.file.metadata()?.len();
+        if len < self.read_pos {
+            // copytruncate (or CRI-O truncating in place): the content we knew is gone.
+            self.file.seek(SeekFrom::Start(0))?;
+            self.read_pos = 0;
+            self.splitter.reset();
+            stats.truncated = true;
+        }
+        loop {
+            let n = match self.file.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.read_pos += n as u64;
+            stats.bytes += n as u64;
+            self.splitter.feed(&buf[..n], h);
+        }
+        if self.fingerprint.is_none() && self.read_pos > 0 {
+            self.fingerprint = read_fingerprint(&self.file)?;
+        }
+        Ok(stats)
+    }
+
+    /// The file is done for good (drained after rotation/deletion): deliver an unfinished last line.
+    pub fn finish<H: LineHandler + ?Sized>(&mut self, h: &mut H) {
+        self.splitter.finish(h);
+    }
+
+    /// Checks what the path names now; switches to [`Lifecycle::Draining`] when it is no longer us.
+    pub fn check_path(&mut self) {
+        let still_us = std::fs::metadata(&self.path).map(|m| m.dev() == self.key.dev && m.ino() == self.key.ino).unwrap_or(false);
+        if !still_us {
+            self.lifecycle = Lifecycle::Draining;
+        }
+    }
+}
+
+/// Reads a whole file (plain or `.gz`) from `offset` (in decompressed bytes)
+/// through a line splitter: for `report` and for catching up on a rotated file
+/// that was compressed while the agent was down.
+pub fn read_whole<H: LineHandler + ?Sized>(path: &Path, offset: u64, max_line_bytes: usize, h: &mut H) -> std::io::Result<u64> {
+    let file = File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        Box::new(file)
+    };
+    let mut to_skip = offset;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut splitter = LineSplitter::new(max_line_bytes);
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        let mut chunk = &buf[..n];
+        if to_skip > 0 {
+            let skip = (to_skip as usize).min(chunk.len());
+            chunk = &chunk[skip..];
+            to_skip -= skip as u64;
+        }
+        splitter.feed(chunk, h);
+    }
+    splitter.finish(h);
+    Ok(total)
+}
+
+/// The fingerprint of a (possibly gzipped) file's decompressed content.
+pub fn fingerprint_of_path(path: &Path) -> std::io::Result<Option<u64>> {
+    let file = File::open(path)?;
+    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    reader.by_ref().take(FINGERPRINT_BYTES as u64).read_to_end(&mut head)?;
+    Ok(fingerprint_of(&head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn collect(f: &mut TailedFile) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 7];
+        f.read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(String::from_utf8_lossy(l).into_owned())).unwrap();
+        out
+    }
+
+    #[test]
+    fn follows_appends_and_commits_only_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        let mut w = File::create(&p).unwrap();
+        w.write_all(b"first\nsec").unwrap();
+        let mut f = TailedFile::open(&p, 0, 1024).unwrap();
+        assert_eq!(collect(&mut f), vec!["first"]);
+        assert_eq!(f.committed_offset(), 6);
+        w.write_all(b"ond\n").unwrap();
+        assert_eq!(collect(&mut f), vec!["second"]);
+        assert_eq!(f.committed_offset(), 13);
+        assert!(f.fingerprint.is_some());
+    }
+
+    #[test]
+    fn copytruncate_restarts_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, b"aaaa\nbbbb\n").unwrap();
+        let mut f = TailedFile::open(&p, 0, 1024).unwrap();
+        assert_eq!(collect(&mut f).len(), 2);
+        std::fs::write(&p, b"c\n").unwrap(); // truncate + rewrite, same inode
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64];
+        let st = f.read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(l.to_vec())).unwrap();
+        assert!(st.truncated);
+        assert_eq!(out, vec![b"c".to_vec()]);
+    }
+
+    #[test]
+    fn rename_is_detected_and_old_file_still_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, b"one\n").unwrap();
+        let mut f = TailedFile::open(&p, 0, 1024).unwrap();
+        collect(&mut f);
+        let mut w = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        std::fs::rename(&p, dir.path().join("0.log.20261124-101500")).unwrap();
+        std::fs::write(&p, b"new\n").unwrap();
+        w.write_all(b"late\n").unwrap();
+        f.check_path();
+        assert_eq!(f.lifecycle, Lifecycle::Draining);
+        assert_eq!(collect(&mut f), vec!["late"]);
+    }
+
+    #[test]
+    fn gz_is_read_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log.1.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
+        enc.write_all(b"skip me\nkeep\n").unwrap();
+        enc.finish().unwrap();
+        let mut out = Vec::new();
+        read_whole(&p, 8, 1024, &mut |l: &[u8], _t: bool| out.push(l.to_vec())).unwrap();
+        assert_eq!(out, vec![b"keep".to_vec()]);
+        assert_eq!(fingerprint_of_path(&p).unwrap(), Some(fnv1a(b"skip me\n")));
+    }
+}

@@ -1,0 +1,435 @@
+//! Following log files: discovery by glob, inotify wake-ups with a polling
+//! safety net, rotation (rename+create, copytruncate, kubelet's `N.log.<ts>`
+//! and its later `.gz`), deletion while open, and resumable positions.
+//!
+//! Input: globs and restored [`FilePosition`]s. Output: physical lines per
+//! file, delivered to a [`TailSink`], and the positions to checkpoint. The
+//! tailer knows nothing about formats or events.
+
+pub mod discover;
+pub mod file;
+pub mod lines;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use file::{FileId, FileKey};
+use file::{Lifecycle, TailedFile};
+
+/// A checkpointed read position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilePosition {
+    pub id: FileId,
+    /// The path the file had when checkpointed (rotation may have renamed it since).
+    pub path: PathBuf,
+    /// Offset just after the last line delivered.
+    pub offset: u64,
+}
+
+/// Why a file or directory could not be read; the `reason` label of `read_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadErrorReason {
+    PermissionDenied,
+    NotAFile,
+    Io,
+    Glob,
+    Watch,
+}
+
+impl ReadErrorReason {
+    /// The fixed label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadErrorReason::PermissionDenied => "permission_denied",
+            ReadErrorReason::NotAFile => "not_a_file",
+            ReadErrorReason::Io => "io",
+            ReadErrorReason::Glob => "glob",
+            ReadErrorReason::Watch => "watch",
+        }
+    }
+
+    /// Every reason (for pre-registering series).
+    pub const ALL: [ReadErrorReason; 5] =
+        [ReadErrorReason::PermissionDenied, ReadErrorReason::NotAFile, ReadErrorReason::Io, ReadErrorReason::Glob, ReadErrorReason::Watch];
+
+    fn of(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ReadErrorReason::PermissionDenied,
+            _ if e.to_string() == "not a regular file" => ReadErrorReason::NotAFile,
+            _ => ReadErrorReason::Io,
+        }
+    }
+}
+
+/// Where the tailer delivers what it reads.
+pub trait TailSink {
+    /// A file is followed from now on. `resumed`: it continues a checkpointed position.
+    fn opened(&mut self, key: FileKey, id: FileId, path: &Path, resumed: bool);
+    /// One physical line (without `\n`); `truncated` when it exceeded the cap.
+    fn line(&mut self, key: FileKey, line: &[u8], truncated: bool);
+    /// The file was truncated in place: per-file decoding state must reset.
+    fn truncated(&mut self, key: FileKey);
+    /// The file is finished for good (rotated away or deleted, and drained).
+    fn closed(&mut self, key: FileKey);
+    /// Something could not be read.
+    fn read_error(&mut self, path: &Path, reason: ReadErrorReason);
+}
+
+/// Tailer settings.
+#[derive(Clone, Debug)]
+pub struct TailConfig {
+    pub globs: Vec<String>,
+    pub max_line_bytes: usize,
+    /// Full rescan interval (with inotify), or the polling interval (without).
+    pub poll_interval: Duration,
+    pub force_polling: bool,
+    /// Files found at the very first start (no checkpoint) are read from their end.
+    pub start_at_end: bool,
+}
+
+/// Counters the agent exports about itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TailStats {
+    pub files_watched: usize,
+    pub lag_bytes: u64,
+    pub bytes_read: u64,
+    pub lines_read: u64,
+    /// True when inotify could not be used and the tailer polls.
+    pub polling: bool,
+}
+
+/// Passes with nothing new before a rotated/deleted file is closed.
+const DRAIN_IDLE_PASSES: u32 = 2;
+
+/// Follows every file matching the globs.
+pub struct Tailer {
+    cfg: TailConfig,
+    files: HashMap<FileKey, TailedFile>,
+    by_path: HashMap<PathBuf, FileKey>,
+    /// Positions restored from the checkpoint and not yet matched to a file.
+    pending_resume: Vec<FilePosition>,
+    first_scan: bool,
+    watcher: Option<discover::DirWatcher>,
+    events: Option<Receiver<discover::WatchEvent>>,
+    dirty: HashSet<PathBuf>,
+    rescan: bool,
+    next_full_pass: Instant,
+    buf: Vec<u8>,
+    stats: TailStats,
+    /// Paths that failed once: reported once, not on every pass.
+    failed: HashSet<PathBuf>,
+}
+
+impl Tailer {
+    /// A tailer resuming `restored` positions. `cfg.start_at_end` applies only
+    /// to files present at this first scan and not in `restored`.
+    pub fn new(cfg: TailConfig, restored: Vec<FilePosition>) -> Tailer {
+        let (watcher, events) = if cfg.force_polling {
+            (None, None)
+        } else {
+            match discover::DirWatcher::new() {
+                Ok((w, rx)) => (Some(w), Some(rx)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "inotify unavailable; falling back to polling");
+                    (None, None)
+                }
+            }
+        };
+        let polling = watcher.is_none();
+        Tailer {
+            cfg,
+            files: HashMap::new(),
+            by_path: HashMap::new(),
+            pending_resume: restored,
+            first_scan: true,
+            watcher,
+            events,
+            dirty: HashSet::new(),
+            rescan: true,
+            next_full_pass: Instant::now(),
+            buf: vec![0u8; 256 * 1024],
+            stats: TailStats { polling, ..Default::default() },
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Replaces the globs (config reload): new ones are picked up on the next pass,
+    /// files no longer matched are drained and dropped.
+    pub fn set_globs(&mut self, globs: Vec<String>) {
+        self.cfg.globs = globs;
+        self.rescan = true;
+    }
+
+    /// The interval of full passes: the configured one with inotify, at most 1 s when polling.
+    fn full_pass_interval(&self) -> Duration {
+        if self.watcher.is_some() {
+            self.cfg.poll_interval
+        } else {
+            self.cfg.poll_interval.min(Duration::from_secs(1))
+        }
+    }
+
+    /// Blocks until there is something to read or `max_wait` passes.
+    pub fn wait(&mut self, max_wait: Duration) {
+        let until_full = self.next_full_pass.saturating_duration_since(Instant::now());
+        let timeout = until_full.min(max_wait);
+        let Some(rx) = &self.events else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let got = |ev: discover::WatchEvent, dirty: &mut HashSet<PathBuf>, rescan: &mut bool| match ev {
+            discover::WatchEvent::Changed(p) => {
+                dirty.insert(p);
+            }
+            discover::WatchEvent::Structure => *rescan = true,
+        };
+        match rx.recv_timeout(timeout) {
+            Ok(ev) => got(ev, &mut self.dirty, &mut self.rescan),
+            Err(RecvTimeoutError::Timeout) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                tracing::warn!("inotify watcher stopped; falling back to polling");
+                self.watcher = None;
+                self.events = None;
+                self.stats.polling = true;
+                return;
+            }
+        }
+        // Coalesce a burst of events into one pass.
+        while let Ok(ev) = rx.try_recv() {
+            got(ev, &mut self.dirty, &mut self.rescan);
+        }
+    }
+
+    /// Reads whatever is new. A full pass (every file, and a rescan of the
+    /// globs) happens on the poll interval and after structural changes;
+    /// otherwise only files inotify named are read.
+    pub fn pass<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
+        let full = Instant::now() >= self.next_full_pass;
+        if full || self.rescan {
+            self.rescan = false;
+            self.scan(sink);
+        }
+        let keys: Vec<FileKey> = if full {
+            self.next_full_pass = Instant::now() + self.full_pass_interval();
+            self.files.keys().copied().collect()
+        } else {
+            let keys = self.dirty.iter().filter_map(|p| self.by_path.get(p).copied()).collect();
+            keys
+        };
+        self.dirty.clear();
+        for key in keys {
+            self.read_file(key, full, sink);
+        }
+        self.stats.files_watched = self.files.len();
+        self.stats.lag_bytes = self.files.values().map(|f| f.lag()).sum();
+    }
+
+    fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, check_path: bool, sink: &mut S) {
+        let Some(f) = self.files.get_mut(&key) else { return };
+        if check_path && f.lifecycle == Lifecycle::Active {
+            f.check_path();
+            if f.lifecycle == Lifecycle::Draining {
+                self.by_path.remove(&f.path);
+                tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
+            }
+        }
+        let mut lines = 0u64;
+        let result = {
+            let mut h = |line: &[u8], truncated: bool| {
+                lines += 1;
+                sink.line(key, line, truncated);
+            };
+            f.read_new(&mut self.buf, &mut h)
+        };
+        self.stats.lines_read += lines;
+        match result {
+            Ok(st) => {
+                self.stats.bytes_read += st.bytes;
+                if st.truncated {
+                    tracing::debug!(path = %f.path.display(), "file truncated in place; reading from 0");
+                    sink.truncated(key);
+                }
+                if f.lifecycle == Lifecycle::Draining {
+                    f.idle_passes = if st.bytes == 0 { f.idle_passes + 1 } else { 0 };
+                    if f.idle_passes >= DRAIN_IDLE_PASSES {
+                        self.close(key, sink);
+                    }
+                }
+            }
+            Err(e) => {
+                sink.read_error(&f.path, ReadErrorReason::of(&e));
+                tracing::warn!(path = %f.path.display(), error = %e, "read failed; dropping file");
+                self.close(key, sink);
+            }
+        }
+    }
+
+    fn close<S: TailSink + ?Sized>(&mut self, key: FileKey, sink: &mut S) {
+        if let Some(mut f) = self.files.remove(&key) {
+            let mut lines = 0u64;
+            f.finish(&mut |line: &[u8], truncated: bool| {
+                lines += 1;
+                sink.line(key, line, truncated);
+            });
+            self.stats.lines_read += lines;
+            if self.by_path.get(&f.path) == Some(&key) {
+                self.by_path.remove(&f.path);
+            }
+            tracing::debug!(path = %f.path.display(), "file closed");
+            sink.closed(key);
+        }
+    }
+
+    /// Expands the globs, opens new files, and (first scan) resumes checkpointed ones.
+    fn scan<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
+        let found = discover::expand(&self.cfg.globs, &mut |path, err| {
+            if self.failed.insert(path.to_path_buf()) {
+                tracing::warn!(path = %path.display(), error = %err, "cannot read path");
+                sink.read_error(path, ReadErrorReason::of(&err));
+            }
+        });
+        if let Some(w) = &mut self.watcher {
+            for err in w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs)) {
+                tracing::warn!(error = %err, "cannot watch directory; it is still polled");
+                sink.read_error(Path::new(""), ReadErrorReason::Watch);
+            }
+        }
+        let found_set: HashSet<&PathBuf> = found.iter().collect();
+        // Files whose path left the globs (config reload) drain and close.
+        for f in self.files.values_mut() {
+            if f.lifecycle == Lifecycle::Active && !found_set.contains(&f.path) {
+                f.lifecycle = Lifecycle::Draining;
+            }
+        }
+        self.by_path.retain(|p, _| found_set.contains(p));
+        for path in &found {
+            if self.by_path.contains_key(path) {
+                continue;
+            }
+            self.open_new(path, sink);
+        }
+        if self.first_scan {
+            self.first_scan = false;
+            self.resume_rotated(sink);
+        }
+    }
+
+    fn open_new<S: TailSink + ?Sized>(&mut self, path: &Path, sink: &mut S) {
+        let mut f = match TailedFile::open(path, 0, self.cfg.max_line_bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                if self.failed.insert(path.to_path_buf()) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot open log file");
+                    sink.read_error(path, ReadErrorReason::of(&e));
+                }
+                return;
+            }
+        };
+        if self.files.contains_key(&f.key) {
+            // Same inode under a second matching name (e.g. a /var/log/containers symlink).
+            return;
+        }
+        self.failed.remove(path);
+        let resume = self.take_resume(f.id());
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut truncated_while_down = false;
+        let offset = match &resume {
+            // Shorter than our position: truncated in place while we were down.
+            Some(pos) if pos.offset > len => {
+                truncated_while_down = true;
+                0
+            }
+            Some(pos) => pos.offset,
+            None if self.first_scan && self.cfg.start_at_end => u64::MAX,
+            None => 0,
+        };
+        if offset != 0 {
+            match TailedFile::open(path, offset, self.cfg.max_line_bytes) {
+                Ok(f2) if f2.key == f.key => f = f2,
+                _ => return,
+            }
+        }
+        tracing::debug!(path = %path.display(), offset, resumed = resume.is_some(), "following file");
+        sink.opened(f.key, f.id(), path, resume.is_some());
+        if truncated_while_down {
+            sink.truncated(f.key);
+        }
+        self.by_path.insert(path.to_path_buf(), f.key);
+        let key = f.key;
+        self.files.insert(key, f);
+        self.read_file(key, false, sink);
+    }
+
+    /// Finds and removes the checkpointed position of a file with this identity.
+    fn take_resume(&mut self, id: FileId) -> Option<FilePosition> {
+        let i = self.pending_resume.iter().position(|p| {
+            p.id.dev == id.dev && p.id.ino == id.ino && (p.id.fingerprint.is_none() || p.id.fingerprint == id.fingerprint)
+        })?;
+        Some(self.pending_resume.swap_remove(i))
+    }
+
+    /// Checkpointed files that are no longer under their name: rotated while
+    /// the agent was down. Finish them from their siblings (`N.log.<ts>`, or
+    /// its `.gz`) so no line of the rotation window is lost.
+    fn resume_rotated<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
+        let pending = std::mem::take(&mut self.pending_resume);
+        for pos in pending {
+            let Some(dir) = pos.path.parent() else { continue };
+            let Some(name) = pos.path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut siblings: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(name) && n.len() > name.len() && n.as_bytes()[name.len()] == b'.'))
+                .collect();
+            siblings.sort();
+            for sib in siblings {
+                if sib.extension().is_some_and(|e| e == "gz") {
+                    if file::fingerprint_of_path(&sib).ok().flatten() == pos.id.fingerprint && pos.id.fingerprint.is_some() {
+                        let key = FileKey { dev: pos.id.dev, ino: pos.id.ino };
+                        sink.opened(key, pos.id, &sib, true);
+                        let mut lines = 0u64;
+                        let r = file::read_whole(&sib, pos.offset, self.cfg.max_line_bytes, &mut |line: &[u8], t: bool| {
+                            lines += 1;
+                            sink.line(key, line, t);
+                        });
+                        self.stats.lines_read += lines;
+                        if let Err(e) = r {
+                            sink.read_error(&sib, ReadErrorReason::of(&e));
+                        }
+                        tracing::info!(path = %sib.display(), "caught up on a file compressed while the agent was down");
+                        sink.closed(key);
+                        break;
+                    }
+                } else if let Ok(mut f) = TailedFile::open(&sib, pos.offset, self.cfg.max_line_bytes) {
+                    if f.key.dev == pos.id.dev && f.key.ino == pos.id.ino && !self.files.contains_key(&f.key) {
+                        f.lifecycle = Lifecycle::Draining;
+                        sink.opened(f.key, f.id(), &sib, true);
+                        let key = f.key;
+                        self.files.insert(key, f);
+                        self.read_file(key, false, sink);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Positions of every open file, for the checkpoint.
+    pub fn positions(&self) -> Vec<FilePosition> {
+        self.files.values().map(|f| FilePosition { id: f.id(), path: f.path.clone(), offset: f.committed_offset() }).collect()
+    }
+
+    /// Self-monitoring numbers.
+    pub fn stats(&self) -> TailStats {
+        self.stats
+    }
+
+    /// Paths currently followed (active and draining).
+    pub fn paths(&self) -> impl Iterator<Item = (FileKey, &Path)> {
+        self.files.values().map(|f| (f.key, f.path.as_path()))
+    }
+}
