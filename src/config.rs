@@ -47,9 +47,13 @@ impl HumanDuration {
     /// Parses `250ms`, `1.5s`, `15m`, `2h`, or seconds.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (use e.g. 250ms, 10s, 15m, 1h)"))?;
+        let v: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration (use e.g. 250ms, 10s, 15m, 1h)"))?;
         let secs = match unit.trim() {
             "ms" => v / 1000.0,
             "" | "s" => v,
@@ -191,7 +195,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("`{key}`: {reason}")]
@@ -274,8 +281,14 @@ impl Config {
 
     /// Parses a TOML file (no overrides, no validation).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     /// Parses TOML text; the error names the offending key.
@@ -330,19 +343,32 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: String| ConfigError::Invalid { key, reason };
         if self.role == Role::Node && self.globs.is_empty() {
-            return Err(invalid("globs", "the node role needs at least one glob of log files to tail".into()));
+            return Err(invalid(
+                "globs",
+                "the node role needs at least one glob of log files to tail".into(),
+            ));
         }
         for g in &self.globs {
-            glob::Pattern::new(g).map_err(|e| invalid("globs", format!("`{g}` is not a valid glob: {e}")))?;
+            glob::Pattern::new(g)
+                .map_err(|e| invalid("globs", format!("`{g}` is not a valid glob: {e}")))?;
             if !g.starts_with('/') {
                 return Err(invalid("globs", format!("`{g}` must be an absolute path")));
             }
         }
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("listen", format!("`{}` is not host:port ({e}); e.g. 0.0.0.0:9464", self.listen)))?;
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "listen",
+                format!(
+                    "`{}` is not host:port ({e}); e.g. 0.0.0.0:9464",
+                    self.listen
+                ),
+            )
+        })?;
         if self.max_line_bytes < 1024 {
-            return Err(invalid("max_line_bytes", format!("{} is too small (minimum 1024)", self.max_line_bytes)));
+            return Err(invalid(
+                "max_line_bytes",
+                format!("{} is too small (minimum 1024)", self.max_line_bytes),
+            ));
         }
         if self.max_pods == 0 {
             return Err(invalid("max_pods", "must be at least 1".into()));
@@ -358,21 +384,34 @@ impl Config {
                 return Err(invalid(key, "must be greater than zero".into()));
             }
         }
-        for (key, url) in [("probe.engine_url", &self.probe.engine_url), ("probe.proxy_url", &self.probe.proxy_url)] {
+        for (key, url) in [
+            ("probe.engine_url", &self.probe.engine_url),
+            ("probe.proxy_url", &self.probe.proxy_url),
+        ] {
             if let Some(u) = url {
                 if !u.starts_with("http://") {
-                    return Err(invalid(key, format!("`{u}` must be an http:// URL (probes are plain HTTP on localhost)")));
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "`{u}` must be an http:// URL (probes are plain HTTP on localhost)"
+                        ),
+                    ));
                 }
             }
         }
         if let Some(db) = &self.probe.database_url {
             if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-                return Err(invalid("probe.database_url", "must be a postgres:// or postgresql:// URL".into()));
+                return Err(invalid(
+                    "probe.database_url",
+                    "must be a postgres:// or postgresql:// URL".into(),
+                ));
             }
         }
         if let Some(rules) = &self.rules {
-            let text = std::fs::read_to_string(rules).map_err(|e| invalid("rules", format!("cannot read {}: {e}", rules.display())))?;
-            crate::classify::RulePack::with_user_pack(&text, &rules.display().to_string()).map_err(|e| invalid("rules", e.to_string()))?;
+            let text = std::fs::read_to_string(rules)
+                .map_err(|e| invalid("rules", format!("cannot read {}: {e}", rules.display())))?;
+            crate::classify::RulePack::with_user_pack(&text, &rules.display().to_string())
+                .map_err(|e| invalid("rules", e.to_string()))?;
         }
         Ok(())
     }
@@ -387,7 +426,9 @@ impl Config {
 
 /// Replaces the password of a URL (`scheme://user:pass@host`) with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return "***".into() };
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return "***".into();
+    };
     let rest = &url[scheme_end..];
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
@@ -417,15 +458,24 @@ mod tests {
 
     #[test]
     fn durations_and_overrides() {
-        let mut c = Config::from_toml("quiet_period = \"90s\"\npoll_interval = \"250ms\"\n[probe]\ntimeout = 3\n").unwrap();
+        let mut c = Config::from_toml(
+            "quiet_period = \"90s\"\npoll_interval = \"250ms\"\n[probe]\ntimeout = 3\n",
+        )
+        .unwrap();
         assert_eq!(c.quiet_period.0, Duration::from_secs(90));
         assert_eq!(c.poll_interval.0, Duration::from_millis(250));
         assert_eq!(c.probe.timeout.0, Duration::from_secs(3));
-        let o = Overrides { globs: vec!["/a/*.log".into()], quiet_period: Some(HumanDuration(Duration::from_secs(5))), ..Default::default() };
+        let o = Overrides {
+            globs: vec!["/a/*.log".into()],
+            quiet_period: Some(HumanDuration(Duration::from_secs(5))),
+            ..Default::default()
+        };
         c.apply(&o);
         assert_eq!(c.globs, vec!["/a/*.log"]);
         assert_eq!(c.quiet_period.0, Duration::from_secs(5));
-        assert!(Config::from_toml("quiet_period = \"5 parsecs\"").unwrap_err().contains("quiet_period"));
+        assert!(Config::from_toml("quiet_period = \"5 parsecs\"")
+            .unwrap_err()
+            .contains("quiet_period"));
     }
 
     #[test]
@@ -434,10 +484,34 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
         };
-        bad(Config { globs: vec!["/var/log/[".into()], ..Default::default() }, "globs");
-        bad(Config { globs: vec!["relative/*.log".into()], ..Default::default() }, "globs");
-        bad(Config { listen: "nope".into(), ..Default::default() }, "listen");
-        bad(Config { max_line_bytes: 10, ..Default::default() }, "max_line_bytes");
+        bad(
+            Config {
+                globs: vec!["/var/log/[".into()],
+                ..Default::default()
+            },
+            "globs",
+        );
+        bad(
+            Config {
+                globs: vec!["relative/*.log".into()],
+                ..Default::default()
+            },
+            "globs",
+        );
+        bad(
+            Config {
+                listen: "nope".into(),
+                ..Default::default()
+            },
+            "listen",
+        );
+        bad(
+            Config {
+                max_line_bytes: 10,
+                ..Default::default()
+            },
+            "max_line_bytes",
+        );
         let mut c = Config::default();
         c.probe.engine_url = Some("https://x".into());
         bad(c, "probe.engine_url");
@@ -445,8 +519,14 @@ mod tests {
 
     #[test]
     fn password_is_redacted() {
-        assert_eq!(redact_url("postgresql://llm:s3cret@db:5432/litellm"), "postgresql://llm:***@db:5432/litellm");
-        assert_eq!(redact_url("postgresql://db/litellm"), "postgresql://db/litellm");
+        assert_eq!(
+            redact_url("postgresql://llm:s3cret@db:5432/litellm"),
+            "postgresql://llm:***@db:5432/litellm"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/litellm"),
+            "postgresql://db/litellm"
+        );
         let mut c = Config::default();
         c.probe.database_url = Some("postgres://u:hunter2@h/d".into());
         let t = c.to_redacted_toml();

@@ -7,14 +7,18 @@
 //! the timeline. `report` and `demo` drive the same stages offline.
 
 pub mod classify;
-pub mod format;
-pub mod time;
 pub mod config;
+pub mod format;
 pub mod tail;
+pub mod time;
 pub mod timeline;
 
+pub mod agent;
+pub mod demo;
+pub mod engine_standin;
 pub mod metrics;
-pub mod state;
 pub mod pipeline;
 pub mod probe;
+pub mod report;
 pub mod server;
+pub mod state;

@@ -1,1 +1,182 @@
-fn main() {}
+//! The `litellm-sentinel` binary: argument parsing, logging, signals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use litellm_sentinel::agent::{load_rules, Agent};
+use litellm_sentinel::classify::RulePack;
+use litellm_sentinel::config::{Config, LogFormat, Overrides};
+use litellm_sentinel::report;
+
+/// Watches LiteLLM proxy pods for the Prisma query-engine start-up race
+/// (`httpx.ConnectError: All connection attempts failed` for minutes after a
+/// pod starts) and turns it into Prometheus metrics, alerts and a readiness gate.
+#[derive(Parser)]
+#[command(name = "litellm-sentinel", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: tail LiteLLM container logs (node role, DaemonSet) or
+    /// probe the query engine and serve /gate (sidecar role).
+    Run {
+        /// TOML configuration file (every key can also be set by flag or LITELLM_SENTINEL_* env).
+        #[arg(long, short, env = "LITELLM_SENTINEL_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Post-mortem over log files: start-up gaps, dropped spend batches,
+    /// budget-cache misses and DB errors per pod.
+    Report {
+        /// Files or directories (searched for *.log, rotated *.log.* and *.gz).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// User rule pack adding to / overriding the built-in rules.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Quiet period that ends a log-measured gap, e.g. 60s.
+        #[arg(long, default_value = "60s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
+        quiet_period: litellm_sentinel::config::HumanDuration,
+    },
+    /// Simulate a rolling deploy of LiteLLM pods on this machine and watch the
+    /// real agent measure it (log files, late-starting engine stand-ins, probes).
+    Demo(litellm_sentinel::demo::DemoOptions),
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Print the built-in rule pack (a starting point for your own `--rules` file).
+    Rules,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
+    let cfg = Config::load(config.as_deref(), &overrides)?;
+    init_logging(cfg.log_format);
+    tracing::info!(config = %cfg.to_redacted_toml().replace('\n', "; "), "effective configuration");
+    let agent = Agent::start(cfg, Vec::new()).await?;
+    wait_for_signal().await;
+    // Bounded: the process must be gone well within the kubelet's grace period.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), agent.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took longer than 5 s; exiting anyway");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, overrides } => tokio_main(run(config, overrides)),
+        Command::Report {
+            paths,
+            json,
+            rules,
+            quiet_period,
+        } => return report_cmd(paths, json, rules, quiet_period),
+        Command::Demo(opts) => {
+            init_logging(LogFormat::Text);
+            tokio_main(litellm_sentinel::demo::run(opts))
+        }
+        Command::CheckConfig { file } => Config::load(Some(&file), &Overrides::default())
+            .map(|c| print!("{}", c.to_redacted_toml()))
+            .map_err(Into::into),
+        Command::Rules => {
+            print!("{}", RulePack::builtin_source());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(fut)
+}
+
+fn report_cmd(
+    paths: Vec<PathBuf>,
+    json: bool,
+    rules: Option<PathBuf>,
+    quiet: litellm_sentinel::config::HumanDuration,
+) -> ExitCode {
+    let cfg = Config {
+        rules,
+        ..Config::default()
+    };
+    let rules = match load_rules(&cfg) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = report::ReportOptions {
+        quiet_period_secs: quiet.0.as_secs_f64(),
+        ..Default::default()
+    };
+    match report::run(&paths, rules, &opts) {
+        Ok(r) => {
+            if json {
+                println!("{}", report::render_json(&r));
+            } else {
+                print!("{}", report::render_table(&r));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::classify::Operation;
 use crate::probe::{FailureReason, ProbeOutcome, Target};
@@ -57,8 +60,13 @@ impl Metrics {
     /// Registers every family; pod families read `tracker` at scrape time.
     pub fn new(tracker: SharedTracker) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let build_info = IntGaugeVec::new(Opts::new(name("build_info"), "Build of the agent (value 1)."), &["version"])?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let build_info = IntGaugeVec::new(
+            Opts::new(name("build_info"), "Build of the agent (value 1)."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         registry.register(Box::new(build_info))?;
         macro_rules! reg {
             ($m:expr) => {{
@@ -68,24 +76,80 @@ impl Metrics {
             }};
         }
         let agent = SelfMetrics {
-            files_watched: reg!(IntGauge::new(name("files_watched"), "Log files currently followed.")?),
-            lines_read: reg!(IntCounter::new(name("lines_read_total"), "Physical log lines read.")?),
-            bytes_read: reg!(IntCounter::new(name("bytes_read_total"), "Bytes read from log files.")?),
-            lines_malformed: reg!(IntCounterVec::new(Opts::new(name("lines_malformed_total"), "Lines that could not be decoded, by reason."), &["reason"])?),
-            read_errors: reg!(IntCounterVec::new(Opts::new(name("read_errors_total"), "Files or directories that could not be read, by reason."), &["reason"])?),
-            tail_lag_bytes: reg!(IntGauge::new(name("tail_lag_bytes"), "Bytes written to followed files and not read yet.")?),
-            checkpoint_writes: reg!(IntCounter::new(name("checkpoint_writes_total"), "State snapshots written.")?),
-            checkpoint_failures: reg!(IntCounter::new(name("checkpoint_failures_total"), "State snapshots that could not be written.")?),
-            rules_loaded: reg!(IntGauge::new(name("rules_loaded"), "Classification rules in force.")?),
-            config_reloads: reg!(IntCounterVec::new(Opts::new(name("config_reloads_total"), "Configuration reloads, by result."), &["result"])?),
-            series_expired: reg!(IntCounter::new(name("series_expired_total"), "Pods whose series expired after their logs were gone.")?),
-            otlp_export_failures: reg!(IntCounter::new(name("otlp_export_failures_total"), "OTLP metric pushes that failed.")?),
+            files_watched: reg!(IntGauge::new(
+                name("files_watched"),
+                "Log files currently followed."
+            )?),
+            lines_read: reg!(IntCounter::new(
+                name("lines_read_total"),
+                "Physical log lines read."
+            )?),
+            bytes_read: reg!(IntCounter::new(
+                name("bytes_read_total"),
+                "Bytes read from log files."
+            )?),
+            lines_malformed: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("lines_malformed_total"),
+                    "Lines that could not be decoded, by reason."
+                ),
+                &["reason"]
+            )?),
+            read_errors: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("read_errors_total"),
+                    "Files or directories that could not be read, by reason."
+                ),
+                &["reason"]
+            )?),
+            tail_lag_bytes: reg!(IntGauge::new(
+                name("tail_lag_bytes"),
+                "Bytes written to followed files and not read yet."
+            )?),
+            checkpoint_writes: reg!(IntCounter::new(
+                name("checkpoint_writes_total"),
+                "State snapshots written."
+            )?),
+            checkpoint_failures: reg!(IntCounter::new(
+                name("checkpoint_failures_total"),
+                "State snapshots that could not be written."
+            )?),
+            rules_loaded: reg!(IntGauge::new(
+                name("rules_loaded"),
+                "Classification rules in force."
+            )?),
+            config_reloads: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("config_reloads_total"),
+                    "Configuration reloads, by result."
+                ),
+                &["result"]
+            )?),
+            series_expired: reg!(IntCounter::new(
+                name("series_expired_total"),
+                "Pods whose series expired after their logs were gone."
+            )?),
+            otlp_export_failures: reg!(IntCounter::new(
+                name("otlp_export_failures_total"),
+                "OTLP metric pushes that failed."
+            )?),
             probe_duration: reg!(HistogramVec::new(
-                HistogramOpts::new(name("probe_duration_seconds"), "Duration of readiness probes.")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                HistogramOpts::new(
+                    name("probe_duration_seconds"),
+                    "Duration of readiness probes."
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
+                ]),
                 &["target"]
             )?),
-            probe_failures: reg!(IntCounterVec::new(Opts::new(name("probe_failures_total"), "Failed readiness probes, by target and reason."), &["target", "reason"])?),
+            probe_failures: reg!(IntCounterVec::new(
+                Opts::new(
+                    name("probe_failures_total"),
+                    "Failed readiness probes, by target and reason."
+                ),
+                &["target", "reason"]
+            )?),
         };
         for r in crate::format::MalformedReason::ALL {
             agent.lines_malformed.with_label_values(&[r.as_str()]);
@@ -103,9 +167,15 @@ impl Metrics {
     /// Records one probe result (pod-independent families; `engine_up` comes from the tracker).
     pub fn observe_probe(&self, o: &ProbeOutcome) {
         let t = o.target.as_str();
-        self.agent.probe_duration.with_label_values(&[t]).observe(o.duration.as_secs_f64());
+        self.agent
+            .probe_duration
+            .with_label_values(&[t])
+            .observe(o.duration.as_secs_f64());
         if let Err(reason) = o.result {
-            self.agent.probe_failures.with_label_values(&[t, reason.as_str()]).inc();
+            self.agent
+                .probe_failures
+                .with_label_values(&[t, reason.as_str()])
+                .inc();
         }
     }
 
@@ -114,7 +184,9 @@ impl Metrics {
         for t in targets {
             self.agent.probe_duration.with_label_values(&[t.as_str()]);
             for r in FailureReason::ALL {
-                self.agent.probe_failures.with_label_values(&[t.as_str(), r.as_str()]);
+                self.agent
+                    .probe_failures
+                    .with_label_values(&[t.as_str(), r.as_str()]);
             }
         }
     }
@@ -157,7 +229,15 @@ impl PodCollector {
     fn new(tracker: SharedTracker) -> PodCollector {
         let descs = POD_FAMILIES
             .iter()
-            .filter_map(|(n, help, _, labels)| Desc::new(name(n), help.to_string(), labels.iter().map(|s| s.to_string()).collect(), Default::default()).ok())
+            .filter_map(|(n, help, _, labels)| {
+                Desc::new(
+                    name(n),
+                    help.to_string(),
+                    labels.iter().map(|s| s.to_string()).collect(),
+                    Default::default(),
+                )
+                .ok()
+            })
             .collect();
         PodCollector { tracker, descs }
     }
@@ -199,7 +279,9 @@ impl Collector for PodCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(t) = self.tracker.lock() else { return Vec::new() };
+        let Ok(t) = self.tracker.lock() else {
+            return Vec::new();
+        };
         let now = Timestamp::now();
         let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
         let mut pods: Vec<_> = t.pods().collect();
@@ -209,27 +291,45 @@ impl Collector for PodCollector {
             let base = [("namespace", ns), ("pod", po)];
             let c = &p.counts;
             for op in Operation::ALL {
-                fams[0].push(counter(&[("namespace", ns), ("pod", po), ("operation", op.as_str())], c.db_connect_errors_for(op)));
+                fams[0].push(counter(
+                    &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
+                    c.db_connect_errors_for(op),
+                ));
             }
             fams[1].push(counter(&base, c.spend_batches_dropped));
             fams[2].push(counter(&base, c.spend_rows_requeued));
             fams[3].push(counter(&base, c.spend_rows_lost));
             fams[4].push(counter(&base, c.budget_cache_misses));
-            fams[5].push(counter(&[("namespace", ns), ("pod", po), ("kind", "deployments")], c.deployment_load_failures));
-            fams[5].push(counter(&[("namespace", ns), ("pod", po), ("kind", "credentials")], c.credential_load_failures));
+            fams[5].push(counter(
+                &[("namespace", ns), ("pod", po), ("kind", "deployments")],
+                c.deployment_load_failures,
+            ));
+            fams[5].push(counter(
+                &[("namespace", ns), ("pod", po), ("kind", "credentials")],
+                c.credential_load_failures,
+            ));
             fams[6].push(counter(&base, c.engine_distro_fallbacks));
             fams[7].push(counter(&base, c.proxy_starts));
             fams[8].push(counter(&base, c.requests_during_gap));
             if let Some((gap, method)) = p.last_gap() {
-                fams[9].push(gauge(&[("namespace", ns), ("pod", po), ("method", method.as_str())], gap));
+                fams[9].push(gauge(
+                    &[("namespace", ns), ("pod", po), ("method", method.as_str())],
+                    gap,
+                ));
             }
             let open = p.open_start();
             fams[10].push(gauge(&base, if open.is_some() { 1.0 } else { 0.0 }));
-            let open_for = open.and_then(|s| s.listening_at).map(|l| now.seconds_since(l).max(0.0)).unwrap_or(0.0);
+            let open_for = open
+                .and_then(|s| s.listening_at)
+                .map(|l| now.seconds_since(l).max(0.0))
+                .unwrap_or(0.0);
             fams[11].push(gauge(&base, open_for));
             for (i, target) in Target::ALL.iter().enumerate() {
                 if let Some(up) = p.probe_up[i] {
-                    fams[12].push(gauge(&[("namespace", ns), ("pod", po), ("target", target.as_str())], if up { 1.0 } else { 0.0 }));
+                    fams[12].push(gauge(
+                        &[("namespace", ns), ("pod", po), ("target", target.as_str())],
+                        if up { 1.0 } else { 0.0 },
+                    ));
                 }
             }
         }

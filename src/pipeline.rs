@@ -80,8 +80,20 @@ impl RecordSink for RecordHandler<'_> {
 impl Pipeline {
     /// A pipeline applying `rules` into `tracker`; `restored` is the per-file
     /// state of the last checkpoint.
-    pub fn new(rules: Arc<RulePack>, tracker: SharedTracker, max_line_bytes: usize, restored: Vec<FileState>) -> Pipeline {
-        Pipeline { rules, tracker, max_line_bytes, consumers: HashMap::new(), restored, counts: PipelineCounts::default() }
+    pub fn new(
+        rules: Arc<RulePack>,
+        tracker: SharedTracker,
+        max_line_bytes: usize,
+        restored: Vec<FileState>,
+    ) -> Pipeline {
+        Pipeline {
+            rules,
+            tracker,
+            max_line_bytes,
+            consumers: HashMap::new(),
+            restored,
+            counts: PipelineCounts::default(),
+        }
     }
 
     /// Swaps the rule pack (config reload); per-file fold state is kept.
@@ -101,9 +113,19 @@ impl Pipeline {
 
     /// Starts a file (a report input, or a tailed file): `pod` owns its events.
     pub fn open(&mut self, key: FileKey, id: Option<FileId>, pod: PodRef) {
-        let mut consumer = FileConsumer { pod, decoder: None, classify: ClassifyState::default(), last_ts: None, advanced_to: None };
+        let mut consumer = FileConsumer {
+            pod,
+            decoder: None,
+            classify: ClassifyState::default(),
+            last_ts: None,
+            advanced_to: None,
+        };
         if let Some(id) = id {
-            if let Some(i) = self.restored.iter().position(|s| s.position.id.dev == id.dev && s.position.id.ino == id.ino) {
+            if let Some(i) = self
+                .restored
+                .iter()
+                .position(|s| s.position.id.dev == id.dev && s.position.id.ino == id.ino)
+            {
                 let st = self.restored.swap_remove(i);
                 if let Some(format) = st.format {
                     let mut d = Decoder::new(format, self.max_line_bytes);
@@ -118,12 +140,20 @@ impl Pipeline {
 
     /// One physical line of the file `key`.
     pub fn line(&mut self, key: FileKey, line: &[u8], truncated: bool) {
-        let Some(c) = self.consumers.get_mut(&key) else { return };
+        let Some(c) = self.consumers.get_mut(&key) else {
+            return;
+        };
         if truncated {
-            *self.counts.malformed.entry(MalformedReason::TooLong.as_str()).or_default() += 1;
+            *self
+                .counts
+                .malformed
+                .entry(MalformedReason::TooLong.as_str())
+                .or_default() += 1;
         }
         let max = self.max_line_bytes;
-        let decoder = c.decoder.get_or_insert_with(|| Decoder::new(Format::detect(line), max));
+        let decoder = c
+            .decoder
+            .get_or_insert_with(|| Decoder::new(Format::detect(line), max));
         let mut h = RecordHandler {
             rules: &self.rules,
             tracker: &self.tracker,
@@ -145,7 +175,9 @@ impl Pipeline {
 
     /// The file is finished: flush what it still holds and forget it.
     pub fn close(&mut self, key: FileKey) {
-        let Some(mut c) = self.consumers.remove(&key) else { return };
+        let Some(mut c) = self.consumers.remove(&key) else {
+            return;
+        };
         if let Some(d) = c.decoder.as_mut() {
             let mut h = RecordHandler {
                 rules: &self.rules,
@@ -164,7 +196,9 @@ impl Pipeline {
 
     /// Moves each pod's record clock to its files' newest timestamp (end of a pass).
     pub fn advance_clocks(&mut self) {
-        let Ok(mut t) = self.tracker.lock() else { return };
+        let Ok(mut t) = self.tracker.lock() else {
+            return;
+        };
         for c in self.consumers.values_mut() {
             if let Some(ts) = c.last_ts {
                 if c.advanced_to.is_none_or(|a| ts > a) {
@@ -180,11 +214,16 @@ impl Pipeline {
         positions
             .into_iter()
             .map(|position| {
-                let key = FileKey { dev: position.id.dev, ino: position.id.ino };
+                let key = FileKey {
+                    dev: position.id.dev,
+                    ino: position.id.ino,
+                };
                 let c = self.consumers.get(&key);
                 FileState {
                     format: c.and_then(|c| c.decoder.as_ref().map(|d| d.format())),
-                    decoder: c.and_then(|c| c.decoder.as_ref().map(|d| d.save())).unwrap_or_default(),
+                    decoder: c
+                        .and_then(|c| c.decoder.as_ref().map(|d| d.save()))
+                        .unwrap_or_default(),
                     classify: c.map(|c| c.classify.clone()).unwrap_or_default(),
                     position,
                 }

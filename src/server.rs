@@ -52,7 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/gate", get(gate))
         .route("/api/v1/pods", get(pods))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(10)))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
         .with_state(state)
 }
@@ -63,32 +66,60 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Binds the listen address with an error that says what to do.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e} (is another process using the port? set --listen)")))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {addr}: {e} (is another process using the port? set --listen)"
+            ),
+        )
+    })
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
     match s.metrics.render() {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render metrics: {e}\n")).into_response(),
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot render metrics: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
     if !s.watching.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not watching any log glob yet\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not watching any log glob yet\n",
+        )
+            .into_response();
     }
     if let Some(path) = &s.state_file {
         let path = path.clone();
-        let ok = tokio::task::spawn_blocking(move || crate::state::dir_writable(&path)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || crate::state::dir_writable(&path))
+            .await
+            .unwrap_or(false);
         if !ok {
-            return (StatusCode::SERVICE_UNAVAILABLE, "state directory is not writable\n").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state directory is not writable\n",
+            )
+                .into_response();
         }
     }
     (StatusCode::OK, "ready\n").into_response()
@@ -103,19 +134,33 @@ struct GateAnswer {
 /// 200 once every required target is up for the gated pod, 503 before, with a one-line JSON reason.
 async fn gate(State(s): State<AppState>) -> Response {
     let (ready, reason) = gate_state(&s);
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(GateAnswer { ready, reason })).into_response()
 }
 
 fn gate_state(s: &AppState) -> (bool, String) {
     let Some(pod) = &s.gate.pod else {
-        return (false, "no pod is gated (run with --role sidecar and POD_NAMESPACE/POD_NAME)".into());
+        return (
+            false,
+            "no pod is gated (run with --role sidecar and POD_NAMESPACE/POD_NAME)".into(),
+        );
     };
     if s.gate.required.is_empty() {
-        return (false, "no engine probe configured (set --engine-url or enable discovery)".into());
+        return (
+            false,
+            "no engine probe configured (set --engine-url or enable discovery)".into(),
+        );
     }
-    let Ok(t) = s.tracker.lock() else { return (false, "internal error".into()) };
-    let Some(p) = t.pod(pod) else { return (false, "no probe has answered yet".into()) };
+    let Ok(t) = s.tracker.lock() else {
+        return (false, "internal error".into());
+    };
+    let Some(p) = t.pod(pod) else {
+        return (false, "no probe has answered yet".into());
+    };
     for target in &s.gate.required {
         let idx = Target::ALL.iter().position(|x| x == target).unwrap_or(0);
         match p.probe_up[idx] {
@@ -165,7 +210,11 @@ impl PodView {
             engine_ready_at: ts(latest.and_then(|s| s.engine_ready_at)),
             gap_seconds: latest.and_then(|s| s.gap_seconds),
             method: latest.map(|s| s.method.as_str()),
-            engine_up: Target::ALL.iter().zip(p.probe_up).filter_map(|(t, up)| up.map(|u| (t.as_str(), u))).collect(),
+            engine_up: Target::ALL
+                .iter()
+                .zip(p.probe_up)
+                .filter_map(|(t, up)| up.map(|u| (t.as_str(), u)))
+                .collect(),
             counts: p.counts.clone(),
             starts: p
                 .starts
@@ -184,7 +233,9 @@ impl PodView {
 
 /// Every tracked pod, sorted by namespace and name.
 pub fn pod_views(tracker: &SharedTracker) -> Vec<PodView> {
-    let Ok(t) = tracker.lock() else { return Vec::new() };
+    let Ok(t) = tracker.lock() else {
+        return Vec::new();
+    };
     let mut v: Vec<PodView> = t.pods().map(|(k, p)| PodView::new(k, p)).collect();
     v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
     v
@@ -196,5 +247,7 @@ struct PodsAnswer {
 }
 
 async fn pods(State(s): State<AppState>) -> Json<impl Serialize> {
-    Json(PodsAnswer { pods: pod_views(&s.tracker) })
+    Json(PodsAnswer {
+        pods: pod_views(&s.tracker),
+    })
 }

@@ -44,11 +44,21 @@ pub struct Snapshot {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read state file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state file {path} is corrupt ({reason}); it was moved to {moved_to} and the agent starts fresh")]
-    Corrupt { path: PathBuf, reason: String, moved_to: PathBuf },
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        moved_to: PathBuf,
+    },
     #[error("cannot write state file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Loads the snapshot. `Ok(None)`: no state file (first start).
@@ -57,9 +67,15 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Read { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let parsed: Result<Snapshot, String> = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+    let parsed: Result<Snapshot, String> =
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string());
     let reason = match parsed {
         Ok(s) if s.version == STATE_VERSION => return Ok(Some(s)),
         Ok(s) => format!("version {} is not {STATE_VERSION}", s.version),
@@ -67,15 +83,30 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
     };
     let moved_to = path.with_extension("corrupt");
     let _ = std::fs::rename(path, &moved_to);
-    Err(StateError::Corrupt { path: path.to_path_buf(), reason, moved_to })
+    Err(StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+        moved_to,
+    })
 }
 
 /// Writes the snapshot atomically: temp file, fsync, rename, fsync of the directory.
 pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
-    let err = |source| StateError::Write { path: path.to_path_buf(), source };
+    let err = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let bytes = serde_json::to_vec(snap).map_err(|e| err(std::io::Error::other(e)))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("state.json")));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("state.json")
+    ));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -91,7 +122,10 @@ pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
 
 /// Checks that the state directory exists and is writable (for `/readyz`).
 pub fn dir_writable(path: &Path) -> bool {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let probe = dir.join(".litellm-sentinel-write-test");
     let ok = std::fs::write(&probe, b"").is_ok();
     let _ = std::fs::remove_file(&probe);
@@ -107,7 +141,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("state.json");
         assert!(load(&p).unwrap().is_none());
-        let s = Snapshot { version: STATE_VERSION, ..Default::default() };
+        let s = Snapshot {
+            version: STATE_VERSION,
+            ..Default::default()
+        };
         save(&p, &s).unwrap();
         assert_eq!(load(&p).unwrap().unwrap().version, STATE_VERSION);
     }

@@ -9,7 +9,9 @@
 use std::fmt;
 
 /// Nanoseconds since 1970-01-01T00:00:00Z.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -63,12 +65,22 @@ impl Timestamp {
             }
             Some(v)
         };
-        if s[4] != b'-' || s[7] != b'-' || (s[10] != b'T' && s[10] != b't' && s[10] != b' ') || s[13] != b':' || s[16] != b':' {
+        if s[4] != b'-'
+            || s[7] != b'-'
+            || (s[10] != b'T' && s[10] != b't' && s[10] != b' ')
+            || s[13] != b':'
+            || s[16] != b':'
+        {
             return None;
         }
         let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
         let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
             return None;
         }
         let mut i = 19;
@@ -102,7 +114,10 @@ impl Timestamp {
         }
         let days = days_from_civil(year, month, day);
         let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-        Some((Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?), i))
+        Some((
+            Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?),
+            i,
+        ))
     }
 
     /// Parses a whole RFC 3339 timestamp (nothing may follow it).
@@ -187,8 +202,19 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [&b""[..], b"2026-11-24", b"2026-13-24T10:15:00Z", b"2026-11-24T10:15:00.Z", b"xxxx-11-24T10:15:00Z", b"2026-11-24T10:15:00Zjunk"] {
-            assert!(Timestamp::parse_rfc3339(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"2026-11-24",
+            b"2026-13-24T10:15:00Z",
+            b"2026-11-24T10:15:00.Z",
+            b"xxxx-11-24T10:15:00Z",
+            b"2026-11-24T10:15:00Zjunk",
+        ] {
+            assert!(
+                Timestamp::parse_rfc3339(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -41,7 +41,9 @@ impl Method {
 
 /// Upper bounds (seconds) of the `startup_gap_seconds` histogram: the race lasts
 /// from a second to many minutes, so the buckets span that range.
-pub const GAP_BUCKETS: [f64; 14] = [0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0];
+pub const GAP_BUCKETS: [f64; 14] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
+];
 
 /// Tunables of the state machine.
 #[derive(Clone, Debug)]
@@ -58,7 +60,12 @@ pub struct TimelineConfig {
 
 impl Default for TimelineConfig {
     fn default() -> Self {
-        TimelineConfig { quiet_period_secs: 60.0, max_pods: 2000, starts_kept: 32, pod_ttl_secs: 900.0 }
+        TimelineConfig {
+            quiet_period_secs: 60.0,
+            max_pods: 2000,
+            starts_kept: 32,
+            pod_ttl_secs: 900.0,
+        }
     }
 }
 
@@ -123,6 +130,24 @@ pub struct Start {
     pub open: bool,
 }
 
+impl Start {
+    /// Whether a record at `ts` fell inside this start's gap. Requests read
+    /// after a probe closed the gap still count when their timestamp is inside it.
+    pub fn covers(&self, ts: Option<Timestamp>) -> bool {
+        let after_start = match (self.listening_at, ts) {
+            (Some(l), Some(t)) => t >= l,
+            _ => true,
+        };
+        if self.open {
+            return after_start;
+        }
+        match (self.listening_at, self.gap_seconds, ts) {
+            (Some(l), Some(g), Some(t)) => after_start && t.seconds_since(l) < g,
+            _ => false,
+        }
+    }
+}
+
 /// Everything the agent knows about one pod.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PodTimeline {
@@ -168,7 +193,10 @@ impl PodTimeline {
 
     /// The most recent closed gap and its method.
     pub fn last_gap(&self) -> Option<(f64, Method)> {
-        self.starts.iter().rev().find_map(|s| s.gap_seconds.filter(|_| !s.open).map(|g| (g, s.method)))
+        self.starts
+            .iter()
+            .rev()
+            .find_map(|s| s.gap_seconds.filter(|_| !s.open).map(|g| (g, s.method)))
     }
 }
 
@@ -214,21 +242,36 @@ pub struct Tracker {
 impl Tracker {
     /// An empty tracker.
     pub fn new(cfg: TimelineConfig) -> Self {
-        Tracker { cfg, ..Default::default() }
+        Tracker {
+            cfg,
+            ..Default::default()
+        }
     }
 
     /// Replaces the state with a checkpointed one (counters continue from it).
     pub fn restore(&mut self, state: TrackerState) {
         self.pods = state.pods.into_iter().collect();
-        self.histograms = state.histograms.into_iter().map(|(ns, m, h)| ((ns, m), h)).collect();
+        self.histograms = state
+            .histograms
+            .into_iter()
+            .map(|(ns, m, h)| ((ns, m), h))
+            .collect();
         self.pods_dropped = state.pods_dropped;
     }
 
     /// A copy of the state for the checkpoint.
     pub fn snapshot(&self) -> TrackerState {
         TrackerState {
-            pods: self.pods.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            histograms: self.histograms.iter().map(|((ns, m), h)| (ns.clone(), *m, h.clone())).collect(),
+            pods: self
+                .pods
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            histograms: self
+                .histograms
+                .iter()
+                .map(|((ns, m), h)| (ns.clone(), *m, h.clone()))
+                .collect(),
             pods_dropped: self.pods_dropped,
         }
     }
@@ -245,7 +288,9 @@ impl Tracker {
 
     /// Gap histograms by (namespace, method).
     pub fn histograms(&self) -> impl Iterator<Item = (&str, Method, &GapHistogram)> {
-        self.histograms.iter().map(|((ns, m), h)| (ns.as_str(), *m, h))
+        self.histograms
+            .iter()
+            .map(|((ns, m), h)| (ns.as_str(), *m, h))
     }
 
     /// Pods not tracked because the cap was reached.
@@ -286,7 +331,7 @@ impl Tracker {
         if let Some(ts) = ev.ts {
             closed = close_if_quiet(p, ts, &cfg);
         }
-        let in_gap = p.open_start().is_some();
+        let in_gap = p.starts.back().is_some_and(|s| s.covers(ev.ts));
         let c = &mut p.counts;
         match ev.kind {
             EventKind::DbConnectError(op) => {
@@ -301,8 +346,12 @@ impl Tracker {
             EventKind::SpendRowsRequeued(n) => c.spend_rows_requeued += n,
             EventKind::SpendRowsLost(n) => c.spend_rows_lost += n,
             EventKind::BudgetCacheMiss => c.budget_cache_misses += 1,
-            EventKind::ConfigLoadFailure(ConfigKind::Deployments) => c.deployment_load_failures += 1,
-            EventKind::ConfigLoadFailure(ConfigKind::Credentials) => c.credential_load_failures += 1,
+            EventKind::ConfigLoadFailure(ConfigKind::Deployments) => {
+                c.deployment_load_failures += 1
+            }
+            EventKind::ConfigLoadFailure(ConfigKind::Credentials) => {
+                c.credential_load_failures += 1
+            }
             EventKind::EngineDistroFallback => c.engine_distro_fallbacks += 1,
             EventKind::RequestServed => {
                 if in_gap {
@@ -330,8 +379,19 @@ impl Tracker {
         let kept = self.cfg.starts_kept;
         let p = self.pods.get_mut(pod)?;
         p.counts.proxy_starts += 1;
-        let method = if p.gap_target().is_some() { Method::Probe } else { Method::Log };
-        let mut start = Start { listening_at: at, engine_ready_at: None, last_db_error_at: None, gap_seconds: None, method, open: true };
+        let method = if p.gap_target().is_some() {
+            Method::Probe
+        } else {
+            Method::Log
+        };
+        let mut start = Start {
+            listening_at: at,
+            engine_ready_at: None,
+            last_db_error_at: None,
+            gap_seconds: None,
+            method,
+            open: true,
+        };
         if method == Method::Probe {
             if let (Some(up), Some(at)) = (p.up_since, at) {
                 // The engine came up before or after the listening line was read:
@@ -350,14 +410,19 @@ impl Tracker {
     }
 
     fn record_gap(&mut self, namespace: &str, (gap, method): (f64, Method)) {
-        self.histograms.entry((namespace.to_string(), method)).or_default().observe(gap);
+        self.histograms
+            .entry((namespace.to_string(), method))
+            .or_default()
+            .observe(gap);
     }
 
     /// Moves a pod's record clock forward (end of a read chunk): closes a
     /// log-method gap whose quiet period has passed in record time.
     pub fn advance(&mut self, pod: &PodRef, ts: Timestamp) {
         let cfg = self.cfg.clone();
-        let Some(p) = self.pods.get_mut(pod) else { return };
+        let Some(p) = self.pods.get_mut(pod) else {
+            return;
+        };
         p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
         if let Some(c) = close_if_quiet(p, ts, &cfg) {
             self.record_gap(&pod.namespace, c);
@@ -414,16 +479,26 @@ impl Tracker {
         let mut new_start = false;
         if o.target == Target::ProxyReadiness {
             // The proxy port answered at all (even "db": "Not connected"): it takes traffic.
-            let accepting = !matches!(o.result, Err(FailureReason::Refused) | Err(FailureReason::Timeout));
+            let accepting = !matches!(
+                o.result,
+                Err(FailureReason::Refused) | Err(FailureReason::Timeout)
+            );
             // In a sidecar without logs, the port starting to accept is the start.
-            new_start = accepting && !p.proxy_accepting && p.counts.proxy_starts == 0 && p.last_record_at.is_none();
+            new_start = accepting
+                && !p.proxy_accepting
+                && p.counts.proxy_starts == 0
+                && p.last_record_at.is_none();
             p.proxy_accepting = accepting;
         }
         let mut closed = None;
         if p.gap_target() == Some(o.target) {
             if up && !was_up {
                 p.up_since = Some(o.at);
-                if let Some(s) = p.starts.back_mut().filter(|s| s.open && s.method == Method::Probe) {
+                if let Some(s) = p
+                    .starts
+                    .back_mut()
+                    .filter(|s| s.open && s.method == Method::Probe)
+                {
                     s.engine_ready_at = Some(o.at);
                     s.open = false;
                     s.gap_seconds = s.listening_at.map(|l| o.at.seconds_since(l).max(0.0));
@@ -466,7 +541,11 @@ impl Tracker {
 }
 
 /// Closes the open gap when `ts` is past its quiet deadline (log method only).
-fn close_if_quiet(p: &mut PodTimeline, ts: Timestamp, cfg: &TimelineConfig) -> Option<(f64, Method)> {
+fn close_if_quiet(
+    p: &mut PodTimeline,
+    ts: Timestamp,
+    cfg: &TimelineConfig,
+) -> Option<(f64, Method)> {
     let s = p.starts.back()?;
     if !s.open || s.method != Method::Log {
         return None;
@@ -481,7 +560,11 @@ fn close_if_quiet(p: &mut PodTimeline, ts: Timestamp, cfg: &TimelineConfig) -> O
 
 /// Closes the open gap (log method: end of the error burst; probe method
 /// superseded by a new start: gap unknown). Returns the observed gap.
-fn close_open(p: &mut PodTimeline, _at: Option<Timestamp>, _cfg: &TimelineConfig) -> Option<(f64, Method)> {
+fn close_open(
+    p: &mut PodTimeline,
+    _at: Option<Timestamp>,
+    _cfg: &TimelineConfig,
+) -> Option<(f64, Method)> {
     let s = p.starts.back_mut().filter(|s| s.open)?;
     s.open = false;
     match s.method {
@@ -511,10 +594,18 @@ mod tests {
         Event { ts: ts(s), kind }
     }
     fn pod() -> PodRef {
-        PodRef { namespace: "llm".into(), pod: "litellm-0".into() }
+        PodRef {
+            namespace: "llm".into(),
+            pod: "litellm-0".into(),
+        }
     }
     fn probe(s: f64, target: Target, result: Result<(), FailureReason>) -> ProbeOutcome {
-        ProbeOutcome { target, at: ts(s).unwrap_or(Timestamp(0)), duration: Duration::from_millis(3), result }
+        ProbeOutcome {
+            target,
+            at: ts(s).unwrap_or(Timestamp(0)),
+            duration: Duration::from_millis(3),
+            result,
+        }
     }
 
     #[test]
@@ -522,12 +613,21 @@ mod tests {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(3.0, EventKind::DbConnectError(Operation::GetGenericData)));
+        t.apply_event(
+            &p,
+            &ev(3.0, EventKind::DbConnectError(Operation::GetGenericData)),
+        );
         t.apply_event(&p, &ev(4.0, EventKind::RequestServed));
-        t.apply_event(&p, &ev(42.5, EventKind::DbConnectError(Operation::SpendLogsQueue)));
+        t.apply_event(
+            &p,
+            &ev(42.5, EventKind::DbConnectError(Operation::SpendLogsQueue)),
+        );
         assert!(t.pod(&p).unwrap().open_start().is_some());
         t.advance(&p, ts(102.0).unwrap());
-        assert!(t.pod(&p).unwrap().open_start().is_none(), "quiet period passed");
+        assert!(
+            t.pod(&p).unwrap().open_start().is_none(),
+            "quiet period passed"
+        );
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((42.5, Method::Log)));
         assert_eq!(pt.counts.requests_during_gap, 1);
@@ -571,7 +671,10 @@ mod tests {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.register_probes(&p, &[Target::Engine]);
-        t.apply_probe(&p, &probe(-1.0, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_probe(
+            &p,
+            &probe(-1.0, Target::Engine, Err(FailureReason::Refused)),
+        );
         t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
         t.apply_probe(&p, &probe(7.25, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
@@ -594,9 +697,15 @@ mod tests {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.register_probes(&p, &[Target::Engine, Target::ProxyReadiness]);
-        t.apply_probe(&p, &probe(0.0, Target::ProxyReadiness, Err(FailureReason::Refused)));
+        t.apply_probe(
+            &p,
+            &probe(0.0, Target::ProxyReadiness, Err(FailureReason::Refused)),
+        );
         assert_eq!(t.pod(&p).unwrap().counts.proxy_starts, 0);
-        t.apply_probe(&p, &probe(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)));
+        t.apply_probe(
+            &p,
+            &probe(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
+        );
         assert!(t.pod(&p).unwrap().open_start().is_some());
         t.apply_probe(&p, &probe(9.0, Target::Engine, Ok(())));
         assert_eq!(t.pod(&p).unwrap().last_gap(), Some((7.0, Method::Probe)));
@@ -604,9 +713,15 @@ mod tests {
 
     #[test]
     fn cap_on_pods_is_counted_not_fatal() {
-        let mut t = Tracker::new(TimelineConfig { max_pods: 2, ..Default::default() });
+        let mut t = Tracker::new(TimelineConfig {
+            max_pods: 2,
+            ..Default::default()
+        });
         for i in 0..5 {
-            let p = PodRef { namespace: "ns".into(), pod: format!("p{i}") };
+            let p = PodRef {
+                namespace: "ns".into(),
+                pod: format!("p{i}"),
+            };
             t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
         }
         assert_eq!(t.pods().count(), 2);
@@ -631,8 +746,17 @@ mod tests {
 
     #[test]
     fn expiry_spares_live_pods() {
-        let mut t = Tracker::new(TimelineConfig { pod_ttl_secs: 10.0, ..Default::default() });
-        let (a, b) = (pod(), PodRef { namespace: "llm".into(), pod: "gone".into() });
+        let mut t = Tracker::new(TimelineConfig {
+            pod_ttl_secs: 10.0,
+            ..Default::default()
+        });
+        let (a, b) = (
+            pod(),
+            PodRef {
+                namespace: "llm".into(),
+                pod: "gone".into(),
+            },
+        );
         t.apply_event(&a, &ev(0.0, EventKind::ProxyListening));
         t.apply_event(&b, &ev(0.0, EventKind::ProxyListening));
         let live: HashSet<PodRef> = [a.clone()].into();

@@ -15,7 +15,9 @@ pub use rules::{ClassifyState, RuleError, RulePack};
 use crate::time::Timestamp;
 
 /// The DB operation a connection failure happened in; the `operation` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     SpendLogsQueue,

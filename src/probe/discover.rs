@@ -79,7 +79,9 @@ fn parse_pid(name: &[u8]) -> Option<u32> {
 fn engine_port(dir: &Path) -> Option<u16> {
     let cmdline = read_capped(&dir.join("cmdline"), CMDLINE_LIMIT)?;
     let args = split_cmdline(&cmdline);
-    let argv0_matches = args.first().is_some_and(|a| has_prefix(file_name(a), &ENGINE_NAME_PREFIXES));
+    let argv0_matches = args
+        .first()
+        .is_some_and(|a| has_prefix(file_name(a), &ENGINE_NAME_PREFIXES));
     let is_engine = argv0_matches || {
         let comm = read_capped(&dir.join("comm"), 64).unwrap_or_default();
         let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
@@ -100,7 +102,10 @@ fn split_cmdline(raw: &[u8]) -> Vec<&[u8]> {
     }
     let args: Vec<&[u8]> = raw.split(|&b| b == 0).collect();
     if args.len() == 1 {
-        return raw.split(|b| b.is_ascii_whitespace()).filter(|a| !a.is_empty()).collect();
+        return raw
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|a| !a.is_empty())
+            .collect();
     }
     args
 }
@@ -185,7 +190,9 @@ fn listening_port_in_table(path: &Path, inodes: &HashSet<u64>) -> Option<u16> {
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
-        let mut fields = line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
+        let mut fields = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|f| !f.is_empty());
         let (Some(_sl), Some(local), Some(_remote), Some(state)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
@@ -195,7 +202,10 @@ fn listening_port_in_table(path: &Path, inodes: &HashSet<u64>) -> Option<u16> {
             continue;
         }
         // After `st`: tx:rx, tr:when, retrnsmt, uid, timeout, then inode.
-        let Some(inode) = fields.nth(5).and_then(|f| std::str::from_utf8(f).ok()?.parse::<u64>().ok()) else {
+        let Some(inode) = fields
+            .nth(5)
+            .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u64>().ok())
+        else {
             continue;
         };
         if !inodes.contains(&inode) {
@@ -205,7 +215,10 @@ fn listening_port_in_table(path: &Path, inodes: &HashSet<u64>) -> Option<u16> {
             continue;
         };
         let port_hex = std::str::from_utf8(&local[colon + 1..]).ok();
-        if let Some(port) = port_hex.and_then(|h| u16::from_str_radix(h, 16).ok()).filter(|&p| p != 0) {
+        if let Some(port) = port_hex
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+            .filter(|&p| p != 0)
+        {
             return Some(port);
         }
     }
@@ -239,7 +252,9 @@ mod tests {
 
     impl FakeProc {
         fn new() -> Self {
-            FakeProc { root: tempfile::tempdir().unwrap() }
+            FakeProc {
+                root: tempfile::tempdir().unwrap(),
+            }
         }
         fn path(&self) -> &Path {
             self.root.path()
@@ -286,19 +301,40 @@ mod tests {
         assert_eq!(
             engines,
             vec![
-                EngineProcess { pid: 17, port: 38121 },  // -p <port>
-                EngineProcess { pid: 23, port: 41234 },  // --port=<port>
-                EngineProcess { pid: 31, port: 4242 },   // setproctitle-style single string
-                EngineProcess { pid: 44, port: 45001 },  // matched by comm only
+                EngineProcess {
+                    pid: 17,
+                    port: 38121
+                }, // -p <port>
+                EngineProcess {
+                    pid: 23,
+                    port: 41234
+                }, // --port=<port>
+                EngineProcess {
+                    pid: 31,
+                    port: 4242
+                }, // setproctitle-style single string
+                EngineProcess {
+                    pid: 44,
+                    port: 45001
+                }, // matched by comm only
             ]
         );
-        assert_eq!(find_engine(&root), Some(EngineProcess { pid: 17, port: 38121 }));
+        assert_eq!(
+            find_engine(&root),
+            Some(EngineProcess {
+                pid: 17,
+                port: 38121
+            })
+        );
     }
 
     #[test]
     fn cmdline_port_flag_variants() {
         let cases: [(&[&str], Option<u16>); 9] = [
-            (&["-p", "38121", "--enable-metrics", "--enable-raw-queries"], Some(38121)),
+            (
+                &["-p", "38121", "--enable-metrics", "--enable-raw-queries"],
+                Some(38121),
+            ),
             (&["--port", "5000"], Some(5000)),
             (&["--port=5001"], Some(5001)),
             (&["-p5002"], Some(5002)),
@@ -319,7 +355,11 @@ mod tests {
     fn socket_fallback_ipv4_and_ipv6() {
         let fake = FakeProc::new();
         // IPv4: engine without a port flag, listening on 127.0.0.1:8080 (0x1F90).
-        let v4 = fake.process(100, &engine_cmdline(&["--enable-metrics"]), "query-engine-de");
+        let v4 = fake.process(
+            100,
+            &engine_cmdline(&["--enable-metrics"]),
+            "query-engine-de",
+        );
         fake.socket(&v4, 9, 555_001);
         fake.socket(&v4, 10, 555_002);
         fake.tcp_table(
@@ -345,7 +385,16 @@ mod tests {
         );
         assert_eq!(
             find_engines(fake.path()),
-            vec![EngineProcess { pid: 100, port: 8080 }, EngineProcess { pid: 200, port: 4242 }]
+            vec![
+                EngineProcess {
+                    pid: 100,
+                    port: 8080
+                },
+                EngineProcess {
+                    pid: 200,
+                    port: 4242
+                }
+            ]
         );
     }
 
@@ -368,7 +417,11 @@ mod tests {
     fn no_engine_garbage_and_vanished_processes_are_skipped() {
         let fake = FakeProc::new();
         // LiteLLM itself: its own --port must not be mistaken for the engine's.
-        fake.process(1, b"/usr/bin/python3\0/usr/local/bin/litellm\0--port\x004000\0", "litellm");
+        fake.process(
+            1,
+            b"/usr/bin/python3\0/usr/local/bin/litellm\0--port\x004000\0",
+            "litellm",
+        );
         // Invalid UTF-8, no NULs, ANSI codes.
         fake.process(2, b"\xff\xfe\x1b[31mquery-engine\x1b[0m -p 1", "bash");
         fake.process(3, b"", "kworker/0:1");
@@ -391,7 +444,11 @@ mod tests {
     fn never_opens_environ() {
         // `environ` is a FIFO: opening it for reading would block forever.
         let fake = FakeProc::new();
-        let dir = fake.process(400, &engine_cmdline(&["--enable-metrics"]), "query-engine-de");
+        let dir = fake.process(
+            400,
+            &engine_cmdline(&["--enable-metrics"]),
+            "query-engine-de",
+        );
         let fifo = dir.join("environ");
         let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         // SAFETY: c is a valid NUL-terminated path.
@@ -407,8 +464,16 @@ mod tests {
         std::thread::spawn(move || {
             let _ = tx.send(find_engine(&root));
         });
-        let found = rx.recv_timeout(Duration::from_secs(10)).expect("scan blocked: environ was opened");
-        assert_eq!(found, Some(EngineProcess { pid: 400, port: 40000 }));
+        let found = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("scan blocked: environ was opened");
+        assert_eq!(
+            found,
+            Some(EngineProcess {
+                pid: 400,
+                port: 40000
+            })
+        );
         drop(fake);
     }
 
@@ -417,6 +482,9 @@ mod tests {
         assert_eq!(split_cmdline(b""), Vec::<&[u8]>::new());
         assert_eq!(split_cmdline(b"\0"), Vec::<&[u8]>::new());
         assert_eq!(split_cmdline(b"a\0\0b\0"), vec![&b"a"[..], b"", b"b"]);
-        assert_eq!(split_cmdline(b"query-engine -p  9"), vec![&b"query-engine"[..], b"-p", b"9"]);
+        assert_eq!(
+            split_cmdline(b"query-engine -p  9"),
+            vec![&b"query-engine"[..], b"-p", b"9"]
+        );
     }
 }

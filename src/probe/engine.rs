@@ -47,7 +47,11 @@ pub async fn probe_engine(
         return Err(FailureReason::BadBody);
     }
     let query = client
-        .post_json(&format!("{base}/"), Bytes::from_static(RAW_QUERY_BODY.as_bytes()), deadline)
+        .post_json(
+            &format!("{base}/"),
+            Bytes::from_static(RAW_QUERY_BODY.as_bytes()),
+            deadline,
+        )
         .await?;
     if !query.status.is_success() {
         return Err(FailureReason::HttpStatus);
@@ -107,8 +111,18 @@ pub(crate) struct EngineProber {
 impl EngineProber {
     /// A prober for `fixed_url`, or, when that is `None`, for the engine found
     /// under `proc_root`. With neither, every attempt is `refused`.
-    pub(crate) fn new(client: HttpClient, fixed_url: Option<String>, proc_root: Option<PathBuf>) -> Self {
-        EngineProber { client, fixed_url, proc_root, current: None, last_reported: None }
+    pub(crate) fn new(
+        client: HttpClient,
+        fixed_url: Option<String>,
+        proc_root: Option<PathBuf>,
+    ) -> Self {
+        EngineProber {
+            client,
+            fixed_url,
+            proc_root,
+            current: None,
+            last_reported: None,
+        }
     }
 
     async fn discover(&mut self) -> Option<EngineProcess> {
@@ -120,7 +134,9 @@ impl EngineProber {
             .flatten();
         if found != self.last_reported {
             match found {
-                Some(p) => tracing::info!(pid = p.pid, port = p.port, "found the Prisma query engine"),
+                Some(p) => {
+                    tracing::info!(pid = p.pid, port = p.port, "found the Prisma query engine")
+                }
                 None if self.last_reported.is_some() => {
                     tracing::info!("the Prisma query engine process is gone")
                 }
@@ -180,7 +196,9 @@ mod tests {
     #[test]
     fn status_body_classification() {
         assert!(status_body_is_ok(br#"{"status":"ok"}"#));
-        assert!(status_body_is_ok(b"{ \"status\" : \"ok\" , \"extra\": 1 }\n"));
+        assert!(status_body_is_ok(
+            b"{ \"status\" : \"ok\" , \"extra\": 1 }\n"
+        ));
         for bad in [
             &br#"{"status":"starting"}"#[..],
             br#"{"Errors":[{"error":"x"}],"status":"ok"}"#,
@@ -192,7 +210,11 @@ mod tests {
             b"<html><body>502 Bad Gateway</body></html>",
             b"\x1b[31m{\"status\":\"ok\"}\x1b[0m",
         ] {
-            assert!(!status_body_is_ok(bad), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                !status_body_is_ok(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -202,7 +224,9 @@ mod tests {
         assert!(query_body_is_ok(
             br#"{"data":{"result":{"columns":["?column?"],"types":["int"],"rows":[[1]]}}}"#
         ));
-        assert!(query_body_is_ok(br#"{"data":{"result":[{"?column?":{"prisma__type":"int","prisma__value":1}}]}}"#));
+        assert!(query_body_is_ok(
+            br#"{"data":{"result":[{"?column?":{"prisma__type":"int","prisma__value":1}}]}}"#
+        ));
         assert!(query_body_is_ok(br#"{"data":{"result":1},"errors":[]}"#));
         for bad in [
             // What the engine says when PostgreSQL went away under it.

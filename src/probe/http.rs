@@ -131,19 +131,28 @@ impl HttpClient {
             .map_err(|_| HttpError::InvalidUrl)?;
 
         let exchange = async {
-            let response = self.client.request(request).await.map_err(classify_client_error)?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(classify_client_error)?;
             let status = response.status();
             let collected = Limited::new(response.into_body(), self.body_limit)
                 .collect()
                 .await
                 .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
                         HttpError::BodyTooLarge
                     } else {
                         HttpError::Body
                     }
                 })?;
-            Ok(HttpResponse { status, body: collected.to_bytes() })
+            Ok(HttpResponse {
+                status,
+                body: collected.to_bytes(),
+            })
         };
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(result) => result,
@@ -237,13 +246,17 @@ mod tests {
         let mut response = b"HTTP/1.1 200 OK\r\ncontent-length: 2000\r\n\r\n".to_vec();
         response.extend(std::iter::repeat_n(b'x', 2000));
         let url = one_shot(response).await;
-        let err = HttpClient::with_body_limit(100).get(&url, soon()).await.unwrap_err();
+        let err = HttpClient::with_body_limit(100)
+            .get(&url, soon())
+            .await
+            .unwrap_err();
         assert_eq!(err, HttpError::BodyTooLarge);
     }
 
     #[tokio::test]
     async fn garbage_instead_of_http_is_a_request_error() {
-        let url = one_shot(b"\x00\xffSSH-2.0-OpenSSH_9.2\r\n\x1b[31mnot http\x1b[0m".to_vec()).await;
+        let url =
+            one_shot(b"\x00\xffSSH-2.0-OpenSSH_9.2\r\n\x1b[31mnot http\x1b[0m".to_vec()).await;
         let err = HttpClient::new().get(&url, soon()).await.unwrap_err();
         assert_eq!(err, HttpError::Request);
     }
@@ -252,7 +265,10 @@ mod tests {
     async fn truncated_body_is_a_body_error() {
         let url = one_shot(b"HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n{\"stat".to_vec()).await;
         let err = HttpClient::new().get(&url, soon()).await.unwrap_err();
-        assert!(matches!(err, HttpError::Body | HttpError::Request), "{err:?}");
+        assert!(
+            matches!(err, HttpError::Body | HttpError::Request),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -267,7 +283,10 @@ mod tests {
         });
         let start = Instant::now();
         let err = HttpClient::new()
-            .get(&format!("http://{addr}/status"), start + Duration::from_millis(200))
+            .get(
+                &format!("http://{addr}/status"),
+                start + Duration::from_millis(200),
+            )
             .await
             .unwrap_err();
         assert_eq!(err, HttpError::Timeout);
@@ -278,8 +297,18 @@ mod tests {
     #[tokio::test]
     async fn rejects_non_http_urls() {
         let c = HttpClient::new();
-        for bad in ["https://127.0.0.1:1/", "127.0.0.1:4000", "", "http://", "ftp://x/"] {
-            assert_eq!(c.get(bad, soon()).await.unwrap_err(), HttpError::InvalidUrl, "{bad}");
+        for bad in [
+            "https://127.0.0.1:1/",
+            "127.0.0.1:4000",
+            "",
+            "http://",
+            "ftp://x/",
+        ] {
+            assert_eq!(
+                c.get(bad, soon()).await.unwrap_err(),
+                HttpError::InvalidUrl,
+                "{bad}"
+            );
         }
     }
 }

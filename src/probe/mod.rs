@@ -197,10 +197,16 @@ impl ProbeConfig {
     /// Checks the configuration so mistakes surface at start-up, not as a
     /// stream of "refused" outcomes.
     pub fn validate(&self) -> Result<(), ProbeConfigError> {
-        for (field, value) in [("engine_url", &self.engine_url), ("proxy_url", &self.proxy_url)] {
+        for (field, value) in [
+            ("engine_url", &self.engine_url),
+            ("proxy_url", &self.proxy_url),
+        ] {
             if let Some(url) = value {
                 if !is_plain_http_url(url) {
-                    return Err(ProbeConfigError::InvalidUrl { field, value: url.clone() });
+                    return Err(ProbeConfigError::InvalidUrl {
+                        field,
+                        value: url.clone(),
+                    });
                 }
             }
         }
@@ -312,7 +318,10 @@ struct Schedule {
 /// (which keeps discovery state between attempts) and by [`FnAttempt`].
 pub(crate) trait Attempt: Send + 'static {
     /// Runs one attempt; must finish by `deadline` (callers also enforce it).
-    fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Result<(), FailureReason>> + Send + '_;
+    fn attempt(
+        &mut self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), FailureReason>> + Send + '_;
 }
 
 /// A stateless attempt built from a closure.
@@ -323,7 +332,10 @@ where
     F: FnMut(Instant) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), FailureReason>> + Send + 'static,
 {
-    fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Result<(), FailureReason>> + Send + '_ {
+    fn attempt(
+        &mut self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), FailureReason>> + Send + '_ {
         (self.0)(deadline)
     }
 }
@@ -356,13 +368,22 @@ async fn run_loop<A: Attempt>(
             }
         };
         let duration = started.elapsed();
-        let outcome = ProbeOutcome { target, at: Timestamp::now(), duration, result };
+        let outcome = ProbeOutcome {
+            target,
+            at: Timestamp::now(),
+            duration,
+            result,
+        };
         log_transition(target, previous, result);
         previous = Some(result);
         if out.send(outcome).await.is_err() {
             return; // nobody listens any more
         }
-        let wait = if result.is_ok() { schedule.slow } else { schedule.fast };
+        let wait = if result.is_ok() {
+            schedule.slow
+        } else {
+            schedule.fast
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(started + wait) => {}
             changed = shutdown.changed() => {
@@ -381,10 +402,18 @@ fn log_transition(
         (Some(Ok(())), Ok(())) => {}
         (_, Ok(())) => tracing::info!(target = target.as_str(), "probe target is up"),
         (Some(Err(before)), Err(reason)) if before == reason => {
-            tracing::debug!(target = target.as_str(), reason = reason.as_str(), "probe still failing")
+            tracing::debug!(
+                target = target.as_str(),
+                reason = reason.as_str(),
+                "probe still failing"
+            )
         }
         (_, Err(reason)) => {
-            tracing::info!(target = target.as_str(), reason = reason.as_str(), "probe target is down")
+            tracing::info!(
+                target = target.as_str(),
+                reason = reason.as_str(),
+                "probe target is down"
+            )
         }
     }
 }
@@ -398,19 +427,45 @@ mod tests {
         let t: Vec<_> = Target::ALL.iter().map(|t| t.as_str()).collect();
         assert_eq!(t, ["engine", "proxy_readiness", "database"]);
         let r: Vec<_> = FailureReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(r, ["refused", "timeout", "http_status", "bad_body", "db_error"]);
+        assert_eq!(
+            r,
+            ["refused", "timeout", "http_status", "bad_body", "db_error"]
+        );
     }
 
     #[test]
     fn validate_rejects_bad_urls_and_zero_durations() {
-        let ok = ProbeConfig { proxy_url: Some("http://127.0.0.1:4000".into()), ..Default::default() };
+        let ok = ProbeConfig {
+            proxy_url: Some("http://127.0.0.1:4000".into()),
+            ..Default::default()
+        };
         assert_eq!(ok.validate(), Ok(()));
-        let bad = ProbeConfig { engine_url: Some("127.0.0.1:4000".into()), ..Default::default() };
-        assert!(matches!(bad.validate(), Err(ProbeConfigError::InvalidUrl { field: "engine_url", .. })));
-        let tls = ProbeConfig { proxy_url: Some("https://x:1".into()), ..Default::default() };
+        let bad = ProbeConfig {
+            engine_url: Some("127.0.0.1:4000".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(ProbeConfigError::InvalidUrl {
+                field: "engine_url",
+                ..
+            })
+        ));
+        let tls = ProbeConfig {
+            proxy_url: Some("https://x:1".into()),
+            ..Default::default()
+        };
         assert!(tls.validate().is_err());
-        let zero = ProbeConfig { fast_interval: Duration::ZERO, ..Default::default() };
-        assert_eq!(zero.validate(), Err(ProbeConfigError::ZeroDuration { field: "fast_interval" }));
+        let zero = ProbeConfig {
+            fast_interval: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ProbeConfigError::ZeroDuration {
+                field: "fast_interval"
+            })
+        );
     }
 
     #[test]
@@ -449,17 +504,27 @@ mod tests {
             slow: Duration::from_secs(3600),
             timeout: Duration::from_secs(1),
         };
-        let handle = tokio::spawn(run_loop(Target::Engine, schedule, tx, stop_rx, FnAttempt(|_deadline| async {
-            Err(FailureReason::Refused)
-        })));
+        let handle = tokio::spawn(run_loop(
+            Target::Engine,
+            schedule,
+            tx,
+            stop_rx,
+            FnAttempt(|_deadline| async { Err(FailureReason::Refused) }),
+        ));
         // Several failing attempts arrive quickly (fast interval).
         for _ in 0..3 {
-            let o = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+            let o = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(o.result, Err(FailureReason::Refused));
             assert_eq!(o.target, Target::Engine);
         }
         stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
@@ -471,13 +536,27 @@ mod tests {
             slow: Duration::from_secs(3600),
             timeout: Duration::from_secs(1),
         };
-        let handle = tokio::spawn(run_loop(Target::Database, schedule, tx, stop_rx, FnAttempt(|_d| async { Ok(()) })));
-        let o = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let handle = tokio::spawn(run_loop(
+            Target::Database,
+            schedule,
+            tx,
+            stop_rx,
+            FnAttempt(|_d| async { Ok(()) }),
+        ));
+        let o = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(o.result, Ok(()));
         // Up: next attempt is an hour away, so nothing arrives soon.
-        assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv())
+            .await
+            .is_err());
         stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
@@ -489,10 +568,17 @@ mod tests {
             slow: Duration::from_secs(10),
             timeout: Duration::from_secs(3600),
         };
-        let handle = tokio::spawn(run_loop(Target::Engine, schedule, tx, stop_rx, FnAttempt(|_d| async {
-            std::future::pending::<Result<(), FailureReason>>().await
-        })));
+        let handle = tokio::spawn(run_loop(
+            Target::Engine,
+            schedule,
+            tx,
+            stop_rx,
+            FnAttempt(|_d| async { std::future::pending::<Result<(), FailureReason>>().await }),
+        ));
         stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

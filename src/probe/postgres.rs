@@ -146,11 +146,16 @@ mod enabled {
     impl DatabaseTarget {
         pub(crate) fn new(secret: Secret) -> Self {
             // The parse error is not formatted: it can quote the input.
-            let config = tokio_postgres::Config::from_str(secret.expose()).ok().map(Arc::new);
+            let config = tokio_postgres::Config::from_str(secret.expose())
+                .ok()
+                .map(Arc::new);
             if config.is_none() {
                 tracing::warn!(database = %secret.redacted(), "database URL does not parse; the database probe will report db_error");
             }
-            DatabaseTarget { secret: Arc::new(secret), config }
+            DatabaseTarget {
+                secret: Arc::new(secret),
+                config,
+            }
         }
 
         /// Connects (NoTls), runs `SELECT 1` and disconnects, all by `deadline`.
@@ -162,7 +167,8 @@ mod enabled {
             let remaining = deadline.saturating_duration_since(Instant::now());
             config.connect_timeout(remaining.max(Duration::from_millis(1)));
             let work = async move {
-                let (client, connection) = config.connect(NoTls).await.map_err(|e| self.failed(&e))?;
+                let (client, connection) =
+                    config.connect(NoTls).await.map_err(|e| self.failed(&e))?;
                 // The connection future drives the socket; it ends when the
                 // client is dropped (sends Terminate) or the server goes away.
                 tokio::spawn(async move {
@@ -171,7 +177,10 @@ mod enabled {
                 let result = client.simple_query("SELECT 1").await;
                 drop(client);
                 let messages = result.map_err(|e| self.failed(&e))?;
-                if messages.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))) {
+                if messages
+                    .iter()
+                    .any(|m| matches!(m, SimpleQueryMessage::Row(_)))
+                {
                     Ok(())
                 } else {
                     Err(FailureReason::DbError)
@@ -219,7 +228,10 @@ impl DatabaseTarget {
         DatabaseTarget
     }
 
-    pub(crate) async fn probe(&self, _deadline: tokio::time::Instant) -> Result<(), super::FailureReason> {
+    pub(crate) async fn probe(
+        &self,
+        _deadline: tokio::time::Instant,
+    ) -> Result<(), super::FailureReason> {
         Err(super::FailureReason::DbError)
     }
 }
@@ -233,24 +245,53 @@ mod tests {
     #[test]
     fn url_forms_are_redacted() {
         let cases = [
-            ("postgresql://litellm:hunter2-S3cr3t@db.prod:5432/litellm", "postgresql://litellm:***@db.prod:5432/litellm"),
-            ("postgres://litellm:hunter2-S3cr3t@db/litellm?sslmode=require", "postgres://litellm:***@db/litellm"),
-            ("POSTGRESQL://u:hunter2-S3cr3t@h/d", "postgresql://u:***@h/d"),
+            (
+                "postgresql://litellm:hunter2-S3cr3t@db.prod:5432/litellm",
+                "postgresql://litellm:***@db.prod:5432/litellm",
+            ),
+            (
+                "postgres://litellm:hunter2-S3cr3t@db/litellm?sslmode=require",
+                "postgres://litellm:***@db/litellm",
+            ),
+            (
+                "POSTGRESQL://u:hunter2-S3cr3t@h/d",
+                "postgresql://u:***@h/d",
+            ),
             // Unencoded '@' and ':' inside the password.
-            ("postgresql://u:hunter2@S3cr3t:x@h:1/d", "postgresql://u:***@h:1/d"),
+            (
+                "postgresql://u:hunter2@S3cr3t:x@h:1/d",
+                "postgresql://u:***@h:1/d",
+            ),
             // Password in the query string.
-            ("postgresql://u@h/d?password=hunter2-S3cr3t", "postgresql://u@h/d"),
-            ("postgresql://h:5432/d?password=hunter2-S3cr3t&x=1", "postgresql://h:5432/d"),
+            (
+                "postgresql://u@h/d?password=hunter2-S3cr3t",
+                "postgresql://u@h/d",
+            ),
+            (
+                "postgresql://h:5432/d?password=hunter2-S3cr3t&x=1",
+                "postgresql://h:5432/d",
+            ),
             // '@' inside a query value after a password-less userinfo: ambiguous.
-            ("postgresql://u@h/d?password=hunter2@S3cr3t", "postgresql://***"),
+            (
+                "postgresql://u@h/d?password=hunter2@S3cr3t",
+                "postgresql://***",
+            ),
             // Unencoded '/' in the password: ambiguous.
             ("postgresql://u:hunter2/S3cr3t@h/d", "postgresql://***"),
-            ("  postgresql://u:hunter2-S3cr3t@h/d\n", "postgresql://u:***@h/d"),
+            (
+                "  postgresql://u:hunter2-S3cr3t@h/d\n",
+                "postgresql://u:***@h/d",
+            ),
         ];
         for (input, want) in cases {
             let s = Secret::new(input);
             assert_eq!(s.redacted(), want, "{want}");
-            for shown in [s.redacted(), format!("{s}"), format!("{s:?}"), format!("{s:#?}")] {
+            for shown in [
+                s.redacted(),
+                format!("{s}"),
+                format!("{s:?}"),
+                format!("{s:#?}"),
+            ] {
                 assert!(!shown.contains("hunter2"), "{shown}");
                 assert!(!shown.contains("S3cr3t"), "{shown}");
             }
@@ -260,8 +301,14 @@ mod tests {
     #[test]
     fn key_value_forms_are_redacted() {
         let cases = [
-            ("host=db port=5432 user=litellm password=hunter2-S3cr3t dbname=x", "host=db port=5432 user=litellm password=*** dbname=x"),
-            ("host=db password='hunter2 S3cr3t host=evil' dbname=x", "host=db …"),
+            (
+                "host=db port=5432 user=litellm password=hunter2-S3cr3t dbname=x",
+                "host=db port=5432 user=litellm password=*** dbname=x",
+            ),
+            (
+                "host=db password='hunter2 S3cr3t host=evil' dbname=x",
+                "host=db …",
+            ),
             ("password = hunter2-S3cr3t", "<redacted connection string>"),
             ("hunter2-S3cr3t", "<redacted connection string>"),
             ("", "<redacted connection string>"),
@@ -300,12 +347,20 @@ mod tests {
     async fn unparseable_url_is_db_error_and_nothing_listening_is_refused() {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         let bad = DatabaseTarget::new(Secret::new("postgresql://u:hunter2-S3cr3t@h:notaport/d"));
-        assert_eq!(bad.probe(deadline).await, Err(super::super::FailureReason::DbError));
+        assert_eq!(
+            bad.probe(deadline).await,
+            Err(super::super::FailureReason::DbError)
+        );
 
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let t = DatabaseTarget::new(Secret::new(format!("postgresql://u:{PW}@127.0.0.1:{port}/d")));
-        assert_eq!(t.probe(deadline).await, Err(super::super::FailureReason::Refused));
+        let t = DatabaseTarget::new(Secret::new(format!(
+            "postgresql://u:{PW}@127.0.0.1:{port}/d"
+        )));
+        assert_eq!(
+            t.probe(deadline).await,
+            Err(super::super::FailureReason::Refused)
+        );
     }
 }

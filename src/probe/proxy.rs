@@ -28,7 +28,11 @@ pub fn readiness_url(base: &str) -> String {
 }
 
 /// One readiness probe of `url` (a full `/health/readiness` URL).
-pub async fn probe_readiness(client: &HttpClient, url: &str, deadline: Instant) -> Result<(), FailureReason> {
+pub async fn probe_readiness(
+    client: &HttpClient,
+    url: &str,
+    deadline: Instant,
+) -> Result<(), FailureReason> {
     let resp = client.get(url, deadline).await?;
     if !resp.status.is_success() {
         return Err(FailureReason::HttpStatus);
@@ -54,8 +58,14 @@ mod tests {
 
     #[test]
     fn url_joins_without_double_slash() {
-        assert_eq!(readiness_url("http://127.0.0.1:4000"), "http://127.0.0.1:4000/health/readiness");
-        assert_eq!(readiness_url("http://127.0.0.1:4000/"), "http://127.0.0.1:4000/health/readiness");
+        assert_eq!(
+            readiness_url("http://127.0.0.1:4000"),
+            "http://127.0.0.1:4000/health/readiness"
+        );
+        assert_eq!(
+            readiness_url("http://127.0.0.1:4000/"),
+            "http://127.0.0.1:4000/health/readiness"
+        );
     }
 
     #[test]

@@ -100,7 +100,8 @@ impl DirWatcher {
                 return;
             };
             match ev.kind {
-                EventKind::Modify(notify::event::ModifyKind::Data(_)) | EventKind::Modify(notify::event::ModifyKind::Any) => {
+                EventKind::Modify(notify::event::ModifyKind::Data(_))
+                | EventKind::Modify(notify::event::ModifyKind::Any) => {
                     for p in ev.paths {
                         let _ = tx.send(WatchEvent::Changed(p));
                     }
@@ -111,7 +112,13 @@ impl DirWatcher {
                 }
             }
         })?;
-        Ok((DirWatcher { watcher, watched: HashSet::new() }, rx))
+        Ok((
+            DirWatcher {
+                watcher,
+                watched: HashSet::new(),
+            },
+            rx,
+        ))
     }
 
     /// Adds watches for directories not watched yet; forgets vanished ones.
@@ -119,7 +126,12 @@ impl DirWatcher {
     pub fn watch_dirs(&mut self, dirs: &[PathBuf]) -> Vec<notify::Error> {
         let mut errors = Vec::new();
         let wanted: HashSet<&PathBuf> = dirs.iter().collect();
-        let gone: Vec<PathBuf> = self.watched.iter().filter(|d| !wanted.contains(d)).cloned().collect();
+        let gone: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|d| !wanted.contains(d))
+            .cloned()
+            .collect();
         for d in gone {
             let _ = self.watcher.unwatch(&d);
             self.watched.remove(&d);

@@ -111,7 +111,10 @@ impl TailedFile {
         let fingerprint = read_fingerprint(&file)?;
         Ok(TailedFile {
             path: path.to_path_buf(),
-            key: FileKey { dev: meta.dev(), ino: meta.ino() },
+            key: FileKey {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
             fingerprint,
             file,
             read_pos: offset,
@@ -123,7 +126,11 @@ impl TailedFile {
 
     /// The identity to store in a checkpoint.
     pub fn id(&self) -> FileId {
-        FileId { dev: self.key.dev, ino: self.key.ino, fingerprint: self.fingerprint }
+        FileId {
+            dev: self.key.dev,
+            ino: self.key.ino,
+            fingerprint: self.fingerprint,
+        }
     }
 
     /// Offset just after the last delivered line: where a restart resumes.
@@ -133,12 +140,19 @@ impl TailedFile {
 
     /// Bytes written to the file that we have not read yet.
     pub fn lag(&self) -> u64 {
-        self.file.metadata().map(|m| m.len().saturating_sub(self.read_pos)).unwrap_or(0)
+        self.file
+            .metadata()
+            .map(|m| m.len().saturating_sub(self.read_pos))
+            .unwrap_or(0)
     }
 
     /// Reads everything new, delivering complete lines to `h`.
     /// `buf` is a reused read buffer.
-    pub fn read_new<H: LineHandler + ?Sized>(&mut self, buf: &mut [u8], h: &mut H) -> std::io::Result<ReadStats> {
+    pub fn read_new<H: LineHandler + ?Sized>(
+        &mut self,
+        buf: &mut [u8],
+        h: &mut H,
+    ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
         let len = self.file.metadata()?.len();
         if len < self.read_pos {
@@ -172,7 +186,9 @@ impl TailedFile {
 
     /// Checks what the path names now; switches to [`Lifecycle::Draining`] when it is no longer us.
     pub fn check_path(&mut self) {
-        let still_us = std::fs::metadata(&self.path).map(|m| m.dev() == self.key.dev && m.ino() == self.key.ino).unwrap_or(false);
+        let still_us = std::fs::metadata(&self.path)
+            .map(|m| m.dev() == self.key.dev && m.ino() == self.key.ino)
+            .unwrap_or(false);
         if !still_us {
             self.lifecycle = Lifecycle::Draining;
         }
@@ -182,13 +198,20 @@ impl TailedFile {
 /// Reads a whole file (plain or `.gz`) from `offset` (in decompressed bytes)
 /// through a line splitter: for `report` and for catching up on a rotated file
 /// that was compressed while the agent was down.
-pub fn read_whole<H: LineHandler + ?Sized>(path: &Path, offset: u64, max_line_bytes: usize, h: &mut H) -> std::io::Result<u64> {
+pub fn read_whole<H: LineHandler + ?Sized>(
+    path: &Path,
+    offset: u64,
+    max_line_bytes: usize,
+    h: &mut H,
+) -> std::io::Result<u64> {
     let file = File::open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        )))
     } else {
         Box::new(file)
     };
@@ -225,7 +248,10 @@ pub fn fingerprint_of_path(path: &Path) -> std::io::Result<Option<u64>> {
         Box::new(file)
     };
     let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
-    reader.by_ref().take(FINGERPRINT_BYTES as u64).read_to_end(&mut head)?;
+    reader
+        .by_ref()
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut head)?;
     Ok(fingerprint_of(&head))
 }
 
@@ -237,7 +263,10 @@ mod tests {
     fn collect(f: &mut TailedFile) -> Vec<String> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 7];
-        f.read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(String::from_utf8_lossy(l).into_owned())).unwrap();
+        f.read_new(&mut buf, &mut |l: &[u8], _t: bool| {
+            out.push(String::from_utf8_lossy(l).into_owned())
+        })
+        .unwrap();
         out
     }
 
@@ -266,7 +295,9 @@ mod tests {
         std::fs::write(&p, b"c\n").unwrap(); // truncate + rewrite, same inode
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64];
-        let st = f.read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(l.to_vec())).unwrap();
+        let st = f
+            .read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(l.to_vec()))
+            .unwrap();
         assert!(st.truncated);
         assert_eq!(out, vec![b"c".to_vec()]);
     }
@@ -291,7 +322,8 @@ mod tests {
     fn gz_is_read_from_an_offset() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("0.log.1.gz");
-        let mut enc = flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
         enc.write_all(b"skip me\nkeep\n").unwrap();
         enc.finish().unwrap();
         let mut out = Vec::new();

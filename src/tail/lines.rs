@@ -32,7 +32,11 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// A splitter capping lines at `max_line_bytes`.
     pub fn new(max_line_bytes: usize) -> Self {
-        LineSplitter { carry: Vec::new(), max_line_bytes: max_line_bytes.max(1), skipping: false }
+        LineSplitter {
+            carry: Vec::new(),
+            max_line_bytes: max_line_bytes.max(1),
+            skipping: false,
+        }
     }
 
     /// Bytes held for an unfinished line (not yet delivered). The offset of

@@ -53,8 +53,13 @@ impl ReadErrorReason {
     }
 
     /// Every reason (for pre-registering series).
-    pub const ALL: [ReadErrorReason; 5] =
-        [ReadErrorReason::PermissionDenied, ReadErrorReason::NotAFile, ReadErrorReason::Io, ReadErrorReason::Glob, ReadErrorReason::Watch];
+    pub const ALL: [ReadErrorReason; 5] = [
+        ReadErrorReason::PermissionDenied,
+        ReadErrorReason::NotAFile,
+        ReadErrorReason::Io,
+        ReadErrorReason::Glob,
+        ReadErrorReason::Watch,
+    ];
 
     fn of(e: &std::io::Error) -> Self {
         match e.kind() {
@@ -152,7 +157,10 @@ impl Tailer {
             rescan: true,
             next_full_pass: Instant::now(),
             buf: vec![0u8; 256 * 1024],
-            stats: TailStats { polling, ..Default::default() },
+            stats: TailStats {
+                polling,
+                ..Default::default()
+            },
             failed: HashSet::new(),
         }
     }
@@ -175,18 +183,21 @@ impl Tailer {
 
     /// Blocks until there is something to read or `max_wait` passes.
     pub fn wait(&mut self, max_wait: Duration) {
-        let until_full = self.next_full_pass.saturating_duration_since(Instant::now());
+        let until_full = self
+            .next_full_pass
+            .saturating_duration_since(Instant::now());
         let timeout = until_full.min(max_wait);
         let Some(rx) = &self.events else {
             std::thread::sleep(timeout);
             return;
         };
-        let got = |ev: discover::WatchEvent, dirty: &mut HashSet<PathBuf>, rescan: &mut bool| match ev {
-            discover::WatchEvent::Changed(p) => {
-                dirty.insert(p);
-            }
-            discover::WatchEvent::Structure => *rescan = true,
-        };
+        let got =
+            |ev: discover::WatchEvent, dirty: &mut HashSet<PathBuf>, rescan: &mut bool| match ev {
+                discover::WatchEvent::Changed(p) => {
+                    dirty.insert(p);
+                }
+                discover::WatchEvent::Structure => *rescan = true,
+            };
         match rx.recv_timeout(timeout) {
             Ok(ev) => got(ev, &mut self.dirty, &mut self.rescan),
             Err(RecvTimeoutError::Timeout) => return,
@@ -217,7 +228,11 @@ impl Tailer {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
             self.files.keys().copied().collect()
         } else {
-            let keys = self.dirty.iter().filter_map(|p| self.by_path.get(p).copied()).collect();
+            let keys = self
+                .dirty
+                .iter()
+                .filter_map(|p| self.by_path.get(p).copied())
+                .collect();
             keys
         };
         self.dirty.clear();
@@ -229,7 +244,9 @@ impl Tailer {
     }
 
     fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, check_path: bool, sink: &mut S) {
-        let Some(f) = self.files.get_mut(&key) else { return };
+        let Some(f) = self.files.get_mut(&key) else {
+            return;
+        };
         if check_path && f.lifecycle == Lifecycle::Active {
             f.check_path();
             if f.lifecycle == Lifecycle::Draining {
@@ -367,7 +384,9 @@ impl Tailer {
     /// Finds and removes the checkpointed position of a file with this identity.
     fn take_resume(&mut self, id: FileId) -> Option<FilePosition> {
         let i = self.pending_resume.iter().position(|p| {
-            p.id.dev == id.dev && p.id.ino == id.ino && (p.id.fingerprint.is_none() || p.id.fingerprint == id.fingerprint)
+            p.id.dev == id.dev
+                && p.id.ino == id.ino
+                && (p.id.fingerprint.is_none() || p.id.fingerprint == id.fingerprint)
         })?;
         Some(self.pending_resume.swap_remove(i))
     }
@@ -378,24 +397,46 @@ impl Tailer {
     fn resume_rotated<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
         let pending = std::mem::take(&mut self.pending_resume);
         for pos in pending {
-            let Some(dir) = pos.path.parent() else { continue };
-            let Some(name) = pos.path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let Some(dir) = pos.path.parent() else {
+                continue;
+            };
+            let Some(name) = pos.path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             let mut siblings: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(name) && n.len() > name.len() && n.as_bytes()[name.len()] == b'.'))
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with(name)
+                            && n.len() > name.len()
+                            && n.as_bytes()[name.len()] == b'.'
+                    })
+                })
                 .collect();
             siblings.sort();
             for sib in siblings {
                 if sib.extension().is_some_and(|e| e == "gz") {
-                    if file::fingerprint_of_path(&sib).ok().flatten() == pos.id.fingerprint && pos.id.fingerprint.is_some() {
-                        let key = FileKey { dev: pos.id.dev, ino: pos.id.ino };
+                    if file::fingerprint_of_path(&sib).ok().flatten() == pos.id.fingerprint
+                        && pos.id.fingerprint.is_some()
+                    {
+                        let key = FileKey {
+                            dev: pos.id.dev,
+                            ino: pos.id.ino,
+                        };
                         sink.opened(key, pos.id, &sib, true);
                         let mut lines = 0u64;
-                        let r = file::read_whole(&sib, pos.offset, self.cfg.max_line_bytes, &mut |line: &[u8], t: bool| {
-                            lines += 1;
-                            sink.line(key, line, t);
-                        });
+                        let r = file::read_whole(
+                            &sib,
+                            pos.offset,
+                            self.cfg.max_line_bytes,
+                            &mut |line: &[u8], t: bool| {
+                                lines += 1;
+                                sink.line(key, line, t);
+                            },
+                        );
                         self.stats.lines_read += lines;
                         if let Err(e) = r {
                             sink.read_error(&sib, ReadErrorReason::of(&e));
@@ -404,8 +445,13 @@ impl Tailer {
                         sink.closed(key);
                         break;
                     }
-                } else if let Ok(mut f) = TailedFile::open(&sib, pos.offset, self.cfg.max_line_bytes) {
-                    if f.key.dev == pos.id.dev && f.key.ino == pos.id.ino && !self.files.contains_key(&f.key) {
+                } else if let Ok(mut f) =
+                    TailedFile::open(&sib, pos.offset, self.cfg.max_line_bytes)
+                {
+                    if f.key.dev == pos.id.dev
+                        && f.key.ino == pos.id.ino
+                        && !self.files.contains_key(&f.key)
+                    {
                         f.lifecycle = Lifecycle::Draining;
                         sink.opened(f.key, f.id(), &sib, true);
                         let key = f.key;
@@ -420,7 +466,14 @@ impl Tailer {
 
     /// Positions of every open file, for the checkpoint.
     pub fn positions(&self) -> Vec<FilePosition> {
-        self.files.values().map(|f| FilePosition { id: f.id(), path: f.path.clone(), offset: f.committed_offset() }).collect()
+        self.files
+            .values()
+            .map(|f| FilePosition {
+                id: f.id(),
+                path: f.path.clone(),
+                offset: f.committed_offset(),
+            })
+            .collect()
     }
 
     /// Self-monitoring numbers.

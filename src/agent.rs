@@ -1,0 +1,371 @@
+//! The running agent: the tail loop on its own thread, the probes, the
+//! checkpoint, the HTTP server, and a clean shutdown.
+//!
+//! This is the program's top: it wires the stages together (it is the only
+//! module that knows all of them) and returns `anyhow` errors with context
+//! for the binary to print.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+use crate::classify::RulePack;
+use crate::config::{Config, ReadFrom, Role};
+use crate::format::PodRef;
+use crate::metrics::{Metrics, SharedTracker};
+use crate::pipeline::Pipeline;
+use crate::probe::{ProbeConfig, ProbeOutcome, Secret, Target};
+use crate::server::{AppState, GateConfig};
+use crate::state::{Snapshot, STATE_VERSION};
+use crate::tail::{TailConfig, Tailer};
+use crate::time::Timestamp;
+use crate::timeline::{TimelineConfig, Tracker};
+
+/// Probes of one pod, beyond what the config describes (the demo probes one engine per pod).
+#[derive(Clone, Debug)]
+pub struct PodProbes {
+    pub pod: PodRef,
+    pub probes: ProbeConfig,
+}
+
+/// A running agent.
+pub struct Agent {
+    /// Where the HTTP server listens (useful with port 0).
+    pub addr: SocketAddr,
+    pub tracker: SharedTracker,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    shutdown_rx: watch::Receiver<bool>,
+    tail_thread: Option<std::thread::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Loads the built-in rule pack plus the configured user pack.
+pub fn load_rules(cfg: &Config) -> Result<RulePack> {
+    match &cfg.rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read rule pack {}", path.display()))?;
+            RulePack::with_user_pack(&text, &path.display().to_string())
+                .with_context(|| format!("rule pack {} is invalid", path.display()))
+        }
+        None => RulePack::builtin()
+            .context("the built-in rule pack does not compile (a bug: please report it)"),
+    }
+}
+
+/// The probe configuration of the sidecar (or a node agent given probe URLs).
+fn configured_probes(cfg: &Config) -> Option<PodProbes> {
+    let p = &cfg.probe;
+    let discover = p
+        .discover_engine
+        .unwrap_or(cfg.role == Role::Sidecar && p.engine_url.is_none());
+    let probes = ProbeConfig {
+        engine_url: p.engine_url.clone(),
+        discover_engine: discover,
+        proc_root: p.proc_root.clone(),
+        proxy_url: p.proxy_url.clone(),
+        database_url: p.database_url.clone().map(Secret::new),
+        fast_interval: p.fast_interval.0,
+        slow_interval: p.slow_interval.0,
+        timeout: p.timeout.0,
+    };
+    if probes.targets().is_empty() {
+        return None;
+    }
+    let pod = PodRef {
+        namespace: p.namespace.clone().unwrap_or_default(),
+        pod: p.pod.clone().unwrap_or_else(|| "local".to_string()),
+    };
+    Some(PodProbes { pod, probes })
+}
+
+impl Agent {
+    /// Starts everything; returns once the server listens.
+    pub async fn start(cfg: Config, extra_probes: Vec<PodProbes>) -> Result<Agent> {
+        let rules = Arc::new(load_rules(&cfg)?);
+        let tailing = cfg.role == Role::Node || cfg.globs != Config::default().globs;
+        let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(TimelineConfig {
+            quiet_period_secs: cfg.quiet_period.0.as_secs_f64(),
+            max_pods: cfg.max_pods,
+            pod_ttl_secs: cfg.pod_ttl.0.as_secs_f64(),
+            ..Default::default()
+        })));
+        let metrics = Arc::new(Metrics::new(tracker.clone()).context("cannot register metrics")?);
+        metrics.agent.rules_loaded.set(rules.len() as i64);
+
+        let mut restored = None;
+        if tailing {
+            if let Some(dir) = cfg
+                .state_file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {} (set --state-file to a writable path)", dir.display()))?;
+            }
+            match crate::state::load(&cfg.state_file) {
+                Ok(s) => restored = s,
+                Err(e) => tracing::warn!(error = %e, "starting without a checkpoint"),
+            }
+        }
+        let first_start = restored.is_none();
+        let (files, tracker_state) = match restored {
+            Some(s) => (s.files, Some(s.tracker)),
+            None => (Vec::new(), None),
+        };
+        if let Some(ts) = tracker_state {
+            if let Ok(mut t) = tracker.lock() {
+                t.restore(ts);
+            }
+            tracing::info!(
+                files = files.len(),
+                "restored checkpoint: counters continue from their saved values"
+            );
+        }
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let watching = Arc::new(AtomicBool::new(!tailing));
+
+        // Probes: each pod's outcomes feed the tracker and the probe metrics.
+        let mut all_probes = extra_probes;
+        all_probes.extend(configured_probes(&cfg));
+        let mut tasks = Vec::new();
+        let mut gate = GateConfig::default();
+        for pp in &all_probes {
+            pp.probes.validate().with_context(|| {
+                format!("probe settings for pod {}/{}", pp.pod.namespace, pp.pod.pod)
+            })?;
+            let targets = pp.probes.targets();
+            if gate.pod.is_none() && targets.contains(&Target::Engine) {
+                gate.pod = Some(pp.pod.clone());
+                gate.required = targets
+                    .iter()
+                    .copied()
+                    .filter(|t| matches!(t, Target::Engine | Target::Database))
+                    .collect();
+            }
+            tasks.push(spawn_pod_probes(
+                pp.clone(),
+                &tracker,
+                &metrics,
+                shutdown_rx.clone(),
+            ));
+        }
+
+        let tail_thread = if tailing {
+            let loop_cfg = TailLoop {
+                tail: TailConfig {
+                    globs: cfg.globs.clone(),
+                    max_line_bytes: cfg.max_line_bytes,
+                    poll_interval: cfg.poll_interval.0,
+                    force_polling: cfg.force_polling,
+                    start_at_end: first_start && cfg.read_from == ReadFrom::End,
+                },
+                checkpoint_interval: cfg.checkpoint_interval.0,
+                state_file: cfg.state_file.clone(),
+                probed_pods: all_probes.iter().map(|p| p.pod.clone()).collect(),
+            };
+            let pipeline = Pipeline::new(rules, tracker.clone(), cfg.max_line_bytes, files.clone());
+            let positions = files.into_iter().map(|f| f.position).collect();
+            let (tracker, metrics, watching, shutdown) = (
+                tracker.clone(),
+                metrics.clone(),
+                watching.clone(),
+                shutdown_rx.clone(),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("tail".into())
+                    .spawn(move || {
+                        loop_cfg.run(pipeline, positions, tracker, metrics, watching, shutdown)
+                    })
+                    .context("cannot start the tail thread")?,
+            )
+        } else {
+            None
+        };
+
+        let addr: SocketAddr = cfg
+            .listen
+            .parse()
+            .with_context(|| format!("`listen` = {} is not host:port", cfg.listen))?;
+        let listener = crate::server::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            metrics: metrics.clone(),
+            tracker: tracker.clone(),
+            gate,
+            watching,
+            state_file: tailing.then(|| cfg.state_file.clone()),
+        };
+        let mut rx = shutdown_rx.clone();
+        let server = tokio::spawn(crate::server::serve(listener, state, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        tracing::info!(%addr, role = ?cfg.role, tailing, "litellm-sentinel listening");
+        Ok(Agent {
+            addr,
+            tracker,
+            metrics,
+            shutdown: shutdown_tx,
+            shutdown_rx,
+            tail_thread,
+            tasks,
+            server,
+        })
+    }
+
+    /// Starts probing another pod (the demo's pods appear one by one). Aborting
+    /// the returned task stops its probes.
+    pub fn add_probes(&self, pp: PodProbes) -> tokio::task::JoinHandle<()> {
+        spawn_pod_probes(pp, &self.tracker, &self.metrics, self.shutdown_rx.clone())
+    }
+
+    /// Stops everything; the tail loop writes a final checkpoint first.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.tail_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.server).await;
+    }
+}
+
+/// Runs the probes of one pod; their outcomes feed the tracker and the probe
+/// metrics. The probe tasks end when the returned task ends (their channel closes).
+fn spawn_pod_probes(
+    pp: PodProbes,
+    tracker: &SharedTracker,
+    metrics: &Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let targets = pp.probes.targets();
+    if let Ok(mut t) = tracker.lock() {
+        t.register_probes(&pp.pod, &targets);
+    }
+    metrics.register_probe_targets(&targets);
+    let (tx, mut rx) = mpsc::channel::<ProbeOutcome>(64);
+    let probe_tasks = crate::probe::spawn_probes(pp.probes.clone(), tx, shutdown);
+    let (tracker, metrics, pod) = (tracker.clone(), metrics.clone(), pp.pod);
+    tokio::spawn(async move {
+        // Aborting this task drops the receiver; the probe tasks see a closed channel and stop.
+        let _guard = AbortOnDrop(probe_tasks);
+        while let Some(o) = rx.recv().await {
+            metrics.observe_probe(&o);
+            if let Ok(mut t) = tracker.lock() {
+                t.apply_probe(&pod, &o);
+            }
+        }
+    })
+}
+
+/// Aborts tasks when dropped (so aborting a parent task stops its children).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Settings of the tail thread.
+struct TailLoop {
+    tail: TailConfig,
+    checkpoint_interval: Duration,
+    state_file: std::path::PathBuf,
+    probed_pods: Vec<PodRef>,
+}
+
+impl TailLoop {
+    fn run(
+        self,
+        mut pipeline: Pipeline,
+        positions: Vec<crate::tail::FilePosition>,
+        tracker: SharedTracker,
+        metrics: Arc<Metrics>,
+        watching: Arc<AtomicBool>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tailer = Tailer::new(self.tail.clone(), positions);
+        let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
+        let mut next_expiry = Instant::now() + Duration::from_secs(30);
+        let mut last = crate::tail::TailStats::default();
+        let mut checkpoint_failing = false;
+        loop {
+            let stopping = *shutdown.borrow();
+            tailer.pass(&mut pipeline);
+            pipeline.advance_clocks();
+            watching.store(true, Ordering::Relaxed);
+            // Every file was read to its end: a silent pod's log-method gap may close.
+            if let Ok(mut t) = tracker.lock() {
+                t.tick(Timestamp::now());
+            }
+            let st = tailer.stats();
+            let a = &metrics.agent;
+            a.files_watched.set(st.files_watched as i64);
+            a.tail_lag_bytes.set(st.lag_bytes as i64);
+            a.lines_read.inc_by(st.lines_read - last.lines_read);
+            a.bytes_read.inc_by(st.bytes_read - last.bytes_read);
+            last = st;
+            let counts = pipeline.take_counts();
+            for (reason, n) in counts.malformed {
+                a.lines_malformed.with_label_values(&[reason]).inc_by(n);
+            }
+            for (reason, n) in counts.read_errors {
+                a.read_errors.with_label_values(&[reason]).inc_by(n);
+            }
+            if Instant::now() >= next_expiry {
+                next_expiry = Instant::now() + Duration::from_secs(30);
+                let mut live: HashSet<PodRef> = pipeline.live_pods().cloned().collect();
+                live.extend(self.probed_pods.iter().cloned());
+                if let Ok(mut t) = tracker.lock() {
+                    let n = t.expire(Timestamp::now(), &live);
+                    a.series_expired.inc_by(n as u64);
+                }
+            }
+            if stopping || Instant::now() >= next_checkpoint {
+                next_checkpoint = Instant::now() + self.checkpoint_interval;
+                // Offsets, per-file state and counters, all as of this instant:
+                // this thread is the only writer of counters and offsets.
+                let snap = Snapshot {
+                    version: STATE_VERSION,
+                    files: pipeline.file_states(tailer.positions()),
+                    tracker: tracker.lock().map(|t| t.snapshot()).unwrap_or_default(),
+                };
+                match crate::state::save(&self.state_file, &snap) {
+                    Ok(()) => {
+                        a.checkpoint_writes.inc();
+                        if checkpoint_failing {
+                            tracing::info!("checkpoint writes work again");
+                            checkpoint_failing = false;
+                        }
+                    }
+                    Err(e) => {
+                        a.checkpoint_failures.inc();
+                        if !checkpoint_failing {
+                            // Said once per failing streak, not every few seconds.
+                            tracing::warn!(error = %e, "checkpoint failed; tailing continues, a restart would re-read from the last good checkpoint");
+                            checkpoint_failing = true;
+                        }
+                    }
+                }
+            }
+            if stopping {
+                tracing::info!("tail loop stopped after a final checkpoint");
+                return;
+            }
+            tailer.wait(Duration::from_millis(200));
+        }
+    }
+}
