@@ -148,14 +148,6 @@ fn unused_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 // ---------------------------------------------------------------- engine
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +350,8 @@ fn real_proc_discovery_through_listening_socket() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(port) = line.strip_prefix("FAKE_ENGINE_PORT=") {
+            // libtest prints `test <name> ... ` before the helper's own output.
+            if let Some((_, port)) = line.split_once("FAKE_ENGINE_PORT=") {
                 let _ = tx.send(port.trim().parse::<u16>().unwrap());
             }
         }

@@ -772,3 +772,553 @@ fn compile_regex(key: &'static str, source: Option<&str>) -> Result<Option<Regex
 fn is_plain_literal(pattern: &str) -> bool {
     !pattern.bytes().any(|b| b"\\.+*?()|[]{}^$".contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::EventKind::*;
+    use crate::classify::Operation as Op;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn pack() -> RulePack {
+        RulePack::builtin().expect("built-in pack compiles")
+    }
+
+    /// One record per line (text mode); line `i` has timestamp `i` seconds.
+    fn run_plain(pack: &RulePack, text: &str) -> Vec<Event> {
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let record = Record {
+                ts: Some(Timestamp(i as i64 * SEC)),
+                stream: Stream::Unknown,
+                text: line.as_bytes(),
+            };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        }
+        pack.finish(&mut state, &mut |e| events.push(e));
+        events
+    }
+
+    /// Mixed JSON_LOGS output: a JSON line becomes one record whose text is
+    /// `message` (+ `\n` + `stacktrace`), as the format module delivers it.
+    fn run_json(pack: &RulePack, text: &str) -> Vec<Event> {
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let owned: String = match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(value) if value.get("message").is_some() => {
+                    let mut text = value["message"].as_str().unwrap_or_default().to_owned();
+                    if let Some(stack) = value.get("stacktrace").and_then(|s| s.as_str()) {
+                        text.push('\n');
+                        text.push_str(stack);
+                    }
+                    text
+                }
+                _ => line.to_owned(),
+            };
+            let record = Record {
+                ts: Some(Timestamp(i as i64 * SEC)),
+                stream: Stream::Stderr,
+                text: owned.as_bytes(),
+            };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        }
+        pack.finish(&mut state, &mut |e| events.push(e));
+        events
+    }
+
+    fn kinds(events: &[Event]) -> Vec<EventKind> {
+        events.iter().map(|e| e.kind).collect()
+    }
+
+    fn count(events: &[Event], kind: EventKind) -> usize {
+        events.iter().filter(|e| e.kind == kind).count()
+    }
+
+    #[test]
+    fn builtin_pack_compiles_with_unique_ids() {
+        let pack = pack();
+        assert!(pack.len() >= 20, "{} rules", pack.len());
+        assert!(!pack.is_empty());
+        let mut ids: Vec<&str> = pack.ids().collect();
+        assert_eq!(ids[0], "provider_connection_error");
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), pack.len());
+        assert!(RulePack::builtin_source().starts_with("# litellm-sentinel built-in rule pack"));
+    }
+
+    #[test]
+    fn seed_six_error_lines() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/seed_six_errors.log"));
+        assert_eq!(
+            kinds(&events),
+            vec![
+                EngineDistroFallback,
+                EngineDistroFallback,
+                ProxyListening,
+                DbConnectError(Op::Other),
+                DbConnectError(Op::GetGenericData),
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+                BudgetCacheMiss,
+                ConfigLoadFailure(ConfigKind::Deployments),
+                DbConnectError(Op::AddDeployment),
+                ConfigLoadFailure(ConfigKind::Credentials),
+                DbConnectError(Op::GetCredentials),
+            ]
+        );
+        // Events carry the timestamp of their own line.
+        assert_eq!(events[2].ts, Some(Timestamp(7 * SEC)));
+        assert_eq!(events[11].ts, Some(Timestamp(13 * SEC)));
+    }
+
+    #[test]
+    fn seed_excerpts_fold_file_lines_and_error_line() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/seed_excerpts.log"));
+        assert_eq!(
+            kinds(&events),
+            vec![
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+                BudgetCacheMiss,
+                DbConnectError(Op::BudgetLookup),
+                RequestServed,
+            ]
+        );
+        // The budget line has no wording; its folded `Error:` line (line 4) does.
+        assert_eq!(events[3].ts, Some(Timestamp(4 * SEC)));
+    }
+
+    #[test]
+    fn full_spend_queue_traceback_is_one_batch_and_one_error() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/spend_queue_traceback.log"));
+        assert_eq!(
+            kinds(&events),
+            vec![SpendBatchDropped, DbConnectError(Op::SpendLogsQueue), RequestServed]
+        );
+        assert_eq!(events[0].ts, Some(Timestamp(0)));
+    }
+
+    #[test]
+    fn retries_then_monitor_error_report_logs_count_once() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/spend_queue_retries_1_83.log"));
+        let retry = DbConnectError(Op::SpendLogsQueue);
+        assert_eq!(
+            kinds(&events),
+            vec![
+                retry,
+                RequestServed,
+                retry,
+                retry,
+                RequestServed,
+                retry,
+                SpendBatchDropped,
+                SpendRowsLost(37),
+                DbConnectError(Op::SpendLogsQueue),
+                // The second batch had no retry lines: its rows are unknown.
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_logs_give_the_same_events_as_text() {
+        let events = run_json(&pack(), include_str!("../../tests/fixtures/classify/spend_queue_json_logs.log"));
+        let retry = DbConnectError(Op::SpendLogsQueue);
+        assert_eq!(
+            kinds(&events),
+            vec![
+                EngineDistroFallback,
+                ProxyListening,
+                retry,
+                RequestServed,
+                retry,
+                retry,
+                retry,
+                SpendBatchDropped,
+                SpendRowsLost(12),
+                DbConnectError(Op::SpendLogsQueue),
+                ConfigLoadFailure(ConfigKind::Credentials),
+                DbConnectError(Op::GetCredentials),
+                BudgetCacheMiss,
+                DbConnectError(Op::BudgetLookup),
+                DbConnectError(Op::UpdateSpend),
+                RequestServed,
+            ]
+        );
+    }
+
+    #[test]
+    fn apscheduler_update_spend_failure_is_one_update_spend_error() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/update_spend_job.log"));
+        assert_eq!(kinds(&events), vec![DbConnectError(Op::UpdateSpend)]);
+        // The header has no wording; the first wording is on line 13.
+        assert_eq!(events[0].ts, Some(Timestamp(13 * SEC)));
+    }
+
+    #[test]
+    fn standalone_traceback_counts_other_once_before_the_next_line() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/standalone_traceback.log"));
+        assert_eq!(kinds(&events), vec![DbConnectError(Op::Other), RequestServed]);
+        assert_eq!(events[0].ts, Some(Timestamp(6 * SEC)));
+    }
+
+    #[test]
+    fn standalone_traceback_at_end_of_input_needs_finish() {
+        let pack = pack();
+        let text = include_str!("../../tests/fixtures/classify/standalone_traceback.log");
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        for line in text.lines().take(7) {
+            let record = Record { ts: None, stream: Stream::Stderr, text: line.as_bytes() };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        }
+        assert!(events.is_empty());
+        assert!(state.has_open_fold());
+        pack.finish(&mut state, &mut |e| events.push(e));
+        pack.finish(&mut state, &mut |e| events.push(e));
+        assert_eq!(kinds(&events), vec![DbConnectError(Op::Other)]);
+        assert!(!state.has_open_fold());
+    }
+
+    #[test]
+    fn two_consecutive_spend_failures_are_two_batches() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/two_spend_failures.log"));
+        assert_eq!(
+            kinds(&events),
+            vec![
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+            ]
+        );
+    }
+
+    #[test]
+    fn line_right_after_a_fold_is_still_classified() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/fold_then_error.log"));
+        assert_eq!(
+            kinds(&events),
+            vec![
+                ConfigLoadFailure(ConfigKind::Deployments),
+                DbConnectError(Op::AddDeployment),
+                ConfigLoadFailure(ConfigKind::Credentials),
+                DbConnectError(Op::GetCredentials),
+                BudgetCacheMiss,
+                DbConnectError(Op::BudgetLookup),
+                DbConnectError(Op::GetGenericData),
+            ]
+        );
+    }
+
+    #[test]
+    fn access_lines_count_2xx_non_probe_requests_only() {
+        let text = include_str!("../../tests/fixtures/classify/access_lines.log");
+        let events = run_plain(&pack(), text);
+        assert!(events.iter().all(|e| e.kind == RequestServed));
+        let served: Vec<i64> = events.iter().filter_map(|e| e.ts).map(|t| t.0 / SEC).collect();
+        // Lines 0-4 (2xx API calls, HTTP/1.0 too), 18 (JSON mode), 21.
+        assert_eq!(served, vec![0, 1, 2, 3, 4, 18, 21]);
+    }
+
+    #[test]
+    fn look_alikes_count_nothing() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/lookalikes.log"));
+        assert_eq!(kinds(&events), vec![]);
+    }
+
+    #[test]
+    fn prefixed_1_83_line_without_ansi() {
+        let line = "18:33:49 - LiteLLM Proxy:ERROR: utils.py:2721 - Error in spend logs queue monitor: All connection attempts failed";
+        let events = run_plain(&pack(), line);
+        assert_eq!(kinds(&events), vec![SpendBatchDropped, DbConnectError(Op::SpendLogsQueue)]);
+    }
+
+    #[test]
+    fn newer_litellm_spend_wordings() {
+        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/v1_108_spend.log"));
+        assert_eq!(
+            kinds(&events),
+            vec![
+                DbConnectError(Op::SpendLogsQueue),
+                DbConnectError(Op::SpendLogsQueue),
+                SpendRowsRequeued(2),
+                DbConnectError(Op::UpdateSpend),
+                DbConnectError(Op::Other),
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+                SpendRowsLost(4),
+                SpendRowsLost(17),
+                EngineDistroFallback,
+            ]
+        );
+    }
+
+    #[test]
+    fn folds_are_per_stream() {
+        let pack = pack();
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        let lines: [(Stream, &str); 6] = [
+            (Stream::Stderr, "Error in spend logs queue monitor: boom"),
+            (Stream::Stderr, "Traceback (most recent call last):"),
+            (Stream::Stdout, "INFO:     10.0.0.7:1 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"),
+            (Stream::Stderr, "  File \"litellm/proxy/utils.py\", line 3880, in update_spend_logs"),
+            (Stream::Stdout, "INFO:     10.0.0.7:2 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"),
+            (Stream::Stderr, "httpx.ConnectError: All connection attempts failed"),
+        ];
+        for (stream, line) in lines {
+            let record = Record { ts: None, stream, text: line.as_bytes() };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        }
+        pack.finish(&mut state, &mut |e| events.push(e));
+        assert_eq!(
+            kinds(&events),
+            vec![SpendBatchDropped, RequestServed, RequestServed, DbConnectError(Op::SpendLogsQueue)]
+        );
+    }
+
+    #[test]
+    fn multi_line_record_settles_its_traceback_at_record_end() {
+        let pack = pack();
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        let text = b"Exception in ASGI application\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\n    g()\nprisma.engine.errors.EngineConnectionError: Could not connect to the query engine";
+        let record = Record { ts: Some(Timestamp(5)), stream: Stream::Stderr, text };
+        pack.classify(&mut state, &record, &mut |e| events.push(e));
+        assert_eq!(events, vec![Event { ts: Some(Timestamp(5)), kind: DbConnectError(Op::Other) }]);
+        assert!(!state.has_open_fold());
+    }
+
+    #[test]
+    fn remembered_rows_expire_and_are_used_once() {
+        let pack = pack();
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        let mut feed = |secs: i64, line: &str, events: &mut Vec<Event>| {
+            let record = Record { ts: Some(Timestamp(secs * SEC)), stream: Stream::Stdout, text: line.as_bytes() };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        };
+        feed(0, "Spend tracking - DB connection error writing spend logs, retry 4/3. logs_count=9, error=x", &mut events);
+        feed(400, "Error in spend logs queue monitor: x", &mut events);
+        feed(401, "Spend tracking - DB connection error writing spend logs, retry 4/3. logs_count=99999999999999999999999, error=x", &mut events);
+        feed(402, "Error in spend logs queue monitor: x", &mut events);
+        assert_eq!(kinds(&events), vec![SpendBatchDropped, SpendBatchDropped]);
+    }
+
+    #[test]
+    fn state_survives_a_checkpoint_mid_traceback() {
+        let pack = pack();
+        let text = include_str!("../../tests/fixtures/classify/spend_queue_retries_1_83.log");
+        let whole = run_plain(&pack, text);
+        for cut in 1..text.lines().count() {
+            let mut state = ClassifyState::default();
+            let mut events = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if i == cut {
+                    let saved = serde_json::to_string(&state).expect("serializes");
+                    state = serde_json::from_str(&saved).expect("deserializes");
+                }
+                let record = Record { ts: Some(Timestamp(i as i64 * SEC)), stream: Stream::Unknown, text: line.as_bytes() };
+                pack.classify(&mut state, &record, &mut |e| events.push(e));
+            }
+            pack.finish(&mut state, &mut |e| events.push(e));
+            assert_eq!(events, whole, "cut at line {cut}");
+        }
+    }
+
+    #[test]
+    fn messy_bytes_do_not_confuse_matching() {
+        let pack = pack();
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        let inputs: [&[u8]; 5] = [
+            b"\xff\xfeBudget lookup failed for \xc3\x28; cache will not be populated. Error: All connection attempts failed.\r",
+            b"INFO:     10.0.0.7:1 - \"GET /v1/\xff\xfe HTTP/1.1\" 200 OK",
+            b"Error in spend logs queue monitor: All connection attempts fai",
+            b"",
+            b"\x00\x00\x00",
+        ];
+        for text in inputs {
+            let record = Record { ts: None, stream: Stream::Unknown, text };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        }
+        assert_eq!(
+            kinds(&events),
+            vec![
+                BudgetCacheMiss,
+                DbConnectError(Op::BudgetLookup),
+                RequestServed,
+                SpendBatchDropped, // truncated: no wording, no DB error
+            ]
+        );
+        assert_eq!(count(&events, SpendRowsLost(0)), 0);
+    }
+
+    // ----- user packs -------------------------------------------------------
+
+    const USER_PACK: &str = r#"
+[connection_failure]
+contains = ["Engine is still warming up"]
+
+[[rule]]
+id = "hypercorn_listening"
+description = "We run LiteLLM under hypercorn."
+contains = "Hypercorn running on"
+emit = ["proxy_listening"]
+
+[[rule]]
+id = "budget_lookup_failed"
+description = "Override: count the miss, not the DB error."
+pattern = "Budget lookup failed for"
+emit = ["budget_cache_miss"]
+
+[[rule]]
+id = "gunicorn_listening"
+emit = ["proxy_listening"]
+contains = "Listening at: http"
+enabled = false
+
+[[rule]]
+id = "warming"
+contains = "query engine warming"
+emit = ["db_connect_error"]
+operation = "other"
+"#;
+
+    #[test]
+    fn user_pack_overrides_adds_and_disables_rules() {
+        let builtin = pack();
+        let pack = RulePack::with_user_pack(USER_PACK, "/etc/litellm-sentinel/rules.toml").expect("user pack compiles");
+        assert_eq!(pack.len(), builtin.len() + 2 - 1);
+        let ids: Vec<&str> = pack.ids().collect();
+        assert_eq!(&ids[..2], ["hypercorn_listening", "warming"]);
+        assert!(!ids.contains(&"gunicorn_listening"));
+        let events = run_plain(
+            &pack,
+            "Hypercorn running on http://0.0.0.0:4000 (CTRL + C to quit)\n\
+             Budget lookup failed for user; cache will not be populated. Error: All connection attempts failed.\n\
+             [INFO] Listening at: http://0.0.0.0:4000 (1)\n\
+             query engine warming: Engine is still warming up\n\
+             query engine warming: not yet",
+        );
+        assert_eq!(kinds(&events), vec![ProxyListening, BudgetCacheMiss, DbConnectError(Op::Other)]);
+    }
+
+    fn user_error(toml: &str) -> String {
+        match RulePack::with_user_pack(toml, "/etc/x.toml") {
+            Ok(_) => panic!("pack should be rejected:\n{toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_user_packs_are_rejected_naming_the_rule() {
+        let bad_regex = user_error("[[rule]]\nid = \"budget_miss\"\ncontains = \"Budget\"\npattern = '(unclosed'\nemit = [\"budget_cache_miss\"]\n");
+        assert!(bad_regex.starts_with("rule `budget_miss` (user pack /etc/x.toml): bad regex in `pattern`"), "{bad_regex}");
+
+        let unknown_key = user_error("[[rule]]\nid = \"typo\"\ncontains = \"Budget\"\nemits = [\"budget_cache_miss\"]\n");
+        assert!(unknown_key.starts_with("rule `typo` (user pack /etc/x.toml): "), "{unknown_key}");
+        assert!(unknown_key.contains("emits"), "{unknown_key}");
+
+        let unknown_event = user_error("[[rule]]\nid = \"ev\"\ncontains = \"Budget\"\nemit = [\"budget_cache_mis\"]\n");
+        assert_eq!(unknown_event, "rule `ev` (user pack /etc/x.toml): unknown event `budget_cache_mis` in `emit`");
+
+        let duplicate = user_error(
+            "[[rule]]\nid = \"dup\"\ncontains = \"abcd\"\nemit = [\"suppress\"]\n\
+             [[rule]]\nid = \"dup\"\ncontains = \"efgh\"\nemit = [\"suppress\"]\n",
+        );
+        assert_eq!(duplicate, "rule `dup` (user pack /etc/x.toml): duplicate id in this pack");
+
+        let no_operation = user_error("[[rule]]\nid = \"op\"\ncontains = \"abcd\"\nemit = [\"db_connect_error\"]\n");
+        assert!(no_operation.contains("rule `op`") && no_operation.contains("needs `operation`"), "{no_operation}");
+
+        let short = user_error("[[rule]]\nid = \"short\"\ncontains = \"ab\"\nemit = [\"suppress\"]\n");
+        assert!(short.contains("rule `short`") && short.contains("shorter than 4"), "{short}");
+
+        let no_group = user_error("[[rule]]\nid = \"rows\"\ncontains = \"lost rows\"\nemit = [\"spend_rows_lost\"]\n");
+        assert!(no_group.contains("rule `rows`") && no_group.contains("(?P<n>"), "{no_group}");
+
+        let no_literal = user_error("[[rule]]\nid = \"lit\"\npattern = 'a.*b'\nemit = [\"suppress\"]\n");
+        assert!(no_literal.contains("rule `lit`") && no_literal.contains("`contains` is required"), "{no_literal}");
+
+        let missing_id = user_error("[[rule]]\ncontains = \"abcd\"\nemit = [\"suppress\"]\n");
+        assert!(missing_id.starts_with("rule `#1` (user pack /etc/x.toml): "), "{missing_id}");
+
+        let top_level = user_error("[rules]\nx = 1\n");
+        assert!(top_level.starts_with("user pack /etc/x.toml: not a valid rule pack"), "{top_level}");
+
+        let mixed_suppress = user_error("[[rule]]\nid = \"mix\"\ncontains = \"abcd\"\nemit = [\"suppress\", \"proxy_listening\"]\n");
+        assert!(mixed_suppress.contains("only entry"), "{mixed_suppress}");
+    }
+
+    #[test]
+    fn same_id_twice_in_the_builtin_style_is_an_error_even_across_packs_only_when_within_one() {
+        // Overriding a built-in id is fine; only a pack repeating its own id fails.
+        let ok = "[[rule]]\nid = \"proxy_listening\"\ncontains = \"Uvicorn running on \"\nemit = [\"proxy_listening\"]\n";
+        assert!(RulePack::with_user_pack(ok, "ok.toml").is_ok());
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn contains_any(pack: &RulePack, line: &[u8]) -> bool {
+            pack.any_literal.is_match(line)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20)) {
+                let pack = pack();
+                let mut state = ClassifyState::default();
+                for text in &records {
+                    let record = Record { ts: None, stream: Stream::Stdout, text };
+                    pack.classify(&mut state, &record, &mut |_| {});
+                }
+                pack.finish(&mut state, &mut |_| {});
+            }
+
+            #[test]
+            fn lines_without_a_rule_literal_emit_nothing(
+                lines in proptest::collection::vec(
+                    prop_oneof![
+                        "[ -~]{0,120}",
+                        Just("Traceback (most recent call last):".to_owned()),
+                        Just("  File \"x.py\", line 1, in f".to_owned()),
+                        Just("httpx.ConnectError: boom".to_owned()),
+                        Just("Error: All connection attempts fail".to_owned()),
+                        Just(String::new()),
+                    ],
+                    0..30,
+                )
+            ) {
+                let pack = pack();
+                let mut state = ClassifyState::default();
+                let mut events = Vec::new();
+                for line in lines.iter().filter(|l| !contains_any(&pack, l.as_bytes())) {
+                    let record = Record { ts: None, stream: Stream::Unknown, text: line.as_bytes() };
+                    pack.classify(&mut state, &record, &mut |e| events.push(e));
+                }
+                pack.finish(&mut state, &mut |e| events.push(e));
+                prop_assert!(events.is_empty(), "{events:?}");
+            }
+
+            #[test]
+            fn known_lines_survive_random_surroundings(prefix in "[ -~]{0,40}", suffix in "[ -~]{0,40}") {
+                // A header embedded in arbitrary text still counts exactly one batch.
+                let pack = pack();
+                let line = format!("{prefix}Error in spend logs queue monitor: All connection attempts failed{suffix}");
+                let events = run_plain(&pack, &line);
+                prop_assert_eq!(count(&events, SpendBatchDropped), 1);
+            }
+        }
+    }
+}

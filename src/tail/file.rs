@@ -155,7 +155,11 @@ impl TailedFile {
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
         let len = self.file.metadata()?.len();
-        if len < self.read_pos {
+        // Truncated in place: shorter than our position, or (copytruncate followed
+        // by fresh writes that already grew past it) a different first line.
+        let regrown = self.fingerprint.is_some() && self.read_pos > 0 && len > 0 && read_fingerprint(&self.file)?.is_some_and(|f| Some(f) != self.fingerprint);
+        if len < self.read_pos || regrown {
+            self.fingerprint = None;
             // copytruncate (or CRI-O truncating in place): the content we knew is gone.
             self.file.seek(SeekFrom::Start(0))?;
             self.read_pos = 0;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs when it is missing (Debian): the real
+# Prometheus (promtool), Alertmanager (amtool), PostgreSQL (database probe
+# tests), ripgrep and mtail (benchmarks), python3-venv (manifest validation).
+set -euo pipefail
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v rg >/dev/null 2>&1 || need+=(ripgrep)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "install-test-deps: everything is installed"
+  exit 0
+fi
+echo "install-test-deps: installing ${need[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+# Debian starts the packaged services; the tests run their own on free ports.
+for svc in prometheus prometheus-alertmanager postgresql; do
+  $SUDO systemctl stop "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+done
