@@ -90,7 +90,7 @@ async fn wait_for_signal() {
 
 async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     let cfg = Config::load(config.as_deref(), &overrides)?;
-    init_logging(cfg.log_format);
+    init_logging(cfg.log_format, "info");
     tracing::info!(config = %cfg.to_redacted_toml().replace('\n', "; "), "effective configuration");
     let agent = Agent::start(cfg, Vec::new()).await?;
     wait_for_signal().await;
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
             quiet_period,
         } => return report_cmd(paths, json, rules, quiet_period),
         Command::Demo(opts) => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, "warn");
             tokio_main(litellm_sentinel::demo::run(opts))
         }
         Command::CheckConfig { file } => Config::load(Some(&file), &Overrides::default())

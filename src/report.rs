@@ -216,6 +216,9 @@ fn first_timestamp(path: &Path, max_line_bytes: usize) -> Option<Timestamp> {
     first.0
 }
 
+/// A file with the timestamp of its first record.
+type DatedFile = (Option<Timestamp>, PathBuf);
+
 /// Reads every file and builds the report.
 pub fn run(
     inputs: &[PathBuf],
@@ -224,7 +227,7 @@ pub fn run(
 ) -> Result<Report, ReportError> {
     let files = collect_files(inputs)?;
     // Group by pod, then by container stream (directory): one decoding sequence each.
-    let mut groups: BTreeMap<PodRef, BTreeMap<PathBuf, Vec<(Option<Timestamp>, PathBuf)>>> =
+    let mut groups: BTreeMap<PodRef, BTreeMap<PathBuf, Vec<DatedFile>>> =
         BTreeMap::new();
     for f in files {
         let pod = PodRef::from_path(&f);

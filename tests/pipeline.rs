@@ -48,31 +48,76 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
     // The pod appears after the agent started: a new directory is picked up.
     let log = tree.log_path("llm", "litellm-abc");
     let t = now_ts();
-    let mut text = cri(&t, "stdout", "INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)");
+    let mut text = cri(
+        &t,
+        "stdout",
+        "INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)",
+    );
     text.push_str(&spend_failure(&t));
     text.push_str(&cri(&t, "stdout", "LiteLLM: model cost map fetch attempt 1/3 failed (ConnectError fetching https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json)"));
-    text.push_str(&cri(&t, "stderr", "litellm.APIConnectionError: OllamaException - All connection attempts failed"));
-    text.push_str(&cri(&t, "stdout", "INFO:     10.0.0.7:46642 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"));
+    text.push_str(&cri(
+        &t,
+        "stderr",
+        "litellm.APIConnectionError: OllamaException - All connection attempts failed",
+    ));
+    text.push_str(&cri(
+        &t,
+        "stdout",
+        "INFO:     10.0.0.7:46642 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK",
+    ));
     LogTree::append(&log, &text);
     let l = labels("litellm-abc");
     agent.wait_value(DROPPED, &l, 1.0);
     agent.wait_value("litellm_sentinel_requests_during_gap_total", &l, 1.0);
     let m = agent.metrics();
-    assert_eq!(metric(&m, DBERR, &[("pod", "litellm-abc"), ("operation", "spend_logs_queue")]), Some(1.0));
-    assert_eq!(metric(&m, DBERR, &[("pod", "litellm-abc"), ("operation", "other")]), Some(0.0), "folded traceback counted twice:\n{m}");
+    assert_eq!(
+        metric(
+            &m,
+            DBERR,
+            &[("pod", "litellm-abc"), ("operation", "spend_logs_queue")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, DBERR, &[("pod", "litellm-abc"), ("operation", "other")]),
+        Some(0.0),
+        "folded traceback counted twice:\n{m}"
+    );
     assert_eq!(metric(&m, "litellm_sentinel_in_startup_gap", &l), Some(1.0));
-    assert_eq!(metric(&m, "litellm_sentinel_proxy_starts_total", &l), Some(1.0));
+    assert_eq!(
+        metric(&m, "litellm_sentinel_proxy_starts_total", &l),
+        Some(1.0)
+    );
     let (status, api) = support::http_get(agent.addr, "/api/v1/pods").expect("api");
     assert_eq!(status, 200);
-    for field in ["\"listening_at\"", "\"engine_ready_at\"", "\"gap_seconds\"", "\"method\"", "\"counts\"", "\"in_gap\""] {
+    for field in [
+        "\"listening_at\"",
+        "\"engine_ready_at\"",
+        "\"gap_seconds\"",
+        "\"method\"",
+        "\"counts\"",
+        "\"in_gap\"",
+    ] {
         assert!(api.contains(field), "/api/v1/pods lacks {field}: {api}");
     }
     // promtool must accept the exposition when it is installed (make test installs it).
-    if let Ok(out) = Command::new("promtool").args(["check", "metrics"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().and_then(|mut c| {
-        c.stdin.take().map(|mut s| s.write_all(m.as_bytes()));
-        c.wait_with_output()
-    }) {
-        assert!(out.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if let Ok(out) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().map(|mut s| s.write_all(m.as_bytes()));
+            c.wait_with_output()
+        })
+    {
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -81,7 +126,14 @@ fn every_rotation_kind_loses_and_duplicates_nothing() {
     let tree = LogTree::new();
     let port = support::free_port();
     let log = tree.log_path("llm", "litellm-rot");
-    LogTree::append(&log, &cri(&now_ts(), "stdout", "INFO:     Uvicorn running on http://0.0.0.0:4000"));
+    LogTree::append(
+        &log,
+        &cri(
+            &now_ts(),
+            "stdout",
+            "INFO:     Uvicorn running on http://0.0.0.0:4000",
+        ),
+    );
     let agent = AgentProc::start(&tree.config(port, ""), port);
     let l = labels("litellm-rot");
     let mut want = 0.0;
@@ -92,10 +144,14 @@ fn every_rotation_kind_loses_and_duplicates_nothing() {
     };
     drop_batch(&agent, &mut want);
     // 1. rename + create: lines written to the old file after the rename still count.
-    let mut old = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+    let mut old = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
     let rotated = log.with_file_name("0.log.20261124-101500");
     std::fs::rename(&log, &rotated).expect("rename");
-    old.write_all(spend_failure(&now_ts()).as_bytes()).expect("late write");
+    old.write_all(spend_failure(&now_ts()).as_bytes())
+        .expect("late write");
     want += 1.0;
     drop(old);
     drop_batch(&agent, &mut want); // lands in the new 0.log
@@ -103,13 +159,18 @@ fn every_rotation_kind_loses_and_duplicates_nothing() {
     // 2. kubelet gzips the rotated file and removes the plain one.
     let gz = std::fs::File::create(rotated.with_extension("20261124-101500.gz")).expect("gz");
     let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
-    enc.write_all(&std::fs::read(&rotated).expect("read rotated")).expect("gz write");
+    enc.write_all(&std::fs::read(&rotated).expect("read rotated"))
+        .expect("gz write");
     enc.finish().expect("gz finish");
     std::fs::remove_file(&rotated).expect("rm rotated");
     drop_batch(&agent, &mut want);
     // 3. copytruncate: content copied away, file truncated in place, writing goes on.
     std::fs::copy(&log, log.with_file_name("0.log.copy")).expect("copy");
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).expect("truncate");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .expect("truncate");
     drop_batch(&agent, &mut want);
     // 4. delete while open: whatever was written before the delete is counted.
     LogTree::append(&log, &spend_failure(&now_ts()));
@@ -118,9 +179,17 @@ fn every_rotation_kind_loses_and_duplicates_nothing() {
     agent.wait_value(DROPPED, &l, want);
     // Nothing counted twice after things settle (a few poll intervals).
     let settle = std::time::Instant::now() + Duration::from_millis(1500);
-    wait_until("settle", Duration::from_secs(5), || std::time::Instant::now() > settle);
+    wait_until("settle", Duration::from_secs(5), || {
+        std::time::Instant::now() > settle
+    });
     assert_eq!(agent.value(DROPPED, &l), want);
-    assert_eq!(agent.value(DBERR, &[("pod", "litellm-rot"), ("operation", "spend_logs_queue")]), want);
+    assert_eq!(
+        agent.value(
+            DBERR,
+            &[("pod", "litellm-rot"), ("operation", "spend_logs_queue")]
+        ),
+        want
+    );
 }
 
 #[test]
@@ -130,7 +199,14 @@ fn restarts_continue_counters_and_count_every_line_once() {
     let cfg = tree.config(port, "");
     let log = tree.log_path("llm", "litellm-rst");
     let l = labels("litellm-rst");
-    LogTree::append(&log, &cri(&now_ts(), "stdout", "INFO:     Uvicorn running on http://0.0.0.0:4000"));
+    LogTree::append(
+        &log,
+        &cri(
+            &now_ts(),
+            "stdout",
+            "INFO:     Uvicorn running on http://0.0.0.0:4000",
+        ),
+    );
     LogTree::append(&log, &spend_failure(&now_ts()));
     let agent = AgentProc::start(&cfg, port);
     agent.wait_value(DROPPED, &l, 1.0);
@@ -150,8 +226,18 @@ fn restarts_continue_counters_and_count_every_line_once() {
     LogTree::append(&log, &spend_failure(&now_ts()));
     let agent = AgentProc::start(&cfg, port);
     agent.wait_value(DROPPED, &l, 4.0);
-    assert_eq!(agent.value("litellm_sentinel_proxy_starts_total", &l), 1.0, "the listening line was counted again");
-    assert_eq!(agent.value(DBERR, &[("pod", "litellm-rst"), ("operation", "spend_logs_queue")]), 4.0);
+    assert_eq!(
+        agent.value("litellm_sentinel_proxy_starts_total", &l),
+        1.0,
+        "the listening line was counted again"
+    );
+    assert_eq!(
+        agent.value(
+            DBERR,
+            &[("pod", "litellm-rst"), ("operation", "spend_logs_queue")]
+        ),
+        4.0
+    );
 }
 
 /// The user's report (shared/seed): each of its lines produces the documented event.
@@ -173,8 +259,16 @@ fn seed_lines_produce_their_events() {
         "litellm.proxy_server.py::get_credentials() - Error getting credentials from DB - All connection attempts failed",
     ];
     std::fs::write(&f, lines.join("\n") + "\n").expect("write");
-    let out = Command::new(support::bin()).args(["report", "--json"]).arg(&f).output().expect("run report");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(support::bin())
+        .args(["report", "--json"])
+        .arg(&f)
+        .output()
+        .expect("run report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let t = &v["totals"];
     assert_eq!(t["engine_distro_fallbacks"], 1);
@@ -183,7 +277,14 @@ fn seed_lines_produce_their_events() {
     assert_eq!(t["deployment_load_failures"], 1);
     assert_eq!(t["credential_load_failures"], 1);
     let ops = &v["pods"][0]["counts"]["db_connect_errors_by_operation"];
-    for (op, n) in [("other", 1), ("get_generic_data", 1), ("spend_logs_queue", 1), ("budget_lookup", 1), ("add_deployment", 1), ("get_credentials", 1)] {
+    for (op, n) in [
+        ("other", 1),
+        ("get_generic_data", 1),
+        ("spend_logs_queue", 1),
+        ("budget_lookup", 1),
+        ("add_deployment", 1),
+        ("get_credentials", 1),
+    ] {
         assert_eq!(ops[op], n, "operation {op}: {ops}");
     }
     assert_eq!(t["db_connect_errors"], 6);
@@ -194,44 +295,94 @@ fn seed_lines_produce_their_events() {
 #[test]
 fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let out = Command::new(support::bin()).args(["report", "--json"]).arg(fixtures.join("rolling-deploy")).output().expect("report");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(support::bin())
+        .args(["report", "--json"])
+        .arg(fixtures.join("rolling-deploy"))
+        .output()
+        .expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("rolling-deploy.expected.json")).expect("expected")).expect("json");
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("rolling-deploy.expected.json")).expect("expected"),
+    )
+    .expect("json");
     let pods = got["pods"].as_array().expect("pods");
     assert_eq!(pods.len(), 3);
     let mut totals = std::collections::BTreeMap::<String, i64>::new();
     for (name, exp) in want["pods"].as_object().expect("pods") {
-        let p = pods.iter().find(|p| p["pod"] == name.as_str()).unwrap_or_else(|| panic!("pod {name} missing: {got}"));
+        let p = pods
+            .iter()
+            .find(|p| p["pod"] == name.as_str())
+            .unwrap_or_else(|| panic!("pod {name} missing: {got}"));
         assert_eq!(p["namespace"], "llm");
         let c = &p["counts"];
-        for key in ["proxy_starts", "db_connect_errors", "spend_batches_dropped", "budget_cache_misses", "deployment_load_failures", "credential_load_failures", "engine_distro_fallbacks", "requests_during_gap"] {
+        for key in [
+            "proxy_starts",
+            "db_connect_errors",
+            "spend_batches_dropped",
+            "budget_cache_misses",
+            "deployment_load_failures",
+            "credential_load_failures",
+            "engine_distro_fallbacks",
+            "requests_during_gap",
+        ] {
             assert_eq!(c[key], exp[key], "{name}.{key}: {c}");
             *totals.entry(key.to_string()).or_default() += exp[key].as_i64().unwrap_or(0);
         }
         for (op, n) in exp["ops"].as_object().expect("ops") {
-            assert_eq!(c["db_connect_errors_by_operation"][op], *n, "{name} operation {op}: {c}");
+            assert_eq!(
+                c["db_connect_errors_by_operation"][op], *n,
+                "{name} operation {op}: {c}"
+            );
         }
         if let Some(m) = exp.get("malformed_lines") {
             assert_eq!(c["malformed_lines"], *m, "{name}.malformed_lines");
         }
-        let gaps: Vec<f64> = p["starts"].as_array().expect("starts").iter().map(|s| s["gap_seconds"].as_f64().unwrap_or(f64::NAN)).collect();
-        let want_gaps: Vec<f64> = exp["gaps"].as_array().expect("gaps").iter().filter_map(|g| g.as_f64()).collect();
+        let gaps: Vec<f64> = p["starts"]
+            .as_array()
+            .expect("starts")
+            .iter()
+            .map(|s| s["gap_seconds"].as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let want_gaps: Vec<f64> = exp["gaps"]
+            .as_array()
+            .expect("gaps")
+            .iter()
+            .filter_map(|g| g.as_f64())
+            .collect();
         assert_eq!(gaps, want_gaps, "{name} gaps");
-        assert!(p["starts"].as_array().expect("starts").iter().all(|s| s["method"] == "log" && s["listening_at"].is_string()));
+        assert!(p["starts"]
+            .as_array()
+            .expect("starts")
+            .iter()
+            .all(|s| s["method"] == "log" && s["listening_at"].is_string()));
     }
     for (k, v) in totals {
         assert_eq!(got["totals"][&k], v, "totals.{k}");
     }
     // The table form names every pod.
-    let table = Command::new(support::bin()).arg("report").arg(fixtures.join("rolling-deploy")).output().expect("report");
+    let table = Command::new(support::bin())
+        .arg("report")
+        .arg(fixtures.join("rolling-deploy"))
+        .output()
+        .expect("report");
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("llm/litellm-5d8f7c9b4-x2k4p") && text.contains("TOTAL"), "{text}");
+    assert!(
+        text.contains("llm/litellm-5d8f7c9b4-x2k4p") && text.contains("TOTAL"),
+        "{text}"
+    );
 }
 
 #[test]
 fn report_names_an_unreadable_path_and_exits_2() {
-    let out = Command::new(support::bin()).args(["report", "/nonexistent/litellm-logs"]).output().expect("report");
+    let out = Command::new(support::bin())
+        .args(["report", "/nonexistent/litellm-logs"])
+        .output()
+        .expect("report");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/litellm-logs"));
 }
@@ -241,27 +392,64 @@ fn check_config_rejects_unknown_keys_and_prints_effective_config() {
     let dir = tempfile::tempdir().expect("tmp");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "globz = [\"/x/*.log\"]\n").expect("write");
-    let out = Command::new(support::bin()).args(["check-config"]).arg(&bad).output().expect("run");
+    let out = Command::new(support::bin())
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("globz"));
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "globs = [\"/var/log/pods/*/*/*.log\"]\n[probe]\ndatabase_url = \"postgresql://llm:hunter2@db/litellm\"\n").expect("write");
-    let out = Command::new(support::bin()).args(["check-config"]).arg(&good).output().expect("run");
+    let out = Command::new(support::bin())
+        .args(["check-config"])
+        .arg(&good)
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("quiet_period") && text.contains("llm:***@db") && !text.contains("hunter2"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("quiet_period") && text.contains("llm:***@db") && !text.contains("hunter2"),
+        "{text}"
+    );
 }
 
 #[test]
 fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
     let port = support::free_port();
     let out = Command::new(support::bin())
-        .args(["demo", "--pods", "2", "--min-engine-delay", "1s", "--max-engine-delay", "2s", "--tick", "100ms", "--no-live", "--listen"])
+        .args([
+            "demo",
+            "--pods",
+            "2",
+            "--min-engine-delay",
+            "1s",
+            "--max-engine-delay",
+            "2s",
+            "--tick",
+            "100ms",
+            "--no-live",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .output()
         .expect("demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("All counts match what was simulated"), "{stdout}");
-    assert!(stdout.contains("(probe)"), "gaps should be measured by the probe: {stdout}");
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("All counts match what was simulated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(probe)"),
+        "gaps should be measured by the probe: {stdout}"
+    );
 }

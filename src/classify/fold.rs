@@ -136,12 +136,7 @@ fn exception_name(line: &[u8]) -> Option<&[u8]> {
         .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
         .unwrap_or(line.len());
     let (name, rest) = line.split_at(name_len);
-    let well_terminated = match rest {
-        [] | [b':'] => true,
-        [b':', b' ', ..] => true,
-        [b'\r'] => true,
-        _ => false,
-    };
+    let well_terminated = matches!(rest, [] | [b':'] | [b':', b' ', ..] | [b'\r']);
     if !well_terminated || name.ends_with(b".") {
         return None;
     }

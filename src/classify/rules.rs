@@ -154,6 +154,8 @@ struct CompiledRule {
     suppress: bool,
     /// Whether any action needs the `n` capture.
     needs_rows: bool,
+    /// `enabled = false`: the rule only removes a built-in rule of its id.
+    enabled: bool,
 }
 
 impl CompiledRule {
@@ -269,7 +271,8 @@ struct LineScan {
 impl RulePack {
     /// The built-in pack (`rules/litellm.toml`, compiled into the binary).
     pub fn builtin() -> Result<RulePack, RuleError> {
-        let (rules, wordings) = parse_pack(BUILTIN_SOURCE, BUILTIN_ORIGIN)?;
+        let (mut rules, wordings) = parse_pack(BUILTIN_SOURCE, BUILTIN_ORIGIN)?;
+        rules.retain(|rule| rule.enabled);
         RulePack::compile(rules, wordings, BUILTIN_ORIGIN)
     }
 
@@ -289,6 +292,7 @@ impl RulePack {
             }
         }
         added.extend(builtin);
+        added.retain(|rule| rule.enabled);
         RulePack::compile(added, wordings, &user_origin)
     }
 
@@ -547,7 +551,8 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Parses and checks one pack; returns its enabled rules (in order) and wordings.
+/// Parses and checks one pack; returns its rules (in order, disabled ones
+/// included so they can switch off a built-in rule) and its wordings.
 fn parse_pack(source: &str, origin: &str) -> Result<(Vec<CompiledRule>, Vec<Vec<u8>>), RuleError> {
     let spec: PackSpec = toml::from_str(source).map_err(|e| RuleError::Toml {
         origin: origin.to_owned(),
@@ -589,10 +594,7 @@ fn parse_pack(source: &str, origin: &str) -> Result<(Vec<CompiledRule>, Vec<Vec<
             return Err(fail(RuleProblem::DuplicateId));
         }
         seen.push(rule.id.clone());
-        let compiled = compile_rule(&rule).map_err(fail)?;
-        if rule.enabled {
-            rules.push(compiled);
-        }
+        rules.push(compile_rule(&rule).map_err(fail)?);
     }
     Ok((rules, wordings))
 }
@@ -751,6 +753,7 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
         fold: spec.fold,
         suppress,
         needs_rows,
+        enabled: spec.enabled,
     })
 }
 
@@ -781,8 +784,10 @@ mod tests {
 
     const SEC: i64 = 1_000_000_000;
 
-    fn pack() -> RulePack {
-        RulePack::builtin().expect("built-in pack compiles")
+    /// The built-in pack, compiled once for all tests.
+    fn pack() -> &'static RulePack {
+        static PACK: std::sync::OnceLock<RulePack> = std::sync::OnceLock::new();
+        PACK.get_or_init(|| RulePack::builtin().expect("built-in pack compiles"))
     }
 
     /// One record per line (text mode); line `i` has timestamp `i` seconds.
@@ -852,7 +857,10 @@ mod tests {
 
     #[test]
     fn seed_six_error_lines() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/seed_six_errors.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/seed_six_errors.log"),
+        );
         assert_eq!(
             kinds(&events),
             vec![
@@ -877,7 +885,10 @@ mod tests {
 
     #[test]
     fn seed_excerpts_fold_file_lines_and_error_line() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/seed_excerpts.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/seed_excerpts.log"),
+        );
         assert_eq!(
             kinds(&events),
             vec![
@@ -894,17 +905,27 @@ mod tests {
 
     #[test]
     fn full_spend_queue_traceback_is_one_batch_and_one_error() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/spend_queue_traceback.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/spend_queue_traceback.log"),
+        );
         assert_eq!(
             kinds(&events),
-            vec![SpendBatchDropped, DbConnectError(Op::SpendLogsQueue), RequestServed]
+            vec![
+                SpendBatchDropped,
+                DbConnectError(Op::SpendLogsQueue),
+                RequestServed
+            ]
         );
         assert_eq!(events[0].ts, Some(Timestamp(0)));
     }
 
     #[test]
     fn retries_then_monitor_error_report_logs_count_once() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/spend_queue_retries_1_83.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/spend_queue_retries_1_83.log"),
+        );
         let retry = DbConnectError(Op::SpendLogsQueue);
         assert_eq!(
             kinds(&events),
@@ -927,7 +948,10 @@ mod tests {
 
     #[test]
     fn json_logs_give_the_same_events_as_text() {
-        let events = run_json(&pack(), include_str!("../../tests/fixtures/classify/spend_queue_json_logs.log"));
+        let events = run_json(
+            pack(),
+            include_str!("../../tests/fixtures/classify/spend_queue_json_logs.log"),
+        );
         let retry = DbConnectError(Op::SpendLogsQueue);
         assert_eq!(
             kinds(&events),
@@ -954,16 +978,25 @@ mod tests {
 
     #[test]
     fn apscheduler_update_spend_failure_is_one_update_spend_error() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/update_spend_job.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/update_spend_job.log"),
+        );
         assert_eq!(kinds(&events), vec![DbConnectError(Op::UpdateSpend)]);
-        // The header has no wording; the first wording is on line 13.
-        assert_eq!(events[0].ts, Some(Timestamp(13 * SEC)));
+        // The header has no wording; the first wording is on line 15.
+        assert_eq!(events[0].ts, Some(Timestamp(15 * SEC)));
     }
 
     #[test]
     fn standalone_traceback_counts_other_once_before_the_next_line() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/standalone_traceback.log"));
-        assert_eq!(kinds(&events), vec![DbConnectError(Op::Other), RequestServed]);
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/standalone_traceback.log"),
+        );
+        assert_eq!(
+            kinds(&events),
+            vec![DbConnectError(Op::Other), RequestServed]
+        );
         assert_eq!(events[0].ts, Some(Timestamp(6 * SEC)));
     }
 
@@ -974,7 +1007,11 @@ mod tests {
         let mut state = ClassifyState::default();
         let mut events = Vec::new();
         for line in text.lines().take(7) {
-            let record = Record { ts: None, stream: Stream::Stderr, text: line.as_bytes() };
+            let record = Record {
+                ts: None,
+                stream: Stream::Stderr,
+                text: line.as_bytes(),
+            };
             pack.classify(&mut state, &record, &mut |e| events.push(e));
         }
         assert!(events.is_empty());
@@ -987,7 +1024,10 @@ mod tests {
 
     #[test]
     fn two_consecutive_spend_failures_are_two_batches() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/two_spend_failures.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/two_spend_failures.log"),
+        );
         assert_eq!(
             kinds(&events),
             vec![
@@ -1001,7 +1041,10 @@ mod tests {
 
     #[test]
     fn line_right_after_a_fold_is_still_classified() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/fold_then_error.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/fold_then_error.log"),
+        );
         assert_eq!(
             kinds(&events),
             vec![
@@ -1019,29 +1062,42 @@ mod tests {
     #[test]
     fn access_lines_count_2xx_non_probe_requests_only() {
         let text = include_str!("../../tests/fixtures/classify/access_lines.log");
-        let events = run_plain(&pack(), text);
+        let events = run_plain(pack(), text);
         assert!(events.iter().all(|e| e.kind == RequestServed));
-        let served: Vec<i64> = events.iter().filter_map(|e| e.ts).map(|t| t.0 / SEC).collect();
+        let served: Vec<i64> = events
+            .iter()
+            .filter_map(|e| e.ts)
+            .map(|t| t.0 / SEC)
+            .collect();
         // Lines 0-4 (2xx API calls, HTTP/1.0 too), 18 (JSON mode), 21.
         assert_eq!(served, vec![0, 1, 2, 3, 4, 18, 21]);
     }
 
     #[test]
     fn look_alikes_count_nothing() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/lookalikes.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/lookalikes.log"),
+        );
         assert_eq!(kinds(&events), vec![]);
     }
 
     #[test]
     fn prefixed_1_83_line_without_ansi() {
         let line = "18:33:49 - LiteLLM Proxy:ERROR: utils.py:2721 - Error in spend logs queue monitor: All connection attempts failed";
-        let events = run_plain(&pack(), line);
-        assert_eq!(kinds(&events), vec![SpendBatchDropped, DbConnectError(Op::SpendLogsQueue)]);
+        let events = run_plain(pack(), line);
+        assert_eq!(
+            kinds(&events),
+            vec![SpendBatchDropped, DbConnectError(Op::SpendLogsQueue)]
+        );
     }
 
     #[test]
     fn newer_litellm_spend_wordings() {
-        let events = run_plain(&pack(), include_str!("../../tests/fixtures/classify/v1_108_spend.log"));
+        let events = run_plain(
+            pack(),
+            include_str!("../../tests/fixtures/classify/v1_108_spend.log"),
+        );
         assert_eq!(
             kinds(&events),
             vec![
@@ -1067,19 +1123,40 @@ mod tests {
         let lines: [(Stream, &str); 6] = [
             (Stream::Stderr, "Error in spend logs queue monitor: boom"),
             (Stream::Stderr, "Traceback (most recent call last):"),
-            (Stream::Stdout, "INFO:     10.0.0.7:1 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"),
-            (Stream::Stderr, "  File \"litellm/proxy/utils.py\", line 3880, in update_spend_logs"),
-            (Stream::Stdout, "INFO:     10.0.0.7:2 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"),
-            (Stream::Stderr, "httpx.ConnectError: All connection attempts failed"),
+            (
+                Stream::Stdout,
+                "INFO:     10.0.0.7:1 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK",
+            ),
+            (
+                Stream::Stderr,
+                "  File \"litellm/proxy/utils.py\", line 3880, in update_spend_logs",
+            ),
+            (
+                Stream::Stdout,
+                "INFO:     10.0.0.7:2 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK",
+            ),
+            (
+                Stream::Stderr,
+                "httpx.ConnectError: All connection attempts failed",
+            ),
         ];
         for (stream, line) in lines {
-            let record = Record { ts: None, stream, text: line.as_bytes() };
+            let record = Record {
+                ts: None,
+                stream,
+                text: line.as_bytes(),
+            };
             pack.classify(&mut state, &record, &mut |e| events.push(e));
         }
         pack.finish(&mut state, &mut |e| events.push(e));
         assert_eq!(
             kinds(&events),
-            vec![SpendBatchDropped, RequestServed, RequestServed, DbConnectError(Op::SpendLogsQueue)]
+            vec![
+                SpendBatchDropped,
+                RequestServed,
+                RequestServed,
+                DbConnectError(Op::SpendLogsQueue)
+            ]
         );
     }
 
@@ -1089,9 +1166,19 @@ mod tests {
         let mut state = ClassifyState::default();
         let mut events = Vec::new();
         let text = b"Exception in ASGI application\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\n    g()\nprisma.engine.errors.EngineConnectionError: Could not connect to the query engine";
-        let record = Record { ts: Some(Timestamp(5)), stream: Stream::Stderr, text };
+        let record = Record {
+            ts: Some(Timestamp(5)),
+            stream: Stream::Stderr,
+            text,
+        };
         pack.classify(&mut state, &record, &mut |e| events.push(e));
-        assert_eq!(events, vec![Event { ts: Some(Timestamp(5)), kind: DbConnectError(Op::Other) }]);
+        assert_eq!(
+            events,
+            vec![Event {
+                ts: Some(Timestamp(5)),
+                kind: DbConnectError(Op::Other)
+            }]
+        );
         assert!(!state.has_open_fold());
     }
 
@@ -1101,7 +1188,11 @@ mod tests {
         let mut state = ClassifyState::default();
         let mut events = Vec::new();
         let mut feed = |secs: i64, line: &str, events: &mut Vec<Event>| {
-            let record = Record { ts: Some(Timestamp(secs * SEC)), stream: Stream::Stdout, text: line.as_bytes() };
+            let record = Record {
+                ts: Some(Timestamp(secs * SEC)),
+                stream: Stream::Stdout,
+                text: line.as_bytes(),
+            };
             pack.classify(&mut state, &record, &mut |e| events.push(e));
         };
         feed(0, "Spend tracking - DB connection error writing spend logs, retry 4/3. logs_count=9, error=x", &mut events);
@@ -1115,7 +1206,7 @@ mod tests {
     fn state_survives_a_checkpoint_mid_traceback() {
         let pack = pack();
         let text = include_str!("../../tests/fixtures/classify/spend_queue_retries_1_83.log");
-        let whole = run_plain(&pack, text);
+        let whole = run_plain(pack, text);
         for cut in 1..text.lines().count() {
             let mut state = ClassifyState::default();
             let mut events = Vec::new();
@@ -1124,7 +1215,11 @@ mod tests {
                     let saved = serde_json::to_string(&state).expect("serializes");
                     state = serde_json::from_str(&saved).expect("deserializes");
                 }
-                let record = Record { ts: Some(Timestamp(i as i64 * SEC)), stream: Stream::Unknown, text: line.as_bytes() };
+                let record = Record {
+                    ts: Some(Timestamp(i as i64 * SEC)),
+                    stream: Stream::Unknown,
+                    text: line.as_bytes(),
+                };
                 pack.classify(&mut state, &record, &mut |e| events.push(e));
             }
             pack.finish(&mut state, &mut |e| events.push(e));
@@ -1145,7 +1240,11 @@ mod tests {
             b"\x00\x00\x00",
         ];
         for text in inputs {
-            let record = Record { ts: None, stream: Stream::Unknown, text };
+            let record = Record {
+                ts: None,
+                stream: Stream::Unknown,
+                text,
+            };
             pack.classify(&mut state, &record, &mut |e| events.push(e));
         }
         assert_eq!(
@@ -1194,7 +1293,8 @@ operation = "other"
     #[test]
     fn user_pack_overrides_adds_and_disables_rules() {
         let builtin = pack();
-        let pack = RulePack::with_user_pack(USER_PACK, "/etc/litellm-sentinel/rules.toml").expect("user pack compiles");
+        let pack = RulePack::with_user_pack(USER_PACK, "/etc/litellm-sentinel/rules.toml")
+            .expect("user pack compiles");
         assert_eq!(pack.len(), builtin.len() + 2 - 1);
         let ids: Vec<&str> = pack.ids().collect();
         assert_eq!(&ids[..2], ["hypercorn_listening", "warming"]);
@@ -1207,7 +1307,10 @@ operation = "other"
              query engine warming: Engine is still warming up\n\
              query engine warming: not yet",
         );
-        assert_eq!(kinds(&events), vec![ProxyListening, BudgetCacheMiss, DbConnectError(Op::Other)]);
+        assert_eq!(
+            kinds(&events),
+            vec![ProxyListening, BudgetCacheMiss, DbConnectError(Op::Other)]
+        );
     }
 
     fn user_error(toml: &str) -> String {
@@ -1220,38 +1323,79 @@ operation = "other"
     #[test]
     fn bad_user_packs_are_rejected_naming_the_rule() {
         let bad_regex = user_error("[[rule]]\nid = \"budget_miss\"\ncontains = \"Budget\"\npattern = '(unclosed'\nemit = [\"budget_cache_miss\"]\n");
-        assert!(bad_regex.starts_with("rule `budget_miss` (user pack /etc/x.toml): bad regex in `pattern`"), "{bad_regex}");
+        assert!(
+            bad_regex
+                .starts_with("rule `budget_miss` (user pack /etc/x.toml): bad regex in `pattern`"),
+            "{bad_regex}"
+        );
 
-        let unknown_key = user_error("[[rule]]\nid = \"typo\"\ncontains = \"Budget\"\nemits = [\"budget_cache_miss\"]\n");
-        assert!(unknown_key.starts_with("rule `typo` (user pack /etc/x.toml): "), "{unknown_key}");
+        let unknown_key = user_error(
+            "[[rule]]\nid = \"typo\"\ncontains = \"Budget\"\nemits = [\"budget_cache_miss\"]\n",
+        );
+        assert!(
+            unknown_key.starts_with("rule `typo` (user pack /etc/x.toml): "),
+            "{unknown_key}"
+        );
         assert!(unknown_key.contains("emits"), "{unknown_key}");
 
-        let unknown_event = user_error("[[rule]]\nid = \"ev\"\ncontains = \"Budget\"\nemit = [\"budget_cache_mis\"]\n");
-        assert_eq!(unknown_event, "rule `ev` (user pack /etc/x.toml): unknown event `budget_cache_mis` in `emit`");
+        let unknown_event = user_error(
+            "[[rule]]\nid = \"ev\"\ncontains = \"Budget\"\nemit = [\"budget_cache_mis\"]\n",
+        );
+        assert_eq!(
+            unknown_event,
+            "rule `ev` (user pack /etc/x.toml): unknown event `budget_cache_mis` in `emit`"
+        );
 
         let duplicate = user_error(
             "[[rule]]\nid = \"dup\"\ncontains = \"abcd\"\nemit = [\"suppress\"]\n\
              [[rule]]\nid = \"dup\"\ncontains = \"efgh\"\nemit = [\"suppress\"]\n",
         );
-        assert_eq!(duplicate, "rule `dup` (user pack /etc/x.toml): duplicate id in this pack");
+        assert_eq!(
+            duplicate,
+            "rule `dup` (user pack /etc/x.toml): duplicate id in this pack"
+        );
 
-        let no_operation = user_error("[[rule]]\nid = \"op\"\ncontains = \"abcd\"\nemit = [\"db_connect_error\"]\n");
-        assert!(no_operation.contains("rule `op`") && no_operation.contains("needs `operation`"), "{no_operation}");
+        let no_operation = user_error(
+            "[[rule]]\nid = \"op\"\ncontains = \"abcd\"\nemit = [\"db_connect_error\"]\n",
+        );
+        assert!(
+            no_operation.contains("rule `op`") && no_operation.contains("needs `operation`"),
+            "{no_operation}"
+        );
 
-        let short = user_error("[[rule]]\nid = \"short\"\ncontains = \"ab\"\nemit = [\"suppress\"]\n");
-        assert!(short.contains("rule `short`") && short.contains("shorter than 4"), "{short}");
+        let short =
+            user_error("[[rule]]\nid = \"short\"\ncontains = \"ab\"\nemit = [\"suppress\"]\n");
+        assert!(
+            short.contains("rule `short`") && short.contains("shorter than 4"),
+            "{short}"
+        );
 
-        let no_group = user_error("[[rule]]\nid = \"rows\"\ncontains = \"lost rows\"\nemit = [\"spend_rows_lost\"]\n");
-        assert!(no_group.contains("rule `rows`") && no_group.contains("(?P<n>"), "{no_group}");
+        let no_group = user_error(
+            "[[rule]]\nid = \"rows\"\ncontains = \"lost rows\"\nemit = [\"spend_rows_lost\"]\n",
+        );
+        assert!(
+            no_group.contains("rule `rows`") && no_group.contains("(?P<n>"),
+            "{no_group}"
+        );
 
-        let no_literal = user_error("[[rule]]\nid = \"lit\"\npattern = 'a.*b'\nemit = [\"suppress\"]\n");
-        assert!(no_literal.contains("rule `lit`") && no_literal.contains("`contains` is required"), "{no_literal}");
+        let no_literal =
+            user_error("[[rule]]\nid = \"lit\"\npattern = 'a.*b'\nemit = [\"suppress\"]\n");
+        assert!(
+            no_literal.contains("rule `lit`") && no_literal.contains("`contains` is required"),
+            "{no_literal}"
+        );
 
         let missing_id = user_error("[[rule]]\ncontains = \"abcd\"\nemit = [\"suppress\"]\n");
-        assert!(missing_id.starts_with("rule `#1` (user pack /etc/x.toml): "), "{missing_id}");
+        assert!(
+            missing_id.starts_with("rule `#1` (user pack /etc/x.toml): "),
+            "{missing_id}"
+        );
 
         let top_level = user_error("[rules]\nx = 1\n");
-        assert!(top_level.starts_with("user pack /etc/x.toml: not a valid rule pack"), "{top_level}");
+        assert!(
+            top_level.starts_with("user pack /etc/x.toml: not a valid rule pack"),
+            "{top_level}"
+        );
 
         let mixed_suppress = user_error("[[rule]]\nid = \"mix\"\ncontains = \"abcd\"\nemit = [\"suppress\", \"proxy_listening\"]\n");
         assert!(mixed_suppress.contains("only entry"), "{mixed_suppress}");
@@ -1303,7 +1447,7 @@ operation = "other"
                 let pack = pack();
                 let mut state = ClassifyState::default();
                 let mut events = Vec::new();
-                for line in lines.iter().filter(|l| !contains_any(&pack, l.as_bytes())) {
+                for line in lines.iter().filter(|l| !contains_any(pack, l.as_bytes())) {
                     let record = Record { ts: None, stream: Stream::Unknown, text: line.as_bytes() };
                     pack.classify(&mut state, &record, &mut |e| events.push(e));
                 }
@@ -1316,7 +1460,7 @@ operation = "other"
                 // A header embedded in arbitrary text still counts exactly one batch.
                 let pack = pack();
                 let line = format!("{prefix}Error in spend logs queue monitor: All connection attempts failed{suffix}");
-                let events = run_plain(&pack, &line);
+                let events = run_plain(pack, &line);
                 prop_assert_eq!(count(&events, SpendBatchDropped), 1);
             }
         }

@@ -237,7 +237,7 @@ fn is_plain_http_url(url: &str) -> bool {
 /// attempt to `out` and stops when `shutdown` becomes `true` (or its sender is
 /// dropped, or `out` is closed). A database URL in a build without the
 /// `postgres` feature is skipped with a warning ([`ProbeConfig::validate`]
-/// reports it as an error up front).
+/// reports it as an error up front). Must be called inside a Tokio runtime.
 pub fn spawn_probes(
     cfg: ProbeConfig,
     out: mpsc::Sender<ProbeOutcome>,

@@ -157,7 +157,10 @@ impl TailedFile {
         let len = self.file.metadata()?.len();
         // Truncated in place: shorter than our position, or (copytruncate followed
         // by fresh writes that already grew past it) a different first line.
-        let regrown = self.fingerprint.is_some() && self.read_pos > 0 && len > 0 && read_fingerprint(&self.file)?.is_some_and(|f| Some(f) != self.fingerprint);
+        let regrown = self.fingerprint.is_some()
+            && self.read_pos > 0
+            && len > 0
+            && read_fingerprint(&self.file)?.is_some_and(|f| Some(f) != self.fingerprint);
         if len < self.read_pos || regrown {
             self.fingerprint = None;
             // copytruncate (or CRI-O truncating in place): the content we knew is gone.

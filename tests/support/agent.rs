@@ -15,7 +15,10 @@ pub fn bin() -> &'static str {
 
 /// A free loopback port (bound then released; the agent binds it right after).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Polls `cond` until it holds or `deadline` passes; panics with `what` on timeout.
@@ -34,12 +37,19 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     // Chunked bodies: good enough to search in, since chunk sizes are on their own lines.
     Some((status, body))
 }
@@ -52,7 +62,10 @@ pub fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         if n != name {
             return None;
         }
-        if labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))) {
+        if labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        {
             value.parse().ok()
         } else {
             None
@@ -77,19 +90,31 @@ pub struct LogTree {
 
 impl LogTree {
     pub fn new() -> LogTree {
-        LogTree { dir: tempfile::tempdir().expect("tempdir") }
+        LogTree {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
     pub fn pods(&self) -> PathBuf {
         self.dir.path().join("pods")
     }
     /// `<pods>/<ns>_<pod>_<uid>/litellm/0.log`, directories created.
     pub fn log_path(&self, ns: &str, pod: &str) -> PathBuf {
-        let d = self.pods().join(format!("{ns}_{pod}_7d3e8a42-0000-4000-8000-00000000{:04}", pod.len())).join("litellm");
+        let d = self
+            .pods()
+            .join(format!(
+                "{ns}_{pod}_7d3e8a42-0000-4000-8000-00000000{:04}",
+                pod.len()
+            ))
+            .join("litellm");
         std::fs::create_dir_all(&d).expect("mkdir");
         d.join("0.log")
     }
     pub fn append(path: &Path, text: &str) {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open log");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open log");
         f.write_all(text.as_bytes()).expect("append");
     }
     pub fn state_file(&self) -> PathBuf {
@@ -129,11 +154,15 @@ impl AgentProc {
             .expect("spawn agent");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let a = AgentProc { child, addr, log };
-        wait_until("agent /healthz", Duration::from_secs(20), || http_get(addr, "/healthz").is_some_and(|(s, _)| s == 200));
+        wait_until("agent /healthz", Duration::from_secs(20), || {
+            http_get(addr, "/healthz").is_some_and(|(s, _)| s == 200)
+        });
         a
     }
     pub fn metrics(&self) -> String {
-        http_get(self.addr, "/metrics").map(|(_, b)| b).unwrap_or_default()
+        http_get(self.addr, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric(&self.metrics(), name, labels).unwrap_or(f64::NAN)
@@ -149,7 +178,10 @@ impl AgentProc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{name}{labels:?} = {last}, want {want}\nagent log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "{name}{labels:?} = {last}, want {want}\nagent log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
     pub fn sigterm(mut self) -> std::process::ExitStatus {
         unsafe {
@@ -160,7 +192,10 @@ impl AgentProc {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return st;
             }
-            assert!(Instant::now() < end, "agent did not exit within 10 s of SIGTERM");
+            assert!(
+                Instant::now() < end,
+                "agent did not exit within 10 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
