@@ -40,9 +40,10 @@
 #   E2E_DEADLINE      overall deadline in seconds (default 120)
 #   E2E_KEEP=1        keep the temp dir (logs, configs, scrapes) for inspection
 #   E2E_ALLOW_ABSENT  comma-separated metric names check-metric-names.py may
-#                     miss in the scrape: families with labels appear only
+#                     miss in the scrape (default: the probe metrics and the
+#                     closed-gap metrics): families with labels appear only
 #                     with their first series, and this node-role run has no
-#                     probes, no config reload, no read error and no closed gap.
+#                     probes and its gap is still open.
 #   PROMETHEUS, ALERTMANAGER, PROMTOOL  binary paths (default: from PATH)
 set -uo pipefail
 
@@ -63,7 +64,7 @@ fi
 agent_bin="$(cd "$(dirname "$agent_bin")" && pwd)/$(basename "$agent_bin")"
 
 deadline=$(($(date +%s) + ${E2E_DEADLINE:-120}))
-allow_absent="${E2E_ALLOW_ABSENT:-litellm_sentinel_engine_up,litellm_sentinel_probe_duration_seconds,litellm_sentinel_probe_failures_total,litellm_sentinel_read_errors_total,litellm_sentinel_config_reloads_total,litellm_sentinel_lines_malformed_total,litellm_sentinel_startup_gap_seconds,litellm_sentinel_last_startup_gap_seconds}"
+allow_absent="${E2E_ALLOW_ABSENT:-litellm_sentinel_engine_up,litellm_sentinel_probe_duration_seconds,litellm_sentinel_probe_failures_total,litellm_sentinel_startup_gap_seconds,litellm_sentinel_last_startup_gap_seconds}"
 
 pick_tool() { # env-var-name candidates...
   local var="$1"; shift
@@ -87,6 +88,7 @@ done
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/litellm-sentinel-e2e.XXXXXX")"
 pids=()
+# shellcheck disable=SC2329  # invoked by the EXIT trap
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do

@@ -55,9 +55,11 @@ done
 if [[ ! -x "$VENV_DIR/bin/kubernetes-validate" || ! -x "$VENV_DIR/bin/check-jsonschema" ]] \
   || ! "$VENV_DIR/bin/python" -c 'import yaml' >/dev/null 2>&1; then
   echo "validate-manifests: creating tool venv $VENV_DIR" >&2
-  python3 -m venv "$VENV_DIR" \
-    && "$VENV_DIR/bin/pip" install -q kubernetes-validate check-jsonschema pyyaml \
-    || { echo "validate-manifests: could not set up $VENV_DIR" >&2; exit 2; }
+  if ! { python3 -m venv "$VENV_DIR" \
+    && "$VENV_DIR/bin/pip" install -q kubernetes-validate check-jsonschema pyyaml; }; then
+    echo "validate-manifests: could not set up $VENV_DIR" >&2
+    exit 2
+  fi
 fi
 PY="$VENV_DIR/bin/python"
 

@@ -42,6 +42,10 @@ pub struct Agent {
     shutdown: watch::Sender<bool>,
     shutdown_rx: watch::Receiver<bool>,
     tail_thread: Option<std::thread::JoinHandle<()>>,
+    /// Reloads for the tail thread (globs, rules).
+    reload_tx: Option<std::sync::mpsc::Sender<Reload>>,
+    /// The configuration in force (for reload diffs).
+    current: Mutex<Config>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -90,6 +94,7 @@ impl Agent {
     /// Starts everything; returns once the server listens.
     pub async fn start(cfg: Config, extra_probes: Vec<PodProbes>) -> Result<Agent> {
         let rules = Arc::new(load_rules(&cfg)?);
+        let cfg_for_reload = cfg.clone();
         let tailing = cfg.role == Role::Node || cfg.globs != Config::default().globs;
         let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(TimelineConfig {
             quiet_period_secs: cfg.quiet_period.0.as_secs_f64(),
@@ -158,6 +163,7 @@ impl Agent {
             ));
         }
 
+        let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Reload>();
         let tail_thread = if tailing {
             let loop_cfg = TailLoop {
                 tail: TailConfig {
@@ -183,7 +189,9 @@ impl Agent {
                 std::thread::Builder::new()
                     .name("tail".into())
                     .spawn(move || {
-                        loop_cfg.run(pipeline, positions, tracker, metrics, watching, shutdown)
+                        loop_cfg.run(
+                            pipeline, positions, tracker, metrics, watching, shutdown, reload_rx,
+                        )
                     })
                     .context("cannot start the tail thread")?,
             )
@@ -216,6 +224,8 @@ impl Agent {
             shutdown: shutdown_tx,
             shutdown_rx,
             tail_thread,
+            reload_tx: tailing.then_some(reload_tx),
+            current: Mutex::new(cfg_for_reload),
             tasks,
             server,
         })
@@ -225,6 +235,57 @@ impl Agent {
     /// the returned task stops its probes.
     pub fn add_probes(&self, pp: PodProbes) -> tokio::task::JoinHandle<()> {
         spawn_pod_probes(pp, &self.tracker, &self.metrics, self.shutdown_rx.clone())
+    }
+
+    /// Applies a new configuration without a restart: globs added start
+    /// tailing, globs removed stop (their files drain; checkpoints are kept),
+    /// and the rule pack is swapped. A config that does not validate, or a
+    /// rule pack that does not compile, is rejected and the old one stays.
+    /// Settings that need a restart (listen address, state file, probes) are
+    /// reported in the returned list.
+    pub fn reload(&self, new: Config) -> Result<Vec<&'static str>> {
+        let applied = (|| -> Result<Vec<&'static str>> {
+            new.validate()?;
+            let rules = Arc::new(load_rules(&new)?);
+            let mut cur = self
+                .current
+                .lock()
+                .map_err(|_| anyhow::anyhow!("config lock poisoned"))?;
+            let mut needs_restart = Vec::new();
+            if new.listen != cur.listen {
+                needs_restart.push("listen");
+            }
+            if new.state_file != cur.state_file {
+                needs_restart.push("state_file");
+            }
+            if new.probe != cur.probe {
+                needs_restart.push("probe");
+            }
+            if new.role != cur.role {
+                needs_restart.push("role");
+            }
+            if let Some(tx) = &self.reload_tx {
+                tx.send(Reload {
+                    globs: new.globs.clone(),
+                    rules: rules.clone(),
+                })
+                .context("the tail loop has stopped")?;
+            }
+            self.metrics.agent.rules_loaded.set(rules.len() as i64);
+            *cur = new;
+            Ok(needs_restart)
+        })();
+        let result = if applied.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.metrics
+            .agent
+            .config_reloads
+            .with_label_values(&[result])
+            .inc();
+        applied
     }
 
     /// Stops everything; the tail loop writes a final checkpoint first.
@@ -279,6 +340,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What a reload changes in the tail thread.
+struct Reload {
+    globs: Vec<String>,
+    rules: Arc<RulePack>,
+}
+
 /// Settings of the tail thread.
 struct TailLoop {
     tail: TailConfig,
@@ -296,6 +363,7 @@ impl TailLoop {
         metrics: Arc<Metrics>,
         watching: Arc<AtomicBool>,
         shutdown: watch::Receiver<bool>,
+        reloads: std::sync::mpsc::Receiver<Reload>,
     ) {
         let mut tailer = Tailer::new(self.tail.clone(), positions);
         let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
@@ -304,6 +372,11 @@ impl TailLoop {
         let mut checkpoint_failing = false;
         loop {
             let stopping = *shutdown.borrow();
+            while let Ok(r) = reloads.try_recv() {
+                tailer.set_globs(r.globs);
+                pipeline.set_rules(r.rules);
+                tracing::info!("reloaded globs and rules");
+            }
             tailer.pass(&mut pipeline);
             pipeline.advance_clocks();
             watching.store(true, Ordering::Relaxed);

@@ -61,12 +61,15 @@ enum Command {
     Rules,
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`, the demo `warn`).
+fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -92,8 +95,48 @@ async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     let cfg = Config::load(config.as_deref(), &overrides)?;
     init_logging(cfg.log_format, "info");
     tracing::info!(config = %cfg.to_redacted_toml().replace('\n', "; "), "effective configuration");
+    let watched: Vec<PathBuf> = config.iter().chain(cfg.rules.iter()).cloned().collect();
     let agent = Agent::start(cfg, Vec::new()).await?;
-    wait_for_signal().await;
+    let (_watcher, mut changed) = watch_files(&watched);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        let why = tokio::select! {
+            _ = &mut stop => break,
+            _ = hup.recv() => "SIGHUP",
+            Some(()) = changed.recv() => {
+                // Editors and ConfigMap updates write in several steps: let them settle.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                while changed.try_recv().is_ok() {}
+                "file change"
+            }
+        };
+        let reloaded = match Config::load(config.as_deref(), &overrides) {
+            Ok(new) => agent.reload(new),
+            Err(e) => {
+                agent
+                    .metrics
+                    .agent
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                Err(e.into())
+            }
+        };
+        match reloaded {
+            Ok(restart) if restart.is_empty() => {
+                tracing::info!(trigger = why, "configuration reloaded")
+            }
+            Ok(restart) => {
+                tracing::warn!(trigger = why, needs_restart = ?restart, "configuration reloaded; these settings only take effect after a restart")
+            }
+            Err(e) => {
+                tracing::error!(trigger = why, error = %format!("{e:#}"), "configuration rejected; the previous one stays in force")
+            }
+        }
+    }
     // Bounded: the process must be gone well within the kubelet's grace period.
     if tokio::time::timeout(std::time::Duration::from_secs(5), agent.shutdown())
         .await
@@ -102,6 +145,54 @@ async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         tracing::warn!("shutdown took longer than 5 s; exiting anyway");
     }
     Ok(())
+}
+
+/// Watches the directories of the config and rule files (a Kubernetes
+/// ConfigMap update swaps a symlink in the directory, it does not write the file).
+fn watch_files(
+    files: &[PathBuf],
+) -> (
+    Option<notify::RecommendedWatcher>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if files.is_empty() {
+        return (None, rx);
+    }
+    let names: Vec<std::ffi::OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_owned()))
+        .collect();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            let relevant = ev.paths.iter().any(|p| {
+                p.file_name().is_some_and(|n| {
+                    names.iter().any(|w| w == n) || n.to_string_lossy().starts_with("..")
+                })
+            });
+            if relevant && !matches!(ev.kind, notify::EventKind::Access(_)) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
+            return (None, rx);
+        }
+    };
+    for f in files {
+        let dir = f
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot watch the config directory; reload with SIGHUP");
+        }
+    }
+    (Some(watcher), rx)
 }
 
 fn main() -> ExitCode {

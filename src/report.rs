@@ -227,8 +227,7 @@ pub fn run(
 ) -> Result<Report, ReportError> {
     let files = collect_files(inputs)?;
     // Group by pod, then by container stream (directory): one decoding sequence each.
-    let mut groups: BTreeMap<PodRef, BTreeMap<PathBuf, Vec<DatedFile>>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<PodRef, BTreeMap<PathBuf, Vec<DatedFile>>> = BTreeMap::new();
     for f in files {
         let pod = PodRef::from_path(&f);
         let container = f.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -1466,3 +1466,121 @@ operation = "other"
         }
     }
 }
+
+/// Throughput check: `cargo test --release --lib classify::rules::throughput -- --ignored --nocapture`.
+#[cfg(test)]
+mod throughput {
+    use super::*;
+
+    fn corpus(access_share_percent: usize) -> Vec<u8> {
+        let quiet = [
+            "18:33:49 - LiteLLM Proxy:INFO: proxy_server.py:4012 - Request received for model=gpt-4o-mini, user_api_key_alias=team-search-prod, call_id=6f1c2a0e-9b7d-4c55-8a7e-1b2f3c4d5e6f",
+            "18:33:49 - LiteLLM:DEBUG: utils.py:4410 - model_info: {'key': 'gpt-4o-mini', 'max_tokens': 16384, 'input_cost_per_token': 1.5e-07, 'output_cost_per_token': 6e-07}",
+            "18:33:50 - LiteLLM Router:INFO: router.py:1085 - litellm.acompletion(model=azure/gpt-4o-mini-eu) 200 OK",
+        ];
+        let access = "INFO:     10.0.0.7:46642 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK";
+        let mut out = Vec::new();
+        let mut i = 0usize;
+        while out.len() < 64 << 20 {
+            let line = if i % 100 < access_share_percent {
+                access
+            } else if i % 1000 == 999 {
+                "Budget lookup failed for user; cache will not be populated. Each request will hit the database. Error: All connection attempts failed."
+            } else {
+                quiet[i % quiet.len()]
+            };
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    #[ignore = "timing; run in release"]
+    fn throughput() {
+        let pack = RulePack::builtin().expect("compiles");
+        for share in [0, 20, 50] {
+            let data = corpus(share);
+            let start = std::time::Instant::now();
+            let mut state = ClassifyState::default();
+            let mut n = 0u64;
+            for line in data.split(|&b| b == b'\n') {
+                let record = Record {
+                    ts: None,
+                    stream: Stream::Stdout,
+                    text: line,
+                };
+                pack.classify(&mut state, &record, &mut |_| n += 1);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "access {share:>2}%: {:.0} MB/s ({n} events)",
+                data.len() as f64 / secs / 1e6
+            );
+        }
+    }
+}
+#[cfg(test)]
+mod throughput_parts {
+    use super::*;
+    #[test]
+    #[ignore = "timing"]
+    fn parts() {
+        let pack = RulePack::builtin().expect("compiles");
+        let line = b"18:33:49 - LiteLLM Proxy:INFO: proxy_server.py:4012 - Request received for model=gpt-4o-mini, user_api_key_alias=team-search-prod, call_id=6f1c2a0e-9b7d-4c55-8a7e-1b2f3c4d5e6f";
+        let n = 2_000_000;
+        let t = std::time::Instant::now();
+        let mut hits = 0;
+        for _ in 0..n {
+            if pack.any_literal.is_match(std::hint::black_box(&line[..])) {
+                hits += 1;
+            }
+        }
+        let per = t.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "is_match: {per:.1} ns/line, {:.0} MB/s hits={hits}",
+            line.len() as f64 / per * 1e3
+        );
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            if pack
+                .any_literal
+                .find(std::hint::black_box(&line[..]))
+                .is_some()
+            {
+                hits += 1;
+            }
+        }
+        let per = t.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "find: {per:.1} ns/line  kind={:?} {:?}",
+            pack.any_literal.kind(),
+            pack.any_literal.patterns_len()
+        );
+        let t = std::time::Instant::now();
+        let mut state = ClassifyState::default();
+        for _ in 0..n {
+            let r = Record {
+                ts: None,
+                stream: Stream::Stdout,
+                text: std::hint::black_box(&line[..]),
+            };
+            pack.classify(&mut state, &r, &mut |_| hits += 1);
+        }
+        let per = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("classify: {per:.1} ns/line");
+        let access = b"INFO:     10.0.0.7:46642 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK";
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let r = Record {
+                ts: None,
+                stream: Stream::Stdout,
+                text: std::hint::black_box(&access[..]),
+            };
+            pack.classify(&mut state, &r, &mut |_| hits += 1);
+        }
+        let per = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("classify access: {per:.1} ns/line");
+    }
+}

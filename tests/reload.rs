@@ -1,0 +1,100 @@
+//! Hot reload (file change and SIGHUP), a rejected bad config, and the
+//! agent's own log formats — with the real binary.
+
+#[path = "support/agent.rs"]
+mod support;
+
+use std::time::Duration;
+
+use support::{cri, now_ts, wait_until, AgentProc, LogTree};
+
+const RELOADS: &str = "litellm_sentinel_config_reloads_total";
+
+fn spend(ts: &str) -> String {
+    cri(
+        ts,
+        "stderr",
+        "Error in spend logs queue monitor: All connection attempts failed",
+    )
+}
+
+#[test]
+fn a_good_config_change_is_applied_and_a_bad_one_rejected() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = tree.config(port, "");
+    let agent = AgentProc::start(&cfg, port);
+    // A second tree that the first config does not cover.
+    let other = tree.dir.path().join("other");
+    let other_log =
+        other.join("llm_litellm-new_7d3e8a42-0000-4000-8000-000000000099/litellm/0.log");
+    std::fs::create_dir_all(other_log.parent().expect("parent")).expect("mkdir");
+    LogTree::append(&other_log, &spend(&now_ts()));
+    let text = std::fs::read_to_string(&cfg).expect("cfg");
+    let both = text.replacen(
+        "globs = [",
+        &format!("globs = [\"{}/*_*litellm*_*/*/*.log\", ", other.display()),
+        1,
+    );
+    // Good change, picked up from the file itself (no signal).
+    std::fs::write(&cfg, &both).expect("write cfg");
+    agent.wait_value(RELOADS, &[("result", "success")], 1.0);
+    agent.wait_value(
+        "litellm_sentinel_spend_batches_dropped_total",
+        &[("pod", "litellm-new")],
+        1.0,
+    );
+    // Bad change: an unknown key. Rejected, the old config stays in force.
+    std::fs::write(&cfg, format!("{both}\nglobz = 1\n")).expect("write bad cfg");
+    agent.wait_value(RELOADS, &[("result", "failure")], 1.0);
+    LogTree::append(&other_log, &spend(&now_ts()));
+    agent.wait_value(
+        "litellm_sentinel_spend_batches_dropped_total",
+        &[("pod", "litellm-new")],
+        2.0,
+    );
+    let log = std::fs::read_to_string(&agent.log).expect("agent log");
+    assert!(
+        log.contains("configuration rejected") && log.contains("globz"),
+        "{log}"
+    );
+    // SIGHUP reloads too (the bad file is still there: another failure, still running).
+    unsafe {
+        libc::kill(agent.child.id() as i32, libc::SIGHUP);
+    }
+    agent.wait_value(RELOADS, &[("result", "failure")], 2.0);
+    std::fs::write(&cfg, &both).expect("restore cfg");
+    wait_until("reload after fix", Duration::from_secs(20), || {
+        agent.value(RELOADS, &[("result", "success")]) >= 2.0
+    });
+    assert_eq!(
+        support::http_get(agent.addr, "/healthz").map(|r| r.0),
+        Some(200)
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_effective_config() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = tree.config(
+        port,
+        "log_format = \"json\"\n[probe]\ndatabase_url = \"postgresql://llm:hunter2@db/litellm\"\n",
+    );
+    let agent = AgentProc::start(&cfg, port);
+    let log = std::fs::read_to_string(&agent.log).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let start = lines
+        .iter()
+        .find(|v| v["message"] == "effective configuration")
+        .expect("start-up line");
+    let c = start["config"].as_str().expect("config field");
+    assert!(c.contains("globs") && c.contains("llm:***@db"), "{c}");
+    assert!(!log.contains("hunter2"), "password leaked: {log}");
+    assert!(lines
+        .iter()
+        .all(|v| v["level"].is_string() && v["timestamp"].is_string()));
+}
