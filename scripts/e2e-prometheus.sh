@@ -64,7 +64,7 @@ fi
 agent_bin="$(cd "$(dirname "$agent_bin")" && pwd)/$(basename "$agent_bin")"
 
 deadline=$(($(date +%s) + ${E2E_DEADLINE:-120}))
-allow_absent="${E2E_ALLOW_ABSENT:-litellm_sentinel_engine_up,litellm_sentinel_probe_duration_seconds,litellm_sentinel_probe_failures_total,litellm_sentinel_startup_gap_seconds,litellm_sentinel_last_startup_gap_seconds}"
+allow_absent="${E2E_ALLOW_ABSENT:-}"
 
 pick_tool() { # env-var-name candidates...
   local var="$1"; shift
@@ -307,6 +307,17 @@ globs = ["$tmp/pods/*/*/*.log"]
 state_file = "$tmp/state.json"
 listen = "127.0.0.1:$agent_port"
 read_from = "beginning"
+# A short quiet period closes the log-measured gap a second after the last DB
+# error, so the gap histogram and gauges are exported too.
+quiet_period = "1s"
+
+# An engine probe against a closed port: the probe metrics (engine_up,
+# probe_duration_seconds, probe_failures_total) are exported as well, so the
+# metric-name check below covers every family the rules and dashboard use.
+[probe]
+engine_url = "http://127.0.0.1:1"
+namespace = "$namespace"
+pod = "litellm-probe-only"
 EOF
 
 # Alert rules: the repository's file with every `for:` set to 0s (see header).
@@ -426,7 +437,12 @@ wait_for "webhook payload with LiteLLMSpendLogBatchesDropped (severity=critical,
 step "webhook got: $(tr -d '\n ' <"$tmp/last-poll.out" | cut -c1-300)"
 
 # ---------------------------------------------------------------- the agent's /metrics
-wait_for "agent /metrics scrape" py get "http://127.0.0.1:$agent_port/metrics" "$tmp/scrape.prom"
+prom_has_gap() {
+  py get "http://127.0.0.1:$agent_port/metrics" "$tmp/scrape.prom" \
+    && grep -q '^litellm_sentinel_startup_gap_seconds_bucket' "$tmp/scrape.prom"
+}
+# The gap closes one quiet period after the last DB error: wait for its histogram.
+wait_for "the closed gap in the agent's /metrics" prom_has_gap
 content_type="$(tail -n 1 "$tmp/last-poll.err")"
 [[ "$content_type" == text/plain* ]] \
   || die "/metrics Content-Type is '$content_type', want text/plain; version=0.0.4"
