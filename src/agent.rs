@@ -47,6 +47,9 @@ pub struct Agent {
     /// The configuration in force (for reload diffs).
     current: Mutex<Config>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The OTLP pusher and its own stop signal, given after the tail loop's
+    /// final pass so that the final push carries the final counts.
+    otlp: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -104,6 +107,8 @@ impl Agent {
         })));
         let metrics = Arc::new(Metrics::new(tracker.clone()).context("cannot register metrics")?);
         metrics.agent.rules_loaded.set(rules.len() as i64);
+        let otlp_cfg = crate::otlp::OtlpConfig::from_env_and_config(&cfg)
+            .context("OTLP push settings (otlp_endpoint, OTEL_EXPORTER_OTLP_*)")?;
 
         let mut restored = None;
         if tailing {
@@ -217,6 +222,10 @@ impl Agent {
             let _ = rx.wait_for(|s| *s).await;
         }));
         tracing::info!(%addr, role = ?cfg.role, tailing, "litellm-sentinel listening");
+        let otlp = otlp_cfg.map(|oc| {
+            let (stop, stop_rx) = watch::channel(false);
+            (stop, crate::otlp::spawn_pusher(oc, metrics.clone(), stop_rx))
+        });
         Ok(Agent {
             addr,
             tracker,
@@ -227,6 +236,7 @@ impl Agent {
             reload_tx: tailing.then_some(reload_tx),
             current: Mutex::new(cfg_for_reload),
             tasks,
+            otlp,
             server,
         })
     }
@@ -293,6 +303,11 @@ impl Agent {
         let _ = self.shutdown.send(true);
         if let Some(t) = self.tail_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some((stop, pusher)) = self.otlp.take() {
+            // One final push, bounded by the OTLP timeout.
+            let _ = stop.send(true);
+            let _ = pusher.await;
         }
         for t in self.tasks.drain(..) {
             t.abort();

@@ -128,6 +128,10 @@ pub struct Config {
     /// A user rule pack that adds to or overrides the built-in rules.
     pub rules: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// OTLP/HTTP collector base URL (plain http://, `/v1/metrics` appended); unset = no push.
+    pub otlp_endpoint: Option<String>,
+    /// Time between OTLP pushes (`OTEL_METRIC_EXPORT_INTERVAL`, in ms, overrides it).
+    pub otlp_interval: HumanDuration,
     pub probe: ProbeSettings,
 }
 
@@ -186,6 +190,8 @@ impl Default for Config {
             max_pods: 2000,
             rules: None,
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            otlp_interval: HumanDuration(crate::otlp::DEFAULT_INTERVAL),
             probe: ProbeSettings::default(),
         }
     }
@@ -265,6 +271,9 @@ pub struct Overrides {
     /// Name of the probed pod (sidecar; Downward API).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    /// Push metrics over OTLP/HTTP to this collector, e.g. http://otel-collector:4318 (plain http only).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -337,6 +346,9 @@ impl Config {
         if o.pod_name.is_some() {
             self.probe.pod = o.pod_name.clone();
         }
+        if o.otlp_endpoint.is_some() {
+            self.otlp_endpoint = o.otlp_endpoint.clone();
+        }
     }
 
     /// Checks every setting; the error names the key.
@@ -379,6 +391,7 @@ impl Config {
             ("probe.fast_interval", self.probe.fast_interval),
             ("probe.slow_interval", self.probe.slow_interval),
             ("probe.timeout", self.probe.timeout),
+            ("otlp_interval", self.otlp_interval),
         ] {
             if d.0.is_zero() {
                 return Err(invalid(key, "must be greater than zero".into()));
@@ -407,6 +420,11 @@ impl Config {
                 ));
             }
         }
+        if let Some(u) = &self.otlp_endpoint {
+            // Same checks as the pusher's (plain http only: the agent has no TLS).
+            crate::otlp::OtlpConfig::from_lookup(Some(u.clone()), self.otlp_interval.0, |_| None)
+                .map_err(|e| invalid("otlp_endpoint", e.to_string()))?;
+        }
         if let Some(rules) = &self.rules {
             let text = std::fs::read_to_string(rules)
                 .map_err(|e| invalid("rules", format!("cannot read {}: {e}", rules.display())))?;
@@ -420,6 +438,7 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut c = self.clone();
         c.probe.database_url = c.probe.database_url.as_deref().map(redact_url);
+        c.otlp_endpoint = c.otlp_endpoint.as_deref().map(redact_url);
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 }

@@ -166,6 +166,14 @@ impl OtlpConfig {
         Self::from_lookup(flag_endpoint, DEFAULT_INTERVAL, env_var)
     }
 
+    /// The agent's settings: `otlp_endpoint` and `otlp_interval` from the
+    /// config, the rest (and overrides) from the OTel environment variables.
+    pub fn from_env_and_config(
+        cfg: &crate::config::Config,
+    ) -> Result<Option<OtlpConfig>, OtlpError> {
+        Self::from_lookup(cfg.otlp_endpoint.clone(), cfg.otlp_interval.0, env_var)
+    }
+
     /// [`OtlpConfig::from_env_and_flag`] with the variables read through
     /// `lookup` (tests, and the agent passing its own default interval from
     /// the config file; `OTEL_METRIC_EXPORT_INTERVAL` overrides it).

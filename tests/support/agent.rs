@@ -211,3 +211,90 @@ impl Drop for AgentProc {
         let _ = self.child.wait();
     }
 }
+
+impl AgentProc {
+    /// Starts the binary with `args` (e.g. `run --config …`) and extra
+    /// environment (`RUST_LOG` defaults to `info`), stderr into `log`; waits
+    /// for `/healthz` on `port`. For tests that need their own flags, env or
+    /// one log file per restart.
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        env: &[(&str, &str)],
+        port: u16,
+        log: &Path,
+    ) -> AgentProc {
+        let logf = std::fs::File::create(log).expect("agent log");
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn agent");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut a = AgentProc {
+            child,
+            addr,
+            log: log.to_path_buf(),
+        };
+        let end = Instant::now() + Duration::from_secs(20);
+        while !http_get(addr, "/healthz").is_some_and(|(s, _)| s == 200) {
+            if let Ok(Some(st)) = a.child.try_wait() {
+                panic!("agent exited ({st}) before /healthz answered:\n{}", a.log_text());
+            }
+            assert!(
+                Instant::now() < end,
+                "agent /healthz did not answer within 20 s:\n{}",
+                a.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        a
+    }
+
+    /// The process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the agent logged so far (stderr).
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// `/healthz` answers 200 and the process has not exited.
+    pub fn healthy(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+            && http_get(self.addr, "/healthz").is_some_and(|(s, _)| s == 200)
+    }
+}
+
+/// Resident set size of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The sum of every series of `name` whose labels include `labels`.
+pub fn metric_sum(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            if n != name
+                || !labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            {
+                return None;
+            }
+            value.parse::<f64>().ok()
+        })
+        .sum()
+}
