@@ -170,7 +170,7 @@ impl Agent {
 
         let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Reload>();
         let tail_thread = if tailing {
-            let loop_cfg = TailLoop {
+            let tail_loop = TailLoop {
                 tail: TailConfig {
                     globs: cfg.globs.clone(),
                     max_line_bytes: cfg.max_line_bytes,
@@ -181,23 +181,18 @@ impl Agent {
                 checkpoint_interval: cfg.checkpoint_interval.0,
                 state_file: cfg.state_file.clone(),
                 probed_pods: all_probes.iter().map(|p| p.pod.clone()).collect(),
+                pipeline: Pipeline::new(rules, tracker.clone(), cfg.max_line_bytes, files.clone()),
+                positions: files.into_iter().map(|f| f.position).collect(),
+                tracker: tracker.clone(),
+                metrics: metrics.clone(),
+                watching: watching.clone(),
+                shutdown: shutdown_rx.clone(),
+                reloads: reload_rx,
             };
-            let pipeline = Pipeline::new(rules, tracker.clone(), cfg.max_line_bytes, files.clone());
-            let positions = files.into_iter().map(|f| f.position).collect();
-            let (tracker, metrics, watching, shutdown) = (
-                tracker.clone(),
-                metrics.clone(),
-                watching.clone(),
-                shutdown_rx.clone(),
-            );
             Some(
                 std::thread::Builder::new()
                     .name("tail".into())
-                    .spawn(move || {
-                        loop_cfg.run(
-                            pipeline, positions, tracker, metrics, watching, shutdown, reload_rx,
-                        )
-                    })
+                    .spawn(move || tail_loop.run())
                     .context("cannot start the tail thread")?,
             )
         } else {
@@ -224,7 +219,10 @@ impl Agent {
         tracing::info!(%addr, role = ?cfg.role, tailing, "litellm-sentinel listening");
         let otlp = otlp_cfg.map(|oc| {
             let (stop, stop_rx) = watch::channel(false);
-            (stop, crate::otlp::spawn_pusher(oc, metrics.clone(), stop_rx))
+            (
+                stop,
+                crate::otlp::spawn_pusher(oc, metrics.clone(), stop_rx),
+            )
         });
         Ok(Agent {
             addr,
@@ -367,24 +365,36 @@ struct TailLoop {
     checkpoint_interval: Duration,
     state_file: std::path::PathBuf,
     probed_pods: Vec<PodRef>,
+    pipeline: Pipeline,
+    /// Checkpointed positions to resume.
+    positions: Vec<crate::tail::FilePosition>,
+    tracker: SharedTracker,
+    metrics: Arc<Metrics>,
+    /// Set once the first pass ran (for `/readyz`).
+    watching: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+    reloads: std::sync::mpsc::Receiver<Reload>,
 }
 
 impl TailLoop {
-    fn run(
-        self,
-        mut pipeline: Pipeline,
-        positions: Vec<crate::tail::FilePosition>,
-        tracker: SharedTracker,
-        metrics: Arc<Metrics>,
-        watching: Arc<AtomicBool>,
-        shutdown: watch::Receiver<bool>,
-        reloads: std::sync::mpsc::Receiver<Reload>,
-    ) {
+    fn run(self) {
+        let TailLoop {
+            pipeline,
+            positions,
+            tracker,
+            metrics,
+            watching,
+            shutdown,
+            reloads,
+            ..
+        } = self;
+        let mut pipeline = pipeline;
         let mut tailer = Tailer::new(self.tail.clone(), positions);
         let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
         let mut next_expiry = Instant::now() + Duration::from_secs(30);
         let mut last = crate::tail::TailStats::default();
         let mut checkpoint_failing = false;
+        let (mut last_dropped, mut last_cap_warning) = (0u64, None::<Instant>);
         loop {
             let stopping = *shutdown.borrow();
             while let Ok(r) = reloads.try_recv() {
@@ -413,6 +423,18 @@ impl TailLoop {
             for (reason, n) in counts.read_errors {
                 a.read_errors.with_label_values(&[reason]).inc_by(n);
             }
+            // Rate-limited: a flood of new pods must not flood the agent's own log.
+            let dropped = tracker.lock().map(|t| t.pods_dropped()).unwrap_or(0);
+            if dropped > last_dropped
+                && last_cap_warning.is_none_or(|w| w.elapsed() >= Duration::from_secs(60))
+            {
+                tracing::warn!(
+                    dropped_events = dropped,
+                    "tracked-pod cap reached: events of further pods are dropped (raise max_pods?)"
+                );
+                last_cap_warning = Some(Instant::now());
+            }
+            last_dropped = dropped;
             if Instant::now() >= next_expiry {
                 next_expiry = Instant::now() + Duration::from_secs(30);
                 let mut live: HashSet<PodRef> = pipeline.live_pods().cloned().collect();

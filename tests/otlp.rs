@@ -1,0 +1,434 @@
+//! End-to-end tests of the OTLP push: the agent runs in-process, tails a
+//! scripted CRI burst, and pushes to a test OTLP/HTTP receiver (axum on
+//! loopback, decoding every body as an `ExportMetricsServiceRequest`).
+//!
+//! No fixed sleeps: every wait polls a condition against a deadline.
+
+#[path = "support/agent.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use litellm_sentinel::agent::Agent;
+use litellm_sentinel::config::{Config, HumanDuration, ReadFrom};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint,
+};
+use prost::Message;
+use support::{cri, metric as prom_metric, LogTree};
+use tokio::time::Instant;
+
+const DROPPED: &str = "litellm_sentinel_spend_batches_dropped_total";
+const DBERR: &str = "litellm_sentinel_db_connect_errors_total";
+const FAILURES: &str = "litellm_sentinel_otlp_export_failures_total";
+const POD: &str = "litellm-otlp";
+
+// ---------------------------------------------------------------- receiver
+
+/// One request as the receiver saw it.
+#[derive(Clone)]
+struct Received {
+    content_type: Option<String>,
+    request: ExportMetricsServiceRequest,
+}
+
+#[derive(Clone, Default)]
+struct ReceiverState {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Bodies that did not decode (must stay 0).
+    undecodable: Arc<Mutex<usize>>,
+    /// Status to answer with.
+    status: Arc<AtomicU16>,
+}
+
+/// A test OTLP/HTTP metrics receiver on 127.0.0.1.
+struct Receiver {
+    addr: SocketAddr,
+    state: ReceiverState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn export(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(request) = ExportMetricsServiceRequest::decode(body) else {
+        *s.undecodable.lock().unwrap() += 1;
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    s.received.lock().unwrap().push(Received {
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        request,
+    });
+    let status = StatusCode::from_u16(s.status.load(Ordering::SeqCst))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportMetricsServiceResponse::default().encode_to_vec(),
+    )
+        .into_response()
+}
+
+impl Receiver {
+    async fn start(status: u16) -> Receiver {
+        let state = ReceiverState::default();
+        state.status.store(status, Ordering::SeqCst);
+        let app = Router::new()
+            .route("/v1/metrics", post(export))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { addr, state, task }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+
+    /// Waits until some request satisfies `pred`; returns it.
+    async fn wait_for(
+        &self,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&ExportMetricsServiceRequest) -> bool,
+    ) -> Received {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(r) = self.received().into_iter().rev().find(|r| pred(&r.request)) {
+                return r;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {deadline:?} waiting for {what}; got {} requests",
+                self.count()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------- lookups
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
+    })
+}
+
+fn find_metric<'a>(req: &'a ExportMetricsServiceRequest, name: &str) -> Option<&'a Metric> {
+    req.resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .find(|m| m.name == name)
+}
+
+fn value(p: &NumberDataPoint) -> f64 {
+    match p.value {
+        Some(number_data_point::Value::AsDouble(v)) => v,
+        Some(number_data_point::Value::AsInt(v)) => v as f64,
+        None => f64::NAN,
+    }
+}
+
+/// The value of the Sum point of `name` whose attributes include all of `want`.
+fn sum_value(req: &ExportMetricsServiceRequest, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    let Some(metric::Data::Sum(s)) = find_metric(req, name)?.data.as_ref() else {
+        return None;
+    };
+    s.data_points
+        .iter()
+        .find(|p| want.iter().all(|(k, v)| attr(&p.attributes, k) == Some(*v)))
+        .map(value)
+}
+
+// ---------------------------------------------------------------- agent
+
+/// A 1.83.x spend-queue failure: coloured header + traceback, separate CRI records.
+fn spend_failure(ts: &str) -> String {
+    let mut s = cri(ts, "stderr", "\x1b[92m10:15:02 - LiteLLM Proxy:ERROR\x1b[0m: utils.py:3905 - Error in spend logs queue monitor: All connection attempts failed");
+    for l in [
+        "Traceback (most recent call last):",
+        "  File \"/usr/lib/python3.13/site-packages/litellm/proxy/utils.py\", line 3880, in update_spend_logs",
+        "    await prisma_client.db.litellm_spendlogs.create_many(data=batch_with_dates, skip_duplicates=True)",
+        "httpcore.ConnectError: All connection attempts failed",
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "Traceback (most recent call last):",
+        "  File \"/usr/lib/python3.13/site-packages/prisma/engine/http.py\", line 97, in request",
+        "httpx.ConnectError: All connection attempts failed",
+    ] {
+        s.push_str(&cri(ts, "stderr", l));
+    }
+    s
+}
+
+/// The scripted burst: proxy start, 3 spend-queue failures, and some noise
+/// (invalid UTF-8, a truncated record) that must not count.
+fn write_burst(tree: &LogTree) {
+    let log = tree.log_path("llm", POD);
+    let mut text = cri(
+        "2026-11-24T10:15:00.123456789Z",
+        "stdout",
+        "INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)",
+    );
+    for (i, ts) in [
+        "2026-11-24T10:15:01.5Z",
+        "2026-11-24T10:15:02.250000001Z",
+        "2026-11-24T10:15:03.987654321Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        text.push_str(&spend_failure(ts));
+        text.push_str(&cri(
+            ts,
+            "stdout",
+            &format!("INFO:     10.0.0.{i}:46642 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"),
+        ));
+    }
+    LogTree::append(&log, &text);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        b"2026-11-24T10:15:04.000000001Z stdout F caf\xc3\x28 \xff\xfe bytes\n2026-11-24T10:15:0",
+    )
+    .unwrap();
+}
+
+fn agent_config(tree: &LogTree, otlp: &str, interval: Duration) -> Config {
+    Config {
+        globs: vec![format!("{}/*_*litellm*_*/*/*.log", tree.pods().display())],
+        state_file: tree.state_file(),
+        listen: "127.0.0.1:0".into(),
+        read_from: ReadFrom::Beginning,
+        checkpoint_interval: HumanDuration(Duration::from_millis(200)),
+        poll_interval: HumanDuration(Duration::from_millis(500)),
+        otlp_endpoint: Some(otlp.to_string()),
+        otlp_interval: HumanDuration(interval),
+        ..Config::default()
+    }
+}
+
+/// `/metrics` of the in-process agent (blocking client, off the runtime's workers).
+async fn scrape(addr: SocketAddr) -> Option<(u16, String)> {
+    tokio::task::spawn_blocking(move || support::http_get(addr, "/metrics"))
+        .await
+        .ok()
+        .flatten()
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_the_same_series_as_metrics_with_otel_conventions() {
+    let receiver = Receiver::start(200).await;
+    let tree = LogTree::new();
+    std::fs::create_dir_all(tree.pods()).unwrap();
+    let cfg = agent_config(&tree, &receiver.base_url(), Duration::from_millis(200));
+    cfg.validate().unwrap();
+    let agent = Agent::start(cfg, vec![]).await.unwrap();
+    write_burst(&tree);
+
+    let want = [("k8s.pod.name", POD), ("k8s.namespace.name", "llm")];
+    let got = receiver
+        .wait_for("3 dropped spend batches", Duration::from_secs(20), |r| {
+            sum_value(r, DROPPED, &want) == Some(3.0)
+        })
+        .await;
+    assert_eq!(got.content_type.as_deref(), Some("application/x-protobuf"));
+    let req = &got.request;
+
+    // Resource and scope.
+    assert_eq!(req.resource_metrics.len(), 1);
+    let rm = &req.resource_metrics[0];
+    let res = &rm.resource.as_ref().unwrap().attributes;
+    assert_eq!(attr(res, "service.name"), Some("litellm-sentinel"));
+    assert_eq!(
+        attr(res, "service.version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
+    assert_eq!(attr(res, "k8s.node.name"), node.as_deref());
+    assert_eq!(rm.scope_metrics.len(), 1);
+    assert_eq!(
+        rm.scope_metrics[0].scope.as_ref().unwrap().name,
+        "litellm-sentinel"
+    );
+
+    // Counters: monotonic cumulative sums, same names, Kubernetes attribute names.
+    let m = find_metric(req, DROPPED).unwrap();
+    let Some(metric::Data::Sum(s)) = &m.data else {
+        panic!("{DROPPED} is not a Sum: {m:?}")
+    };
+    assert!(s.is_monotonic);
+    assert_eq!(
+        s.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+    assert_eq!(m.unit, "1");
+    assert!(!m.description.is_empty());
+    for p in &s.data_points {
+        assert!(attr(&p.attributes, "pod").is_none() && attr(&p.attributes, "namespace").is_none());
+        assert!(p.start_time_unix_nano > 0 && p.time_unix_nano >= p.start_time_unix_nano);
+    }
+    assert_eq!(
+        sum_value(
+            req,
+            DBERR,
+            &[("k8s.pod.name", POD), ("operation", "spend_logs_queue")]
+        ),
+        Some(3.0)
+    );
+
+    // Gauges and units.
+    let lag = find_metric(req, "litellm_sentinel_tail_lag_bytes").unwrap();
+    assert_eq!(lag.unit, "By");
+    assert!(matches!(lag.data, Some(metric::Data::Gauge(_))));
+
+    // Histograms: present ones are well-formed.
+    for name in [
+        "litellm_sentinel_probe_duration_seconds",
+        "litellm_sentinel_startup_gap_seconds",
+    ] {
+        let Some(m) = find_metric(req, name) else {
+            continue;
+        };
+        assert_eq!(m.unit, "s");
+        let Some(metric::Data::Histogram(h)) = &m.data else {
+            panic!("{name} is not a Histogram")
+        };
+        assert_eq!(
+            h.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
+        for p in &h.data_points {
+            assert_eq!(p.bucket_counts.len(), p.explicit_bounds.len() + 1, "{name}");
+            assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count, "{name}");
+            assert!(p.explicit_bounds.windows(2).all(|w| w[0] < w[1]), "{name}");
+            assert!(p.explicit_bounds.iter().all(|b| b.is_finite()), "{name}");
+        }
+    }
+
+    // Every non-empty family of /metrics is pushed under the same name.
+    let (status, text) = scrape(agent.addr).await.expect("scrape");
+    assert_eq!(status, 200);
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        let has_series = text.lines().filter(|l| !l.starts_with('#')).any(|l| {
+            let series = l.split(['{', ' ']).next().unwrap_or("");
+            series == name || series == format!("{name}_count")
+        });
+        if has_series {
+            assert!(find_metric(req, name).is_some(), "{name} not pushed");
+        }
+    }
+    assert_eq!(*receiver.state.undecodable.lock().unwrap(), 0);
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_collector_is_counted_and_never_blocks_metrics() {
+    let receiver = Receiver::start(500).await;
+    let tree = LogTree::new();
+    std::fs::create_dir_all(tree.pods()).unwrap();
+    let cfg = agent_config(&tree, &receiver.base_url(), Duration::from_millis(100));
+    let agent = Agent::start(cfg, vec![]).await.unwrap();
+
+    // Failures grow (backoff capped at the 100 ms interval) while /metrics answers.
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let (status, text) = scrape(agent.addr).await.expect("/metrics must answer");
+        assert_eq!(status, 200);
+        let failures = prom_metric(&text, FAILURES, &[]).expect("failure counter exported");
+        seen.push(failures);
+        if failures >= 3.0 {
+            break;
+        }
+        assert!(Instant::now() < end, "failures stuck at {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.count() >= 3, "every failure was a real attempt");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+
+    // The collector recovers: pushes succeed and the counter stops growing.
+    receiver.state.status.store(200, Ordering::SeqCst);
+    let before = receiver.count();
+    let end = Instant::now() + Duration::from_secs(20);
+    while receiver.count() < before + 3 {
+        assert!(Instant::now() < end, "pushes did not resume");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let settled = agent.metrics.agent.otlp_export_failures.get();
+    let target = receiver.count() + 3;
+    while receiver.count() < target {
+        assert!(Instant::now() < end, "pushes stopped");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(agent.metrics.agent.otlp_export_failures.get(), settled);
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_pushes_the_final_counts_once() {
+    let receiver = Receiver::start(200).await;
+    let tree = LogTree::new();
+    std::fs::create_dir_all(tree.pods()).unwrap();
+    // An hour: no periodic push happens during the test, only the final one.
+    let cfg = agent_config(&tree, &receiver.base_url(), Duration::from_secs(3600));
+    let agent = Agent::start(cfg, vec![]).await.unwrap();
+    write_burst(&tree);
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = scrape(agent.addr).await.expect("scrape");
+        if prom_metric(&text, DROPPED, &[("pod", POD)]) == Some(3.0) {
+            break;
+        }
+        assert!(Instant::now() < end, "burst not tailed:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.count(), 0);
+    agent.shutdown().await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "exactly one final push");
+    assert_eq!(
+        sum_value(&got[0].request, DROPPED, &[("k8s.pod.name", POD)]),
+        Some(3.0)
+    );
+}
