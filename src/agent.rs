@@ -109,6 +109,8 @@ impl Agent {
         metrics.agent.rules_loaded.set(rules.len() as i64);
         let otlp_cfg = crate::otlp::OtlpConfig::from_env_and_config(&cfg)
             .context("OTLP push settings (otlp_endpoint, OTEL_EXPORTER_OTLP_*)")?;
+        let web = crate::server::web_security(cfg.web_config_file.as_deref())
+            .context("web config (--web.config.file)")?;
 
         let mut restored = None;
         if tailing {
@@ -117,7 +119,11 @@ impl Agent {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create the state directory {} (set --state-file to a writable path)", dir.display()))?;
+                // Not fatal: counting goes on without checkpoints, and the failure
+                // shows in `checkpoint_failures_total`, `/readyz` and the log.
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot create the state directory (set --state-file to a writable path); counting continues without checkpoints");
+                }
             }
             match crate::state::load(&cfg.state_file) {
                 Ok(s) => restored = s,
@@ -213,9 +219,14 @@ impl Agent {
             state_file: tailing.then(|| cfg.state_file.clone()),
         };
         let mut rx = shutdown_rx.clone();
-        let server = tokio::spawn(crate::server::serve(listener, state, async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }));
+        let server = tokio::spawn(crate::server::serve_secured(
+            listener,
+            state,
+            web,
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
         tracing::info!(%addr, role = ?cfg.role, tailing, "litellm-sentinel listening");
         let otlp = otlp_cfg.map(|oc| {
             let (stop, stop_rx) = watch::channel(false);
@@ -271,6 +282,10 @@ impl Agent {
             }
             if new.role != cur.role {
                 needs_restart.push("role");
+            }
+            // The file's contents (certificates, users) reload by themselves; its path does not.
+            if new.web_config_file != cur.web_config_file {
+                needs_restart.push("web_config_file");
             }
             if let Some(tx) = &self.reload_tx {
                 tx.send(Reload {

@@ -71,7 +71,7 @@ impl HumanDuration {
 impl std::fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             write!(f, "{}s", ms / 1000)
@@ -132,6 +132,9 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// Time between OTLP pushes (`OTEL_METRIC_EXPORT_INTERVAL`, in ms, overrides it).
     pub otlp_interval: HumanDuration,
+    /// exporter-toolkit web config (YAML: TLS, basic auth, headers) for the
+    /// HTTP server; unset = plain HTTP without auth.
+    pub web_config_file: Option<PathBuf>,
     pub probe: ProbeSettings,
 }
 
@@ -192,6 +195,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             otlp_interval: HumanDuration(crate::otlp::DEFAULT_INTERVAL),
+            web_config_file: None,
             probe: ProbeSettings::default(),
         }
     }
@@ -274,6 +278,9 @@ pub struct Overrides {
     /// Push metrics over OTLP/HTTP to this collector, e.g. http://otel-collector:4318 (plain http only).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Web config YAML (Prometheus exporter-toolkit format): TLS and basic auth for the HTTP server.
+    #[arg(long = "web.config.file", env = "LITELLM_SENTINEL_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -348,6 +355,9 @@ impl Config {
         }
         if o.otlp_endpoint.is_some() {
             self.otlp_endpoint = o.otlp_endpoint.clone();
+        }
+        if o.web_config_file.is_some() {
+            self.web_config_file = o.web_config_file.clone();
         }
     }
 
@@ -424,6 +434,20 @@ impl Config {
             // Same checks as the pusher's (plain http only: the agent has no TLS).
             crate::otlp::OtlpConfig::from_lookup(Some(u.clone()), self.otlp_interval.0, |_| None)
                 .map_err(|e| invalid("otlp_endpoint", e.to_string()))?;
+        }
+        if let Some(web) = &self.web_config_file {
+            // Reads the certificate and key too: a bad file fails at start, not at the first scrape.
+            #[cfg(feature = "tls")]
+            crate::webconfig::WebConfig::load(web)
+                .map_err(|e| invalid("web_config_file", e.to_string()))?;
+            #[cfg(not(feature = "tls"))]
+            return Err(invalid(
+                "web_config_file",
+                format!(
+                    "{} is set, but this build has no TLS/basic-auth support (rebuild with the `tls` cargo feature)",
+                    web.display()
+                ),
+            ));
         }
         if let Some(rules) = &self.rules {
             let text = std::fs::read_to_string(rules)

@@ -179,7 +179,7 @@ async fn play_pod(
             "stdout",
             &format!("INFO:     {client} - \"GET /health/readiness HTTP/1.1\" 200 OK"),
         )?;
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             w.write("stderr", &litellm("ERROR", "utils.py:2721", "LiteLLM Prisma Client Exception get_generic_data: All connection attempts failed"))?;
             op(Operation::GetGenericData);
         }
@@ -198,7 +198,7 @@ async fn play_pod(
             e.spend_batches_dropped += 1;
             op(Operation::SpendLogsQueue);
         }
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             w.write(
                 "stderr",
                 &format!(

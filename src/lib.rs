@@ -23,3 +23,6 @@ pub mod probe;
 pub mod report;
 pub mod server;
 pub mod state;
+/// `--web.config.file`: HTTPS and basic auth (exporter-toolkit web config).
+#[cfg(feature = "tls")]
+pub mod webconfig;

@@ -121,11 +121,14 @@ impl Pipeline {
             advanced_to: None,
         };
         if let Some(id) = id {
-            if let Some(i) = self
-                .restored
-                .iter()
-                .position(|s| s.position.id.dev == id.dev && s.position.id.ino == id.ino)
-            {
+            if let Some(i) = self.restored.iter().position(|s| {
+                // Same inode and same content (like the tailer's resume): a
+                // copytruncated or reused inode must not inherit old partials.
+                let p = &s.position.id;
+                p.dev == id.dev
+                    && p.ino == id.ino
+                    && (p.fingerprint.is_none() || p.fingerprint == id.fingerprint)
+            }) {
                 let st = self.restored.swap_remove(i);
                 if let Some(format) = st.format {
                     let mut d = Decoder::new(format, self.max_line_bytes);

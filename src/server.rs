@@ -60,15 +60,159 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Binds `addr` and serves until `shutdown` resolves.
+/// Serves plain HTTP on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_secured(listener, state, None, shutdown).await
+}
+
+/// What `--web.config.file` turns on for the server (TLS, basic auth,
+/// response headers); `None` serves plain HTTP to anyone.
+#[cfg(feature = "tls")]
+pub type WebSecurity = Arc<crate::webconfig::WebRuntime>;
+/// Built without the `tls` feature there is no web config: this type has no values.
+#[cfg(not(feature = "tls"))]
+pub type WebSecurity = std::convert::Infallible;
+
+/// Why `--web.config.file` cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum WebSecurityError {
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Config(#[from] crate::webconfig::WebConfigError),
+    #[error("web_config_file {0} is set, but this build has no TLS/basic-auth support (rebuild with the `tls` cargo feature)")]
+    NotBuiltIn(PathBuf),
+}
+
+/// Loads `--web.config.file` for [`serve_secured`] (`None` when unset).
+pub fn web_security(
+    path: Option<&std::path::Path>,
+) -> Result<Option<WebSecurity>, WebSecurityError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    #[cfg(feature = "tls")]
+    return Ok(Some(crate::webconfig::WebRuntime::start(path)?));
+    #[cfg(not(feature = "tls"))]
+    Err(WebSecurityError::NotBuiltIn(path.to_path_buf()))
+}
+
+/// Connections served at once; more are closed as soon as they are accepted
+/// (a scraper and the kubelet's probes need a handful).
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// A client must send a request's headers within this time (slow clients
+/// cannot hold connections open); idle keep-alive connections close after it too.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves: HTTPS and basic auth when `web` says so,
+/// at most [`MAX_CONNECTIONS`] connections, each with [`HEADER_READ_TIMEOUT`].
+/// On shutdown it stops accepting, lets requests in flight finish and closes
+/// idle connections, then returns.
+pub async fn serve_secured(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    web: Option<WebSecurity>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    #[allow(unused_mut)]
+    let mut app = router(state);
+    #[cfg(feature = "tls")]
+    if let Some(w) = &web {
+        app = w.protect(app);
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = web; // always None: there is no web config without TLS support
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a receiver; `closed()` resolves once all are gone.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // E.g. EMFILE: back off instead of spinning.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, limit = MAX_CONNECTIONS, "connection limit reached; closing the new connection");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (app, stop, done) = (app.clone(), stop_rx.clone(), done_rx.clone());
+        #[cfg(feature = "tls")]
+        let tls = web.clone().filter(|w| w.serves_tls());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _done = done;
+            #[cfg(feature = "tls")]
+            if let Some(w) = tls {
+                return serve_tls_connection(w, tcp, peer, app, stop).await;
+            }
+            serve_connection(tcp, app, stop).await;
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Completes the TLS handshake (unless the server stops first), then serves the connection.
+#[cfg(feature = "tls")]
+async fn serve_tls_connection(
+    web: WebSecurity,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stream = tokio::select! {
+        s = web.accept_tls(tcp, peer) => s,
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    if let Some(stream) = stream {
+        serve_connection(stream, app, stop).await;
+    }
+}
+
+/// Speaks HTTP/1.1 on one connection until it closes or the server stops.
+async fn serve_connection<I>(io: I, app: Router, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(
+        hyper_util::rt::TokioIo::new(io),
+        hyper_util::service::TowerToHyperService::new(app),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "HTTP connection ended with an error during shutdown");
+    }
 }
 
 /// Binds the listen address with an error that says what to do.

@@ -108,7 +108,17 @@ pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
             .unwrap_or("state.json")
     ));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // 0600: pending partial records are raw log text (connection strings,
+        // keys), and container logs themselves are not world-readable.
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
         f.write_all(&bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -158,6 +168,16 @@ mod tests {
         assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
         assert!(!p.exists() && d.path().join("state.corrupt").exists());
         assert!(load(&p).unwrap().is_none());
+    }
+
+    #[test]
+    fn state_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        save(&p, &Snapshot::default()).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
     }
 
     #[test]

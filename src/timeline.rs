@@ -588,7 +588,10 @@ mod tests {
     use std::time::Duration;
 
     fn ts(s: f64) -> Option<Timestamp> {
-        Some(Timestamp::from_secs_f64(1_700_000_000.0 + s))
+        // Integer base + exact fractions: no f64 rounding in expected gaps.
+        Some(Timestamp(
+            1_700_000_000_000_000_000 + (s * 1e9).round() as i64,
+        ))
     }
     fn ev(s: f64, kind: EventKind) -> Event {
         Event { ts: ts(s), kind }
@@ -623,7 +626,7 @@ mod tests {
             &ev(42.5, EventKind::DbConnectError(Operation::SpendLogsQueue)),
         );
         assert!(t.pod(&p).unwrap().open_start().is_some());
-        t.advance(&p, ts(102.0).unwrap());
+        t.advance(&p, ts(103.0).unwrap());
         assert!(
             t.pod(&p).unwrap().open_start().is_none(),
             "quiet period passed"

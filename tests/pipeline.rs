@@ -36,7 +36,7 @@ fn spend_failure(ts: &str) -> String {
     s
 }
 
-fn labels<'a>(pod: &'a str) -> [(&'a str, &'a str); 2] {
+fn labels(pod: &str) -> [(&str, &str); 2] {
     [("namespace", "llm"), ("pod", pod)]
 }
 

@@ -89,7 +89,7 @@ pub fn shape(line: &[u8]) -> LineShape {
             LineShape::Indented
         };
     }
-    if line.starts_with(TRACEBACK_START) {
+    if is_traceback_start(line) {
         return LineShape::TracebackStart;
     }
     if line.starts_with(CHAIN_DURING) || line.starts_with(CHAIN_CAUSE) {
@@ -105,6 +105,23 @@ pub fn shape(line: &[u8]) -> LineShape {
         Some(b"Error") => LineShape::BareError,
         Some(_) => LineShape::ExceptionLine,
         None => LineShape::Other,
+    }
+}
+
+/// `Traceback (most recent call last):`, bare or after a Uvicorn level prefix
+/// (`ERROR:    Traceback …`: Uvicorn logs a failed lifespan start-up's
+/// traceback text as its message).
+fn is_traceback_start(line: &[u8]) -> bool {
+    if line.starts_with(TRACEBACK_START) {
+        return true;
+    }
+    let level_len = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    match line[level_len..].strip_prefix(b":") {
+        Some(rest) if level_len > 0 => {
+            let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+            spaces > 0 && rest[spaces..].starts_with(TRACEBACK_START)
+        }
+        _ => false,
     }
 }
 
@@ -149,7 +166,7 @@ fn exception_name(line: &[u8]) -> Option<&[u8]> {
 /// `Traceback (most recent call last):` line, or a stray `  File "…"` frame
 /// (a fold that was cut short by a malformed line).
 pub fn opens_unattributed(line: &[u8]) -> bool {
-    line.starts_with(TRACEBACK_START) || line.starts_with(b"  File \"")
+    line.starts_with(b"  File \"") || is_traceback_start(line)
 }
 
 /// Who a folded traceback belongs to, i.e. what a connection wording in it counts.
@@ -245,8 +262,10 @@ mod tests {
 
     #[test]
     fn shapes_of_real_traceback_lines() {
-        let cases: [(&[u8], LineShape); 18] = [
+        let cases: [(&[u8], LineShape); 20] = [
             (b"Traceback (most recent call last):", LineShape::TracebackStart),
+            (b"ERROR:    Traceback (most recent call last):", LineShape::TracebackStart),
+            (b"ERROR:Traceback (most recent call last):", LineShape::Other),
             (
                 b"  File \"/usr/lib/python3.13/site-packages/httpx/_transports/default.py\", line 101, in map_httpcore_exceptions",
                 LineShape::Indented,

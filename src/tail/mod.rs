@@ -417,15 +417,29 @@ impl Tailer {
                 })
                 .collect();
             siblings.sort();
+            // The checkpointed content's unread tail: under a rotated name, or compressed.
+            let mut tail_found = false;
             for sib in siblings {
                 if sib.extension().is_some_and(|e| e == "gz") {
-                    if file::fingerprint_of_path(&sib).ok().flatten() == pos.id.fingerprint
+                    if !tail_found
+                        && file::fingerprint_of_path(&sib).ok().flatten() == pos.id.fingerprint
                         && pos.id.fingerprint.is_some()
                     {
-                        let key = FileKey {
+                        tail_found = true;
+                        let mut key = FileKey {
                             dev: pos.id.dev,
                             ino: pos.id.ino,
                         };
+                        if self.files.contains_key(&key) {
+                            // That inode lives on with new content (copytruncate, or
+                            // reused): a key of its own, so the live file keeps its
+                            // consumer. Opened, read and closed right here, so this
+                            // key (no real device is u64::MAX) is never used twice.
+                            key = FileKey {
+                                dev: u64::MAX,
+                                ino: pos.id.ino,
+                            };
+                        }
                         sink.opened(key, pos.id, &sib, true);
                         let mut lines = 0u64;
                         let r = file::read_whole(
@@ -443,7 +457,6 @@ impl Tailer {
                         }
                         tracing::info!(path = %sib.display(), "caught up on a file compressed while the agent was down");
                         sink.closed(key);
-                        break;
                     }
                 } else if let Ok(mut f) =
                     TailedFile::open(&sib, pos.offset, self.cfg.max_line_bytes)
@@ -452,12 +465,29 @@ impl Tailer {
                         && f.key.ino == pos.id.ino
                         && !self.files.contains_key(&f.key)
                     {
+                        // Same inode, but truncated in place (copytruncate) before
+                        // it was renamed: new content, read from its start.
+                        let replaced = f.committed_offset() < pos.offset
+                            || (pos.id.fingerprint.is_some()
+                                && f.fingerprint != pos.id.fingerprint);
+                        if replaced {
+                            match TailedFile::open(&sib, 0, self.cfg.max_line_bytes) {
+                                Ok(f0) if f0.key == f.key => f = f0,
+                                _ => continue,
+                            }
+                        } else if tail_found {
+                            continue;
+                        } else {
+                            tail_found = true;
+                        }
                         f.lifecycle = Lifecycle::Draining;
-                        sink.opened(f.key, f.id(), &sib, true);
+                        sink.opened(f.key, f.id(), &sib, !replaced);
+                        if replaced {
+                            sink.truncated(f.key);
+                        }
                         let key = f.key;
                         self.files.insert(key, f);
                         self.read_file(key, false, sink);
-                        break;
                     }
                 }
             }
@@ -484,5 +514,131 @@ impl Tailer {
     /// Paths currently followed (active and draining).
     pub fn paths(&self) -> impl Iterator<Item = (FileKey, &Path)> {
         self.files.values().map(|f| (f.key, f.path.as_path()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Records what the tailer delivers; a line for a key that is not open is a bug.
+    #[derive(Default)]
+    struct Recorder {
+        open: HashSet<FileKey>,
+        lines: Vec<(FileKey, String)>,
+    }
+
+    impl TailSink for Recorder {
+        fn opened(&mut self, key: FileKey, _id: FileId, _path: &Path, _resumed: bool) {
+            self.open.insert(key);
+        }
+        fn line(&mut self, key: FileKey, line: &[u8], _truncated: bool) {
+            assert!(self.open.contains(&key), "line for a key that is not open");
+            self.lines
+                .push((key, String::from_utf8_lossy(line).into_owned()));
+        }
+        fn truncated(&mut self, _key: FileKey) {}
+        fn closed(&mut self, key: FileKey) {
+            self.open.remove(&key);
+        }
+        fn read_error(&mut self, path: &Path, reason: ReadErrorReason) {
+            panic!("read error {reason:?} on {}", path.display());
+        }
+    }
+
+    impl Recorder {
+        fn texts(&self) -> Vec<&str> {
+            self.lines.iter().map(|(_, l)| l.as_str()).collect()
+        }
+    }
+
+    fn config(dir: &Path) -> TailConfig {
+        TailConfig {
+            globs: vec![format!("{}/*.log", dir.display())],
+            max_line_bytes: 1024,
+            poll_interval: Duration::from_millis(10),
+            force_polling: true,
+            start_at_end: false,
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// Reads `old-1`, leaves `old-2` unread, and returns the checkpoint.
+    fn read_first_line_then_stop(dir: &Path, log: &Path) -> Vec<FilePosition> {
+        append(log, "old-1\n");
+        let mut t = Tailer::new(config(dir), Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["old-1"]);
+        append(log, "old-2\n");
+        t.positions()
+    }
+
+    fn copytruncate(log: &Path, to: &Path) {
+        std::fs::copy(log, to).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(log)
+            .unwrap();
+    }
+
+    #[test]
+    fn compressed_copy_of_a_truncated_file_does_not_take_the_live_files_key() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        let saved = read_first_line_then_stop(d.path(), &log);
+        // While down: logrotate copytruncate + compress.
+        let copy = d.path().join("0.log.1");
+        copytruncate(&log, &copy);
+        append(&log, "new-1\n");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(d.path().join("0.log.1.gz")).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&std::fs::read(&copy).unwrap()).unwrap();
+        enc.finish().unwrap();
+        std::fs::remove_file(&copy).unwrap();
+
+        let mut t = Tailer::new(config(d.path()), saved);
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        let mut got = rec.texts();
+        got.sort();
+        assert_eq!(got, vec!["new-1", "old-2"]);
+        // The live file (same inode as the compressed content) is still followed.
+        append(&log, "new-2\n");
+        t.wait(Duration::from_millis(20));
+        t.pass(&mut rec);
+        assert_eq!(rec.texts().last(), Some(&"new-2"));
+    }
+
+    #[test]
+    fn file_truncated_then_renamed_while_down_is_read_from_its_start() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        let saved = read_first_line_then_stop(d.path(), &log);
+        // While down: copytruncate, new content shorter than the old offset, then a rename.
+        copytruncate(&log, &d.path().join("0.log.1"));
+        append(&log, "n\n");
+        std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
+        append(&log, "next\n");
+
+        let mut t = Tailer::new(config(d.path()), saved);
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        let mut got = rec.texts();
+        got.sort();
+        assert_eq!(got, vec!["n", "next"]);
     }
 }

@@ -240,9 +240,12 @@ impl AgentProc {
             log: log.to_path_buf(),
         };
         let end = Instant::now() + Duration::from_secs(20);
-        while !http_get(addr, "/healthz").is_some_and(|(s, _)| s == 200) {
+        while http_get(addr, "/healthz").is_none_or(|(s, _)| s != 200) {
             if let Ok(Some(st)) = a.child.try_wait() {
-                panic!("agent exited ({st}) before /healthz answered:\n{}", a.log_text());
+                panic!(
+                    "agent exited ({st}) before /healthz answered:\n{}",
+                    a.log_text()
+                );
             }
             assert!(
                 Instant::now() < end,
