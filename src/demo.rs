@@ -275,7 +275,15 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         "  metrics: http://{}/metrics   pods: http://{}/api/v1/pods\n",
         agent.addr, agent.addr
     );
-    let result = deploy(&opts, &plans, &pods_dir, &agent).await;
+    // Ctrl-C ends the demo cleanly: the agent stops (final checkpoint), the
+    // engine stand-ins close, the temporary tree is removed.
+    let result = tokio::select! {
+        r = deploy(&opts, &plans, &pods_dir, &agent) => r,
+        _ = tokio::signal::ctrl_c() => {
+            println!("\ninterrupted: stopping the agent and cleaning up");
+            Ok(())
+        }
+    };
     agent.shutdown().await;
     result
 }

@@ -453,3 +453,43 @@ fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
         "gaps should be measured by the probe: {stdout}"
     );
 }
+
+#[test]
+fn demo_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let port = support::free_port();
+    let mut child = Command::new(support::bin())
+        .args([
+            "demo",
+            "--min-engine-delay",
+            "30s",
+            "--max-engine-delay",
+            "40s",
+            "--no-live",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // The banner names the metrics URL once the agent listens.
+    let banner = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("/metrics"))
+        .expect("banner");
+    assert!(
+        banner.contains(&format!("127.0.0.1:{port}/metrics")),
+        "{banner}"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "demo exit after Ctrl-C: {status:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+}
