@@ -192,6 +192,13 @@ impl Pipeline {
             };
             d.finish(&mut h);
         }
+        // A traceback still open at the very end (no header owns it) counts now.
+        let (tracker, pod) = (&self.tracker, &c.pod);
+        self.rules.finish(&mut c.classify, &mut |ev| {
+            if let Ok(mut t) = tracker.lock() {
+                t.apply_event(pod, &ev);
+            }
+        });
         if let (Some(ts), Ok(mut t)) = (c.last_ts, self.tracker.lock()) {
             t.advance(&c.pod, ts);
         }

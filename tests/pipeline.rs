@@ -493,3 +493,34 @@ fn demo_stops_cleanly_on_ctrl_c() {
     assert!(status.success(), "demo exit after Ctrl-C: {status:?}");
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
 }
+
+#[test]
+fn a_headerless_traceback_at_the_end_of_a_file_counts_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("litellm-tail.log");
+    let text = "\
+2026-11-24T10:00:00Z INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)
+2026-11-24T10:00:01Z Traceback (most recent call last):
+2026-11-24T10:00:01Z   File \"/usr/lib/python3.13/site-packages/prisma/engine/http.py\", line 97, in request
+2026-11-24T10:00:01Z     response = await self.session.request(method, url, **kwargs)
+2026-11-24T10:00:01Z httpx.ConnectError: All connection attempts failed
+";
+    std::fs::write(&f, text).expect("write");
+    let out = Command::new(support::bin())
+        .args(["report", "--json"])
+        .arg(&f)
+        .output()
+        .expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        v["pods"][0]["counts"]["db_connect_errors_by_operation"]["other"], 1,
+        "{v}"
+    );
+    assert_eq!(v["totals"]["db_connect_errors"], 1);
+    assert_eq!(v["pods"][0]["starts"][0]["gap_seconds"], 1.0);
+}
