@@ -263,6 +263,9 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         ..Config::default()
     };
     cfg.validate()?;
+    // Registered before the banner: a Ctrl-C from then on stops the demo cleanly.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the Ctrl-C handler")?;
     let agent = Agent::start(cfg, Vec::new())
         .await
         .context("cannot start the agent (is --listen free?)")?;
@@ -279,7 +282,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     // engine stand-ins close, the temporary tree is removed.
     let result = tokio::select! {
         r = deploy(&opts, &plans, &pods_dir, &agent) => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt.recv() => {
             println!("\ninterrupted: stopping the agent and cleaning up");
             Ok(())
         }
