@@ -458,16 +458,19 @@ fn print_table(agent: &Agent) {
 
 fn print_views(views: &[crate::server::PodView]) {
     println!(
-        "{:<32} {:<8} {:>9} {:>8} {:>7} {:>9} {:>9}",
+        "{:<32} {:<9} {:>9} {:>8} {:>7} {:>9} {:>9}",
         "POD", "STATE", "GAP", "DROPPED", "MISSES", "AT RISK", "DB ERRORS"
     );
     for v in views {
         let state = if v.in_gap {
             "IN GAP"
-        } else if v.engine_up.get("engine") == Some(&true) {
-            "ready"
         } else {
-            "starting"
+            match v.engine_up.get("engine") {
+                Some(true) => "ready",
+                // Its engine is gone: the rolling deploy replaced this pod.
+                Some(false) if v.gap_seconds.is_some() => "replaced",
+                _ => "starting",
+            }
         };
         let gap = match (v.in_gap, v.gap_seconds, v.listening_at) {
             (true, _, Some(l)) => format!("{:.1}s…", Timestamp::now().seconds_since(l.0)),
@@ -476,7 +479,7 @@ fn print_views(views: &[crate::server::PodView]) {
         };
         let c = &v.counts;
         println!(
-            "{:<32} {:<8} {:>9} {:>8} {:>7} {:>9} {:>9}",
+            "{:<32} {:<9} {:>9} {:>8} {:>7} {:>9} {:>9}",
             v.pod,
             state,
             gap,
