@@ -64,9 +64,23 @@ pub fn dirs_to_watch(globs: &[String]) -> Vec<PathBuf> {
             continue;
         }
         // Prefixes of the pattern's directory part: /var/log/pods, /var/log/pods/*_*litellm*_*, …
+        // from the glob's base (the deepest directory before the first pattern
+        // component) down. Not its ancestors (`/`, `/var`, `/var/log`): any
+        // file created there would wake the agent for a needless full rescan
+        // (on a busy /tmp that was most of the idle CPU). A base created later
+        // is found by the periodic full pass.
+        let dir_comps = &comps[..comps.len() - 1];
+        let base = dir_comps
+            .iter()
+            .position(|c| c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .unwrap_or(dir_comps.len())
+            .saturating_sub(1);
         let mut prefix = PathBuf::new();
-        for c in &comps[..comps.len() - 1] {
+        for (i, c) in dir_comps.iter().enumerate() {
             prefix.push(c.as_os_str());
+            if i < base {
+                continue;
+            }
             let s = prefix.to_string_lossy().to_string();
             if s.contains(['*', '?', '[']) {
                 if let Ok(paths) = glob::glob(&s) {
@@ -165,6 +179,8 @@ mod tests {
         let g = vec![format!("{}/*_*litellm*_*/*/*.log", r.display())];
         let dirs = dirs_to_watch(&g);
         assert!(dirs.contains(&r.to_path_buf()));
+        // Not the base's ancestors (`/tmp`, `/`): activity there is not ours.
+        assert!(!dirs.iter().any(|d| r.starts_with(d) && d != r), "{dirs:?}");
         assert!(dirs.contains(&r.join("llm_litellm-0_u1")));
         assert!(dirs.contains(&r.join("llm_litellm-0_u1/litellm")));
         assert!(!dirs.iter().any(|d| d.to_string_lossy().contains("redis")));
