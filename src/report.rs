@@ -227,7 +227,7 @@ pub fn run(
 ) -> Result<Report, ReportError> {
     let files = collect_files(inputs)?;
     // Group by pod, then by container stream (directory): one decoding sequence each.
-    let mut groups: BTreeMap<PodRef, BTreeMap<PathBuf, Vec<DatedFile>>> = BTreeMap::new();
+    let mut groups: BTreeMap<PodRef, PodFiles> = BTreeMap::new();
     for f in files {
         let pod = PodRef::from_path(&f);
         let container = f.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -245,43 +245,45 @@ pub fn run(
         starts_kept: usize::MAX,
         ..Default::default()
     })));
-    let mut pipeline = Pipeline::new(rules, tracker.clone(), opts.max_line_bytes, Vec::new());
-    let mut per_pod: Vec<(PodRef, u64, u64)> = Vec::new();
-    let mut next_key = 0u64;
+    // Pods are independent: spread them over the cores (each worker has its
+    // own pipeline; the shared tracker is only locked when an event happens).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(groups.len())
+        .max(1);
+    let mut shares: Vec<Vec<(PodRef, PodFiles)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut sizes = vec![0u64; workers];
     for (pod, containers) in groups {
-        let mut lines = 0u64;
-        for (_, mut files) in containers {
-            // Time order; files without timestamps keep name order (rotated suffixes sort before the live file).
-            files.sort_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then_with(|| rotation_rank(&a.1).cmp(&rotation_rank(&b.1)))
-            });
-            next_key += 1;
-            let key = FileKey {
-                dev: 0,
-                ino: next_key,
-            };
-            pipeline.open(key, None, pod.clone());
-            for (_, path) in files {
-                read_whole(
-                    &path,
-                    0,
-                    opts.max_line_bytes,
-                    &mut |line: &[u8], truncated: bool| {
-                        lines += 1;
-                        pipeline.line(key, line, truncated);
-                    },
-                )
-                .map_err(|source| ReportError::Unreadable {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            pipeline.close(key);
-        }
-        let malformed: u64 = pipeline.take_counts().malformed.values().sum();
-        per_pod.push((pod, lines, malformed));
+        let size: u64 = containers
+            .values()
+            .flatten()
+            .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        let lightest = (0..workers).min_by_key(|&i| sizes[i]).unwrap_or(0);
+        sizes[lightest] += size;
+        shares[lightest].push((pod, containers));
     }
+    let results: Vec<Result<Vec<PodTally>, ReportError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let (rules, tracker) = (rules.clone(), tracker.clone());
+                scope.spawn(move || report_pods(share, rules, tracker, opts))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ReportError::Empty("a report worker panicked".into())))
+            })
+            .collect()
+    });
+    let mut per_pod = Vec::new();
+    for r in results {
+        per_pod.extend(r?);
+    }
+    per_pod.sort_by(|a, b| a.0.cmp(&b.0));
     let mut t = tracker
         .lock()
         .map_err(|_| ReportError::Empty("internal lock".into()))?;
@@ -315,6 +317,59 @@ pub fn run(
         });
     }
     Ok(Report { pods, totals })
+}
+
+/// A pod with its lines read and malformed lines.
+type PodTally = (PodRef, u64, u64);
+
+/// The files of one pod, by container directory.
+type PodFiles = BTreeMap<PathBuf, Vec<DatedFile>>;
+
+/// Reads the files of some pods through one pipeline; returns (pod, lines, malformed lines).
+fn report_pods(
+    pods: Vec<(PodRef, PodFiles)>,
+    rules: Arc<RulePack>,
+    tracker: SharedTracker,
+    opts: &ReportOptions,
+) -> Result<Vec<PodTally>, ReportError> {
+    let mut pipeline = Pipeline::new(rules, tracker, opts.max_line_bytes, Vec::new());
+    let mut per_pod = Vec::new();
+    let mut next_key = 0u64;
+    for (pod, containers) in pods {
+        let mut lines = 0u64;
+        for (_, mut files) in containers {
+            // Time order; files without timestamps keep name order (rotated suffixes sort before the live file).
+            files.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| rotation_rank(&a.1).cmp(&rotation_rank(&b.1)))
+            });
+            next_key += 1;
+            let key = FileKey {
+                dev: 0,
+                ino: next_key,
+            };
+            pipeline.open(key, None, pod.clone());
+            for (_, path) in files {
+                read_whole(
+                    &path,
+                    0,
+                    opts.max_line_bytes,
+                    &mut |line: &[u8], truncated: bool| {
+                        lines += 1;
+                        pipeline.line(key, line, truncated);
+                    },
+                )
+                .map_err(|source| ReportError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            pipeline.close(key);
+        }
+        let malformed: u64 = pipeline.take_counts().malformed.values().sum();
+        per_pod.push((pod, lines, malformed));
+    }
+    Ok(per_pod)
 }
 
 /// Sort key for files of one container without timestamps: restart count, then rotated before live.

@@ -179,6 +179,11 @@ impl TailedFile {
             self.read_pos += n as u64;
             stats.bytes += n as u64;
             self.splitter.feed(&buf[..n], h);
+            // A short read of a regular file is its end for now: skip the empty
+            // read that would confirm it (one system call less per append).
+            if n < buf.len() {
+                break;
+            }
         }
         if self.fingerprint.is_none() && self.read_pos > 0 {
             self.fingerprint = read_fingerprint(&self.file)?;

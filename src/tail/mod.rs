@@ -107,6 +107,13 @@ pub struct TailStats {
     pub polling: bool,
 }
 
+/// How long a wake-up waits for more inotify events before reading (latency it adds).
+const COALESCE: Duration = Duration::from_millis(10);
+
+/// Full passes between two refreshes of the directory watches when nothing
+/// structural happened (new directories announce themselves through inotify).
+const WATCH_REFRESH_PASSES: u32 = 6;
+
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
 
@@ -123,6 +130,7 @@ pub struct Tailer {
     dirty: HashSet<PathBuf>,
     rescan: bool,
     next_full_pass: Instant,
+    passes_since_watch_refresh: u32,
     buf: Vec<u8>,
     stats: TailStats,
     /// Paths that failed once: reported once, not on every pass.
@@ -156,6 +164,7 @@ impl Tailer {
             dirty: HashSet::new(),
             rescan: true,
             next_full_pass: Instant::now(),
+            passes_since_watch_refresh: 0,
             buf: vec![0u8; 256 * 1024],
             stats: TailStats {
                 polling,
@@ -209,7 +218,9 @@ impl Tailer {
                 return;
             }
         }
-        // Coalesce a burst of events into one pass.
+        // Coalesce a burst of events into one pass: writers append line by
+        // line, and one read per burst costs far less than one per line.
+        std::thread::sleep(COALESCE);
         while let Ok(ev) = rx.try_recv() {
             got(ev, &mut self.dirty, &mut self.rescan);
         }
@@ -220,9 +231,16 @@ impl Tailer {
     /// otherwise only files inotify named are read.
     pub fn pass<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
         let full = Instant::now() >= self.next_full_pass;
-        if full || self.rescan {
-            self.rescan = false;
-            self.scan(sink);
+        let structural = std::mem::take(&mut self.rescan);
+        if full || structural {
+            // Walking the globs for directories costs as much as for files:
+            // only after a structural change, and now and then as a safety net.
+            self.passes_since_watch_refresh += 1;
+            let refresh = structural || self.passes_since_watch_refresh >= WATCH_REFRESH_PASSES;
+            if refresh {
+                self.passes_since_watch_refresh = 0;
+            }
+            self.scan(sink, refresh);
         }
         let keys: Vec<FileKey> = if full {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
@@ -307,14 +325,14 @@ impl Tailer {
     }
 
     /// Expands the globs, opens new files, and (first scan) resumes checkpointed ones.
-    fn scan<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
+    fn scan<S: TailSink + ?Sized>(&mut self, sink: &mut S, refresh_watches: bool) {
         let found = discover::expand(&self.cfg.globs, &mut |path, err| {
             if self.failed.insert(path.to_path_buf()) {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read path");
                 sink.read_error(path, ReadErrorReason::of(&err));
             }
         });
-        if let Some(w) = &mut self.watcher {
+        if let Some(w) = self.watcher.as_mut().filter(|_| refresh_watches) {
             for err in w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs)) {
                 tracing::warn!(error = %err, "cannot watch directory; it is still polled");
                 sink.read_error(Path::new(""), ReadErrorReason::Watch);
