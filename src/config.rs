@@ -187,7 +187,7 @@ impl Default for Config {
             max_line_bytes: 256 * 1024,
             quiet_period: HumanDuration(Duration::from_secs(60)),
             checkpoint_interval: HumanDuration(Duration::from_secs(5)),
-            poll_interval: HumanDuration(Duration::from_secs(10)),
+            poll_interval: HumanDuration(Duration::from_secs(30)),
             force_polling: false,
             pod_ttl: HumanDuration(Duration::from_secs(900)),
             max_pods: 2000,

@@ -155,6 +155,12 @@ impl TailedFile {
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
         let len = self.file.metadata()?.len();
+        if len == self.read_pos && self.fingerprint.is_some() {
+            // Nothing new (the common case of a full pass over idle files). A
+            // copytruncate that regrew to exactly this size is caught by the
+            // fingerprint check on the next append.
+            return Ok(stats);
+        }
         // Truncated in place: shorter than our position, or (copytruncate followed
         // by fresh writes that already grew past it) a different first line.
         let regrown = self.fingerprint.is_some()
