@@ -29,6 +29,26 @@ struct FileConsumer {
     advanced_to: Option<Timestamp>,
 }
 
+impl FileConsumer {
+    /// The decoder, and the sink its records go to (disjoint borrows of the consumer).
+    fn split<'a>(
+        &'a mut self,
+        rules: &'a RulePack,
+        tracker: &'a SharedTracker,
+        malformed: &'a mut HashMap<&'static str, u64>,
+    ) -> (&'a mut Option<Decoder>, RecordHandler<'a>) {
+        let handler = RecordHandler {
+            rules,
+            tracker,
+            pod: &self.pod,
+            classify: &mut self.classify,
+            last_ts: &mut self.last_ts,
+            malformed,
+        };
+        (&mut self.decoder, handler)
+    }
+}
+
 /// Counters the pipeline accumulates for the self metrics (drained by the caller).
 #[derive(Debug, Default, Clone)]
 pub struct PipelineCounts {
@@ -154,18 +174,10 @@ impl Pipeline {
                 .or_default() += 1;
         }
         let max = self.max_line_bytes;
-        let decoder = c
-            .decoder
-            .get_or_insert_with(|| Decoder::new(Format::detect(line), max));
-        let mut h = RecordHandler {
-            rules: &self.rules,
-            tracker: &self.tracker,
-            pod: &c.pod,
-            classify: &mut c.classify,
-            last_ts: &mut c.last_ts,
-            malformed: &mut self.counts.malformed,
-        };
-        decoder.push_line(line, &mut h);
+        let (decoder, mut h) = c.split(&self.rules, &self.tracker, &mut self.counts.malformed);
+        decoder
+            .get_or_insert_with(|| Decoder::new(Format::detect(line), max))
+            .push_line(line, &mut h);
     }
 
     /// The file was truncated in place: its partial records are gone.
@@ -181,15 +193,8 @@ impl Pipeline {
         let Some(mut c) = self.consumers.remove(&key) else {
             return;
         };
-        if let Some(d) = c.decoder.as_mut() {
-            let mut h = RecordHandler {
-                rules: &self.rules,
-                tracker: &self.tracker,
-                pod: &c.pod,
-                classify: &mut c.classify,
-                last_ts: &mut c.last_ts,
-                malformed: &mut self.counts.malformed,
-            };
+        let (decoder, mut h) = c.split(&self.rules, &self.tracker, &mut self.counts.malformed);
+        if let Some(d) = decoder {
             d.finish(&mut h);
         }
         // A traceback still open at the very end (no header owns it) counts now.
