@@ -82,24 +82,6 @@ impl ReportCounts {
             malformed_lines: malformed,
         }
     }
-
-    fn add(&mut self, o: &ReportCounts) {
-        self.proxy_starts += o.proxy_starts;
-        self.db_connect_errors += o.db_connect_errors;
-        for (k, v) in &o.db_connect_errors_by_operation {
-            *self.db_connect_errors_by_operation.entry(k).or_default() += v;
-        }
-        self.spend_batches_dropped += o.spend_batches_dropped;
-        self.spend_rows_requeued += o.spend_rows_requeued;
-        self.spend_rows_lost += o.spend_rows_lost;
-        self.budget_cache_misses += o.budget_cache_misses;
-        self.deployment_load_failures += o.deployment_load_failures;
-        self.credential_load_failures += o.credential_load_failures;
-        self.engine_distro_fallbacks += o.engine_distro_fallbacks;
-        self.requests_during_gap += o.requests_during_gap;
-        self.lines += o.lines;
-        self.malformed_lines += o.malformed_lines;
-    }
 }
 
 /// One pod's post-mortem.
@@ -288,11 +270,18 @@ pub fn run(
         .lock()
         .map_err(|_| ReportError::Empty("internal lock".into()))?;
     t.finish();
-    let mut totals = ReportCounts::default();
+    // Totals are the pods' counts added up, then put in the report's vocabulary.
+    let (mut all, mut all_lines, mut all_malformed) = (Counts::default(), 0, 0);
     let mut pods = Vec::new();
     for (pod, lines, malformed) in per_pod {
-        let (starts, counts) = match t.pod(&pod) {
-            Some(p) => (
+        let empty = Counts::default();
+        let p = t.pod(&pod);
+        let c = p.map_or(&empty, |p| &p.counts);
+        all.add(c);
+        all_lines += lines;
+        all_malformed += malformed;
+        let starts = p
+            .map(|p| {
                 p.starts
                     .iter()
                     .map(|s| StartReport {
@@ -300,22 +289,17 @@ pub fn run(
                         gap_seconds: s.gap_seconds,
                         method: s.method.as_str(),
                     })
-                    .collect(),
-                ReportCounts::from_counts(&p.counts, lines, malformed),
-            ),
-            None => (
-                Vec::new(),
-                ReportCounts::from_counts(&Counts::default(), lines, malformed),
-            ),
-        };
-        totals.add(&counts);
+                    .collect()
+            })
+            .unwrap_or_default();
         pods.push(PodReport {
             namespace: pod.namespace,
             pod: pod.pod,
             starts,
-            counts,
+            counts: ReportCounts::from_counts(c, lines, malformed),
         });
     }
+    let totals = ReportCounts::from_counts(&all, all_lines, all_malformed);
     Ok(Report { pods, totals })
 }
 

@@ -360,7 +360,7 @@ impl Tracker {
             }
             EventKind::ProxyListening => {
                 // A new start ends the previous one's gap, whatever its state.
-                if let Some(prev) = close_open(p, ev.ts, &cfg) {
+                if let Some(prev) = close_open(p) {
                     closed = closed.or(Some(prev));
                 }
                 if let Some(c2) = self.open_start(pod, ev.ts) {
@@ -442,7 +442,7 @@ impl Tracker {
             }
             let last = p.last_record_at.or(s.listening_at);
             if last.is_some_and(|l| now.seconds_since(l) > cfg.quiet_period_secs) {
-                if let Some(c) = close_open(p, None, &cfg) {
+                if let Some(c) = close_open(p) {
                     closed.push((pod.namespace.clone(), c));
                 }
             }
@@ -454,11 +454,10 @@ impl Tracker {
 
     /// End of input (report): every open gap closes as of what was seen.
     pub fn finish(&mut self) {
-        let cfg = self.cfg.clone();
         let mut closed = Vec::new();
         for (pod, p) in self.pods.iter_mut() {
             if p.open_start().is_some_and(|s| s.method == Method::Log) {
-                if let Some(c) = close_open(p, None, &cfg) {
+                if let Some(c) = close_open(p) {
                     closed.push((pod.namespace.clone(), c));
                 }
             }
@@ -552,7 +551,7 @@ fn close_if_quiet(
     }
     let anchor = s.last_db_error_at.or(s.listening_at)?;
     if ts.seconds_since(anchor) > cfg.quiet_period_secs {
-        close_open(p, None, cfg)
+        close_open(p)
     } else {
         None
     }
@@ -560,11 +559,7 @@ fn close_if_quiet(
 
 /// Closes the open gap (log method: end of the error burst; probe method
 /// superseded by a new start: gap unknown). Returns the observed gap.
-fn close_open(
-    p: &mut PodTimeline,
-    _at: Option<Timestamp>,
-    _cfg: &TimelineConfig,
-) -> Option<(f64, Method)> {
+fn close_open(p: &mut PodTimeline) -> Option<(f64, Method)> {
     let s = p.starts.back_mut().filter(|s| s.open)?;
     s.open = false;
     match s.method {

@@ -36,6 +36,21 @@ fn spend_failure(ts: &str) -> String {
     s
 }
 
+/// `report --json PATH`, which must succeed, parsed.
+fn report_json(path: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(support::bin())
+        .args(["report", "--json"])
+        .arg(path)
+        .output()
+        .expect("run report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report --json prints JSON")
+}
+
 fn labels(pod: &str) -> [(&str, &str); 2] {
     [("namespace", "llm"), ("pod", pod)]
 }
@@ -177,11 +192,13 @@ fn every_rotation_kind_loses_and_duplicates_nothing() {
     want += 1.0;
     std::fs::remove_file(&log).expect("rm");
     agent.wait_value(DROPPED, &l, want);
-    // Nothing counted twice after things settle (a few poll intervals).
-    let settle = std::time::Instant::now() + Duration::from_millis(1500);
-    wait_until("settle", Duration::from_secs(5), || {
-        std::time::Instant::now() > settle
-    });
+    // Nothing counted twice once every file was drained and dropped (the
+    // deleted and rotated files close after two idle full passes).
+    wait_until(
+        "all files drained and closed",
+        Duration::from_secs(20),
+        || agent.value("litellm_sentinel_files_watched", &[]) == 0.0,
+    );
     assert_eq!(agent.value(DROPPED, &l), want);
     assert_eq!(
         agent.value(
@@ -259,17 +276,7 @@ fn seed_lines_produce_their_events() {
         "litellm.proxy_server.py::get_credentials() - Error getting credentials from DB - All connection attempts failed",
     ];
     std::fs::write(&f, lines.join("\n") + "\n").expect("write");
-    let out = Command::new(support::bin())
-        .args(["report", "--json"])
-        .arg(&f)
-        .output()
-        .expect("run report");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = report_json(&f);
     let t = &v["totals"];
     assert_eq!(t["engine_distro_fallbacks"], 1);
     assert_eq!(t["spend_batches_dropped"], 1);
@@ -295,17 +302,7 @@ fn seed_lines_produce_their_events() {
 #[test]
 fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let out = Command::new(support::bin())
-        .args(["report", "--json"])
-        .arg(fixtures.join("rolling-deploy"))
-        .output()
-        .expect("report");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let got = report_json(&fixtures.join("rolling-deploy"));
     let want: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures.join("rolling-deploy.expected.json")).expect("expected"),
     )
@@ -506,17 +503,7 @@ fn a_headerless_traceback_at_the_end_of_a_file_counts_once() {
 2026-11-24T10:00:01Z httpx.ConnectError: All connection attempts failed
 ";
     std::fs::write(&f, text).expect("write");
-    let out = Command::new(support::bin())
-        .args(["report", "--json"])
-        .arg(&f)
-        .output()
-        .expect("report");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = report_json(&f);
     assert_eq!(
         v["pods"][0]["counts"]["db_connect_errors_by_operation"]["other"], 1,
         "{v}"
