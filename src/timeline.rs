@@ -587,6 +587,15 @@ impl Tracker {
         match ev.kind {
             EventKind::DbConnectError(op) => {
                 *c.db_connect_errors.entry(op).or_default() += 1;
+                if !p.run.accepted && !p.run.parent {
+                    if let Some(bound) = p.run.bound_at {
+                        // A single server bound and failing without ever
+                        // logging `Application startup complete.`: the bind
+                        // was the start. (With workers, failures before the
+                        // first accept are the workers' start-up, not traffic.)
+                        open_start(p, Some(bound), cfg.starts_kept, &mut observed);
+                    }
+                }
                 db_failure(p, ev.ts);
             }
             EventKind::SpendBatchDropped => c.spend_batches_dropped += 1,
@@ -695,9 +704,21 @@ impl Tracker {
                 if s.open && !s.confirmed && s.method == Method::Log {
                     close_gap(s, &mut p.counts, &mut p.pending, None, &mut observed);
                 } else if s.open {
-                    s.requests = s.provisional_requests;
+                    if let Some(e) = s.last_db_error_at.filter(|_| s.confirmed) {
+                        s.provisional_requests += p.pending.take_until(e, true);
+                    }
+                    s.requests += s.provisional_requests;
+                    p.counts.requests_during_gap += s.provisional_requests;
+                    s.provisional_requests = 0;
+                    p.pending.clear();
                 } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
-                    o.requests = o.provisional_requests;
+                    if let Some(l) = o.last_failure_at {
+                        o.provisional_requests += p.pending.take_until(l, true);
+                    }
+                    o.requests += o.provisional_requests;
+                    p.counts.requests_during_outage += o.provisional_requests;
+                    o.provisional_requests = 0;
+                    p.pending.clear();
                     o.seconds = match (o.started_at, o.last_failure_at) {
                         (Some(a), Some(b)) => Some(b.seconds_since(a).max(0.0)),
                         _ => None,
