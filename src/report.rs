@@ -337,9 +337,7 @@ pub fn run(
         all_lines += lines;
         all_malformed += malformed;
         let starts = p
-            .map(|p| {
-                p.starts.iter().map(StartReport::from_start).collect()
-            })
+            .map(|p| p.starts.iter().map(StartReport::from_start).collect())
             .unwrap_or_default();
         pods.push(PodReport {
             namespace: pod.namespace,
@@ -478,7 +476,11 @@ pub fn render_table(r: &Report) -> String {
             );
             for o in &st.outages {
                 let from = o.started_at.map_or_else(|| "?".into(), |t| t.0.to_string());
-                let state = if o.open { " STILL FAILING when the input ended" } else { "" };
+                let state = if o.open {
+                    " STILL FAILING when the input ended"
+                } else {
+                    ""
+                };
                 let _ = writeln!(
                     s,
                     "      outage from {from}: {} ({}){state}, {} requests inside",

@@ -89,11 +89,16 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
         agent.value("litellm_sentinel_requests_during_gap_total", &l),
         0.0
     );
-    let since = agent.value("litellm_sentinel_startup_gap_open_since_timestamp_seconds", &l);
+    let since = agent.value(
+        "litellm_sentinel_startup_gap_open_since_timestamp_seconds",
+        &l,
+    );
     assert!(since > 1.7e9, "open-since gauge: {since}");
     // A record 61 s later (past the quiet period): the gap closes at its last
     // failure; the request at the failure's time was inside it, this one not.
-    let later = litellm_sentinel::time::Timestamp::now().plus_secs(61.0).to_string();
+    let later = litellm_sentinel::time::Timestamp::now()
+        .plus_secs(61.0)
+        .to_string();
     LogTree::append(
         &log,
         &cri(
@@ -119,7 +124,11 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
         "folded traceback counted twice:\n{m}"
     );
     assert_eq!(
-        metric(&m, "litellm_sentinel_startup_gap_open_since_timestamp_seconds", &l),
+        metric(
+            &m,
+            "litellm_sentinel_startup_gap_open_since_timestamp_seconds",
+            &l
+        ),
         None,
         "no open gap, no open-since series"
     );

@@ -551,6 +551,8 @@ impl RulePack {
                 }
                 Action::EngineRestart => {
                     let first = match rule.has_pid_group.then(|| rule.captured(line, PID_GROUP)) {
+                        // `PID 0 is dead` names no process: the death was reported already.
+                        Some(Some(0)) => false,
                         Some(Some(pid)) => facts.first_sight_of_engine(pid),
                         _ => true,
                     };
@@ -963,11 +965,10 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
             "spend_updates_failed" => Action::Event(EventKind::SpendUpdatesFailed),
             "engine_restart" => Action::EngineRestart,
             "process_started" => Action::Event(EventKind::ProcessStarted { parent: false }),
-            "parent_process_started" => {
-                Action::Event(EventKind::ProcessStarted { parent: true })
-            }
+            "parent_process_started" => Action::Event(EventKind::ProcessStarted { parent: true }),
             "proxy_accepting" => Action::Event(EventKind::ProxyAccepting),
             "proxy_listening" => Action::Event(EventKind::ProxyListening),
+            "proxy_stopping" => Action::Event(EventKind::ProxyStopping),
             "request_served" => Action::Event(EventKind::RequestServed),
             other => return Err(RuleProblem::UnknownEvent(other.to_owned())),
         };
@@ -1143,9 +1144,15 @@ mod tests {
 
     #[test]
     fn the_monitor_error_is_a_drop_in_1_83_and_a_requeue_in_1_108() {
-        let old = format!("{}{}", spend_retries("DB connection error", 37), MONITOR_1_83);
+        let old = format!(
+            "{}{}",
+            spend_retries("DB connection error", 37),
+            MONITOR_1_83
+        );
         let mut buf = Vec::new();
-        let old = String::from_utf8(crate::format::ansi::strip_ansi(old.as_bytes(), &mut buf).to_vec()).unwrap();
+        let old =
+            String::from_utf8(crate::format::ansi::strip_ansi(old.as_bytes(), &mut buf).to_vec())
+                .unwrap();
         let events = run_plain(pack(), &old);
         assert_eq!(count(&events, SpendBatchDropped), 1);
         assert_eq!(count(&events, SpendRowsLost(37)), 1);
@@ -1156,7 +1163,11 @@ mod tests {
             spend_retries("transient DB error", 12)
         );
         let events = run_plain(pack(), &new);
-        assert_eq!(count(&events, SpendBatchDropped), 0, "1.108 re-queued the batch");
+        assert_eq!(
+            count(&events, SpendBatchDropped),
+            0,
+            "1.108 re-queued the batch"
+        );
         assert_eq!(count(&events, SpendRowsRequeued(12)), 1);
         assert!(!events.iter().any(|e| matches!(e.kind, SpendRowsLost(_))));
 
@@ -1208,7 +1219,10 @@ httpx.ConnectError: All connection attempts failed";
     fn version_families_parse_from_release_strings() {
         assert_eq!(VersionFamily::parse("1.83.14"), Some(VersionFamily::V1_83));
         assert_eq!(VersionFamily::parse("1.83"), Some(VersionFamily::V1_83));
-        assert_eq!(VersionFamily::parse("v1.108.7"), Some(VersionFamily::V1_108));
+        assert_eq!(
+            VersionFamily::parse("v1.108.7"),
+            Some(VersionFamily::V1_108)
+        );
         assert_eq!(VersionFamily::parse("1.110.2"), Some(VersionFamily::V1_108));
         assert_eq!(VersionFamily::parse("2.0"), Some(VersionFamily::V1_108));
         assert_eq!(VersionFamily::parse("latest"), None);
