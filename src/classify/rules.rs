@@ -16,7 +16,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::fold::{self, Fold, FoldOwner};
-use super::{ConfigKind, Event, EventKind, Operation};
+use super::{ConfigKind, Event, EventKind, Operation, VersionFamily};
 use crate::format::{Record, Stream};
 use crate::time::Timestamp;
 
@@ -30,6 +30,11 @@ const REMEMBERED_ROWS_MAX_AGE_NANOS: i64 = 300 * 1_000_000_000;
 const SEEN_WORDS: usize = 8;
 /// The capture group that carries a row count.
 const ROWS_GROUP: &str = "n";
+/// The capture group that carries a query-engine PID (`engine_restart`).
+const PID_GROUP: &str = "pid";
+/// Engine PIDs remembered per file so a SIGTERM, SIGKILL and "is dead" line
+/// about one engine count one restart.
+const ENGINE_PIDS_KEPT: usize = 8;
 
 /// Why a rule pack was rejected; the message names the pack and the rule.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +125,8 @@ struct RuleSpec {
     #[serde(default)]
     remember_rows: bool,
     #[serde(default)]
+    sets_version: Option<String>,
+    #[serde(default)]
     fold: bool,
     #[serde(default = "default_true")]
     enabled: bool,
@@ -147,6 +154,10 @@ enum Action {
     Event(EventKind),
     SpendRowsRequeued(RowsSource),
     SpendRowsLost(RowsSource),
+    /// The spend-log monitor error: dropped or re-queued by version.
+    SpendBatchFailed,
+    /// One engine killed or lost, counted once per PID.
+    EngineRestart,
 }
 
 /// A Uvicorn access-line condition, checked without a regex because access
@@ -216,8 +227,12 @@ struct CompiledRule {
     access: Option<AccessFilter>,
     actions: Vec<Action>,
     remember_rows: bool,
+    /// A line only this LiteLLM family logs: it sets the file's version.
+    sets_version: Option<VersionFamily>,
     fold: bool,
     suppress: bool,
+    /// Whether the pattern has a `pid` group (engine restarts dedupe by it).
+    has_pid_group: bool,
     /// Whether any action needs the `n` capture.
     needs_rows: bool,
     /// `enabled = false`: the rule only removes a built-in rule of its id.
@@ -248,8 +263,13 @@ impl CompiledRule {
 
     /// The `n` group of the pattern as a number, if the line has one.
     fn captured_rows(&self, line: &[u8]) -> Option<u64> {
+        self.captured(line, ROWS_GROUP)
+    }
+
+    /// A numeric named group of the pattern, if the line has one.
+    fn captured(&self, line: &[u8], group: &str) -> Option<u64> {
         let caps = self.pattern.as_ref()?.captures(line)?;
-        parse_u64(caps.name(ROWS_GROUP)?.as_bytes())
+        parse_u64(caps.name(group)?.as_bytes())
     }
 }
 
@@ -268,6 +288,9 @@ pub struct RulePack {
     literal_is_wording: Vec<bool>,
     /// Per literal: the other literals it contains (found with it for free).
     literal_implies: Vec<Vec<u32>>,
+    /// The LiteLLM family the user pinned (config `litellm_version`, `report
+    /// --litellm-version`); overrides what a file's own lines say.
+    version_pin: Option<VersionFamily>,
 }
 
 /// Per-stream state: the open fold and the remembered spend row count.
@@ -311,15 +334,48 @@ pub struct ClassifyState {
     stderr: StreamState,
     #[serde(default)]
     unknown: StreamState,
+    #[serde(default)]
+    facts: FileFacts,
+}
+
+/// What a file's earlier lines tell about the later ones, whatever the stream.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct FileFacts {
+    /// The LiteLLM family the file's own lines showed (retry wordings).
+    #[serde(default)]
+    version: Option<VersionFamily>,
+    /// The engine PIDs whose loss was already counted, newest last.
+    #[serde(default)]
+    engine_pids: Vec<u64>,
+}
+
+impl FileFacts {
+    /// True the first time `pid` is seen (then remembered).
+    fn first_sight_of_engine(&mut self, pid: u64) -> bool {
+        if self.engine_pids.contains(&pid) {
+            return false;
+        }
+        if self.engine_pids.len() >= ENGINE_PIDS_KEPT {
+            self.engine_pids.remove(0);
+        }
+        self.engine_pids.push(pid);
+        true
+    }
 }
 
 impl ClassifyState {
-    fn stream_mut(&mut self, stream: Stream) -> &mut StreamState {
-        match stream {
+    fn split(&mut self, stream: Stream) -> (&mut StreamState, &mut FileFacts) {
+        let s = match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
             Stream::Unknown => &mut self.unknown,
-        }
+        };
+        (s, &mut self.facts)
+    }
+
+    /// The LiteLLM family this file's lines showed so far, if any.
+    pub fn version(&self) -> Option<VersionFamily> {
+        self.facts.version
     }
 
     /// True when a traceback is being folded in some stream (its event may
@@ -366,6 +422,17 @@ impl RulePack {
         RulePack::compile(added, wordings, &user_origin)
     }
 
+    /// Pins the LiteLLM family for every file (None: each file's own lines decide).
+    pub fn with_version_pin(mut self, pin: Option<VersionFamily>) -> RulePack {
+        self.version_pin = pin;
+        self
+    }
+
+    /// The pinned LiteLLM family, if any.
+    pub fn version_pin(&self) -> Option<VersionFamily> {
+        self.version_pin
+    }
+
     /// The built-in pack's TOML, for `litellm-sentinel rules`.
     pub fn builtin_source() -> &'static str {
         BUILTIN_SOURCE
@@ -396,15 +463,15 @@ impl RulePack {
         record: &Record<'_>,
         emit: &mut F,
     ) {
-        let stream = state.stream_mut(record.stream);
+        let (stream, facts) = state.split(record.stream);
         // A line terminator left on the record does not make it multi-line.
         let text = record.text.strip_suffix(b"\n").unwrap_or(record.text);
         if memchr::memchr(b'\n', text).is_none() {
-            self.classify_line(stream, record.ts, trim_cr(text), emit);
+            self.classify_line(stream, facts, record.ts, trim_cr(text), emit);
             return;
         }
         for line in text.split(|&b| b == b'\n') {
-            self.classify_line(stream, record.ts, trim_cr(line), emit);
+            self.classify_line(stream, facts, record.ts, trim_cr(line), emit);
         }
         close_fold(stream, emit);
     }
@@ -420,6 +487,7 @@ impl RulePack {
     fn classify_line<F: FnMut(Event)>(
         &self,
         stream: &mut StreamState,
+        facts: &mut FileFacts,
         ts: Option<Timestamp>,
         line: &[u8],
         emit: &mut F,
@@ -447,10 +515,53 @@ impl RulePack {
         } else {
             None
         };
+        if let Some(v) = rule.sets_version {
+            facts.version = Some(v);
+        }
         let mut counted = false;
         for action in &rule.actions {
             let kind = match *action {
-                Action::DbConnectError(op) if scan.has_wording && !counted => {
+                Action::SpendBatchFailed => {
+                    let rows = stream.take_remembered(ts);
+                    // No hint and no pin: 1.83's reading (the batch is gone),
+                    // the conservative one for billing.
+                    match self.version_pin.or(facts.version) {
+                        Some(VersionFamily::V1_108) => {
+                            if let Some(n) = rows {
+                                emit(Event {
+                                    ts,
+                                    kind: EventKind::SpendRowsRequeued(n),
+                                });
+                            }
+                        }
+                        Some(VersionFamily::V1_83) | None => {
+                            emit(Event {
+                                ts,
+                                kind: EventKind::SpendBatchDropped,
+                            });
+                            if let Some(n) = rows {
+                                emit(Event {
+                                    ts,
+                                    kind: EventKind::SpendRowsLost(n),
+                                });
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Action::EngineRestart => {
+                    let first = match rule.has_pid_group.then(|| rule.captured(line, PID_GROUP)) {
+                        Some(Some(pid)) => facts.first_sight_of_engine(pid),
+                        _ => true,
+                    };
+                    if !first {
+                        continue;
+                    }
+                    EventKind::EngineRestart
+                }
+                Action::DbConnectError(op)
+                    if (scan.has_wording || op == Operation::Database) && !counted =>
+                {
                     counted = true;
                     EventKind::DbConnectError(op)
                 }
@@ -652,6 +763,7 @@ impl RulePack {
             literal_rules,
             literal_is_wording,
             literal_implies,
+            version_pin: None,
         })
     }
 }
@@ -847,6 +959,14 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
                 })?))
             }
             "engine_distro_fallback" => Action::Event(EventKind::EngineDistroFallback),
+            "spend_batch_failed" => Action::SpendBatchFailed,
+            "spend_updates_failed" => Action::Event(EventKind::SpendUpdatesFailed),
+            "engine_restart" => Action::EngineRestart,
+            "process_started" => Action::Event(EventKind::ProcessStarted { parent: false }),
+            "parent_process_started" => {
+                Action::Event(EventKind::ProcessStarted { parent: true })
+            }
+            "proxy_accepting" => Action::Event(EventKind::ProxyAccepting),
             "proxy_listening" => Action::Event(EventKind::ProxyListening),
             "request_served" => Action::Event(EventKind::RequestServed),
             other => return Err(RuleProblem::UnknownEvent(other.to_owned())),
@@ -890,6 +1010,17 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
             "`operation` is set but `emit` has no `db_connect_error`".to_owned(),
         ));
     }
+    let sets_version = match spec.sets_version.as_deref() {
+        None => None,
+        Some(v) => Some(VersionFamily::parse(v).ok_or_else(|| {
+            RuleProblem::Invalid(format!(
+                "`sets_version` must be a LiteLLM version like \"1.83\" or \"1.108\", not `{v}`"
+            ))
+        })?),
+    };
+    let has_pid_group = pattern
+        .as_ref()
+        .is_some_and(|p| p.capture_names().any(|n| n == Some(PID_GROUP)));
     if spec.config.is_some() && !spec.emit.iter().any(|e| e == "config_load_failure") {
         return Err(RuleProblem::Invalid(
             "`config` is set but `emit` has no `config_load_failure`".to_owned(),
@@ -903,8 +1034,10 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
         access,
         actions,
         remember_rows: spec.remember_rows,
+        sets_version,
         fold: spec.fold,
         suppress,
+        has_pid_group,
         needs_rows,
         enabled: spec.enabled,
     })
