@@ -621,3 +621,101 @@ fn one_engine_killed_three_ways_is_one_restart_and_a_new_pid_is_another() {
         vec![EventKind::EngineRestart, EventKind::EngineRestart]
     );
 }
+
+/// LiteLLM's text prefix for a message at `level`.
+fn litellm(level: &str, msg: &str) -> String {
+    format!("18:23:48 - LiteLLM Proxy:{level}: utils.py:1 - {msg}")
+}
+
+fn tb_lines() -> Vec<String> {
+    traceback("httpx.ConnectError", "All connection attempts failed")
+        .split('\n')
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_1_108_shutdown_loses_the_stated_rows_once_and_its_tracebacks_count_nothing_more() {
+    // Order as in 1.108.7's source: the drain's write fails four times (the
+    // 4/3 attempt re-queues), `_park_remaining_spend_logs` (a finally block)
+    // reports the loss with the write error attached, then
+    // `_flush_spend_logs_queue_on_shutdown` logs the error with its traceback.
+    let pack = RulePack::builtin().expect("built-in pack compiles");
+    let mut c = Classifier::new(&pack);
+    let mut d = Decoder::new(Format::Plain, 1 << 20);
+    let mut lines = Vec::new();
+    for k in 1..=4 {
+        lines.push(litellm(
+            "WARNING",
+            &format!("Spend tracking - transient DB error writing spend logs, retry {k}/3. logs_count=12, error=All connection attempts failed"),
+        ));
+    }
+    lines.push(litellm(
+        "ERROR",
+        "Spend tracking - 12 spend log rows could not be written or parked in Redis and will be lost on exit",
+    ));
+    lines.extend(tb_lines());
+    lines.push(litellm(
+        "ERROR",
+        "Error flushing spend logs queue on shutdown: All connection attempts failed",
+    ));
+    lines.extend(tb_lines());
+    let got = c.feed(&mut d, &lines);
+    let db = EventKind::DbConnectError(Operation::SpendLogsQueue);
+    assert_eq!(
+        sorted(got),
+        sorted(vec![db, db, db, db, EventKind::SpendRowsLost(12), db])
+    );
+}
+
+#[test]
+fn a_1_83_daily_tag_drop_counts_its_batch_size_once_after_the_fourth_attempt() {
+    let pack = RulePack::builtin().expect("built-in pack compiles");
+    let mut c = Classifier::new(&pack);
+    let mut d = Decoder::new(Format::Plain, 1 << 20);
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        lines.push(litellm(
+            "ERROR",
+            "Daily tag spend batch upsert failed. Table: LiteLLM_DailyTagSpend, Constraint: tag_date_api_key_model_custom_llm_provider_mcp_namespaced_tool_name_endpoint, Batch size: 9, Error: All connection attempts failed",
+        ));
+        lines.extend(tb_lines());
+    }
+    lines.push(litellm(
+        "ERROR",
+        "Error updating daily tag spend: All connection attempts failed",
+    ));
+    let got = c.feed(&mut d, &lines);
+    let db = EventKind::DbConnectError(Operation::UpdateSpend);
+    assert_eq!(
+        sorted(got),
+        sorted(vec![db, db, db, db, EventKind::SpendRowsLost(9), db])
+    );
+}
+
+#[test]
+fn a_1_108_retry_that_recovers_leaves_nothing_for_a_later_loss_line() {
+    // 1/3 … 3/3 fail, the 4th attempt succeeds (no line): the daily tag
+    // error that follows must not count those logs_count rows as lost.
+    let pack = RulePack::builtin().expect("built-in pack compiles");
+    let mut c = Classifier::new(&pack);
+    let mut d = Decoder::new(Format::Plain, 1 << 20);
+    let mut lines: Vec<String> = (1..=3)
+        .map(|k| {
+            litellm(
+                "WARNING",
+                &format!("Spend tracking - transient DB error writing spend logs, retry {k}/3. logs_count=50, error=All connection attempts failed"),
+            )
+        })
+        .collect();
+    lines.push(litellm(
+        "ERROR",
+        "Error updating daily tag spend: All connection attempts failed",
+    ));
+    let got = c.feed(&mut d, &lines);
+    assert!(
+        !got.iter().any(|e| matches!(e, EventKind::SpendRowsLost(_))),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 4, "{got:?}");
+}
