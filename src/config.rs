@@ -127,6 +127,10 @@ pub struct Config {
     pub max_pods: usize,
     /// A user rule pack that adds to or overrides the built-in rules.
     pub rules: Option<PathBuf>,
+    /// The LiteLLM release the pods run (`1.83.14`, `1.110`): decides what a
+    /// spend-log write failure means (1.83 drops the batch, 1.108+ re-queues
+    /// it). Unset: each log file's own retry lines decide.
+    pub litellm_version: Option<String>,
     pub log_format: LogFormat,
     /// OTLP/HTTP collector base URL (plain http://, `/v1/metrics` appended); unset = no push.
     pub otlp_endpoint: Option<String>,
@@ -192,6 +196,7 @@ impl Default for Config {
             pod_ttl: HumanDuration(Duration::from_secs(900)),
             max_pods: 2000,
             rules: None,
+            litellm_version: None,
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             otlp_interval: HumanDuration(crate::otlp::DEFAULT_INTERVAL),
@@ -257,6 +262,10 @@ pub struct Overrides {
     /// User rule pack (TOML) adding to / overriding the built-in rules.
     #[arg(long, env = "LITELLM_SENTINEL_RULES")]
     pub rules: Option<PathBuf>,
+    /// LiteLLM release the pods run, e.g. 1.83.14 or 1.110 (what a failed
+    /// spend-log write means depends on it; unset: the logs' own lines decide).
+    #[arg(long, env = "LITELLM_SENTINEL_LITELLM_VERSION")]
+    pub litellm_version: Option<String>,
     /// Agent log format: text or json.
     #[arg(long, env = "LITELLM_SENTINEL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -337,6 +346,9 @@ impl Config {
         if o.rules.is_some() {
             self.rules = o.rules.clone();
         }
+        if o.litellm_version.is_some() {
+            self.litellm_version = o.litellm_version.clone();
+        }
         set!(self.log_format, o.log_format);
         if o.engine_url.is_some() {
             self.probe.engine_url = o.engine_url.clone();
@@ -369,6 +381,14 @@ impl Config {
                 "globs",
                 "the node role needs at least one glob of log files to tail".into(),
             ));
+        }
+        if let Some(v) = &self.litellm_version {
+            if crate::classify::VersionFamily::parse(v).is_none() {
+                return Err(invalid(
+                    "litellm_version",
+                    format!("`{v}` is not a LiteLLM version like \"1.83.14\" or \"1.110\""),
+                ));
+            }
         }
         for g in &self.globs {
             glob::Pattern::new(g)

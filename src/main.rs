@@ -49,6 +49,11 @@ enum Command {
         /// Quiet period that ends a log-measured gap, e.g. 60s.
         #[arg(long, default_value = "60s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
         quiet_period: litellm_sentinel::config::HumanDuration,
+        /// LiteLLM release the logs come from (1.83.14, 1.110): 1.83 drops a
+        /// failed spend-log batch, 1.108+ re-queues it. Default: each file's
+        /// own retry lines decide.
+        #[arg(long, value_parser = parse_litellm_version)]
+        litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
     },
     /// Simulate a rolling deploy of LiteLLM pods on this machine and watch the
     /// real agent measure it (log files, late-starting engine stand-ins, probes).
@@ -205,7 +210,8 @@ fn main() -> ExitCode {
             json,
             rules,
             quiet_period,
-        } => return report_cmd(paths, json, rules, quiet_period),
+            litellm_version,
+        } => return report_cmd(paths, json, rules, quiet_period, litellm_version),
         Command::Demo(opts) => {
             init_logging(LogFormat::Text, "warn");
             tokio_main(litellm_sentinel::demo::run(opts))
@@ -236,14 +242,22 @@ fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<()> 
         .block_on(fut)
 }
 
+/// `--litellm-version`: a release like 1.83.14 or 1.110.
+fn parse_litellm_version(s: &str) -> Result<litellm_sentinel::classify::VersionFamily, String> {
+    litellm_sentinel::classify::VersionFamily::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a LiteLLM version like 1.83.14 or 1.110"))
+}
+
 fn report_cmd(
     paths: Vec<PathBuf>,
     json: bool,
     rules: Option<PathBuf>,
     quiet: litellm_sentinel::config::HumanDuration,
+    litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
 ) -> ExitCode {
     let cfg = Config {
         rules,
+        litellm_version: litellm_version.map(|v| v.as_str().to_string()),
         ..Config::default()
     };
     let rules = match load_rules(&cfg) {

@@ -38,8 +38,56 @@ pub enum ReportError {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct StartReport {
     pub listening_at: Option<RfcTimestamp>,
+    /// The closed gap (0: no DB failure confirmed one); None while open.
     pub gap_seconds: Option<f64>,
     pub method: &'static str,
+    /// Still failing when the input ended: never a closed gap.
+    pub open: bool,
+    /// A DB failure (or failed engine probe) after the start proved the gap.
+    pub confirmed: bool,
+    /// For an open gap: how long it had been failing (start → last failure).
+    pub failing_seconds: Option<f64>,
+    /// Requests served inside the gap as measured.
+    pub requests: u64,
+    pub outages: Vec<OutageReport>,
+}
+
+/// One mid-life outage as reported.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct OutageReport {
+    pub started_at: Option<RfcTimestamp>,
+    pub ended_at: Option<RfcTimestamp>,
+    /// Duration; for an outage still open at the end of the input, how long it had lasted.
+    pub seconds: Option<f64>,
+    pub method: &'static str,
+    pub requests: u64,
+    pub open: bool,
+}
+
+impl StartReport {
+    fn from_start(s: &crate::timeline::Start) -> StartReport {
+        StartReport {
+            listening_at: s.listening_at.map(RfcTimestamp),
+            gap_seconds: s.gap_seconds,
+            method: s.method.as_str(),
+            open: s.open,
+            confirmed: s.confirmed,
+            failing_seconds: if s.open { s.failing_seconds() } else { None },
+            requests: s.requests,
+            outages: s
+                .outages
+                .iter()
+                .map(|o| OutageReport {
+                    started_at: o.started_at.map(RfcTimestamp),
+                    ended_at: o.ended_at.map(RfcTimestamp),
+                    seconds: o.seconds,
+                    method: o.method.as_str(),
+                    requests: o.requests,
+                    open: o.open,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Counts in the report's vocabulary (also the JSON field names).
@@ -56,6 +104,10 @@ pub struct ReportCounts {
     pub credential_load_failures: u64,
     pub engine_distro_fallbacks: u64,
     pub requests_during_gap: u64,
+    pub spend_updates_failed: u64,
+    pub engine_restarts: u64,
+    pub db_outages: u64,
+    pub requests_during_outage: u64,
     pub lines: u64,
     pub malformed_lines: u64,
 }
@@ -78,6 +130,10 @@ impl ReportCounts {
             credential_load_failures: c.credential_load_failures,
             engine_distro_fallbacks: c.engine_distro_fallbacks,
             requests_during_gap: c.requests_during_gap,
+            spend_updates_failed: c.spend_updates_failed,
+            engine_restarts: c.engine_restarts,
+            db_outages: c.db_outages,
+            requests_during_outage: c.requests_during_outage,
             lines,
             malformed_lines: malformed,
         }
@@ -282,14 +338,7 @@ pub fn run(
         all_malformed += malformed;
         let starts = p
             .map(|p| {
-                p.starts
-                    .iter()
-                    .map(|s| StartReport {
-                        listening_at: s.listening_at.map(RfcTimestamp),
-                        gap_seconds: s.gap_seconds,
-                        method: s.method.as_str(),
-                    })
-                    .collect()
+                p.starts.iter().map(StartReport::from_start).collect()
             })
             .unwrap_or_default();
         pods.push(PodReport {
@@ -414,13 +463,30 @@ pub fn render_table(r: &Report) -> String {
                 .listening_at
                 .map(|t| t.0.to_string())
                 .unwrap_or_else(|| "(no timestamp)".into());
+            let gap = match (st.open, st.failing_seconds, st.confirmed) {
+                (true, Some(f), _) => format!("STILL FAILING when the input ended, {f:.1}s so far"),
+                (true, None, _) => "open when the input ended".to_string(),
+                (false, _, false) => "no gap (no DB failure after the start)".to_string(),
+                (false, _, true) => format!("gap {}", fmt_gap(st.gap_seconds)),
+            };
             let _ = writeln!(
                 s,
-                "    start {}: listening at {at}, gap {} ({})",
+                "    start {}: accepting at {at}, {gap} ({}), {} requests inside",
                 i + 1,
-                fmt_gap(st.gap_seconds),
-                st.method
+                st.method,
+                st.requests
             );
+            for o in &st.outages {
+                let from = o.started_at.map_or_else(|| "?".into(), |t| t.0.to_string());
+                let state = if o.open { " STILL FAILING when the input ended" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "      outage from {from}: {} ({}){state}, {} requests inside",
+                    fmt_gap(o.seconds),
+                    o.method,
+                    o.requests
+                );
+            }
         }
         if !c.db_connect_errors_by_operation.is_empty() {
             let ops: Vec<String> = c
@@ -434,27 +500,32 @@ pub fn render_table(r: &Report) -> String {
             + c.credential_load_failures
             + c.engine_distro_fallbacks
             + c.spend_rows_requeued
+            + c.spend_updates_failed
+            + c.engine_restarts
             > 0
         {
             let _ = writeln!(
                 s,
-                "    deployments not loaded: {}, credentials not loaded: {}, engine distro fallbacks: {}, rows re-queued: {}",
-                c.deployment_load_failures, c.credential_load_failures, c.engine_distro_fallbacks, c.spend_rows_requeued
+                "    deployments not loaded: {}, credentials not loaded: {}, engine distro fallbacks: {}, rows re-queued: {}, spend updates failed: {}, engine restarts: {}",
+                c.deployment_load_failures, c.credential_load_failures, c.engine_distro_fallbacks, c.spend_rows_requeued, c.spend_updates_failed, c.engine_restarts
             );
         }
     }
     let t = &r.totals;
     let _ = writeln!(
         s,
-        "\nTOTAL: {} pods, {} starts, {} spend batches dropped ({} rows lost, {} re-queued), {} budget-cache misses, {} DB connect errors, {} requests served during a gap, {} lines read ({} malformed)",
+        "\nTOTAL: {} pods, {} starts, {} spend batches dropped ({} rows lost, {} re-queued), {} spend updates failed, {} budget-cache misses, {} DB connect errors, {} requests served during a gap, {} outages ({} requests inside), {} lines read ({} malformed)",
         r.pods.len(),
         t.proxy_starts,
         t.spend_batches_dropped,
         t.spend_rows_lost,
         t.spend_rows_requeued,
+        t.spend_updates_failed,
         t.budget_cache_misses,
         t.db_connect_errors,
         t.requests_during_gap,
+        t.db_outages,
+        t.requests_during_outage,
         t.lines,
         t.malformed_lines
     );

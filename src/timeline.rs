@@ -587,6 +587,15 @@ impl Tracker {
         match ev.kind {
             EventKind::DbConnectError(op) => {
                 *c.db_connect_errors.entry(op).or_default() += 1;
+                if !p.run.accepted && !p.run.parent {
+                    if let Some(bound) = p.run.bound_at {
+                        // A single server bound and failing without ever
+                        // logging `Application startup complete.`: the bind
+                        // was the start. (With workers, failures before the
+                        // first accept are the workers' start-up, not traffic.)
+                        open_start(p, Some(bound), cfg.starts_kept, &mut observed);
+                    }
+                }
                 db_failure(p, ev.ts);
             }
             EventKind::SpendBatchDropped => c.spend_batches_dropped += 1,
@@ -695,9 +704,21 @@ impl Tracker {
                 if s.open && !s.confirmed && s.method == Method::Log {
                     close_gap(s, &mut p.counts, &mut p.pending, None, &mut observed);
                 } else if s.open {
-                    s.requests = s.provisional_requests;
+                    if let Some(e) = s.last_db_error_at.filter(|_| s.confirmed) {
+                        s.provisional_requests += p.pending.take_until(e, true);
+                    }
+                    s.requests += s.provisional_requests;
+                    p.counts.requests_during_gap += s.provisional_requests;
+                    s.provisional_requests = 0;
+                    p.pending.clear();
                 } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
-                    o.requests = o.provisional_requests;
+                    if let Some(l) = o.last_failure_at {
+                        o.provisional_requests += p.pending.take_until(l, true);
+                    }
+                    o.requests += o.provisional_requests;
+                    p.counts.requests_during_outage += o.provisional_requests;
+                    o.provisional_requests = 0;
+                    p.pending.clear();
                     o.seconds = match (o.started_at, o.last_failure_at) {
                         (Some(a), Some(b)) => Some(b.seconds_since(a).max(0.0)),
                         _ => None,
@@ -801,6 +822,11 @@ fn open_start(
     };
     let mut start = Start::new(at, method);
     if method == Method::Probe {
+        // A failed probe already read at or after the start confirms it.
+        start.confirmed = match (p.last_down_probe_at, at) {
+            (Some(d), Some(at)) => d >= at,
+            _ => false,
+        };
         if let (Some(up), Some(at)) = (p.up_since, at) {
             // The engine came up before or after the start was read: either
             // way the gap is known now.
@@ -1112,6 +1138,9 @@ mod tests {
     fn ev(s: f64, kind: EventKind) -> Event {
         Event { ts: ts(s), kind }
     }
+    fn fail(s: f64) -> Event {
+        ev(s, EventKind::DbConnectError(Operation::GetGenericData))
+    }
     fn pod() -> PodRef {
         PodRef {
             namespace: "llm".into(),
@@ -1126,89 +1155,242 @@ mod tests {
             result,
         }
     }
+    fn apply(t: &mut Tracker, events: &[Event]) {
+        for e in events {
+            t.apply_event(&pod(), e);
+        }
+    }
+    fn hist_count(t: &Tracker) -> u64 {
+        t.histograms().map(|(_, _, h)| h.count).sum()
+    }
 
     #[test]
-    fn log_gap_is_last_error_minus_listening() {
+    fn log_gap_ends_at_the_last_failure_and_counts_requests_inside_it_only() {
         let mut t = Tracker::new(TimelineConfig::default());
-        let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(
-            &p,
-            &ev(3.0, EventKind::DbConnectError(Operation::GetGenericData)),
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(3.0),
+                ev(4.0, EventKind::RequestServed),
+                fail(42.5),
+                ev(50.0, EventKind::RequestServed),
+            ],
         );
-        t.apply_event(&p, &ev(4.0, EventKind::RequestServed));
-        t.apply_event(
-            &p,
-            &ev(42.5, EventKind::DbConnectError(Operation::SpendLogsQueue)),
-        );
-        assert!(t.pod(&p).unwrap().open_start().is_some());
-        t.advance(&p, ts(103.0).unwrap());
-        assert!(
-            t.pod(&p).unwrap().open_start().is_none(),
-            "quiet period passed"
-        );
-        let pt = t.pod(&p).unwrap();
+        let pt = t.pod(&pod()).unwrap();
+        assert!(pt.in_gap());
+        assert_eq!(pt.counts.requests_during_gap, 0, "attributed at close");
+        t.advance(&pod(), ts(103.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert!(!pt.in_gap() && pt.open_start().is_none());
         assert_eq!(pt.last_gap(), Some((42.5, Method::Log)));
-        assert_eq!(pt.counts.requests_during_gap, 1);
+        assert_eq!(pt.counts.requests_during_gap, 1, "the request at 50 s was after the burst");
         assert_eq!(pt.counts.db_connect_errors_total(), 2);
         let (_, _, h) = t.histograms().next().unwrap();
-        assert_eq!(h.count, 1);
-        assert_eq!(h.sum, 42.5);
+        assert_eq!((h.count, h.sum), (1, 42.5));
     }
 
     #[test]
-    fn request_after_gap_is_not_at_risk_and_error_after_quiet_does_not_reopen() {
+    fn a_start_without_failures_has_gap_zero_and_nothing_at_risk() {
         let mut t = Tracker::new(TimelineConfig::default());
-        let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(200.0, EventKind::DbConnectError(Operation::Other)));
-        t.apply_event(&p, &ev(201.0, EventKind::RequestServed));
-        let pt = t.pod(&p).unwrap();
+        apply(&mut t, &[ev(0.0, EventKind::ProxyAccepting)]);
+        for i in 1..50 {
+            t.apply_event(&pod(), &ev(f64::from(i), EventKind::RequestServed));
+            assert!(!t.pod(&pod()).unwrap().in_gap(), "never in gap");
+        }
+        t.advance(&pod(), ts(200.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
         assert_eq!(pt.last_gap(), Some((0.0, Method::Log)));
         assert_eq!(pt.counts.requests_during_gap, 0);
-        assert_eq!(pt.counts.db_connect_errors_total(), 1);
+        assert_eq!(pt.counts.proxy_starts, 1);
     }
 
     #[test]
-    fn second_listening_is_a_new_start() {
+    fn workers_make_one_start_at_the_first_application_startup_complete() {
         let mut t = Tracker::new(TimelineConfig::default());
-        let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(5.0, EventKind::DbConnectError(Operation::Other)));
-        t.apply_event(&p, &ev(10.0, EventKind::ProxyListening));
-        let pt = t.pod(&p).unwrap();
-        assert_eq!(pt.counts.proxy_starts, 2);
-        assert_eq!(pt.starts.len(), 2);
-        assert_eq!(pt.starts[0].gap_seconds, Some(5.0));
-        assert!(pt.starts[1].open);
-        t.finish();
-        assert_eq!(t.pod(&p).unwrap().starts[1].gap_seconds, Some(0.0));
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyListening),
+                ev(0.1, EventKind::ProcessStarted { parent: true }),
+                ev(5.0, EventKind::ProcessStarted { parent: false }),
+                ev(6.0, EventKind::ProcessStarted { parent: false }),
+                fail(10.0),
+                ev(43.0, EventKind::ProxyAccepting),
+                ev(44.0, EventKind::ProxyAccepting),
+                fail(60.0),
+                // A worker respawned later is not a new run.
+                ev(70.0, EventKind::ProcessStarted { parent: false }),
+                ev(75.0, EventKind::ProxyAccepting),
+            ],
+        );
+        t.advance(&pod(), ts(200.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(pt.starts.len(), 1);
+        assert_eq!(pt.starts[0].listening_at, ts(43.0));
+        assert_eq!(pt.last_gap(), Some((17.0, Method::Log)));
+        assert_eq!(pt.counts.db_connect_errors_total(), 2, "errors before the start count too");
     }
 
     #[test]
-    fn probe_closes_gap_exactly() {
+    fn single_process_restart_in_one_stream_is_a_new_start() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProcessStarted { parent: false }),
+                ev(1.0, EventKind::ProxyAccepting),
+                ev(1.0, EventKind::ProxyListening),
+                fail(6.0),
+                ev(30.0, EventKind::ProcessStarted { parent: false }),
+                ev(31.0, EventKind::ProxyAccepting),
+                ev(31.0, EventKind::ProxyListening),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.counts.proxy_starts, 2);
+        assert_eq!(pt.starts[0].gap_seconds, Some(5.0));
+        assert!(pt.starts[1].open && !pt.starts[1].confirmed);
+        t.finish();
+        assert_eq!(t.pod(&pod()).unwrap().starts[1].gap_seconds, Some(0.0));
+    }
+
+    #[test]
+    fn uvicorn_running_is_the_start_when_no_startup_complete_is_logged() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(2.0, EventKind::ProxyListening),
+                fail(5.0),
+                ev(6.0, EventKind::RequestServed),
+                fail(9.0),
+            ],
+        );
+        t.advance(&pod(), ts(100.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.starts[0].listening_at, ts(2.0));
+        assert_eq!(pt.last_gap(), Some((7.0, Method::Log)));
+        assert_eq!(pt.counts.requests_during_gap, 1);
+    }
+
+    #[test]
+    fn a_gap_still_failing_at_the_end_of_input_stays_open() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(10.0),
+                ev(15.0, EventKind::RequestServed),
+                fail(20.0),
+                ev(25.0, EventKind::RequestServed),
+            ],
+        );
+        t.finish();
+        let pt = t.pod(&pod()).unwrap();
+        let s = &pt.starts[0];
+        assert!(s.open && s.confirmed && pt.in_gap());
+        assert_eq!(s.gap_seconds, None, "never reported as a closed gap");
+        assert_eq!(s.failing_seconds(), Some(20.0));
+        assert_eq!(s.requests, 1, "requests up to the last failure");
+        assert_eq!(pt.last_gap(), None);
+        assert_eq!(hist_count(&t), 0);
+    }
+
+    #[test]
+    fn failures_after_the_gap_are_an_outage_of_the_same_start() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(&mut t, &[ev(0.0, EventKind::ProxyAccepting), fail(5.0)]);
+        t.advance(&pod(), ts(70.0).unwrap());
+        assert_eq!(t.pod(&pod()).unwrap().last_gap(), Some((5.0, Method::Log)));
+        apply(
+            &mut t,
+            &[
+                ev(190.0, EventKind::RequestServed),
+                fail(200.0),
+                ev(210.0, EventKind::RequestServed),
+                fail(240.0),
+                ev(250.0, EventKind::RequestServed),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        assert!(pt.in_outage() && !pt.in_gap());
+        assert_eq!(pt.counts.db_outages, 1);
+        t.advance(&pod(), ts(400.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert!(!pt.in_outage());
+        let o = &pt.starts[0].outages[0];
+        assert_eq!((o.seconds, o.requests, o.method), (Some(40.0), 1, Method::Log));
+        assert_eq!(pt.counts.requests_during_outage, 1);
+        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(pt.last_gap(), Some((5.0, Method::Log)), "the gap stays as it was");
+        let (_, m, h) = t.outage_histograms().next().unwrap();
+        assert_eq!((m, h.count, h.sum), (Method::Log, 1, 40.0));
+    }
+
+    #[test]
+    fn probe_closes_a_confirmed_gap_exactly() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.register_probes(&p, &[Target::Engine]);
-        t.apply_probe(
-            &p,
-            &probe(-1.0, Target::Engine, Err(FailureReason::Refused)),
-        );
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_probe(&p, &probe(1.0, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_event(&p, &ev(3.0, EventKind::RequestServed));
+        t.apply_event(&p, &ev(8.0, EventKind::RequestServed));
         t.apply_probe(&p, &probe(7.25, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((7.25, Method::Probe)));
         assert_eq!(pt.starts[0].engine_ready_at, ts(7.25));
+        assert_eq!(pt.counts.requests_during_gap, 1, "8 s is after readiness");
+        // A request read late whose time is inside the gap still counts.
+        t.apply_event(&p, &ev(5.0, EventKind::RequestServed));
+        assert_eq!(t.pod(&p).unwrap().counts.requests_during_gap, 2);
     }
 
     #[test]
-    fn probe_success_read_before_listening_line_still_gives_gap() {
+    fn an_engine_ready_at_the_first_probe_is_no_gap() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.register_probes(&p, &[Target::Engine]);
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_event(&p, &ev(0.5, EventKind::RequestServed));
+        t.apply_probe(&p, &probe(0.9, Target::Engine, Ok(())));
+        let pt = t.pod(&p).unwrap();
+        assert_eq!(pt.last_gap(), Some((0.0, Method::Probe)));
+        assert_eq!(pt.counts.requests_during_gap, 0);
+    }
+
+    #[test]
+    fn probe_success_read_before_the_start_line_still_gives_the_gap() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        let p = pod();
+        t.register_probes(&p, &[Target::Engine]);
+        t.apply_probe(&p, &probe(2.0, Target::Engine, Err(FailureReason::Refused)));
         t.apply_probe(&p, &probe(5.0, Target::Engine, Ok(())));
-        t.apply_event(&p, &ev(1.0, EventKind::ProxyListening));
+        t.apply_event(&p, &ev(1.0, EventKind::ProxyAccepting));
         assert_eq!(t.pod(&p).unwrap().last_gap(), Some((4.0, Method::Probe)));
+    }
+
+    #[test]
+    fn an_engine_lost_after_the_gap_is_a_probe_outage() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        let p = pod();
+        t.register_probes(&p, &[Target::Engine]);
+        t.apply_probe(&p, &probe(0.5, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_probe(&p, &probe(4.0, Target::Engine, Ok(())));
+        t.apply_probe(&p, &probe(100.0, Target::Engine, Err(FailureReason::Refused)));
+        assert!(t.pod(&p).unwrap().in_outage());
+        t.apply_event(&p, &ev(110.0, EventKind::RequestServed));
+        t.apply_probe(&p, &probe(101.0, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_probe(&p, &probe(130.0, Target::Engine, Ok(())));
+        let pt = t.pod(&p).unwrap();
+        let o = &pt.starts[0].outages[0];
+        assert_eq!((o.seconds, o.requests, o.open), (Some(30.0), 1, false));
+        assert_eq!((pt.counts.db_outages, pt.counts.requests_during_outage), (1, 1));
+        assert_eq!(pt.last_gap(), Some((4.0, Method::Probe)));
     }
 
     #[test]
@@ -1226,6 +1408,7 @@ mod tests {
             &probe(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
         );
         assert!(t.pod(&p).unwrap().open_start().is_some());
+        t.apply_probe(&p, &probe(3.0, Target::Engine, Err(FailureReason::Refused)));
         t.apply_probe(&p, &probe(9.0, Target::Engine, Ok(())));
         assert_eq!(t.pod(&p).unwrap().last_gap(), Some((7.0, Method::Probe)));
     }
@@ -1241,45 +1424,87 @@ mod tests {
                 namespace: "ns".into(),
                 pod: format!("p{i}"),
             };
-            t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
+            t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
         }
         assert_eq!(t.pods().count(), 2);
         assert_eq!(t.pods_dropped(), 3);
     }
 
     #[test]
-    fn snapshot_round_trip_keeps_counts_and_open_gap() {
+    fn snapshot_round_trip_keeps_counts_pending_requests_and_open_gap() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(1.0, EventKind::SpendBatchDropped));
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                ev(1.0, EventKind::SpendBatchDropped),
+                fail(1.5),
+                ev(1.8, EventKind::RequestServed),
+            ],
+        );
         let json = serde_json::to_string(&t.snapshot()).unwrap();
         let mut t2 = Tracker::new(TimelineConfig::default());
         t2.restore(serde_json::from_str(&json).unwrap());
-        t2.apply_event(&p, &ev(2.0, EventKind::DbConnectError(Operation::Other)));
+        t2.apply_event(&p, &fail(2.0));
         t2.advance(&p, ts(100.0).unwrap());
         let pt = t2.pod(&p).unwrap();
         assert_eq!(pt.counts.spend_batches_dropped, 1);
         assert_eq!(pt.last_gap(), Some((2.0, Method::Log)));
+        assert_eq!(pt.counts.requests_during_gap, 1, "the pending request survived");
+        // A later worker's line is not a new start after a restore.
+        t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting));
+        assert_eq!(t2.pod(&p).unwrap().counts.proxy_starts, 1);
     }
 
     #[test]
-    fn expiry_spares_live_pods() {
+    fn v1_counts_with_the_positional_operation_array_are_read() {
+        let v1 = r#"{"db_connect_errors":[1,2,3,4,5,6,7],"spend_batches_dropped":1,
+            "spend_rows_requeued":0,"spend_rows_lost":37,"budget_cache_misses":2,
+            "deployment_load_failures":0,"credential_load_failures":0,
+            "engine_distro_fallbacks":0,"proxy_starts":1,"requests_during_gap":9}"#;
+        let c: Counts = serde_json::from_str(v1).unwrap();
+        assert_eq!(c.db_connect_errors_for(Operation::SpendLogsQueue), 1);
+        assert_eq!(c.db_connect_errors_for(Operation::UpdateSpend), 6);
+        assert_eq!(c.db_connect_errors_for(Operation::Other), 7);
+        assert_eq!(c.db_connect_errors_for(Operation::Database), 0);
+        assert_eq!((c.spend_rows_lost, c.requests_during_gap), (37, 9));
+        let again: Counts = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c, "v2 writes by name and reads it back");
+        assert!(serde_json::from_str::<Counts>(&v1.replace("[1,2,3,4,5,6,7]", "[1,2]")).is_err());
+    }
+
+    #[test]
+    fn pending_requests_are_bounded() {
+        let mut pr = PendingRequests::default();
+        for i in 0..(PENDING_KEPT as i64 + 100) {
+            pr.push(Timestamp(i));
+        }
+        assert_eq!(pr.at.len(), PENDING_KEPT);
+        assert_eq!(pr.take_until(Timestamp(i64::MAX), true), PENDING_KEPT as u64 + 100);
+    }
+
+    #[test]
+    fn expiry_spares_live_pods_and_drops_histograms_of_empty_namespaces() {
         let mut t = Tracker::new(TimelineConfig {
             pod_ttl_secs: 10.0,
             ..Default::default()
         });
-        let (a, b) = (
-            pod(),
-            PodRef {
-                namespace: "llm".into(),
-                pod: "gone".into(),
-            },
-        );
-        t.apply_event(&a, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&b, &ev(0.0, EventKind::ProxyListening));
+        let a = pod();
+        let b = PodRef {
+            namespace: "gone-ns".into(),
+            pod: "gone".into(),
+        };
+        for p in [&a, &b] {
+            t.apply_event(p, &ev(0.0, EventKind::ProxyAccepting));
+            t.apply_event(p, &fail(1.0));
+            t.advance(p, ts(100.0).unwrap());
+        }
+        assert_eq!(t.histograms().count(), 2);
         let live: HashSet<PodRef> = [a.clone()].into();
-        assert_eq!(t.expire(Timestamp::now().plus_secs(60.0), &live), 1);
+        assert_eq!(t.expire(Timestamp::now().plus_secs(60.0), &live), 2);
         assert!(t.pod(&a).is_some() && t.pod(&b).is_none());
+        assert_eq!(t.histograms().count(), 1);
+        assert_eq!(t.histograms().next().unwrap().0, "llm");
     }
 }

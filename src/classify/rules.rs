@@ -1067,6 +1067,7 @@ mod tests {
     use super::*;
     use crate::classify::EventKind::*;
     use crate::classify::Operation as Op;
+    use crate::classify::VersionFamily;
 
     const SEC: i64 = 1_000_000_000;
 
@@ -1128,6 +1129,92 @@ mod tests {
         events.iter().filter(|e| e.kind == kind).count()
     }
 
+    const MONITOR_1_83: &str = "\x1b[92m18:33:49 - LiteLLM Proxy:ERROR\x1b[0m: utils.py:2721 - Error in spend logs queue monitor: All connection attempts failed";
+
+    fn spend_retries(wording: &str, logs_count: u32) -> String {
+        (1..=4)
+            .map(|k| {
+                format!(
+                    "18:33:4{k} - LiteLLM Proxy:WARNING: utils.py:3000 - Spend tracking - {wording} writing spend logs, retry {k}/3. logs_count={logs_count}, error=All connection attempts failed\n"
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_monitor_error_is_a_drop_in_1_83_and_a_requeue_in_1_108() {
+        let old = format!("{}{}", spend_retries("DB connection error", 37), MONITOR_1_83);
+        let mut buf = Vec::new();
+        let old = String::from_utf8(crate::format::ansi::strip_ansi(old.as_bytes(), &mut buf).to_vec()).unwrap();
+        let events = run_plain(pack(), &old);
+        assert_eq!(count(&events, SpendBatchDropped), 1);
+        assert_eq!(count(&events, SpendRowsLost(37)), 1);
+        assert_eq!(count(&events, DbConnectError(Op::SpendLogsQueue)), 5);
+
+        let new = format!(
+            "{}18:33:50 - LiteLLM Proxy:ERROR: utils.py:2721 - Error in spend logs queue monitor: All connection attempts failed",
+            spend_retries("transient DB error", 12)
+        );
+        let events = run_plain(pack(), &new);
+        assert_eq!(count(&events, SpendBatchDropped), 0, "1.108 re-queued the batch");
+        assert_eq!(count(&events, SpendRowsRequeued(12)), 1);
+        assert!(!events.iter().any(|e| matches!(e.kind, SpendRowsLost(_))));
+
+        // No hint in the file: the user's pin decides.
+        let bare = "Error in spend logs queue monitor: All connection attempts failed";
+        assert_eq!(count(&run_plain(pack(), bare), SpendBatchDropped), 1);
+        let pinned = RulePack::builtin()
+            .unwrap()
+            .with_version_pin(VersionFamily::parse("1.110.2"));
+        assert_eq!(count(&run_plain(&pinned, bare), SpendBatchDropped), 0);
+        // A pin beats the file's own wording.
+        let pinned_old = RulePack::builtin()
+            .unwrap()
+            .with_version_pin(Some(VersionFamily::V1_83));
+        let events = run_plain(&pinned_old, &new);
+        assert_eq!(count(&events, SpendBatchDropped), 1);
+        assert_eq!(count(&events, SpendRowsLost(12)), 1);
+    }
+
+    #[test]
+    fn rows_lost_on_exit_count_once_with_their_traceback() {
+        let text = "\
+Error flushing spend logs queue on shutdown: All connection attempts failed
+Spend tracking - 4 spend log rows could not be written or parked in Redis and will be lost on exit
+Traceback (most recent call last):
+  File \"litellm/proxy/proxy_server.py\", line 970, in shutdown
+    await flush()
+httpx.ConnectError: All connection attempts failed";
+        let events = run_plain(pack(), text);
+        assert_eq!(
+            kinds(&events),
+            vec![DbConnectError(Op::SpendLogsQueue), SpendRowsLost(4)]
+        );
+    }
+
+    #[test]
+    fn an_engine_killed_then_reaped_is_one_restart_per_pid() {
+        let text = "\
+18:40:01 - LiteLLM Proxy:WARNING: utils.py:1 - Sent SIGTERM to prisma-query-engine PID 812 during reconnect.
+18:40:03 - LiteLLM Proxy:WARNING: utils.py:1 - Sent SIGKILL to prisma-query-engine PID 812 (did not exit after SIGTERM).
+18:40:03 - LiteLLM Proxy:WARNING: utils.py:1 - prisma-query-engine PID 812 is dead; reconnecting.
+18:41:00 - LiteLLM Proxy:ERROR: utils.py:1 - prisma-query-engine PID 990 exited (waitpid thread); triggering reconnect.
+18:41:30 - LiteLLM Proxy:INFO: utils.py:1 - Found prisma-query-engine PID 1200";
+        let events = run_plain(pack(), text);
+        assert_eq!(kinds(&events), vec![EngineRestart, EngineRestart]);
+    }
+
+    #[test]
+    fn version_families_parse_from_release_strings() {
+        assert_eq!(VersionFamily::parse("1.83.14"), Some(VersionFamily::V1_83));
+        assert_eq!(VersionFamily::parse("1.83"), Some(VersionFamily::V1_83));
+        assert_eq!(VersionFamily::parse("v1.108.7"), Some(VersionFamily::V1_108));
+        assert_eq!(VersionFamily::parse("1.110.2"), Some(VersionFamily::V1_108));
+        assert_eq!(VersionFamily::parse("2.0"), Some(VersionFamily::V1_108));
+        assert_eq!(VersionFamily::parse("latest"), None);
+        assert_eq!(VersionFamily::parse("1.x"), None);
+    }
+
     #[test]
     fn pack_is_shareable_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
@@ -1179,6 +1266,8 @@ mod tests {
             vec![
                 EngineDistroFallback,
                 EngineDistroFallback,
+                ProcessStarted { parent: false },
+                ProxyAccepting,
                 ProxyListening,
                 DbConnectError(Op::Other),
                 DbConnectError(Op::GetGenericData),
@@ -1192,8 +1281,8 @@ mod tests {
             ]
         );
         // Events carry the timestamp of their own line.
-        assert_eq!(events[2].ts, Some(Timestamp(7 * SEC)));
-        assert_eq!(events[11].ts, Some(Timestamp(13 * SEC)));
+        assert_eq!(events[4].ts, Some(Timestamp(7 * SEC)));
+        assert_eq!(events[13].ts, Some(Timestamp(13 * SEC)));
     }
 
     #[test]
@@ -1283,6 +1372,7 @@ mod tests {
                 DbConnectError(Op::GetCredentials),
                 BudgetCacheMiss,
                 DbConnectError(Op::BudgetLookup),
+                SpendUpdatesFailed,
                 DbConnectError(Op::UpdateSpend),
                 RequestServed,
             ]
@@ -1295,9 +1385,12 @@ mod tests {
             pack(),
             include_str!("../../tests/fixtures/classify/update_spend_job.log"),
         );
-        assert_eq!(kinds(&events), vec![DbConnectError(Op::UpdateSpend)]);
+        assert_eq!(
+            kinds(&events),
+            vec![SpendUpdatesFailed, DbConnectError(Op::UpdateSpend)]
+        );
         // The header has no wording; the first wording is on line 15.
-        assert_eq!(events[0].ts, Some(Timestamp(15 * SEC)));
+        assert_eq!(events[1].ts, Some(Timestamp(15 * SEC)));
     }
 
     #[test]
@@ -1387,12 +1480,15 @@ mod tests {
     }
 
     #[test]
-    fn look_alikes_count_nothing() {
+    fn look_alikes_count_nothing_but_database_failures_count_as_database() {
         let events = run_plain(
             pack(),
             include_str!("../../tests/fixtures/classify/lookalikes.log"),
         );
-        assert_eq!(kinds(&events), vec![]);
+        // Provider and cost-map connection errors count nothing; the
+        // database's own failures (P1001, P1000, pool timeout) are
+        // `operation="database"`, never the engine start-up.
+        assert_eq!(kinds(&events), vec![DbConnectError(Op::Database); 3]);
     }
 
     #[test]
@@ -1419,7 +1515,7 @@ mod tests {
                 SpendRowsRequeued(2),
                 DbConnectError(Op::UpdateSpend),
                 DbConnectError(Op::Other),
-                SpendBatchDropped,
+                // The shutdown flush is no loss of its own: the next line is.
                 DbConnectError(Op::SpendLogsQueue),
                 SpendRowsLost(4),
                 SpendRowsLost(17),
