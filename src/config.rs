@@ -554,13 +554,26 @@ impl Config {
         for (key, url) in [
             ("probe.engine_url", &self.probe.engine_url),
             ("probe.proxy_url", &self.probe.proxy_url),
+            ("otlp_endpoint", &self.otlp_endpoint),
+        ] {
+            if url.as_deref().is_some_and(has_userinfo) {
+                return Err(invalid(
+                    key,
+                    "must not carry credentials (`user:password@`): HTTP clients log the authority at trace level and send it in clear; for OTLP put them in OTEL_EXPORTER_OTLP_HEADERS (e.g. Authorization=Basic%20…)".into(),
+                ));
+            }
+        }
+        for (key, url) in [
+            ("probe.engine_url", &self.probe.engine_url),
+            ("probe.proxy_url", &self.probe.proxy_url),
         ] {
             if let Some(u) = url {
                 if !u.starts_with("http://") {
                     return Err(invalid(
                         key,
                         format!(
-                            "`{u}` must be an http:// URL (probes are plain HTTP on localhost)"
+                            "`{}` must be an http:// URL (probes are plain HTTP on localhost)",
+                            crate::redact::redact(u)
                         ),
                     ));
                 }
@@ -602,30 +615,24 @@ impl Config {
         Ok(())
     }
 
-    /// The effective config as TOML, with the database password redacted (for logs and `check-config`).
+    /// The effective config as TOML with every URL passed through
+    /// [`crate::redact::redact`] (for logs and `check-config`).
     pub fn to_redacted_toml(&self) -> String {
+        use crate::redact::redact;
         let mut c = self.clone();
-        c.probe.database_url = c.probe.database_url.as_deref().map(redact_url);
-        c.otlp_endpoint = c.otlp_endpoint.as_deref().map(redact_url);
+        c.probe.database_url = c.probe.database_url.as_deref().map(redact);
+        c.otlp_endpoint = c.otlp_endpoint.as_deref().map(redact);
+        c.probe.engine_url = c.probe.engine_url.as_deref().map(redact);
+        c.probe.proxy_url = c.probe.proxy_url.as_deref().map(redact);
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 }
 
-/// Replaces the password of a URL (`scheme://user:pass@host`) with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return "***".into();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end], user, &rest[at..])
-        }
-        None => url.to_string(),
-    }
+/// Whether an http URL has a `user[:password]@` part (an `@` before the
+/// query, which is where an unencoded one in a password would sit too).
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['?', '#']).next().unwrap_or("").contains('@')
 }
 
 /// A TOML error as `line L, column C, key `k`: message`, without the source
@@ -810,14 +817,14 @@ mod tests {
 
     #[test]
     fn password_is_redacted() {
-        assert_eq!(
-            redact_url("postgresql://llm:s3cret@db:5432/litellm"),
-            "postgresql://llm:***@db:5432/litellm"
-        );
-        assert_eq!(
-            redact_url("postgresql://db/litellm"),
-            "postgresql://db/litellm"
-        );
+        let mut c = Config::default();
+        c.probe.database_url = Some("postgresql://llm@db/litellm?password=Hunter2Query".into());
+        c.otlp_endpoint = Some("http://otel:4318/?token=Hunter2Tok".into());
+        c.probe.proxy_url = Some("http://u:Hunter2Proxy@127.0.0.1:4000".into());
+        c.probe.engine_url = Some("http://127.0.0.1:1/?secret=Hunter2Eng".into());
+        let t = c.to_redacted_toml();
+        assert!(!t.contains("Hunter2"), "{t}");
+        assert!(t.contains("llm@db/litellm?password=***"), "{t}");
         let mut c = Config::default();
         c.probe.database_url = Some("postgres://u:hunter2@h/d".into());
         let t = c.to_redacted_toml();

@@ -40,8 +40,8 @@ use prost::Message;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::redact_url;
 use crate::metrics::Metrics;
+use crate::redact::redact as redact_url;
 
 /// `service.name` of the agent, and the name of its instrumentation scope.
 pub const SERVICE_NAME: &str = "litellm-sentinel";
