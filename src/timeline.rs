@@ -589,7 +589,11 @@ mod tests {
         ))
     }
     fn ev(s: f64, kind: EventKind) -> Event {
-        Event { ts: ts(s), kind }
+        Event {
+            ts: ts(s),
+            kind,
+            rule: None,
+        }
     }
     fn pod() -> PodRef {
         PodRef {

@@ -375,12 +375,12 @@ fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
 }
 
 #[test]
-fn report_names_an_unreadable_path_and_exits_2() {
+fn report_names_an_unreadable_path_and_exits_3() {
     let out = Command::new(support::bin())
         .args(["report", "/nonexistent/litellm-logs"])
         .output()
         .expect("report");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/litellm-logs"));
 }
 

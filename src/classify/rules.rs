@@ -386,6 +386,11 @@ impl RulePack {
         self.rules.iter().map(|r| r.id.as_str())
     }
 
+    /// The id of the rule an [`Event::rule`] index names (None: not this pack's).
+    pub fn rule_id(&self, index: u32) -> Option<&str> {
+        self.rules.get(index as usize).map(|r| r.id.as_str())
+    }
+
     /// Classifies one record: each `\n`-separated line in turn, with the
     /// record's timestamp. A multi-line record (a JSON message with its
     /// traceback) is self-contained: a fold still open at its end is closed,
@@ -469,7 +474,11 @@ impl RulePack {
                     }
                 }
             };
-            emit(Event { ts, kind });
+            emit(Event {
+                ts,
+                kind,
+                rule: u32::try_from(index).ok(),
+            });
         }
         if rule.remember_rows {
             if let Some(rows) = rows {
@@ -477,7 +486,9 @@ impl RulePack {
             }
         }
         if rule.fold {
-            stream.fold = Some(Fold::after_header(rule.fold_owner(), counted));
+            let mut fold = Fold::after_header(rule.fold_owner(), counted);
+            fold.rule = u32::try_from(index).ok();
+            stream.fold = Some(fold);
         }
     }
 
@@ -498,6 +509,7 @@ impl RulePack {
                     emit(Event {
                         ts,
                         kind: EventKind::DbConnectError(op),
+                        rule: open.rule,
                     });
                 }
             }
@@ -959,6 +971,42 @@ mod tests {
         events
     }
 
+    /// The ledger's hook: every event names the rule that matched, a folded
+    /// one its header's rule, a traceback no header owns none.
+    #[test]
+    fn events_carry_the_index_of_the_rule_that_matched() {
+        let pack = pack();
+        let events = run_plain(
+            pack,
+            "10:15:02 - LiteLLM Proxy:ERROR: utils.py:3905 - Error in spend logs queue monitor: boom\n\
+             Traceback (most recent call last):\n\
+             \x20 File \"x.py\", line 1, in f\n\
+             httpx.ConnectError: All connection attempts failed\n\
+             INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)\n\
+             Traceback (most recent call last):\n\
+             \x20 File \"x.py\", line 1, in f\n\
+             httpx.ConnectError: All connection attempts failed",
+        );
+        let named: Vec<(EventKind, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.kind, e.rule.and_then(|i| pack.rule_id(i))))
+            .collect();
+        let header = named[0].1.expect("the header names its rule");
+        assert!(named.len() >= 4, "{named:?}");
+        assert!(
+            named
+                .iter()
+                .take_while(|(k, _)| *k != ProxyListening)
+                .all(|(_, r)| *r == Some(header)),
+            "{named:?}"
+        );
+        assert!(named
+            .iter()
+            .any(|(k, r)| *k == ProxyListening && r.is_some()));
+        assert_eq!(named.last(), Some(&(DbConnectError(Op::Other), None)));
+        assert_eq!(pack.rule_id(u32::MAX), None);
+    }
+
     /// Mixed JSON_LOGS output: a JSON line becomes one record whose text is
     /// `message` (+ `\n` + `stacktrace`), as the format module delivers it.
     fn run_json(pack: &RulePack, text: &str) -> Vec<Event> {
@@ -1356,7 +1404,8 @@ mod tests {
             events,
             vec![Event {
                 ts: Some(Timestamp(5)),
-                kind: DbConnectError(Op::Other)
+                kind: DbConnectError(Op::Other),
+                rule: None,
             }]
         );
         assert!(!state.has_open_fold());

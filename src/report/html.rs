@@ -1,0 +1,6 @@
+//! `--html`: placeholder.
+use super::Report;
+/// The page.
+pub fn render(_r: &Report) -> String {
+    String::new()
+}
