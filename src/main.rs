@@ -57,6 +57,7 @@ Examples:
   kubectl logs -n llm -l app=litellm --prefix --timestamps --tail=-1 \\
     | litellm-sentinel report -n llm - --html incident.html --fail-on drops
   litellm-sentinel report /var/log/pods --since 2h --events > ledger.jsonl
+  litellm-sentinel report rollout.log --fail-on 'drops,gap>60s,outage'
 
 Exit status:
   0  the report was made and no --fail-on condition holds
@@ -85,7 +86,8 @@ struct ReportArgs {
     html: Option<PathBuf>,
     /// Exit 1 when the logs show this: `drops` (a dropped spend batch or lost
     /// row), `gap>DURATION` (a start-up gap longer than that, e.g. gap>60s),
-    /// `outage` (a mid-life DB outage). Repeat it or give a comma list.
+    /// `outage` (a mid-life DB outage). Repeat it or give a comma list; quote
+    /// `'gap>60s'` in a shell.
     #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_parser = report::failon::FailOn::parse)]
     fail_on: Vec<report::failon::FailOn>,
     /// Only records at or after this: an RFC 3339 time, or a duration before

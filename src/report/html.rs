@@ -639,6 +639,76 @@ mod tests {
         );
     }
 
+    /// The pods' sections (without the legend, which shows every symbol).
+    fn pod_part(page: &str) -> &str {
+        &page[page.find(r#"<section class="pod""#).expect("a pod section")..]
+    }
+
+    fn pod_with(start: crate::timeline::Start, last: Timestamp) -> Report {
+        let detail = super::super::PodDetail {
+            first_ts: start.listening_at,
+            last_ts: Some(last),
+            starts: vec![start],
+            ..Default::default()
+        };
+        Report {
+            window: None,
+            pods: vec![PodReport {
+                namespace: "llm".into(),
+                pod: "litellm-<0>".into(),
+                starts: Vec::new(),
+                counts: Default::default(),
+                detail,
+            }],
+            totals: Default::default(),
+            ledger: Vec::new(),
+            sources: Vec::new(),
+            rule_ids: Vec::new(),
+            hints: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_open_gap_is_drawn_open_ended_to_the_end_of_the_logs() {
+        let sec = 1_000_000_000;
+        let start = crate::timeline::Start {
+            listening_at: Some(Timestamp(100 * sec)),
+            engine_ready_at: None,
+            last_db_error_at: Some(Timestamp(130 * sec)),
+            gap_seconds: None,
+            method: crate::timeline::Method::Probe,
+            open: true,
+        };
+        let page = render(&pod_with(start, Timestamp(160 * sec)));
+        let page = pod_part(&page);
+        assert!(page.contains(r#"class="gap-open""#), "{page}");
+        assert!(page.contains(r#"class="open-head""#));
+        assert!(page.contains("open 30.0s"));
+        assert!(page.contains("still failing 30.0s after the start"));
+        // Names from the input are escaped, in text and attributes.
+        assert!(page.contains("llm/litellm-&lt;0&gt;") && !page.contains("litellm-<0>"));
+    }
+
+    #[test]
+    fn a_closed_probe_gap_is_solid_and_a_log_gap_hatched() {
+        let sec = 1_000_000_000;
+        let mut start = crate::timeline::Start {
+            listening_at: Some(Timestamp(100 * sec)),
+            engine_ready_at: Some(Timestamp(112 * sec)),
+            last_db_error_at: None,
+            gap_seconds: Some(12.0),
+            method: crate::timeline::Method::Probe,
+            open: false,
+        };
+        let page = render(&pod_with(start.clone(), Timestamp(160 * sec)));
+        let page = pod_part(&page);
+        assert!(page.contains(r#"class="gap-probe""#) && !page.contains(r#"class="gap-open""#));
+        assert!(page.contains("12.0s gap, probe (exact)"));
+        start.method = crate::timeline::Method::Log;
+        let page = render(&pod_with(start, Timestamp(160 * sec)));
+        assert!(page.contains(r#"class="gap-log" style="fill:url(#hatch0)""#));
+    }
+
     #[test]
     fn ticks_are_round_and_about_eight() {
         let sc = Scale {
