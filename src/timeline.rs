@@ -282,7 +282,8 @@ pub struct Start {
 }
 
 impl Start {
-    fn new(at: Option<Timestamp>, method: Method) -> Start {
+    /// A start that opened at `at`, its gap open and not yet confirmed.
+    pub fn new(at: Option<Timestamp>, method: Method) -> Start {
         Start {
             listening_at: at,
             engine_ready_at: None,
@@ -341,7 +342,10 @@ pub struct RunState {
     /// The run's start is open (the first `Application startup complete.`).
     #[serde(default)]
     pub accepted: bool,
-    /// `Uvicorn running on …` before anything accepted (a fallback start time).
+    /// `Uvicorn running on …` came before anything accepted (a fallback start).
+    #[serde(default)]
+    pub bound: bool,
+    /// Its record time.
     #[serde(default)]
     pub bound_at: Option<Timestamp>,
     /// `Shutting down` seen: failures from here on are the shutdown's.
@@ -598,12 +602,12 @@ impl Tracker {
                 if p.run.stopping {
                     // The run is shutting down (its engine often dies first).
                 } else if !p.run.accepted && !p.run.parent {
-                    if let Some(bound) = p.run.bound_at {
+                    if p.run.bound {
                         // A single server bound and failing without ever
                         // logging `Application startup complete.`: the bind
                         // was the start. (With workers, failures before the
                         // first accept are the workers' start-up, not traffic.)
-                        open_start(p, Some(bound), cfg.starts_kept, &mut observed);
+                        open_start(p, p.run.bound_at, cfg.starts_kept, &mut observed);
                     }
                     db_failure(p, ev.ts);
                 } else {
@@ -630,12 +634,10 @@ impl Tracker {
             }
             EventKind::EngineDistroFallback => c.engine_distro_fallbacks += 1,
             EventKind::RequestServed => {
-                if !p.run.accepted {
-                    if let Some(bound) = p.run.bound_at {
-                        // Serving without ever logging `Application startup
-                        // complete.`: the bind was the start.
-                        open_start(p, Some(bound), cfg.starts_kept, &mut observed);
-                    }
+                if !p.run.accepted && p.run.bound {
+                    // Serving without ever logging `Application startup
+                    // complete.`: the bind was the start.
+                    open_start(p, p.run.bound_at, cfg.starts_kept, &mut observed);
                 }
                 request_served(p, ev.ts);
             }
@@ -654,8 +656,9 @@ impl Tracker {
                 }
             }
             EventKind::ProxyListening => {
-                if !p.run.accepted && p.run.bound_at.is_none() {
-                    p.run.bound_at = ev.ts.or(Some(Timestamp(0)));
+                if !p.run.accepted && !p.run.bound {
+                    p.run.bound = true;
+                    p.run.bound_at = ev.ts;
                 }
             }
         }
@@ -1167,7 +1170,11 @@ mod tests {
         ))
     }
     fn ev(s: f64, kind: EventKind) -> Event {
-        Event { ts: ts(s), kind }
+        Event {
+            ts: ts(s),
+            kind,
+            rule: None,
+        }
     }
     fn fail(s: f64) -> Event {
         ev(s, EventKind::DbConnectError(Operation::GetGenericData))

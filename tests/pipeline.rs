@@ -334,10 +334,20 @@ fn seed_lines_produce_their_events() {
 
 #[test]
 fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
+    report_gives_planned_counts("rolling-deploy");
+}
+
+#[test]
+fn report_on_newer_and_never_up_pods_gives_planned_requeues_outages_and_open_gaps() {
+    report_gives_planned_counts("versions");
+}
+
+/// `report --json` over `tests/fixtures/<tree>` gives exactly `<tree>.expected.json`.
+fn report_gives_planned_counts(tree: &str) {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let got = report_json(&fixtures.join("rolling-deploy"));
+    let got = report_json(&fixtures.join(tree));
     let want: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures.join("rolling-deploy.expected.json")).expect("expected"),
+        &std::fs::read_to_string(fixtures.join(format!("{tree}.expected.json"))).expect("expected"),
     )
     .expect("json");
     let pods = got["pods"].as_array().expect("pods");
@@ -431,23 +441,23 @@ fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
     // The table form names every pod.
     let table = Command::new(support::bin())
         .arg("report")
-        .arg(fixtures.join("rolling-deploy"))
+        .arg(fixtures.join(tree))
         .output()
         .expect("report");
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        text.contains("llm/litellm-5d8f7c9b4-x2k4p") && text.contains("TOTAL"),
-        "{text}"
-    );
+    for name in want["pods"].as_object().expect("pods").keys() {
+        assert!(text.contains(&format!("llm/{name}")), "{text}");
+    }
+    assert!(text.contains("TOTAL"), "{text}");
 }
 
 #[test]
-fn report_names_an_unreadable_path_and_exits_2() {
+fn report_names_an_unreadable_path_and_exits_3() {
     let out = Command::new(support::bin())
         .args(["report", "/nonexistent/litellm-logs"])
         .output()
         .expect("report");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/litellm-logs"));
 }
 

@@ -170,4 +170,8 @@ impl VersionFamily {
 pub struct Event {
     pub ts: Option<Timestamp>,
     pub kind: EventKind,
+    /// The rule that matched, as an index into the pack that classified the
+    /// line ([`RulePack::rule_id`]); None for a traceback no header owns.
+    /// Only `report`'s loss ledger reads it (it names the rule, never the line).
+    pub rule: Option<u32>,
 }

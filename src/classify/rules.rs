@@ -453,6 +453,11 @@ impl RulePack {
         self.rules.iter().map(|r| r.id.as_str())
     }
 
+    /// The id of the rule an [`Event::rule`] index names (None: not this pack's).
+    pub fn rule_id(&self, index: u32) -> Option<&str> {
+        self.rules.get(index as usize).map(|r| r.id.as_str())
+    }
+
     /// Classifies one record: each `\n`-separated line in turn, with the
     /// record's timestamp. A multi-line record (a JSON message with its
     /// traceback) is self-contained: a fold still open at its end is closed,
@@ -522,6 +527,7 @@ impl RulePack {
         for action in &rule.actions {
             let kind = match *action {
                 Action::SpendBatchFailed => {
+                    let rule_index = u32::try_from(index).ok();
                     let rows = stream.take_remembered(ts);
                     // No hint and no pin: 1.83's reading (the batch is gone),
                     // the conservative one for billing.
@@ -531,6 +537,7 @@ impl RulePack {
                                 emit(Event {
                                     ts,
                                     kind: EventKind::SpendRowsRequeued(n),
+                                    rule: rule_index,
                                 });
                             }
                         }
@@ -538,11 +545,13 @@ impl RulePack {
                             emit(Event {
                                 ts,
                                 kind: EventKind::SpendBatchDropped,
+                                rule: rule_index,
                             });
                             if let Some(n) = rows {
                                 emit(Event {
                                     ts,
                                     kind: EventKind::SpendRowsLost(n),
+                                    rule: rule_index,
                                 });
                             }
                         }
@@ -582,7 +591,11 @@ impl RulePack {
                     }
                 }
             };
-            emit(Event { ts, kind });
+            emit(Event {
+                ts,
+                kind,
+                rule: u32::try_from(index).ok(),
+            });
         }
         if rule.remember_rows {
             if let Some(rows) = rows {
@@ -590,7 +603,9 @@ impl RulePack {
             }
         }
         if rule.fold {
-            stream.fold = Some(Fold::after_header(rule.fold_owner(), counted));
+            let mut fold = Fold::after_header(rule.fold_owner(), counted);
+            fold.rule = u32::try_from(index).ok();
+            stream.fold = Some(fold);
         }
     }
 
@@ -611,6 +626,7 @@ impl RulePack {
                     emit(Event {
                         ts,
                         kind: EventKind::DbConnectError(op),
+                        rule: open.rule,
                     });
                 }
             }
@@ -1092,6 +1108,42 @@ mod tests {
         }
         pack.finish(&mut state, &mut |e| events.push(e));
         events
+    }
+
+    /// The ledger's hook: every event names the rule that matched, a folded
+    /// one its header's rule, a traceback no header owns none.
+    #[test]
+    fn events_carry_the_index_of_the_rule_that_matched() {
+        let pack = pack();
+        let events = run_plain(
+            pack,
+            "10:15:02 - LiteLLM Proxy:ERROR: utils.py:3905 - Error in spend logs queue monitor: boom\n\
+             Traceback (most recent call last):\n\
+             \x20 File \"x.py\", line 1, in f\n\
+             httpx.ConnectError: All connection attempts failed\n\
+             INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)\n\
+             Traceback (most recent call last):\n\
+             \x20 File \"x.py\", line 1, in f\n\
+             httpx.ConnectError: All connection attempts failed",
+        );
+        let named: Vec<(EventKind, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.kind, e.rule.and_then(|i| pack.rule_id(i))))
+            .collect();
+        let header = named[0].1.expect("the header names its rule");
+        assert!(named.len() >= 4, "{named:?}");
+        assert!(
+            named
+                .iter()
+                .take_while(|(k, _)| *k != ProxyListening)
+                .all(|(_, r)| *r == Some(header)),
+            "{named:?}"
+        );
+        assert!(named
+            .iter()
+            .any(|(k, r)| *k == ProxyListening && r.is_some()));
+        assert_eq!(named.last(), Some(&(DbConnectError(Op::Other), None)));
+        assert_eq!(pack.rule_id(u32::MAX), None);
     }
 
     /// Mixed JSON_LOGS output: a JSON line becomes one record whose text is
@@ -1599,7 +1651,8 @@ httpx.ConnectError: All connection attempts failed";
             events,
             vec![Event {
                 ts: Some(Timestamp(5)),
-                kind: DbConnectError(Op::Other)
+                kind: DbConnectError(Op::Other),
+                rule: None,
             }]
         );
         assert!(!state.has_open_fold());
