@@ -43,9 +43,9 @@ const TCP_TABLE_LINE_LIMIT: usize = 100_000;
 /// TCP state `LISTEN` in `/proc/net/tcp`.
 const TCP_LISTEN: &[u8] = b"0A";
 
-/// The engine to probe: among engine processes whose port is known, the one
-/// with the lowest pid (one engine per Uvicorn worker; any of them answers
-/// for the database path, and the choice is stable between scans).
+/// The engine process with the lowest pid. Not what the prober uses: a pod
+/// runs one engine per Uvicorn worker and each worker's DB path depends on its
+/// own engine, so the prober probes [`find_engines`], all of them.
 pub fn find_engine(proc_root: &Path) -> Option<EngineProcess> {
     find_engines(proc_root).into_iter().next()
 }
