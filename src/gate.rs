@@ -481,6 +481,10 @@ fn waiting_reason(p: &PodProbeState, cfg: &GateConfig) -> String {
             None => return format!("{} probe has not run yet", t.as_str()),
             Some(Err(reason)) => {
                 return match (*t, p.engines) {
+                    (Target::Engine, Some(r)) if r.workers_without_engine > 0 => format!(
+                        "engine probe is failing: {} Uvicorn worker(s) have no query-engine process yet ({} of {} engines answer)",
+                        r.workers_without_engine, r.up, r.discovered
+                    ),
                     (Target::Engine, Some(r)) if r.discovered == 0 => {
                         "engine probe is failing: no query-engine process found yet".to_string()
                     }
@@ -506,6 +510,8 @@ pub struct EngineView {
     pub state: EngineState,
     pub discovered: Option<u32>,
     pub up: Option<u32>,
+    /// Uvicorn workers seen without an engine process in the last round.
+    pub workers_without_engine: Option<u32>,
     /// `litellm_version` from `/health/readiness`.
     pub litellm_version: Option<String>,
 }
@@ -517,6 +523,7 @@ impl EngineView {
             state: p.engine_state(),
             discovered: p.engines.map(|r| r.discovered),
             up: p.engines.map(|r| r.up),
+            workers_without_engine: p.engines.map(|r| r.workers_without_engine),
             litellm_version: p.version.clone(),
         }
     }
@@ -673,6 +680,7 @@ mod tests {
             discovered,
             up,
             db_errors,
+            workers_without_engine: 0,
         };
         let result = crate::probe::engine::aggregate(
             &(0..discovered)

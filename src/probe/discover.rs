@@ -67,6 +67,89 @@ pub fn find_engines(proc_root: &Path) -> Vec<EngineProcess> {
     found
 }
 
+/// Every engine process, plus how many Uvicorn workers have no engine process
+/// (yet). One engine per worker: a worker whose engine has not been spawned
+/// yet is as unready as one whose engine does not answer, and counting only
+/// the engines found would call a pod ready while a worker is still without one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineScan {
+    /// Engine processes with a known port, by pid.
+    pub engines: Vec<EngineProcess>,
+    /// Sibling workers of the engines' parent processes that have no engine child.
+    pub workers_without_engine: u32,
+}
+
+/// Scans `proc_root` for engines and for workers still without one.
+///
+/// Workers: Uvicorn's `--workers N` (LiteLLM's `--num_workers`) starts them
+/// with multiprocessing's spawn method, so a worker's cmdline holds
+/// `multiprocessing.spawn` / `--multiprocessing-fork`. The workers counted are
+/// those children of an engine's grandparent (the Uvicorn supervisor); with
+/// one worker the engine's parent is the proxy itself and nothing is added.
+/// Needs `/proc/<pid>/stat` (for the parent pid); without it only engines count.
+pub fn scan(proc_root: &Path) -> EngineScan {
+    let engines = find_engines(proc_root);
+    if engines.is_empty() {
+        return EngineScan::default();
+    }
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return EngineScan {
+            engines,
+            workers_without_engine: 0,
+        };
+    };
+    let pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| parse_pid(e.file_name().as_bytes()))
+        .collect();
+    let parent: std::collections::HashMap<u32, u32> = pids
+        .iter()
+        .filter_map(|&pid| parent_pid(&proc_root.join(pid.to_string())).map(|pp| (pid, pp)))
+        .collect();
+    let engine_parents: HashSet<u32> = engines
+        .iter()
+        .filter_map(|e| parent.get(&e.pid).copied())
+        .collect();
+    let supervisors: HashSet<u32> = engine_parents
+        .iter()
+        .filter_map(|w| parent.get(w).copied())
+        .filter(|&m| m > 1)
+        .collect();
+    let missing = pids
+        .iter()
+        .filter(|pid| {
+            parent.get(pid).is_some_and(|pp| supervisors.contains(pp))
+                && !engine_parents.contains(pid)
+                && is_spawned_worker(&proc_root.join(pid.to_string()))
+        })
+        .count();
+    EngineScan {
+        engines,
+        workers_without_engine: u32::try_from(missing).unwrap_or(u32::MAX),
+    }
+}
+
+/// The parent pid from `/proc/<pid>/stat` (`pid (comm) state ppid …`; `comm`
+/// may hold spaces and parentheses, so fields are read after the last `)`).
+fn parent_pid(dir: &Path) -> Option<u32> {
+    let stat = read_capped(&dir.join("stat"), 4096)?;
+    let close = memchr::memrchr(b')', &stat)?;
+    let mut fields = stat[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let _state = fields.next()?;
+    std::str::from_utf8(fields.next()?).ok()?.parse().ok()
+}
+
+/// A Python multiprocessing "spawn" child: how Uvicorn starts its workers.
+fn is_spawned_worker(dir: &Path) -> bool {
+    let Some(cmdline) = read_capped(&dir.join("cmdline"), CMDLINE_LIMIT) else {
+        return false;
+    };
+    memchr::memmem::find(&cmdline, b"--multiprocessing-fork").is_some()
+        || memchr::memmem::find(&cmdline, b"multiprocessing.spawn").is_some()
+}
+
 fn parse_pid(name: &[u8]) -> Option<u32> {
     if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
         return None;
@@ -475,6 +558,72 @@ mod tests {
             })
         );
         drop(fake);
+    }
+
+    fn stat(dir: &Path, pid: u32, comm: &str, ppid: u32) {
+        fs::write(
+            dir.join("stat"),
+            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1000 0 0\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn workers_without_an_engine_yet_are_counted() {
+        let fake = FakeProc::new();
+        let spawn_cmd: &[u8] = b"/usr/bin/python3\0-c\0from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5, pipe_handle=7)\0--multiprocessing-fork\0";
+        let m = fake.process(
+            10,
+            b"/usr/bin/python3\0/usr/bin/litellm\0--num_workers\x002\0",
+            "litellm",
+        );
+        stat(&m, 10, "litellm", 0);
+        // The multiprocessing resource tracker is a child too, but not a worker.
+        let rt = fake.process(
+            11,
+            b"/usr/bin/python3\0-c\0from multiprocessing.resource_tracker import main;main(4)\0",
+            "python3",
+        );
+        stat(&rt, 11, "python3", 10);
+        for w in [12, 13] {
+            let d = fake.process(w, spawn_cmd, "python3");
+            stat(&d, w, "python3", 10);
+        }
+        let e1 = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e1, 20, "query-engine-de", 12);
+        let s = scan(fake.path());
+        assert_eq!(
+            s.engines,
+            vec![EngineProcess {
+                pid: 20,
+                port: 40001
+            }]
+        );
+        assert_eq!(s.workers_without_engine, 1, "worker 13 has no engine yet");
+        let e2 = fake.process(21, &engine_cmdline(&["-p", "40002"]), "query-engine-de");
+        // A comm with spaces and parentheses must not confuse the stat parser.
+        stat(&e2, 21, "query-engine) x (", 13);
+        let s = scan(fake.path());
+        assert_eq!(s.engines.len(), 2);
+        assert_eq!(s.workers_without_engine, 0);
+    }
+
+    #[test]
+    fn single_worker_and_missing_stat_add_nothing() {
+        let fake = FakeProc::new();
+        let m = fake.process(
+            10,
+            b"/usr/bin/python3\0/usr/bin/litellm\0--port\x004000\0",
+            "litellm",
+        );
+        stat(&m, 10, "litellm", 0);
+        let e = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e, 20, "query-engine-de", 10);
+        assert_eq!(scan(fake.path()).workers_without_engine, 0);
+        // The committed fixture tree has no stat files.
+        let s = scan(&committed_fixtures());
+        assert_eq!((s.engines.len(), s.workers_without_engine), (4, 0));
+        assert_eq!(scan(Path::new("/nonexistent")), EngineScan::default());
     }
 
     #[test]

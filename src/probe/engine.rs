@@ -177,15 +177,16 @@ impl EngineProber {
         }
     }
 
-    async fn discover(&mut self) -> Vec<EngineProcess> {
+    async fn discover(&mut self) -> discover::EngineScan {
         let Some(root) = self.proc_root.clone() else {
-            return Vec::new();
+            return discover::EngineScan::default();
         };
         // Reading /proc is blocking file I/O; keep it off the runtime threads.
-        let found = tokio::task::spawn_blocking(move || discover::find_engines(&root))
+        let scan = tokio::task::spawn_blocking(move || discover::scan(&root))
             .await
             .unwrap_or_default();
-        if found != self.last_reported {
+        let found = &scan.engines;
+        if *found != self.last_reported {
             let ports: Vec<u16> = found.iter().map(|p| p.port).collect();
             let pids: Vec<u32> = found.iter().map(|p| p.pid).collect();
             if found.is_empty() {
@@ -200,19 +201,22 @@ impl EngineProber {
             }
             self.last_reported = found.clone();
         }
-        found
+        scan
     }
 
     /// One round: every engine probed concurrently against `deadline`.
     pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
-        let urls: Vec<String> = match &self.fixed_url {
-            Some(url) => vec![url.clone()],
-            None => self
-                .discover()
-                .await
-                .iter()
-                .map(|p| format!("http://127.0.0.1:{}", p.port))
-                .collect(),
+        let (urls, missing): (Vec<String>, u32) = match &self.fixed_url {
+            Some(url) => (vec![url.clone()], 0),
+            None => {
+                let scan = self.discover().await;
+                let urls = scan
+                    .engines
+                    .iter()
+                    .map(|p| format!("http://127.0.0.1:{}", p.port))
+                    .collect();
+                (urls, scan.workers_without_engine)
+            }
         };
         let mut set = tokio::task::JoinSet::new();
         for (i, url) in urls.iter().cloned().enumerate() {
@@ -225,7 +229,16 @@ impl EngineProber {
                 results[i] = r;
             }
         }
-        aggregate(&results)
+        let mut attempted = aggregate(&results);
+        if missing > 0 {
+            if let ProbeDetail::Engines(round) = &mut attempted.detail {
+                round.workers_without_engine = missing;
+            }
+            if attempted.result.is_ok() {
+                attempted.result = Err(FailureReason::Refused);
+            }
+        }
+        attempted
     }
 }
 
@@ -241,6 +254,7 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
         discovered: u32::try_from(results.len()).unwrap_or(u32::MAX),
         up: count(&|r| r.is_ok()),
         db_errors: count(&|r| *r == Err(FailureReason::DbError)),
+        workers_without_engine: 0,
     };
     let result = if results.is_empty() {
         Err(FailureReason::Refused)

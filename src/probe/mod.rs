@@ -151,6 +151,9 @@ pub struct EngineRound {
     /// Of those, how many answered with a Prisma database error (P1001, P1017, P2024, …):
     /// the engine runs, its database does not answer.
     pub db_errors: u32,
+    /// Uvicorn workers seen without an engine process (not spawned yet, or
+    /// killed and not yet respawned): the round is not up while any is.
+    pub workers_without_engine: u32,
 }
 
 /// The outcome of one [`Attempt`]: the result plus what it learned.
