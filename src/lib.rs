@@ -17,6 +17,7 @@ pub mod agent;
 pub mod demo;
 pub mod engine_standin;
 pub mod gate;
+pub mod inject;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
