@@ -14,9 +14,10 @@
 //! from the proxy's start until every engine of the pod (one per Uvicorn
 //! worker) has answered a raw `SELECT 1` — and the database probe, when one is
 //! configured — and then 200 for the life of that proxy process, whatever
-//! happens later. A new proxy process re-arms it: the proxy port refusing
-//! connections after it had accepted them (LiteLLM's readiness probe), or a
-//! further start in the pod's log.
+//! happens later. A new proxy process re-arms it: the engines found under a
+//! different process tree (the container's first process changed: a container
+//! restart), the proxy port refusing connections after it had accepted them
+//! (LiteLLM's readiness probe), or a further start in the pod's log.
 //!
 //! [`GateMode::Follow`] follows the current state instead, with hysteresis:
 //! it closes only after the required probes have failed for a span of at least
@@ -145,6 +146,8 @@ pub struct PodProbeState {
     first_ready_pending: Option<Timestamp>,
     /// Whether every engine answered in the last round.
     all_ready: bool,
+    /// The proxy process tree the engines belonged to in the last round that knew it.
+    proxy: Option<u64>,
     /// Follow mode: the gate closed after failures outlasted the hysteresis.
     closed_by_failures: bool,
     /// Whether the proxy port accepted connections at the last readiness probe.
@@ -218,7 +221,17 @@ impl PodProbeState {
             }
         }
         match &o.detail {
-            ProbeDetail::Engines(round) => self.engines = Some(*round),
+            ProbeDetail::Engines(round) => {
+                if let Some(id) = round.proxy {
+                    if self.proxy.is_some_and(|before| before != id) {
+                        // The engines belong to another process tree: the
+                        // proxy container was restarted.
+                        self.rearm(o.at, "proxy_restarted");
+                    }
+                    self.proxy = Some(id);
+                }
+                self.engines = Some(*round);
+            }
             ProbeDetail::Readiness { version } => {
                 if version.is_some() {
                     self.version.clone_from(version);
@@ -681,6 +694,7 @@ mod tests {
             up,
             db_errors,
             workers_without_engine: 0,
+            proxy: None,
         };
         let result = crate::probe::engine::aggregate(
             &(0..discovered)
@@ -789,6 +803,30 @@ mod tests {
         assert_eq!(a.rearmed_because, Some("new_proxy_start"));
         g.observe(&p, &engine(11.0, 1, 1, 0), 2);
         assert!(g.answer(Some(2), ts(11.0)).ready);
+    }
+
+    #[test]
+    fn startup_latch_rearms_when_the_engines_belong_to_a_new_proxy_process() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        let p = pod();
+        let with_proxy = |at: f64, up: u32, proxy: Option<u64>| {
+            let mut o = engine(at, 1, up, 0);
+            if let ProbeDetail::Engines(r) = &mut o.detail {
+                r.proxy = proxy;
+            }
+            o
+        };
+        g.observe(&p, &with_proxy(1.0, 1, Some(7)), 1);
+        assert!(g.answer(Some(1), ts(1.0)).ready);
+        // No engine visible, or its ancestry unknown: no evidence of a new process.
+        g.observe(&p, &with_proxy(2.0, 0, None), 1);
+        assert!(g.answer(Some(1), ts(2.0)).ready);
+        g.observe(&p, &with_proxy(3.0, 0, Some(8)), 1);
+        let a = g.answer(Some(1), ts(3.0));
+        assert!(!a.ready);
+        assert_eq!(a.rearmed_because, Some("proxy_restarted"));
+        g.observe(&p, &with_proxy(9.0, 1, Some(8)), 1);
+        assert!(g.answer(Some(1), ts(9.0)).ready);
     }
 
     #[test]

@@ -253,6 +253,16 @@ async fn sidecar(
     proxy_url: &str,
     gate: Option<(GateMode, Duration)>,
 ) -> Agent {
+    sidecar_with(proc_root, proxy_url, gate, true).await
+}
+
+/// `fast`: short probe intervals; otherwise every probe setting is the default.
+async fn sidecar_with(
+    proc_root: &std::path::Path,
+    proxy_url: &str,
+    gate: Option<(GateMode, Duration)>,
+    fast: bool,
+) -> Agent {
     let mut cfg = Config {
         role: Role::Sidecar,
         listen: "127.0.0.1:0".into(),
@@ -266,9 +276,11 @@ async fn sidecar(
     cfg.probe.proxy_url = Some(proxy_url.to_string());
     cfg.probe.namespace = Some("llm".into());
     cfg.probe.pod = Some("litellm-0".into());
-    cfg.probe.fast_interval = HumanDuration(FAST);
-    cfg.probe.slow_interval = HumanDuration(Duration::from_millis(200));
-    cfg.probe.timeout = HumanDuration(Duration::from_millis(500));
+    if fast {
+        cfg.probe.fast_interval = HumanDuration(FAST);
+        cfg.probe.slow_interval = HumanDuration(Duration::from_millis(200));
+        cfg.probe.timeout = HumanDuration(Duration::from_millis(500));
+    }
     Agent::start(cfg, Vec::new()).await.expect("agent")
 }
 
@@ -491,4 +503,44 @@ async fn database_outage_behind_a_running_engine_startup_holds_follow_closes_aft
     .await;
     latch.shutdown().await;
     follow.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_settings_two_workers_gate_waits_for_the_second_engine() {
+    // Default probe intervals (250 ms fast, 10 s slow, 2 s timeout) and the
+    // default gate: the second worker's engine listens 1.5 s after the first.
+    let root = tempfile::tempdir().expect("proc root");
+    let proxy = fake_litellm().await;
+    let mut first = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    let mut second = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_millis(1500),
+    );
+    let agent = sidecar_with(root.path(), &proxy, None, false).await;
+    let addr = agent.addr;
+    first.wait_bound(Duration::from_secs(20));
+    let second_bound = second.wait_bound(Duration::from_secs(20));
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let opened = loop {
+        let (code, v) = gate_json(addr).await;
+        if code == 200 {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < end, "/gate never opened: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(opened["mode"], "startup");
+    assert_eq!(opened["engines_discovered"], 2);
+    assert_eq!(opened["engines_up"], 2);
+    let open_since = rfc(&opened["open_since"]);
+    assert!(open_since >= second_bound, "{opened}");
+    // One fast interval (250 ms) after the bind, plus scheduling slack.
+    assert!(
+        open_since.seconds_since(second_bound) <= 0.25 + 0.4,
+        "opened {:.3}s after the second engine listened",
+        open_since.seconds_since(second_bound)
+    );
+    agent.shutdown().await;
 }

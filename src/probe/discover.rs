@@ -77,6 +77,11 @@ pub struct EngineScan {
     pub engines: Vec<EngineProcess>,
     /// Sibling workers of the engines' parent processes that have no engine child.
     pub workers_without_engine: u32,
+    /// Identity of the proxy process tree the engines belong to: their
+    /// topmost ancestors below the namespace root (pid and start time). A
+    /// different value means a new proxy process (container restart); `None`
+    /// when an ancestor is not visible.
+    pub proxy: Option<u64>,
 }
 
 /// Scans `proc_root` for engines and for workers still without one.
@@ -95,17 +100,19 @@ pub fn scan(proc_root: &Path) -> EngineScan {
     let Ok(entries) = fs::read_dir(proc_root) else {
         return EngineScan {
             engines,
-            workers_without_engine: 0,
+            ..EngineScan::default()
         };
     };
     let pids: Vec<u32> = entries
         .filter_map(Result::ok)
         .filter_map(|e| parse_pid(e.file_name().as_bytes()))
         .collect();
-    let parent: std::collections::HashMap<u32, u32> = pids
+    let stats: std::collections::HashMap<u32, (u32, u64)> = pids
         .iter()
-        .filter_map(|&pid| parent_pid(&proc_root.join(pid.to_string())).map(|pp| (pid, pp)))
+        .filter_map(|&pid| stat_fields(&proc_root.join(pid.to_string())).map(|st| (pid, st)))
         .collect();
+    let parent: std::collections::HashMap<u32, u32> =
+        stats.iter().map(|(&pid, &(pp, _))| (pid, pp)).collect();
     let engine_parents: HashSet<u32> = engines
         .iter()
         .filter_map(|e| parent.get(&e.pid).copied())
@@ -123,22 +130,69 @@ pub fn scan(proc_root: &Path) -> EngineScan {
                 && is_spawned_worker(&proc_root.join(pid.to_string()))
         })
         .count();
+    let proxy = proxy_identity(&engines, &stats);
     EngineScan {
         engines,
         workers_without_engine: u32::try_from(missing).unwrap_or(u32::MAX),
+        proxy,
     }
 }
 
-/// The parent pid from `/proc/<pid>/stat` (`pid (comm) state ppid …`; `comm`
-/// may hold spaces and parentheses, so fields are read after the last `)`).
-fn parent_pid(dir: &Path) -> Option<u32> {
+/// The engines' topmost ancestors (parent 0 or 1: the container's first
+/// process in a shared PID namespace), as one number; `None` if any chain
+/// breaks (an ancestor not visible) or loops.
+fn proxy_identity(
+    engines: &[EngineProcess],
+    stats: &std::collections::HashMap<u32, (u32, u64)>,
+) -> Option<u64> {
+    let mut roots = Vec::new();
+    for e in engines {
+        let mut pid = e.pid;
+        let mut depth = 0;
+        loop {
+            let &(pp, start) = stats.get(&pid)?;
+            if pp <= 1 {
+                roots.push((pid, start));
+                break;
+            }
+            pid = pp;
+            depth += 1;
+            if depth > 64 {
+                return None;
+            }
+        }
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    // FNV-1a over the (pid, start time) pairs: stable across runs, unlike RandomState.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (pid, start) in roots {
+        for b in u64::from(pid)
+            .to_le_bytes()
+            .into_iter()
+            .chain(start.to_le_bytes())
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Some(h)
+}
+
+/// The parent pid and start time (clock ticks since boot) from
+/// `/proc/<pid>/stat` (`pid (comm) state ppid … starttime` is field 22;
+/// `comm` may hold spaces and parentheses, so fields are read after the last `)`).
+fn stat_fields(dir: &Path) -> Option<(u32, u64)> {
     let stat = read_capped(&dir.join("stat"), 4096)?;
     let close = memchr::memrchr(b')', &stat)?;
-    let mut fields = stat[close + 1..]
+    let fields: Vec<&[u8]> = stat[close + 1..]
         .split(|b| b.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
-    let _state = fields.next()?;
-    std::str::from_utf8(fields.next()?).ok()?.parse().ok()
+        .filter(|f| !f.is_empty())
+        .collect();
+    let num = |i: usize| -> Option<u64> { std::str::from_utf8(fields.get(i)?).ok()?.parse().ok() };
+    // After `)`: state(3) ppid(4) … starttime(22), i.e. indexes 0, 1, …, 19.
+    let ppid = u32::try_from(num(1)?).ok()?;
+    Some((ppid, num(19).unwrap_or(0)))
 }
 
 /// A Python multiprocessing "spawn" child: how Uvicorn starts its workers.
@@ -606,6 +660,35 @@ mod tests {
         let s = scan(fake.path());
         assert_eq!(s.engines.len(), 2);
         assert_eq!(s.workers_without_engine, 0);
+    }
+
+    #[test]
+    fn a_new_proxy_process_tree_has_a_new_identity() {
+        let fake = FakeProc::new();
+        let m = fake.process(10, b"/usr/bin/python3\0/usr/bin/litellm\0", "litellm");
+        stat(&m, 10, "litellm", 0);
+        let e = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e, 20, "query-engine-de", 10);
+        let first = scan(fake.path()).proxy;
+        assert!(first.is_some());
+        // LiteLLM respawns the engine: same proxy.
+        fs::remove_dir_all(fake.path().join("20")).unwrap();
+        let e = fake.process(21, &engine_cmdline(&["-p", "40002"]), "query-engine-de");
+        stat(&e, 21, "query-engine-de", 10);
+        assert_eq!(scan(fake.path()).proxy, first);
+        // The container restarted: a new first process.
+        fs::remove_dir_all(fake.path().join("10")).unwrap();
+        fs::remove_dir_all(fake.path().join("21")).unwrap();
+        let m = fake.process(30, b"/usr/bin/python3\0/usr/bin/litellm\0", "litellm");
+        stat(&m, 30, "litellm", 0);
+        let e = fake.process(31, &engine_cmdline(&["-p", "40003"]), "query-engine-de");
+        stat(&e, 31, "query-engine-de", 30);
+        let second = scan(fake.path()).proxy;
+        assert!(second.is_some() && second != first);
+        // An ancestor that is not visible: unknown, not "new".
+        let e = fake.process(40, &engine_cmdline(&["-p", "40004"]), "query-engine-de");
+        stat(&e, 40, "query-engine-de", 999);
+        assert_eq!(scan(fake.path()).proxy, None);
     }
 
     #[test]

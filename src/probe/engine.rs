@@ -206,8 +206,8 @@ impl EngineProber {
 
     /// One round: every engine probed concurrently against `deadline`.
     pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
-        let (urls, missing): (Vec<String>, u32) = match &self.fixed_url {
-            Some(url) => (vec![url.clone()], 0),
+        let (urls, missing, proxy): (Vec<String>, u32, Option<u64>) = match &self.fixed_url {
+            Some(url) => (vec![url.clone()], 0, None),
             None => {
                 let scan = self.discover().await;
                 let urls = scan
@@ -215,7 +215,7 @@ impl EngineProber {
                     .iter()
                     .map(|p| format!("http://127.0.0.1:{}", p.port))
                     .collect();
-                (urls, scan.workers_without_engine)
+                (urls, scan.workers_without_engine, scan.proxy)
             }
         };
         let mut set = tokio::task::JoinSet::new();
@@ -230,13 +230,12 @@ impl EngineProber {
             }
         }
         let mut attempted = aggregate(&results);
-        if missing > 0 {
-            if let ProbeDetail::Engines(round) = &mut attempted.detail {
-                round.workers_without_engine = missing;
-            }
-            if attempted.result.is_ok() {
-                attempted.result = Err(FailureReason::Refused);
-            }
+        if let ProbeDetail::Engines(round) = &mut attempted.detail {
+            round.workers_without_engine = missing;
+            round.proxy = proxy;
+        }
+        if missing > 0 && attempted.result.is_ok() {
+            attempted.result = Err(FailureReason::Refused);
         }
         attempted
     }
@@ -255,6 +254,7 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
         up: count(&|r| r.is_ok()),
         db_errors: count(&|r| *r == Err(FailureReason::DbError)),
         workers_without_engine: 0,
+        proxy: None,
     };
     let result = if results.is_empty() {
         Err(FailureReason::Refused)

@@ -154,6 +154,9 @@ pub struct EngineRound {
     /// Uvicorn workers seen without an engine process (not spawned yet, or
     /// killed and not yet respawned): the round is not up while any is.
     pub workers_without_engine: u32,
+    /// Identity of the proxy process the engines belong to (see
+    /// [`discover::EngineScan::proxy`]); a change means a new proxy process.
+    pub proxy: Option<u64>,
 }
 
 /// The outcome of one [`Attempt`]: the result plus what it learned.
