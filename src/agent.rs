@@ -373,6 +373,8 @@ fn spawn_pod_probes(
     tokio::spawn(async move {
         // Aborting this task drops the receiver; the probe tasks see a closed channel and stop.
         let _guard = AbortOnDrop(probe_tasks);
+        // The pod's engine view and series go with its probes (the demo's pods come and go).
+        let _forget = ForgetOnDrop(gates.clone(), pod.clone());
         while let Some(o) = rx.recv().await {
             metrics.observe_probe(&o);
             let mut starts = 0;
@@ -385,6 +387,17 @@ fn spawn_pod_probes(
             }
         }
     })
+}
+
+/// Removes a pod's probe state from the gates when its probe task ends.
+struct ForgetOnDrop(SharedGates, PodRef);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.lock() {
+            g.remove(&self.1);
+        }
+    }
 }
 
 /// Aborts tasks when dropped (so aborting a parent task stops its children).
