@@ -172,6 +172,7 @@ impl Agent {
                     .copied()
                     .filter(|t| matches!(t, Target::Engine | Target::Database))
                     .collect();
+                gate.proxy_probed = targets.contains(&Target::ProxyReadiness);
             }
         }
         let gates: SharedGates = Arc::new(Mutex::new(Gates::new(gate)));

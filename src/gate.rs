@@ -13,7 +13,8 @@
 //! a *start-up* race, so the default mode, [`GateMode::Startup`], answers 503
 //! from the proxy's start until every engine of the pod (one per Uvicorn
 //! worker) has answered a raw `SELECT 1` — and the database probe, when one is
-//! configured — and then 200 for the life of that proxy process, whatever
+//! configured, and LiteLLM's port accepts connections, when it is probed —
+//! and then 200 for the life of that proxy process, whatever
 //! happens later. A new proxy process re-arms it: the engines found under a
 //! different process tree (the container's first process changed: a container
 //! restart), the proxy port refusing connections after it had accepted them
@@ -73,6 +74,11 @@ pub struct GateConfig {
     pub mode: GateMode,
     /// Follow mode: failures must span this long before the gate closes.
     pub down_after: Duration,
+    /// LiteLLM's `/health/readiness` is probed: the gate also waits for the
+    /// proxy port to accept connections (the engines come up during LiteLLM's
+    /// start-up, before its port listens; Ready before that would send
+    /// requests to a closed port).
+    pub proxy_probed: bool,
 }
 
 impl Default for GateConfig {
@@ -82,6 +88,7 @@ impl Default for GateConfig {
             required: Vec::new(),
             mode: GateMode::Startup,
             down_after: DEFAULT_DOWN_AFTER,
+            proxy_probed: false,
         }
     }
 }
@@ -146,6 +153,8 @@ pub struct PodProbeState {
     first_ready_pending: Option<Timestamp>,
     /// Whether every engine answered in the last round.
     all_ready: bool,
+    /// The proxy port answered a readiness probe since the gate was (re-)armed.
+    accepting_since_arm: bool,
     /// The proxy process tree the engines belonged to in the last round that knew it.
     proxy: Option<u64>,
     /// Follow mode: the gate closed after failures outlasted the hysteresis.
@@ -192,6 +201,9 @@ impl PodProbeState {
         self.failing_since = None;
         self.rearmed_because = Some(why);
         self.closed_by_failures = false;
+        // A start seen in the log is the proxy accepting ("Application startup
+        // complete."); a restart seen by the probes must show its port again.
+        self.accepting_since_arm = why == "new_proxy_start";
     }
 
     fn observe(&mut self, o: &ProbeOutcome, cfg: &GateConfig, starts: u64) {
@@ -249,8 +261,18 @@ impl PodProbeState {
             self.proxy_accepting = Some(accepting);
         }
         self.check_starts(starts, o.at);
+        if o.target == Target::ProxyReadiness
+            && !matches!(
+                o.result,
+                Err(FailureReason::Refused | FailureReason::Timeout)
+            )
+        {
+            self.accepting_since_arm = true;
+        }
         if cfg.required.contains(&o.target) {
             self.since_arm[i] = Some(o.result);
+        }
+        if !cfg.required.is_empty() {
             self.decide(o.at, cfg, starts);
         }
     }
@@ -270,6 +292,7 @@ impl PodProbeState {
                 .required
                 .iter()
                 .all(|t| self.since_arm[idx(*t)] == Some(Ok(())))
+            && (!cfg.proxy_probed || self.accepting_since_arm)
     }
 
     fn decide(&mut self, at: Timestamp, cfg: &GateConfig, starts: u64) {
@@ -513,6 +536,10 @@ fn waiting_reason(p: &PodProbeState, cfg: &GateConfig) -> String {
             }
         }
     }
+    if cfg.proxy_probed && !p.accepting_since_arm {
+        return "every engine answers; waiting for the LiteLLM port to accept connections (proxy_readiness)"
+            .to_string();
+    }
     "waiting for the engines".to_string()
 }
 
@@ -685,6 +712,7 @@ mod tests {
             required: required.to_vec(),
             mode,
             down_after: Duration::from_secs(30),
+            proxy_probed: false,
         })
     }
 
@@ -768,8 +796,41 @@ mod tests {
     }
 
     #[test]
+    fn with_the_proxy_probed_the_gate_also_waits_for_its_port() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        g.cfg.proxy_probed = true;
+        let p = pod();
+        g.observe(
+            &p,
+            &other(0.5, Target::ProxyReadiness, Err(FailureReason::Refused)),
+            0,
+        );
+        g.observe(&p, &engine(1.0, 2, 2, 0), 0);
+        let a = g.answer(Some(0), ts(1.0));
+        assert!(!a.ready, "{a:?}");
+        assert!(a.reason.contains("accept connections"), "{}", a.reason);
+        // A timeout is not "accepting" either.
+        g.observe(
+            &p,
+            &other(1.5, Target::ProxyReadiness, Err(FailureReason::Timeout)),
+            0,
+        );
+        assert!(!g.answer(Some(0), ts(1.5)).ready);
+        // 1.83.14 answers 200 with "db": "Not connected": the port accepts.
+        g.observe(
+            &p,
+            &other(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
+            1,
+        );
+        let a = g.answer(Some(1), ts(2.0));
+        assert!(a.ready, "{a:?}");
+        assert_eq!(g.pod(&p).unwrap().open_since, Some(ts(2.0)));
+    }
+
+    #[test]
     fn startup_latch_rearms_on_a_new_proxy_process() {
         let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        g.cfg.proxy_probed = true;
         let p = pod();
         g.observe(
             &p,
@@ -795,6 +856,10 @@ mod tests {
         assert!(!a.ready);
         assert_eq!(a.rearmed_because, Some("proxy_restarted"));
         assert!(a.reason.contains("has not run yet"), "{}", a.reason);
+        g.observe(&p, &engine(8.0, 1, 1, 0), 1);
+        // The new process's engines answer, but its port does not accept yet.
+        assert!(!g.answer(Some(1), ts(8.0)).ready);
+        g.observe(&p, &other(8.5, Target::ProxyReadiness, Ok(())), 1);
         g.observe(&p, &engine(9.0, 1, 1, 0), 1);
         assert!(g.answer(Some(1), ts(9.0)).ready);
         // A second start seen in the log re-arms too, even between probes.

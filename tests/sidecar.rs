@@ -544,3 +544,40 @@ async fn default_settings_two_workers_gate_waits_for_the_second_engine() {
     );
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_waits_for_the_litellm_port_even_when_the_engines_answer() {
+    // LiteLLM connects Prisma during its start-up, before its port listens:
+    // Ready at that point would send requests to a closed port.
+    let root = tempfile::tempdir().expect("proc root");
+    let mut engine = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    engine.wait_bound(Duration::from_secs(20));
+    let port = support::free_port();
+    let agent = sidecar(root.path(), &format!("http://127.0.0.1:{port}"), None).await;
+    let addr = agent.addr;
+    wait_for_async("engines answer", || async {
+        metric_now(addr, "litellm_sentinel_engines_up", &[]).await == Some(1.0)
+    })
+    .await;
+    let (code, v) = gate_json(addr).await;
+    assert_eq!(code, 503, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("accept connections")),
+        "{v}"
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the proxy port");
+    let app = Router::new().route(
+        "/health/readiness",
+        get(|| async { axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    wait_for_async("/gate 200 once the port accepts", || async {
+        gate_json(addr).await.0 == 200
+    })
+    .await;
+    agent.shutdown().await;
+}
