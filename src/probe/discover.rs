@@ -625,7 +625,8 @@ mod tests {
     #[test]
     fn workers_without_an_engine_yet_are_counted() {
         let fake = FakeProc::new();
-        let spawn_cmd: &[u8] = b"/usr/bin/python3\0-c\0from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5, pipe_handle=7)\0--multiprocessing-fork\0";
+        // A worker exactly as uvicorn 0.54 `--workers 2` started it (seen in /proc).
+        let spawn_cmd: &[u8] = b"/usr/bin/python3\0-B\0-c\0from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=7, pipe_handle=9)\0--multiprocessing-fork\0";
         let m = fake.process(
             10,
             b"/usr/bin/python3\0/usr/bin/litellm\0--num_workers\x002\0",
