@@ -12,7 +12,6 @@ pub mod lines;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -126,7 +125,10 @@ pub struct Tailer {
     pending_resume: Vec<FilePosition>,
     first_scan: bool,
     watcher: Option<discover::DirWatcher>,
-    events: Option<Receiver<discover::WatchEvent>>,
+    /// Some directory could not be watched (watch limit, permissions): full
+    /// passes run at least once a second so nothing there waits for the
+    /// 30 s safety rescan.
+    watch_degraded: bool,
     dirty: HashSet<PathBuf>,
     rescan: bool,
     next_full_pass: Instant,
@@ -141,14 +143,14 @@ impl Tailer {
     /// A tailer resuming `restored` positions. `cfg.start_at_end` applies only
     /// to files present at this first scan and not in `restored`.
     pub fn new(cfg: TailConfig, restored: Vec<FilePosition>) -> Tailer {
-        let (watcher, events) = if cfg.force_polling {
-            (None, None)
+        let watcher = if cfg.force_polling {
+            None
         } else {
             match discover::DirWatcher::new() {
-                Ok((w, rx)) => (Some(w), Some(rx)),
+                Ok(w) => Some(w),
                 Err(e) => {
-                    tracing::warn!(error = %e, "inotify unavailable; falling back to polling");
-                    (None, None)
+                    tracing::warn!(error = %e, "inotify unavailable; falling back to polling every second");
+                    None
                 }
             }
         };
@@ -160,7 +162,7 @@ impl Tailer {
             pending_resume: restored,
             first_scan: true,
             watcher,
-            events,
+            watch_degraded: false,
             dirty: HashSet::new(),
             rescan: true,
             next_full_pass: Instant::now(),
@@ -181,48 +183,47 @@ impl Tailer {
         self.rescan = true;
     }
 
-    /// The interval of full passes: the configured one with inotify, at most 1 s when polling.
+    /// The interval of full passes: the configured one with inotify, at most
+    /// 1 s when polling (no inotify, or some directory without a watch).
     fn full_pass_interval(&self) -> Duration {
-        if self.watcher.is_some() {
+        if self.watcher.is_some() && !self.watch_degraded {
             self.cfg.poll_interval
         } else {
             self.cfg.poll_interval.min(Duration::from_secs(1))
         }
     }
 
-    /// Blocks until there is something to read or `max_wait` passes.
+    /// Blocks until there is something to read or `max_wait` passes: one
+    /// poll(2) on the tail loop's own inotify fd, then one non-blocking read
+    /// of everything queued.
     pub fn wait(&mut self, max_wait: Duration) {
         let until_full = self
             .next_full_pass
             .saturating_duration_since(Instant::now());
         let timeout = until_full.min(max_wait);
-        let Some(rx) = &self.events else {
+        let Some(w) = self.watcher.as_mut() else {
             std::thread::sleep(timeout);
             return;
         };
-        let got =
-            |ev: discover::WatchEvent, dirty: &mut HashSet<PathBuf>, rescan: &mut bool| match ev {
-                discover::WatchEvent::Changed(p) => {
-                    dirty.insert(p);
-                }
-                discover::WatchEvent::Structure => *rescan = true,
-            };
-        match rx.recv_timeout(timeout) {
-            Ok(ev) => got(ev, &mut self.dirty, &mut self.rescan),
-            Err(RecvTimeoutError::Timeout) => return,
-            Err(RecvTimeoutError::Disconnected) => {
-                tracing::warn!("inotify watcher stopped; falling back to polling");
-                self.watcher = None;
-                self.events = None;
-                self.stats.polling = true;
-                return;
+        let failed = match w.wait_readable(timeout) {
+            Ok(false) => return,
+            Ok(true) => {
+                // Coalesce a burst of events into one pass: writers append line by
+                // line, and one read per burst costs far less than one per line.
+                std::thread::sleep(COALESCE);
+                let mut wk = discover::Wakeups::default();
+                let r = w.drain(&mut wk);
+                self.dirty.extend(wk.changed);
+                self.rescan |= wk.structure;
+                r.err()
             }
-        }
-        // Coalesce a burst of events into one pass: writers append line by
-        // line, and one read per burst costs far less than one per line.
-        std::thread::sleep(COALESCE);
-        while let Ok(ev) = rx.try_recv() {
-            got(ev, &mut self.dirty, &mut self.rescan);
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "inotify failed; falling back to polling every second");
+            self.watcher = None;
+            self.stats.polling = true;
+            self.rescan = true;
         }
     }
 
@@ -246,11 +247,25 @@ impl Tailer {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
             self.files.keys().copied().collect()
         } else {
-            let keys = self
-                .dirty
-                .iter()
-                .filter_map(|p| self.by_path.get(p).copied())
-                .collect();
+            let mut keys: Vec<FileKey> = Vec::with_capacity(self.dirty.len());
+            let mut unknown = structural;
+            for p in &self.dirty {
+                match self.by_path.get(p) {
+                    Some(k) => keys.push(*k),
+                    None => unknown = true,
+                }
+            }
+            if unknown {
+                // A write under a name we do not follow: most likely a rotated
+                // file (inotify names it by its new name) that the runtime
+                // still writes to. Draining files are few: read them all.
+                keys.extend(
+                    self.files
+                        .values()
+                        .filter(|f| f.lifecycle == Lifecycle::Draining)
+                        .map(|f| f.key),
+                );
+            }
             keys
         };
         self.dirty.clear();
@@ -266,17 +281,12 @@ impl Tailer {
         }
     }
 
-    fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, check_path: bool, sink: &mut S) {
+    /// Reads what is new in one file. `full`: on a full pass, where a
+    /// draining file with nothing new counts towards its closing.
+    fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, full: bool, sink: &mut S) {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        if check_path && f.lifecycle == Lifecycle::Active {
-            f.check_path();
-            if f.lifecycle == Lifecycle::Draining {
-                self.by_path.remove(&f.path);
-                tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
-            }
-        }
         let mut lines = 0u64;
         let result = {
             let mut h = |line: &[u8], truncated: bool| {
@@ -293,7 +303,7 @@ impl Tailer {
                     tracing::debug!(path = %f.path.display(), "file truncated in place; reading from 0");
                     sink.truncated(key);
                 }
-                if f.lifecycle == Lifecycle::Draining {
+                if f.lifecycle == Lifecycle::Draining && (full || st.bytes > 0) {
                     f.idle_passes = if st.bytes == 0 { f.idle_passes + 1 } else { 0 };
                     if f.idle_passes >= DRAIN_IDLE_PASSES {
                         self.close(key, sink);
@@ -333,21 +343,46 @@ impl Tailer {
             }
         });
         if let Some(w) = self.watcher.as_mut().filter(|_| refresh_watches) {
-            for err in w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs)) {
-                tracing::warn!(error = %err, "cannot watch directory; it is still polled");
+            let errors = w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs));
+            if !errors.is_empty() && !self.watch_degraded {
+                tracing::warn!(error = %errors[0], unwatched = errors.len(), "cannot watch some directories (fs.inotify.max_user_watches?); polling every second instead");
                 sink.read_error(Path::new(""), ReadErrorReason::Watch);
             }
+            self.watch_degraded = !errors.is_empty();
         }
-        let found_set: HashSet<&PathBuf> = found.iter().collect();
-        // Files whose path left the globs (config reload) drain and close.
+        let found_map: HashMap<&Path, FileKey> =
+            found.iter().map(|(p, k)| (p.as_path(), *k)).collect();
+        // A path that names another inode now (rename rotation: the old
+        // file is under its new name, a new file under the old), or nothing
+        // (deleted, or no longer matched after a reload): drain what is
+        // left of the file, then close it.
+        let mut newly_draining = Vec::new();
         for f in self.files.values_mut() {
-            if f.lifecycle == Lifecycle::Active && !found_set.contains(&f.path) {
+            if f.lifecycle == Lifecycle::Active && found_map.get(f.path.as_path()) != Some(&f.key) {
+                tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
                 f.lifecycle = Lifecycle::Draining;
+                f.idle_passes = 0;
+                newly_draining.push(f.key);
             }
         }
-        self.by_path.retain(|p, _| found_set.contains(p));
-        for path in &found {
+        self.by_path
+            .retain(|p, k| found_map.get(p.as_path()) == Some(k));
+        // The old generation's last lines come before the new one's first.
+        for key in newly_draining {
+            self.read_file(key, false, sink);
+        }
+        for (path, key) in &found {
             if self.by_path.contains_key(path) {
+                continue;
+            }
+            if let Some(f) = self.files.get_mut(key) {
+                // A file we already follow, under a (new) matching name: the
+                // same content, so it goes on from where it is, never from 0.
+                if f.lifecycle == Lifecycle::Draining {
+                    f.lifecycle = Lifecycle::Active;
+                    f.path = path.clone();
+                    self.by_path.insert(path.clone(), *key);
+                }
                 continue;
             }
             self.open_new(path, sink);
