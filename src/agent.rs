@@ -113,6 +113,7 @@ impl Agent {
             .context("web config (--web.config.file)")?;
 
         let mut restored = None;
+        let mut state_lock = None;
         if tailing {
             if let Some(dir) = cfg
                 .state_file
@@ -125,15 +126,30 @@ impl Agent {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot create the state directory (set --state-file to a writable path); counting continues without checkpoints");
                 }
             }
+            // One agent per state file: a second one would overwrite the
+            // first one's checkpoints with its own (and count everything twice).
+            match crate::state::lock_dir(&cfg.state_file) {
+                Ok(l) => state_lock = Some(l),
+                Err(e @ crate::state::StateError::Locked { .. }) => {
+                    return Err(anyhow::Error::new(e).context("another agent uses this state file"))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lock the state directory; counting continues")
+                }
+            }
             match crate::state::load(&cfg.state_file) {
                 Ok(s) => restored = s,
+                // Never a silent reset: a newer layout is somebody else's state.
+                Err(e @ crate::state::StateError::TooNew { .. }) => {
+                    return Err(anyhow::Error::new(e).context("cannot use the state file"))
+                }
                 Err(e) => tracing::warn!(error = %e, "starting without a checkpoint"),
             }
         }
         let first_start = restored.is_none();
-        let (files, tracker_state) = match restored {
-            Some(s) => (s.files, Some(s.tracker)),
-            None => (Vec::new(), None),
+        let (files, tracker_state, retained) = match restored {
+            Some(s) => (s.files, Some(s.tracker), s.retained),
+            None => (Vec::new(), None, Vec::new()),
         };
         if let Some(ts) = tracker_state {
             if let Ok(mut t) = tracker.lock() {
@@ -189,6 +205,8 @@ impl Agent {
                 probed_pods: all_probes.iter().map(|p| p.pod.clone()).collect(),
                 pipeline: Pipeline::new(rules, tracker.clone(), cfg.max_line_bytes, files.clone()),
                 positions: files.into_iter().map(|f| f.position).collect(),
+                retained,
+                _state_lock: state_lock,
                 tracker: tracker.clone(),
                 metrics: metrics.clone(),
                 watching: watching.clone(),
@@ -383,6 +401,10 @@ struct TailLoop {
     pipeline: Pipeline,
     /// Checkpointed positions to resume.
     positions: Vec<crate::tail::FilePosition>,
+    /// Positions of closed files from the checkpoint.
+    retained: Vec<crate::tail::RetainedPosition>,
+    /// The state directory's lock, released when the tail loop ends.
+    _state_lock: Option<crate::state::StateLock>,
     tracker: SharedTracker,
     metrics: Arc<Metrics>,
     /// Set once the first pass ran (for `/readyz`).
@@ -396,6 +418,7 @@ impl TailLoop {
         let TailLoop {
             pipeline,
             positions,
+            retained,
             tracker,
             metrics,
             watching,
@@ -405,6 +428,11 @@ impl TailLoop {
         } = self;
         let mut pipeline = pipeline;
         let mut tailer = Tailer::new(self.tail.clone(), positions);
+        tailer.restore_retained(retained);
+        crate::state::set_checkpoint_interval(self.checkpoint_interval);
+        // The last snapshot written, and the inode and size it has on disk:
+        // an unchanged state is not rewritten while that file is still there.
+        let mut last_saved: Option<(Vec<u8>, (u64, u64, u64))> = None;
         let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
         let mut next_expiry = Instant::now() + Duration::from_secs(30);
         let mut last = crate::tail::TailStats::default();
@@ -467,8 +495,30 @@ impl TailLoop {
                     version: STATE_VERSION,
                     files: pipeline.file_states(tailer.positions()),
                     tracker: tracker.lock().map(|t| t.snapshot()).unwrap_or_default(),
+                    retained: tailer.retained(),
                 };
-                match crate::state::save(&self.state_file, &snap) {
+                let saved = serde_json::to_vec(&snap)
+                    .map_err(|e| crate::state::StateError::Write {
+                        path: self.state_file.clone(),
+                        source: std::io::Error::other(e),
+                    })
+                    .and_then(|bytes| {
+                        // Unchanged since the last write (idle node) and still on
+                        // disk (one stat): that file already is this checkpoint;
+                        // no rewrite, no fsync.
+                        let on_disk = crate::state::file_identity(&self.state_file);
+                        let unchanged = last_saved
+                            .as_ref()
+                            .is_some_and(|(b, id)| *b == bytes && on_disk == Some(*id));
+                        if !unchanged {
+                            crate::state::save_bytes(&self.state_file, &bytes)?;
+                            last_saved =
+                                crate::state::file_identity(&self.state_file).map(|id| (bytes, id));
+                        }
+                        Ok(())
+                    });
+                crate::state::record_checkpoint(&self.state_file, saved.is_ok());
+                match saved {
                     Ok(()) => {
                         a.checkpoint_writes.inc();
                         if checkpoint_failing {

@@ -108,7 +108,7 @@ impl Metrics {
             )?),
             checkpoint_writes: reg!(IntCounter::new(
                 name("checkpoint_writes_total"),
-                "State snapshots written."
+                "State snapshots taken (an unchanged state is not rewritten: the file on disk already is that snapshot)."
             )?),
             checkpoint_failures: reg!(IntCounter::new(
                 name("checkpoint_failures_total"),

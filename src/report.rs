@@ -207,7 +207,8 @@ pub fn run(
     rules: Arc<RulePack>,
     opts: &ReportOptions,
 ) -> Result<Report, ReportError> {
-    let files = collect_files(inputs)?;
+    // A rotated generation and its `.gz` copy are one generation (tail owner's hook).
+    let files = crate::tail::file::drop_compressed_copies(collect_files(inputs)?);
     // Group by pod, then by container stream (directory): one decoding sequence each.
     let mut groups: BTreeMap<PodRef, PodFiles> = BTreeMap::new();
     for f in files {

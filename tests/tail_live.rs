@@ -92,3 +92,109 @@ fn rename_rotation_is_followed_within_a_tick_at_default_settings() {
     );
     assert_eq!(agent.value(BUDGET, &l), want);
 }
+
+/// `report` over a pod directory caught between kubelet's compression and
+/// its removal of the plain file: `0.log.<ts>` and `0.log.<ts>.gz` hold the
+/// same generation, counted once (the issue: 9 instead of 5).
+#[test]
+fn report_counts_a_rotated_file_and_its_gz_copy_once() {
+    let tree = LogTree::new();
+    let log = tree.log_path("llm", "litellm-edge");
+    let rotated = log.with_file_name("0.log.20261124-101500");
+    std::fs::write(&rotated, budget_lines(4)).expect("rotated");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(log.with_file_name("0.log.20261124-101500.gz")).expect("gz"),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut enc, &std::fs::read(&rotated).expect("read")).expect("gz");
+    enc.finish().expect("gz finish");
+    LogTree::append(&log, &budget_lines(1));
+    let out = std::process::Command::new(support::bin())
+        .args(["report", "--json"])
+        .arg(tree.pods())
+        .output()
+        .expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"budget_cache_misses\":5") || text.contains("\"budget_cache_misses\": 5"),
+        "{text}"
+    );
+}
+
+/// Two agents on one state file would overwrite each other's checkpoints
+/// (and one would count everything again after a restart): the second one
+/// refuses to start and says why.
+#[test]
+fn second_agent_on_the_same_state_file_refuses_to_start() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = default_config(&tree, port, "");
+    LogTree::append(&tree.log_path("llm", "litellm-edge"), &budget_lines(1));
+    let first = AgentProc::start(&cfg, port);
+    let cfg2 = tree.dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&cfg).expect("cfg").replace(
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", support::free_port()),
+    );
+    std::fs::write(&cfg2, text).expect("cfg2");
+    let mut second = std::process::Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(&cfg2)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = second.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < end,
+            "the second agent did not refuse to start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(!status.success());
+    assert!(err.contains("locked by another litellm-sentinel"), "{err}");
+    // The first one is unaffected.
+    counted_within(
+        &first,
+        &[("pod", "litellm-edge")],
+        1.0,
+        Duration::from_secs(10),
+    );
+}
+
+/// A state file from a newer release is somebody else's layout: the agent
+/// refuses to start (and says so) instead of resetting offsets and counters.
+#[test]
+fn state_file_of_a_newer_version_is_refused_not_reset() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = default_config(&tree, port, "");
+    let state = tree.state_file();
+    std::fs::create_dir_all(state.parent().expect("dir")).expect("mkdir");
+    let newer = br#"{"version":999,"layout":"from the future"}"#;
+    std::fs::write(&state, newer).expect("state");
+    let out = std::process::Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("version 999") && err.contains("refusing to start"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&state).expect("state kept"), newer);
+}

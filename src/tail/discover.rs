@@ -25,6 +25,10 @@ pub fn expand(
         let Ok(paths) = glob::glob(g) else { continue };
         for entry in paths {
             match entry {
+                // A compressed generation is a finished copy of content read
+                // under its plain name (or caught up on at start, see
+                // `Tailer::resume_rotated`): never followed as text.
+                Ok(p) if p.extension().is_some_and(|e| e == "gz") => {}
                 Ok(p) => {
                     match std::fs::metadata(&p) {
                         Ok(m) if m.is_file() => {

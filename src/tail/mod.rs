@@ -29,6 +29,51 @@ pub struct FilePosition {
     pub offset: u64,
 }
 
+/// The position of a file that left the tracked set (drained after a
+/// rotation, no longer matched after a reload, closed after a read error),
+/// kept for [`RETAIN_FOR`] so that the same content matching again (the glob
+/// re-added, a glob that also matches rotated names, a reopen after fd
+/// exhaustion, a restart) resumes where it stopped instead of at 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetainedPosition {
+    pub position: FilePosition,
+    /// Unix seconds when the file was closed (retention is wall-clock, so it survives restarts).
+    pub closed_at: u64,
+}
+
+/// How long a closed file's position is remembered.
+pub const RETAIN_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// At most this many closed files are remembered (oldest forgotten first):
+/// bounds the checkpoint when kubelet rotates fast.
+pub const RETAIN_MAX: usize = 4096;
+
+/// Remembers where some content stopped being read, replacing an older
+/// entry of the same identity.
+fn retain_into(
+    retained: &mut std::collections::VecDeque<RetainedPosition>,
+    position: FilePosition,
+) {
+    if position.id.fingerprint.is_none() {
+        // Without a known first line the identity is too weak to resume on.
+        return;
+    }
+    retained.retain(|r| r.position.id != position.id);
+    if retained.len() >= RETAIN_MAX {
+        retained.pop_front();
+    }
+    retained.push_back(RetainedPosition {
+        position,
+        closed_at: unix_now(),
+    });
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Why a file or directory could not be read; the `reason` label of `read_errors_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReadErrorReason {
@@ -123,6 +168,8 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Positions restored from the checkpoint and not yet matched to a file.
     pending_resume: Vec<FilePosition>,
+    /// Positions of files that left the tracked set, newest last.
+    retained: std::collections::VecDeque<RetainedPosition>,
     first_scan: bool,
     watcher: Option<discover::DirWatcher>,
     /// Some directory could not be watched (watch limit, permissions): full
@@ -160,6 +207,7 @@ impl Tailer {
             files: HashMap::new(),
             by_path: HashMap::new(),
             pending_resume: restored,
+            retained: std::collections::VecDeque::new(),
             first_scan: true,
             watcher,
             watch_degraded: false,
@@ -174,6 +222,33 @@ impl Tailer {
             },
             failed: HashSet::new(),
         }
+    }
+
+    /// Restores the positions of closed files from the checkpoint (expired ones are dropped).
+    pub fn restore_retained(&mut self, retained: Vec<RetainedPosition>) {
+        let now = unix_now();
+        self.retained = retained
+            .into_iter()
+            .filter(|r| now.saturating_sub(r.closed_at) < RETAIN_FOR.as_secs())
+            .collect();
+        while self.retained.len() > RETAIN_MAX {
+            self.retained.pop_front();
+        }
+    }
+
+    /// Remembers where a file stopped (it is no longer followed).
+    fn retain(&mut self, position: FilePosition) {
+        retain_into(&mut self.retained, position);
+    }
+
+    /// Positions of closed files, for the checkpoint.
+    pub fn retained(&self) -> Vec<RetainedPosition> {
+        let now = unix_now();
+        self.retained
+            .iter()
+            .filter(|r| now.saturating_sub(r.closed_at) < RETAIN_FOR.as_secs())
+            .cloned()
+            .collect()
     }
 
     /// Replaces the globs (config reload): new ones are picked up on the next pass,
@@ -287,6 +362,9 @@ impl Tailer {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
+        // One pread per file per full pass: a copytruncate that regrew to
+        // the very size we had read is still noticed.
+        f.verify_next |= full;
         let mut lines = 0u64;
         let result = {
             let mut h = |line: &[u8], truncated: bool| {
@@ -302,6 +380,19 @@ impl Tailer {
                 if st.truncated {
                     tracing::debug!(path = %f.path.display(), "file truncated in place; reading from 0");
                     sink.truncated(key);
+                }
+                if let Some(replaced) = st.replaced {
+                    // A copy of the old content (copytruncate's `0.log.1`)
+                    // must not be read again should a glob match it.
+                    let path = f.path.clone();
+                    retain_into(
+                        &mut self.retained,
+                        FilePosition {
+                            id: replaced.0,
+                            path,
+                            offset: replaced.1,
+                        },
+                    );
                 }
                 if f.lifecycle == Lifecycle::Draining && (full || st.bytes > 0) {
                     f.idle_passes = if st.bytes == 0 { f.idle_passes + 1 } else { 0 };
@@ -328,6 +419,14 @@ impl Tailer {
             self.stats.lines_read += lines;
             if self.by_path.get(&f.path) == Some(&key) {
                 self.by_path.remove(&f.path);
+            }
+            // A deleted file (no links left) can never match again; its inode may be reused.
+            if !f.deleted() {
+                self.retain(FilePosition {
+                    id: f.id(),
+                    path: f.path.clone(),
+                    offset: f.committed_offset(),
+                });
             }
             tracing::debug!(path = %f.path.display(), "file closed");
             sink.closed(key);
@@ -409,8 +508,11 @@ impl Tailer {
             return;
         }
         self.failed.remove(path);
-        let resume = self.take_resume(f.id());
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut resume = self.take_resume(f.id());
+        if resume.is_none() {
+            resume = self.copy_of_read_content(&f);
+        }
+        let len = f.size().unwrap_or(0);
         let mut truncated_while_down = false;
         let offset = match &resume {
             // Shorter than our position: truncated in place while we were down.
@@ -419,13 +521,13 @@ impl Tailer {
                 0
             }
             Some(pos) => pos.offset,
-            None if self.first_scan && self.cfg.start_at_end => u64::MAX,
+            None if self.first_scan && self.cfg.start_at_end => len,
             None => 0,
         };
         if offset != 0 {
-            match TailedFile::open(path, offset, self.cfg.max_line_bytes) {
-                Ok(f2) if f2.key == f.key => f = f2,
-                _ => return,
+            if let Err(e) = f.seek_to(offset) {
+                sink.read_error(path, ReadErrorReason::of(&e));
+                return;
             }
         }
         tracing::debug!(path = %path.display(), offset, resumed = resume.is_some(), "following file");
@@ -439,14 +541,55 @@ impl Tailer {
         self.read_file(key, false, sink);
     }
 
-    /// Finds and removes the checkpointed position of a file with this identity.
+    /// A file we never followed whose first line is that of content we read
+    /// in the same directory (a copytruncate copy `0.log.1` of `0.log`, or
+    /// a copy matched by a glob that also matches rotated names): it starts
+    /// where that content was read up to, not at 0.
+    fn copy_of_read_content(&self, f: &TailedFile) -> Option<FilePosition> {
+        let fp = f.fingerprint?;
+        let dir = f.path.parent();
+        let same = |id: &FileId, path: &Path| {
+            id.fingerprint == Some(fp)
+                && (id.dev, id.ino) != (f.key.dev, f.key.ino)
+                && path.parent() == dir
+        };
+        let followed = self
+            .files
+            .values()
+            .filter(|o| same(&o.id(), &o.path))
+            .map(|o| FilePosition {
+                id: f.id(),
+                path: f.path.clone(),
+                offset: o.committed_offset(),
+            });
+        let closed = self
+            .retained
+            .iter()
+            .filter(|r| same(&r.position.id, &r.position.path))
+            .map(|r| FilePosition {
+                id: f.id(),
+                path: f.path.clone(),
+                offset: r.position.offset,
+            });
+        followed.chain(closed).max_by_key(|p| p.offset)
+    }
+
+    /// Finds and removes the checkpointed position of a file with this
+    /// identity: first the checkpoint's open files, then closed files kept
+    /// for [`RETAIN_FOR`] (those need the same content, fingerprint included).
     fn take_resume(&mut self, id: FileId) -> Option<FilePosition> {
-        let i = self.pending_resume.iter().position(|p| {
+        if let Some(i) = self.pending_resume.iter().position(|p| {
             p.id.dev == id.dev
                 && p.id.ino == id.ino
                 && (p.id.fingerprint.is_none() || p.id.fingerprint == id.fingerprint)
-        })?;
-        Some(self.pending_resume.swap_remove(i))
+        }) {
+            return Some(self.pending_resume.swap_remove(i));
+        }
+        let i = self
+            .retained
+            .iter()
+            .position(|r| r.position.id == id && id.fingerprint.is_some())?;
+        self.retained.remove(i).map(|r| r.position)
     }
 
     /// Checkpointed files that are no longer under their name: rotated while
@@ -455,13 +598,18 @@ impl Tailer {
     fn resume_rotated<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
         let pending = std::mem::take(&mut self.pending_resume);
         for pos in pending {
+            // Not found anywhere now (the glob was removed while we were down,
+            // the directory is unreadable): remembered, in case it comes back.
             let Some(dir) = pos.path.parent() else {
+                self.retain(pos);
                 continue;
             };
             let Some(name) = pos.path.file_name().and_then(|n| n.to_str()) else {
+                self.retain(pos);
                 continue;
             };
             let Ok(entries) = std::fs::read_dir(dir) else {
+                self.retain(pos);
                 continue;
             };
             let mut siblings: Vec<PathBuf> = entries
@@ -548,6 +696,9 @@ impl Tailer {
                         self.read_file(key, false, sink);
                     }
                 }
+            }
+            if !tail_found {
+                self.retain(pos);
             }
         }
     }
@@ -698,5 +849,140 @@ mod tests {
         let mut got = rec.texts();
         got.sort();
         assert_eq!(got, vec!["n", "next"]);
+    }
+
+    fn full_passes(t: &mut Tailer, rec: &mut Recorder, n: usize) {
+        for _ in 0..n {
+            t.next_full_pass = Instant::now();
+            t.pass(rec);
+        }
+    }
+
+    #[test]
+    fn glob_removed_and_added_back_resumes_at_its_offset() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\nb\n");
+        let cfg = config(d.path());
+        let globs = cfg.globs.clone();
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        t.set_globs(Vec::new());
+        full_passes(&mut t, &mut rec, 4);
+        assert!(
+            rec.open.is_empty(),
+            "file still open after its glob went away"
+        );
+        assert_eq!(t.retained().len(), 1);
+        append(&log, "c\n");
+        // Back after a while, and even across a restart (through the checkpoint).
+        let retained = t.retained();
+        let mut t = Tailer::new(config(d.path()), Vec::new());
+        t.restore_retained(retained);
+        t.set_globs(globs);
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn glob_matching_rotated_names_reads_each_line_once() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\n");
+        let mut cfg = config(d.path());
+        cfg.globs = vec![format!("{}/*", d.path().display())];
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        // Rename rotation: the old file matches under its new name.
+        std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
+        append(&d.path().join("0.log.20261124-101500"), "b\n");
+        append(&log, "c\n");
+        full_passes(&mut t, &mut rec, 3);
+        // copytruncate: the copy holds content already read.
+        copytruncate(&log, &d.path().join("0.log.1"));
+        append(&log, "d\n");
+        full_passes(&mut t, &mut rec, 3);
+        // And its compressed copy is never read as text.
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(d.path().join("0.log.1.gz")).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(b"c\n").unwrap();
+        enc.finish().unwrap();
+        full_passes(&mut t, &mut rec, 3);
+        let mut got = rec.texts();
+        got.sort();
+        assert_eq!(got, vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn copy_made_before_the_truncate_is_seen_is_not_read_again() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\nb\n");
+        let mut cfg = config(d.path());
+        cfg.globs = vec![format!("{}/*", d.path().display())];
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        // The truncation is noticed first (a read of 0.log), the copy later.
+        let copy = d.path().join("0.log.1");
+        std::fs::copy(&log, &copy).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&log)
+            .unwrap();
+        append(&log, "c\n");
+        let key = *t.by_path.get(&log).unwrap();
+        t.read_file(key, false, &mut rec);
+        full_passes(&mut t, &mut rec, 2);
+        assert_eq!(rec.texts(), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn fifo_named_like_a_rotated_sibling_does_not_block() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        let saved = read_first_line_then_stop(d.path(), &log);
+        std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
+        let fifo = d.path().join("0.log.20261124-101400");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut t = Tailer::new(config(&dir), saved);
+            let mut rec = Recorder::default();
+            t.pass(&mut rec);
+            let _ = tx.send(
+                rec.texts()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the tailer blocked on a FIFO");
+        assert_eq!(got, vec!["old-2"]);
+    }
+
+    #[test]
+    fn start_at_end_inside_a_line_skips_to_the_next_line() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "whole\nhalf a li");
+        let mut cfg = config(d.path());
+        cfg.start_at_end = true;
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        append(&log, "ne\nnext\n");
+        full_passes(&mut t, &mut rec, 1);
+        assert_eq!(rec.texts(), vec!["next"]);
     }
 }
