@@ -198,3 +198,82 @@ fn state_file_of_a_newer_version_is_refused_not_reset() {
     );
     assert_eq!(std::fs::read(&state).expect("state kept"), newer);
 }
+
+/// A pod logging faster than the agent reads (the issue: 250 MB/s held the
+/// tail thread, another pod's event took 14.2 s and no checkpoint was
+/// written): another pod's event is counted within a deadline while the
+/// flood is still being read, and checkpoints go on.
+#[test]
+fn flooding_pod_cannot_starve_another_pod_or_the_checkpoint() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = default_config(&tree, port, "checkpoint_interval = \"1s\"\n");
+    let flood = tree.log_path("llm", "litellm-flood");
+    let quiet = tree.log_path("llm", "litellm-quiet-one");
+    LogTree::append(&flood, &budget_lines(1));
+    LogTree::append(&quiet, &budget_lines(1));
+    let agent = AgentProc::start(&cfg, port);
+    counted_within(
+        &agent,
+        &[("pod", "litellm-quiet-one")],
+        1.0,
+        Duration::from_secs(20),
+    );
+    counted_within(
+        &agent,
+        &[("pod", "litellm-flood")],
+        1.0,
+        Duration::from_secs(20),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, written, flood) = (stop.clone(), written.clone(), flood.clone());
+        std::thread::spawn(move || {
+            let t = support::now_ts();
+            let chunk: String = (0..8000)
+                .map(|i| support::cri(&t, "stdout", &format!("INFO:     10.0.0.{}:4711 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK", i % 250)))
+                .collect();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&flood)
+                .expect("flood");
+            let end = Instant::now() + Duration::from_secs(20);
+            // ~100 MB/s at most, far more than a debug build reads.
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                std::io::Write::write_all(&mut f, chunk.as_bytes()).expect("write");
+                written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(8));
+            }
+        })
+    };
+    // Until the agent is well behind.
+    let bytes_read = |a: &AgentProc| a.value("litellm_sentinel_bytes_read_total", &[]);
+    support::wait_until(
+        "the flood outruns the agent",
+        Duration::from_secs(20),
+        || written.load(Ordering::Relaxed) as f64 > bytes_read(&agent) + 64e6,
+    );
+    let c0 = agent.value("litellm_sentinel_checkpoint_writes_total", &[]);
+    LogTree::append(&quiet, &budget_lines(1));
+    counted_within(
+        &agent,
+        &[("pod", "litellm-quiet-one")],
+        2.0,
+        Duration::from_secs(3),
+    );
+    support::wait_until(
+        "a checkpoint during the flood",
+        Duration::from_secs(5),
+        || agent.value("litellm_sentinel_checkpoint_writes_total", &[]) > c0,
+    );
+    let behind = written.load(Ordering::Relaxed) as f64 - bytes_read(&agent);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(
+        behind > 0.0,
+        "the flood was read up: the test did not flood"
+    );
+}

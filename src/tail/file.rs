@@ -113,6 +113,8 @@ pub struct ReadStats {
     /// With `truncated`: the identity and committed offset of the content
     /// that was replaced.
     pub replaced: Option<(FileId, u64)>,
+    /// Stopped at the read budget with more to read.
+    pub more: bool,
 }
 
 impl TailedFile {
@@ -190,11 +192,13 @@ impl TailedFile {
             .unwrap_or(0)
     }
 
-    /// Reads everything new, delivering complete lines to `h`.
-    /// `buf` is a reused read buffer.
+    /// Reads what is new, at most about `budget` bytes (whole buffers),
+    /// delivering complete lines to `h`. `buf` is a reused read buffer.
+    /// [`ReadStats::more`] says the budget ran out before the end.
     pub fn read_new<H: LineHandler + ?Sized>(
         &mut self,
         buf: &mut [u8],
+        budget: u64,
         h: &mut H,
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
@@ -234,6 +238,12 @@ impl TailedFile {
             // A short read of a regular file is its end for now: skip the empty
             // read that would confirm it (one system call less per append).
             if n < buf.len() {
+                break;
+            }
+            if stats.bytes >= budget {
+                // One fast writer must not hold the tail thread: the others,
+                // the clocks and the checkpoint get their turn first.
+                stats.more = true;
                 break;
             }
         }
@@ -361,7 +371,7 @@ mod tests {
     fn collect(f: &mut TailedFile) -> Vec<String> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 7];
-        f.read_new(&mut buf, &mut |l: &[u8], _t: bool| {
+        f.read_new(&mut buf, u64::MAX, &mut |l: &[u8], _t: bool| {
             out.push(String::from_utf8_lossy(l).into_owned())
         })
         .unwrap();
@@ -394,7 +404,9 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64];
         let st = f
-            .read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(l.to_vec()))
+            .read_new(&mut buf, u64::MAX, &mut |l: &[u8], _t: bool| {
+                out.push(l.to_vec())
+            })
             .unwrap();
         assert!(st.truncated);
         assert_eq!(out, vec![b"c".to_vec()]);

@@ -158,6 +158,11 @@ const COALESCE: Duration = Duration::from_millis(10);
 /// structural happened (new directories announce themselves through inotify).
 const WATCH_REFRESH_PASSES: u32 = 6;
 
+/// Bytes read from one file per pass (as Vector's `max_read_bytes`): a file
+/// growing faster than we read cannot starve the other files, the clocks
+/// or the checkpoint; what is left is read on the next pass, right away.
+pub const READ_BUDGET: u64 = 1024 * 1024;
+
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
 
@@ -177,6 +182,9 @@ pub struct Tailer {
     /// 30 s safety rescan.
     watch_degraded: bool,
     dirty: HashSet<PathBuf>,
+    /// Files that stopped at the read budget: read again on the next pass
+    /// without waiting for inotify.
+    backlog: HashSet<FileKey>,
     rescan: bool,
     next_full_pass: Instant,
     passes_since_watch_refresh: u32,
@@ -212,6 +220,7 @@ impl Tailer {
             watcher,
             watch_degraded: false,
             dirty: HashSet::new(),
+            backlog: HashSet::new(),
             rescan: true,
             next_full_pass: Instant::now(),
             passes_since_watch_refresh: 0,
@@ -275,7 +284,11 @@ impl Tailer {
         let until_full = self
             .next_full_pass
             .saturating_duration_since(Instant::now());
-        let timeout = until_full.min(max_wait);
+        let mut timeout = until_full.min(max_wait);
+        if !self.backlog.is_empty() {
+            // More to read already: only pick up what inotify has queued.
+            timeout = Duration::ZERO;
+        }
         let Some(w) = self.watcher.as_mut() else {
             std::thread::sleep(timeout);
             return;
@@ -285,7 +298,10 @@ impl Tailer {
             Ok(true) => {
                 // Coalesce a burst of events into one pass: writers append line by
                 // line, and one read per burst costs far less than one per line.
-                std::thread::sleep(COALESCE);
+                // (Not while catching up: there is enough to read already.)
+                if self.backlog.is_empty() {
+                    std::thread::sleep(COALESCE);
+                }
                 let mut wk = discover::Wakeups::default();
                 let r = w.drain(&mut wk);
                 self.dirty.extend(wk.changed);
@@ -330,6 +346,7 @@ impl Tailer {
                     None => unknown = true,
                 }
             }
+            keys.extend(self.backlog.iter().copied());
             if unknown {
                 // A write under a name we do not follow: most likely a rotated
                 // file (inotify names it by its new name) that the runtime
@@ -344,6 +361,10 @@ impl Tailer {
             keys
         };
         self.dirty.clear();
+        self.backlog.clear();
+        let mut keys = keys;
+        keys.sort_unstable();
+        keys.dedup();
         for key in keys {
             self.read_file(key, full, sink);
         }
@@ -371,12 +392,15 @@ impl Tailer {
                 lines += 1;
                 sink.line(key, line, truncated);
             };
-            f.read_new(&mut self.buf, &mut h)
+            f.read_new(&mut self.buf, READ_BUDGET, &mut h)
         };
         self.stats.lines_read += lines;
         match result {
             Ok(st) => {
                 self.stats.bytes_read += st.bytes;
+                if st.more {
+                    self.backlog.insert(key);
+                }
                 if st.truncated {
                     tracing::debug!(path = %f.path.display(), "file truncated in place; reading from 0");
                     sink.truncated(key);
@@ -538,7 +562,8 @@ impl Tailer {
         self.by_path.insert(path.to_path_buf(), f.key);
         let key = f.key;
         self.files.insert(key, f);
-        self.read_file(key, false, sink);
+        // Read later in this same pass (once, within its budget).
+        self.backlog.insert(key);
     }
 
     /// A file we never followed whose first line is that of content we read
@@ -984,5 +1009,36 @@ mod tests {
         append(&log, "ne\nnext\n");
         full_passes(&mut t, &mut rec, 1);
         assert_eq!(rec.texts(), vec!["next"]);
+    }
+
+    #[test]
+    fn flooding_file_cannot_starve_the_others() {
+        let d = tempfile::tempdir().unwrap();
+        let flood = d.path().join("a-flood.log");
+        let line = "x".repeat(99) + "\n";
+        let big: String = line.repeat(80_000); // 8 MB, eight read budgets
+        append(&flood, &big);
+        let quiet = d.path().join("b-quiet.log");
+        append(&quiet, "the other pod's event\n");
+        let mut t = Tailer::new(config(d.path()), Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        assert!(rec.texts().contains(&"the other pod's event"));
+        let flood_lines = rec.lines.len() - 1;
+        assert!(
+            flood_lines * 100 <= (READ_BUDGET as usize) + 256 * 1024,
+            "{flood_lines} lines of the flood in one pass"
+        );
+        // The rest follows on the next passes, without waiting for an event.
+        let start = Instant::now();
+        while rec.lines.len() < 80_001 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "backlog not drained"
+            );
+            t.wait(Duration::from_secs(5));
+            t.pass(&mut rec);
+        }
+        assert_eq!(rec.lines.len(), 80_001);
     }
 }
