@@ -26,6 +26,31 @@ use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
 use crate::timeline::{TimelineConfig, Tracker};
 
+/// Raises the soft limit on open descriptors to the hard limit: a node
+/// agent holds one per followed file (plus rotated ones draining), and the
+/// usual soft limit of 1024 is far below what a busy node needs (the issue:
+/// 400 files under `ulimit -n 256` made /healthz unreachable). Returns
+/// (before, after).
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur))
+}
+
 /// Probes of one pod, beyond what the config describes (the demo probes one engine per pod).
 #[derive(Clone, Debug)]
 pub struct PodProbes {
@@ -115,6 +140,17 @@ impl Agent {
         let mut restored = None;
         let mut state_lock = None;
         if tailing {
+            match raise_nofile_limit() {
+                Ok((before, after)) if after > before => {
+                    tracing::info!(
+                        before,
+                        after,
+                        "raised the open-file limit to its hard limit"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             if let Some(dir) = cfg
                 .state_file
                 .parent()
@@ -458,6 +494,8 @@ impl TailLoop {
             a.tail_lag_bytes.set(st.lag_bytes as i64);
             a.lines_read.inc_by(st.lines_read - last.lines_read);
             a.bytes_read.inc_by(st.bytes_read - last.bytes_read);
+            a.rotated_bytes_unread
+                .inc_by(st.rotated_bytes_unread - last.rotated_bytes_unread);
             last = st;
             let counts = pipeline.take_counts();
             for (reason, n) in counts.malformed {

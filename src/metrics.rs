@@ -36,6 +36,7 @@ pub struct SelfMetrics {
     pub lines_malformed: IntCounterVec,
     pub read_errors: IntCounterVec,
     pub tail_lag_bytes: IntGauge,
+    pub rotated_bytes_unread: IntCounter,
     pub checkpoint_writes: IntCounter,
     pub checkpoint_failures: IntCounter,
     pub rules_loaded: IntGauge,
@@ -105,6 +106,10 @@ impl Metrics {
             tail_lag_bytes: reg!(IntGauge::new(
                 name("tail_lag_bytes"),
                 "Bytes written to followed files and not read yet."
+            )?),
+            rotated_bytes_unread: reg!(IntCounter::new(
+                name("rotated_bytes_unread_total"),
+                "Bytes of log files deleted (rotated away) before the agent could read them: data lost to monitoring."
             )?),
             checkpoint_writes: reg!(IntCounter::new(
                 name("checkpoint_writes_total"),

@@ -18,7 +18,7 @@ use super::file::FileKey;
 pub fn expand(
     globs: &[String],
     on_error: &mut dyn FnMut(&Path, std::io::Error),
-) -> Vec<(PathBuf, FileKey)> {
+) -> Vec<(PathBuf, FileKey, u64)> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for g in globs {
@@ -37,7 +37,7 @@ pub fn expand(
                                     dev: m.dev(),
                                     ino: m.ino(),
                                 };
-                                out.push((p, key));
+                                out.push((p, key, m.len()));
                             }
                         }
                         Ok(_) => on_error(&p, std::io::Error::other("not a regular file")),
@@ -290,7 +290,7 @@ mod tests {
         assert!(!dirs.iter().any(|d| d.to_string_lossy().contains("redis")));
         let files: Vec<PathBuf> = expand(&g, &mut |_, _| {})
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|(p, _, _)| p)
             .collect();
         assert_eq!(files, vec![r.join("llm_litellm-0_u1/litellm/0.log")]);
     }

@@ -102,6 +102,8 @@ pub struct TailedFile {
     pub idle_passes: u32,
     /// Check the fingerprint on the next read even if the size did not change.
     pub verify_next: bool,
+    /// The size seen by the last read (for the lag without a system call).
+    last_len: u64,
 }
 
 /// What one read pass of a file found.
@@ -141,6 +143,7 @@ impl TailedFile {
             lifecycle: Lifecycle::Active,
             idle_passes: 0,
             verify_next: false,
+            last_len: meta.len(),
         })
     }
 
@@ -192,6 +195,11 @@ impl TailedFile {
             .unwrap_or(0)
     }
 
+    /// Bytes not read yet as of the last read's size check (no system call).
+    pub fn known_lag(&self) -> u64 {
+        self.last_len.saturating_sub(self.read_pos)
+    }
+
     /// Reads what is new, at most about `budget` bytes (whole buffers),
     /// delivering complete lines to `h`. `buf` is a reused read buffer.
     /// [`ReadStats::more`] says the budget ran out before the end.
@@ -203,6 +211,7 @@ impl TailedFile {
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
         let len = self.file.metadata()?.len();
+        self.last_len = len;
         let verify = std::mem::take(&mut self.verify_next);
         if len == self.read_pos && self.fingerprint.is_some() && !verify {
             // Nothing new (the common case of an idle file). A copytruncate
@@ -261,6 +270,12 @@ impl TailedFile {
     /// True when the file has no name left (deleted while open).
     pub fn deleted(&self) -> bool {
         self.file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+
+    /// True when the file's path still names this file.
+    pub fn check_still_named(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.key.dev && m.ino() == self.key.ino)
     }
 
     /// Checks what the path names now; switches to [`Lifecycle::Draining`] when it is no longer us.

@@ -149,6 +149,9 @@ pub struct TailStats {
     pub lines_read: u64,
     /// True when inotify could not be used and the tailer polls.
     pub polling: bool,
+    /// Bytes of files that vanished before they could be read (a rotated
+    /// generation deleted while its open failed, e.g. out of descriptors).
+    pub rotated_bytes_unread: u64,
 }
 
 /// How long a wake-up waits for more inotify events before reading (latency it adds).
@@ -173,6 +176,9 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Positions restored from the checkpoint and not yet matched to a file.
     pending_resume: Vec<FilePosition>,
+    /// Every position of the checkpoint (for recognising copies of content
+    /// read before the restart); cleared after the first scan.
+    restored: Vec<FilePosition>,
     /// Positions of files that left the tracked set, newest last.
     retained: std::collections::VecDeque<RetainedPosition>,
     first_scan: bool,
@@ -192,6 +198,11 @@ pub struct Tailer {
     stats: TailStats,
     /// Paths that failed once: reported once, not on every pass.
     failed: HashSet<PathBuf>,
+    /// Files matched but not opened (the open failed), with the inode and
+    /// size last seen: if one vanishes, its bytes were never read.
+    unopened: HashMap<PathBuf, (FileKey, u64)>,
+    /// Inside an episode of unread losses (logged once per episode).
+    losing: bool,
 }
 
 impl Tailer {
@@ -214,6 +225,7 @@ impl Tailer {
             cfg,
             files: HashMap::new(),
             by_path: HashMap::new(),
+            restored: restored.clone(),
             pending_resume: restored,
             retained: std::collections::VecDeque::new(),
             first_scan: true,
@@ -230,6 +242,8 @@ impl Tailer {
                 ..Default::default()
             },
             failed: HashSet::new(),
+            unopened: HashMap::new(),
+            losing: false,
         }
     }
 
@@ -258,6 +272,12 @@ impl Tailer {
             .filter(|r| now.saturating_sub(r.closed_at) < RETAIN_FOR.as_secs())
             .cloned()
             .collect()
+    }
+
+    /// Makes the next pass a full one (every file read, the globs expanded,
+    /// the fingerprints checked), as if the poll interval had passed.
+    pub fn request_full_pass(&mut self) {
+        self.next_full_pass = Instant::now();
     }
 
     /// Replaces the globs (config reload): new ones are picked up on the next pass,
@@ -298,8 +318,9 @@ impl Tailer {
             Ok(true) => {
                 // Coalesce a burst of events into one pass: writers append line by
                 // line, and one read per burst costs far less than one per line.
-                // (Not while catching up: there is enough to read already.)
-                if self.backlog.is_empty() {
+                // (Not while catching up: there is enough to read already; not
+                // when asked not to wait at all.)
+                if self.backlog.is_empty() && !max_wait.is_zero() {
                     std::thread::sleep(COALESCE);
                 }
                 let mut wk = discover::Wakeups::default();
@@ -369,12 +390,10 @@ impl Tailer {
             self.read_file(key, full, sink);
         }
         self.stats.files_watched = self.files.len();
-        // One fstat per followed file: only on full passes. A pass also runs
-        // every 200 ms and on every inotify burst, where this sum was most of
-        // the agent's CPU (bench/live.sh, docs/performance.md).
-        if full {
-            self.stats.lag_bytes = self.files.values().map(|f| f.lag()).sum();
-        }
+        // From the sizes the reads saw (no fstat here: on every pass this sum
+        // was most of the agent's CPU, docs/performance.md): fresh for every
+        // file read in this pass, and for all of them after a full pass.
+        self.stats.lag_bytes = self.files.values().map(|f| f.known_lag()).sum();
     }
 
     /// Reads what is new in one file. `full`: on a full pass, where a
@@ -427,20 +446,31 @@ impl Tailer {
             }
             Err(e) => {
                 sink.read_error(&f.path, ReadErrorReason::of(&e));
-                tracing::warn!(path = %f.path.display(), error = %e, "read failed; dropping file");
+                tracing::warn!(path = %f.path.display(), error = %e, "read failed; dropping file (its position is kept)");
+                let unread = if f.deleted() { f.lag() } else { 0 };
                 self.close(key, sink);
+                // A deleted file's rest can never be read again; a named one
+                // resumes at its kept position when it is opened next.
+                self.count_unread(unread);
             }
         }
     }
 
     fn close<S: TailSink + ?Sized>(&mut self, key: FileKey, sink: &mut S) {
         if let Some(mut f) = self.files.remove(&key) {
-            let mut lines = 0u64;
-            f.finish(&mut |line: &[u8], truncated: bool| {
-                lines += 1;
-                sink.line(key, line, truncated);
-            });
-            self.stats.lines_read += lines;
+            // Still under its name (the glob no longer matches it, or a read
+            // failed): it may match again, and its unfinished last line will
+            // be read whole from the kept position then. Rotated away or
+            // deleted: the writer has moved on, deliver what is left.
+            let unfinished_is_final = !f.check_still_named();
+            if unfinished_is_final {
+                let mut lines = 0u64;
+                f.finish(&mut |line: &[u8], truncated: bool| {
+                    lines += 1;
+                    sink.line(key, line, truncated);
+                });
+                self.stats.lines_read += lines;
+            }
             if self.by_path.get(&f.path) == Some(&key) {
                 self.by_path.remove(&f.path);
             }
@@ -474,7 +504,16 @@ impl Tailer {
             self.watch_degraded = !errors.is_empty();
         }
         let found_map: HashMap<&Path, FileKey> =
-            found.iter().map(|(p, k)| (p.as_path(), *k)).collect();
+            found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
+        let mut lost = 0u64;
+        self.unopened.retain(|p, (k, size)| {
+            if found_map.get(p.as_path()) == Some(k) {
+                return true;
+            }
+            lost += *size;
+            false
+        });
+        self.count_unread(lost);
         // A path that names another inode now (rename rotation: the old
         // file is under its new name, a new file under the old), or nothing
         // (deleted, or no longer matched after a reload): drain what is
@@ -494,9 +533,12 @@ impl Tailer {
         for key in newly_draining {
             self.read_file(key, false, sink);
         }
-        for (path, key) in &found {
+        for (path, key, size) in &found {
             if self.by_path.contains_key(path) {
                 continue;
+            }
+            if let Some(u) = self.unopened.get_mut(path) {
+                u.1 = *size;
             }
             if let Some(f) = self.files.get_mut(key) {
                 // A file we already follow, under a (new) matching name: the
@@ -508,18 +550,39 @@ impl Tailer {
                 }
                 continue;
             }
-            self.open_new(path, sink);
+            self.open_new(path, *key, *size, sink);
         }
         if self.first_scan {
             self.first_scan = false;
             self.resume_rotated(sink);
+            self.restored = Vec::new();
         }
     }
 
-    fn open_new<S: TailSink + ?Sized>(&mut self, path: &Path, sink: &mut S) {
+    /// Counts bytes that will never be read, and says so once per episode.
+    fn count_unread(&mut self, lost: u64) {
+        if lost == 0 {
+            self.losing = false;
+            return;
+        }
+        self.stats.rotated_bytes_unread += lost;
+        if !self.losing {
+            self.losing = true;
+            tracing::warn!(bytes = lost, "log files were rotated away and deleted before they could be read (see rotated_bytes_unread_total)");
+        }
+    }
+
+    fn open_new<S: TailSink + ?Sized>(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        size: u64,
+        sink: &mut S,
+    ) {
         let mut f = match TailedFile::open(path, 0, self.cfg.max_line_bytes) {
             Ok(f) => f,
             Err(e) => {
+                self.unopened.insert(path.to_path_buf(), (key, size));
                 if self.failed.insert(path.to_path_buf()) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot open log file");
                     sink.read_error(path, ReadErrorReason::of(&e));
@@ -532,6 +595,7 @@ impl Tailer {
             return;
         }
         self.failed.remove(path);
+        self.unopened.remove(path);
         let mut resume = self.take_resume(f.id());
         if resume.is_none() {
             resume = self.copy_of_read_content(&f);
@@ -590,11 +654,13 @@ impl Tailer {
         let closed = self
             .retained
             .iter()
-            .filter(|r| same(&r.position.id, &r.position.path))
-            .map(|r| FilePosition {
+            .map(|r| &r.position)
+            .chain(self.restored.iter())
+            .filter(|p| same(&p.id, &p.path))
+            .map(|p| FilePosition {
                 id: f.id(),
                 path: f.path.clone(),
-                offset: r.position.offset,
+                offset: p.offset,
             });
         followed.chain(closed).max_by_key(|p| p.offset)
     }
@@ -701,10 +767,20 @@ impl Tailer {
                         let replaced = f.committed_offset() < pos.offset
                             || (pos.id.fingerprint.is_some()
                                 && f.fingerprint != pos.id.fingerprint);
-                        if replaced {
-                            match TailedFile::open(&sib, 0, self.cfg.max_line_bytes) {
-                                Ok(f0) if f0.key == f.key => f = f0,
-                                _ => continue,
+                        // Or the inode was freed and reused by a copy of
+                        // content we did read (logrotate's copy of a file
+                        // whose old inode we had just closed): from where
+                        // that content was read up to.
+                        let copy = if replaced || pos.id.fingerprint.is_none() {
+                            self.copy_of_read_content(&f)
+                        } else {
+                            None
+                        };
+                        if replaced || copy.is_some() {
+                            let start = copy.map_or(0, |p| p.offset);
+                            if let Err(e) = f.seek_to(start) {
+                                sink.read_error(&sib, ReadErrorReason::of(&e));
+                                continue;
                             }
                         } else if tail_found {
                             continue;
