@@ -27,6 +27,31 @@ use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
 use crate::timeline::{TimelineConfig, Tracker};
 
+/// Raises the soft limit on open descriptors to the hard limit: a node
+/// agent holds one per followed file (plus rotated ones draining), and the
+/// usual soft limit of 1024 is far below what a busy node needs (the issue:
+/// 400 files under `ulimit -n 256` made /healthz unreachable). Returns
+/// (before, after).
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur))
+}
+
 /// Probes of one pod, beyond what the config describes (the demo probes one engine per pod).
 #[derive(Clone, Debug)]
 pub struct PodProbes {
@@ -121,7 +146,19 @@ impl Agent {
             .context("web config (--web.config.file)")?;
 
         let mut restored = None;
+        let mut state_lock = None;
         if tailing {
+            match raise_nofile_limit() {
+                Ok((before, after)) if after > before => {
+                    tracing::info!(
+                        before,
+                        after,
+                        "raised the open-file limit to its hard limit"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+            }
             if let Some(dir) = cfg
                 .state_file
                 .parent()
@@ -133,15 +170,30 @@ impl Agent {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot create the state directory (set --state-file to a writable path); counting continues without checkpoints");
                 }
             }
+            // One agent per state file: a second one would overwrite the
+            // first one's checkpoints with its own (and count everything twice).
+            match crate::state::lock_dir(&cfg.state_file) {
+                Ok(l) => state_lock = Some(l),
+                Err(e @ crate::state::StateError::Locked { .. }) => {
+                    return Err(anyhow::Error::new(e).context("another agent uses this state file"))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lock the state directory; counting continues")
+                }
+            }
             match crate::state::load(&cfg.state_file) {
                 Ok(s) => restored = s,
+                // Never a silent reset: a newer layout is somebody else's state.
+                Err(e @ crate::state::StateError::TooNew { .. }) => {
+                    return Err(anyhow::Error::new(e).context("cannot use the state file"))
+                }
                 Err(e) => tracing::warn!(error = %e, "starting without a checkpoint"),
             }
         }
         let first_start = restored.is_none();
-        let (files, tracker_state) = match restored {
-            Some(s) => (s.files, Some(s.tracker)),
-            None => (Vec::new(), None),
+        let (files, tracker_state, retained) = match restored {
+            Some(s) => (s.files, Some(s.tracker), s.retained),
+            None => (Vec::new(), None, Vec::new()),
         };
         if let Some(ts) = tracker_state {
             if let Ok(mut t) = tracker.lock() {
@@ -212,6 +264,8 @@ impl Agent {
                 probed_pods: all_probes.iter().map(|p| p.pod.clone()).collect(),
                 pipeline: Pipeline::new(rules, tracker.clone(), cfg.max_line_bytes, files.clone()),
                 positions: files.into_iter().map(|f| f.position).collect(),
+                retained,
+                _state_lock: state_lock,
                 tracker: tracker.clone(),
                 metrics: metrics.clone(),
                 watching: watching.clone(),
@@ -432,6 +486,10 @@ struct TailLoop {
     pipeline: Pipeline,
     /// Checkpointed positions to resume.
     positions: Vec<crate::tail::FilePosition>,
+    /// Positions of closed files from the checkpoint.
+    retained: Vec<crate::tail::RetainedPosition>,
+    /// The state directory's lock, released when the tail loop ends.
+    _state_lock: Option<crate::state::StateLock>,
     tracker: SharedTracker,
     metrics: Arc<Metrics>,
     /// Set once the first pass ran (for `/readyz`).
@@ -445,6 +503,7 @@ impl TailLoop {
         let TailLoop {
             pipeline,
             positions,
+            retained,
             tracker,
             metrics,
             watching,
@@ -454,6 +513,11 @@ impl TailLoop {
         } = self;
         let mut pipeline = pipeline;
         let mut tailer = Tailer::new(self.tail.clone(), positions);
+        tailer.restore_retained(retained);
+        crate::state::set_checkpoint_interval(self.checkpoint_interval);
+        // The last snapshot written, and the inode and size it has on disk:
+        // an unchanged state is not rewritten while that file is still there.
+        let mut last_saved: Option<(Vec<u8>, (u64, u64, u64))> = None;
         let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
         let mut next_expiry = Instant::now() + Duration::from_secs(30);
         let mut last = crate::tail::TailStats::default();
@@ -479,6 +543,8 @@ impl TailLoop {
             a.tail_lag_bytes.set(st.lag_bytes as i64);
             a.lines_read.inc_by(st.lines_read - last.lines_read);
             a.bytes_read.inc_by(st.bytes_read - last.bytes_read);
+            a.rotated_bytes_unread
+                .inc_by(st.rotated_bytes_unread - last.rotated_bytes_unread);
             last = st;
             let counts = pipeline.take_counts();
             for (reason, n) in counts.malformed {
@@ -516,8 +582,30 @@ impl TailLoop {
                     version: STATE_VERSION,
                     files: pipeline.file_states(tailer.positions()),
                     tracker: tracker.lock().map(|t| t.snapshot()).unwrap_or_default(),
+                    retained: tailer.retained(),
                 };
-                match crate::state::save(&self.state_file, &snap) {
+                let saved = serde_json::to_vec(&snap)
+                    .map_err(|e| crate::state::StateError::Write {
+                        path: self.state_file.clone(),
+                        source: std::io::Error::other(e),
+                    })
+                    .and_then(|bytes| {
+                        // Unchanged since the last write (idle node) and still on
+                        // disk (one stat): that file already is this checkpoint;
+                        // no rewrite, no fsync.
+                        let on_disk = crate::state::file_identity(&self.state_file);
+                        let unchanged = last_saved
+                            .as_ref()
+                            .is_some_and(|(b, id)| *b == bytes && on_disk == Some(*id));
+                        if !unchanged {
+                            crate::state::save_bytes(&self.state_file, &bytes)?;
+                            last_saved =
+                                crate::state::file_identity(&self.state_file).map(|id| (bytes, id));
+                        }
+                        Ok(())
+                    });
+                crate::state::record_checkpoint(&self.state_file, saved.is_ok());
+                match saved {
                     Ok(()) => {
                         a.checkpoint_writes.inc();
                         if checkpoint_failing {

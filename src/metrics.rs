@@ -35,6 +35,7 @@ pub struct SelfMetrics {
     pub lines_malformed: IntCounterVec,
     pub read_errors: IntCounterVec,
     pub tail_lag_bytes: IntGauge,
+    pub rotated_bytes_unread: IntCounter,
     pub checkpoint_writes: IntCounter,
     pub checkpoint_failures: IntCounter,
     pub rules_loaded: IntGauge,
@@ -105,9 +106,13 @@ impl Metrics {
                 name("tail_lag_bytes"),
                 "Bytes written to followed files and not read yet."
             )?),
+            rotated_bytes_unread: reg!(IntCounter::new(
+                name("rotated_bytes_unread_total"),
+                "Bytes of log files deleted (rotated away) before the agent could read them: data lost to monitoring."
+            )?),
             checkpoint_writes: reg!(IntCounter::new(
                 name("checkpoint_writes_total"),
-                "State snapshots written."
+                "State snapshots taken (an unchanged state is not rewritten: the file on disk already is that snapshot)."
             )?),
             checkpoint_failures: reg!(IntCounter::new(
                 name("checkpoint_failures_total"),

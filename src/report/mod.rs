@@ -329,7 +329,8 @@ fn plan(inputs: &[Input], opts: &ReportOptions) -> Result<Plan, ReportError> {
     let files = if paths.is_empty() {
         Vec::new()
     } else {
-        collect_files(&paths)?
+        // A rotated generation and its `.gz` copy are one generation: read it once.
+        crate::tail::file::drop_compressed_copies(collect_files(&paths)?)
     };
     let mut plan = Plan {
         demux: Vec::new(),

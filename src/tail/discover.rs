@@ -5,35 +5,39 @@
 //! directories and their container directories), never whole trees, so a
 //! chatty unrelated pod on the node does not wake the agent up.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver};
 
-use notify::{EventKind, RecursiveMode, Watcher};
+use super::file::FileKey;
 
-/// A wake-up hint from inotify (the tailer re-checks everything it is told).
-#[derive(Debug)]
-pub enum WatchEvent {
-    /// Data was written to this path.
-    Changed(PathBuf),
-    /// Something was created, removed or renamed: rescan the globs.
-    Structure,
-}
-
-/// Expands the globs into the regular files they match, sorted, deduplicated.
+/// Expands the globs into the regular files they match, sorted, deduplicated,
+/// each with the device+inode its path names right now (the stat is needed
+/// to tell files from directories anyway; it also tells a rotation apart).
 /// Unreadable paths are reported through `on_error` and skipped.
-pub fn expand(globs: &[String], on_error: &mut dyn FnMut(&Path, std::io::Error)) -> Vec<PathBuf> {
+pub fn expand(
+    globs: &[String],
+    on_error: &mut dyn FnMut(&Path, std::io::Error),
+) -> Vec<(PathBuf, FileKey, u64)> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for g in globs {
         let Ok(paths) = glob::glob(g) else { continue };
         for entry in paths {
             match entry {
+                // A compressed generation is a finished copy of content read
+                // under its plain name (or caught up on at start, see
+                // `Tailer::resume_rotated`): never followed as text.
+                Ok(p) if p.extension().is_some_and(|e| e == "gz") => {}
                 Ok(p) => {
                     match std::fs::metadata(&p) {
                         Ok(m) if m.is_file() => {
                             if seen.insert(p.clone()) {
-                                out.push(p);
+                                let key = FileKey {
+                                    dev: m.dev(),
+                                    ino: m.ino(),
+                                };
+                                out.push((p, key, m.len()));
                             }
                         }
                         Ok(_) => on_error(&p, std::io::Error::other("not a regular file")),
@@ -98,69 +102,169 @@ pub fn dirs_to_watch(globs: &[String]) -> Vec<PathBuf> {
     out
 }
 
-/// A non-recursive inotify watch set that grows as directories appear.
+/// What one read of the inotify queue found.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    /// Files written to (IN_MODIFY, IN_CLOSE_WRITE), by path.
+    pub changed: Vec<PathBuf>,
+    /// Something was created, removed or renamed (or the queue overflowed):
+    /// rescan the globs and re-check which inode each path names.
+    pub structure: bool,
+}
+
+/// The tail loop's own inotify instance: a non-recursive watch per directory
+/// that can hold a match, and a wd → directory table. Read by the tail thread
+/// itself once per tick (no watcher thread, no channel, no allocation per
+/// event beyond the changed path).
 pub struct DirWatcher {
-    watcher: notify::RecommendedWatcher,
-    watched: HashSet<PathBuf>,
+    inotify: inotify::Inotify,
+    /// Directory of each watch descriptor.
+    dirs: HashMap<inotify::WatchDescriptor, PathBuf>,
+    watched: HashMap<PathBuf, inotify::WatchDescriptor>,
+    buf: Vec<u8>,
+}
+
+/// What the tail loop needs to hear about: writes, the end of a writer, and
+/// names appearing, vanishing or moving. Not IN_OPEN/IN_ACCESS (our own reads
+/// and `opendir` would wake us), not IN_ATTRIB.
+fn watch_mask() -> inotify::WatchMask {
+    use inotify::WatchMask as M;
+    M::MODIFY
+        | M::CLOSE_WRITE
+        | M::CREATE
+        | M::DELETE
+        | M::MOVED_FROM
+        | M::MOVED_TO
+        | M::DELETE_SELF
+        | M::MOVE_SELF
+        | M::ONLYDIR
+        | M::EXCL_UNLINK
 }
 
 impl DirWatcher {
-    /// Starts the watcher; events arrive on the returned channel.
-    pub fn new() -> notify::Result<(DirWatcher, Receiver<WatchEvent>)> {
-        let (tx, rx) = channel();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(ev) = res else {
-                let _ = tx.send(WatchEvent::Structure);
-                return;
-            };
-            match ev.kind {
-                EventKind::Modify(notify::event::ModifyKind::Data(_))
-                | EventKind::Modify(notify::event::ModifyKind::Any) => {
-                    for p in ev.paths {
-                        let _ = tx.send(WatchEvent::Changed(p));
-                    }
-                }
-                EventKind::Access(_) => {}
-                _ => {
-                    let _ = tx.send(WatchEvent::Structure);
-                }
-            }
-        })?;
-        Ok((
-            DirWatcher {
-                watcher,
-                watched: HashSet::new(),
-            },
-            rx,
-        ))
+    /// A new inotify instance (fails when `max_user_instances` is exhausted).
+    pub fn new() -> std::io::Result<DirWatcher> {
+        Ok(DirWatcher {
+            inotify: inotify::Inotify::init()?,
+            dirs: HashMap::new(),
+            watched: HashMap::new(),
+            buf: vec![0u8; 64 * 1024],
+        })
     }
 
     /// Adds watches for directories not watched yet; forgets vanished ones.
-    /// Returns the errors of watches that could not be added (those directories are still polled).
-    pub fn watch_dirs(&mut self, dirs: &[PathBuf]) -> Vec<notify::Error> {
+    /// Returns the errors of watches that could not be added (those
+    /// directories are polled instead, see [`crate::tail::Tailer`]).
+    pub fn watch_dirs(&mut self, dirs: &[PathBuf]) -> Vec<std::io::Error> {
         let mut errors = Vec::new();
         let wanted: HashSet<&PathBuf> = dirs.iter().collect();
         let gone: Vec<PathBuf> = self
             .watched
-            .iter()
+            .keys()
             .filter(|d| !wanted.contains(d))
             .cloned()
             .collect();
         for d in gone {
-            let _ = self.watcher.unwatch(&d);
-            self.watched.remove(&d);
+            if let Some(wd) = self.watched.remove(&d) {
+                self.dirs.remove(&wd);
+                // Fails harmlessly when the directory is gone (the kernel dropped the watch).
+                let _ = self.inotify.watches().remove(wd);
+            }
         }
         for d in dirs {
-            if !self.watched.contains(d) {
-                match self.watcher.watch(d, RecursiveMode::NonRecursive) {
-                    Ok(()) => {
-                        self.watched.insert(d.clone());
+            if !self.watched.contains_key(d) {
+                match self.inotify.watches().add(d, watch_mask()) {
+                    Ok(wd) => {
+                        // A directory replaced under the same name gets a new wd;
+                        // the same inode under two names shares one.
+                        self.dirs.insert(wd.clone(), d.clone());
+                        self.watched.insert(d.clone(), wd);
                     }
                     Err(e) => errors.push(e),
                 }
             }
         }
         errors
+    }
+
+    /// Number of directories watched.
+    pub fn len(&self) -> usize {
+        self.watched.len()
+    }
+
+    /// True when no directory is watched.
+    pub fn is_empty(&self) -> bool {
+        self.watched.is_empty()
+    }
+
+    /// Waits up to `timeout` for the inotify fd to become readable. Returns
+    /// true when there are events to read.
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: self.inotify.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the duration of the call; the fd is
+        // owned by `self.inotify`, which outlives it.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
+    }
+
+    /// Reads every queued event without blocking into `out`.
+    pub fn drain(&mut self, out: &mut Wakeups) -> std::io::Result<()> {
+        use inotify::EventMask as E;
+        loop {
+            let events = match self.inotify.read_events(&mut self.buf) {
+                Ok(ev) => ev,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut ignored = Vec::new();
+            for ev in events {
+                if ev.mask.contains(E::Q_OVERFLOW) {
+                    // Events were lost: only a rescan knows what happened.
+                    out.structure = true;
+                    continue;
+                }
+                if ev.mask.intersects(E::IGNORED) {
+                    ignored.push(ev.wd.clone());
+                }
+                if ev.mask.intersects(
+                    E::CREATE
+                        | E::DELETE
+                        | E::MOVED_FROM
+                        | E::MOVED_TO
+                        | E::DELETE_SELF
+                        | E::MOVE_SELF
+                        | E::IGNORED,
+                ) {
+                    out.structure = true;
+                }
+                if ev.mask.intersects(E::MODIFY | E::CLOSE_WRITE) {
+                    if let (Some(dir), Some(name)) = (self.dirs.get(&ev.wd), ev.name) {
+                        out.changed.push(dir.join(name));
+                    }
+                }
+            }
+            for wd in ignored {
+                // The kernel dropped this watch (directory deleted or
+                // unmounted): forget it so the next refresh re-adds the name.
+                if let Some(d) = self.dirs.remove(&wd) {
+                    self.watched.remove(&d);
+                }
+            }
+        }
     }
 }
 
@@ -184,7 +288,10 @@ mod tests {
         assert!(dirs.contains(&r.join("llm_litellm-0_u1")));
         assert!(dirs.contains(&r.join("llm_litellm-0_u1/litellm")));
         assert!(!dirs.iter().any(|d| d.to_string_lossy().contains("redis")));
-        let files = expand(&g, &mut |_, _| {});
+        let files: Vec<PathBuf> = expand(&g, &mut |_, _| {})
+            .into_iter()
+            .map(|(p, _, _)| p)
+            .collect();
         assert_eq!(files, vec![r.join("llm_litellm-0_u1/litellm/0.log")]);
     }
 

@@ -50,6 +50,18 @@ pub fn fingerprint_of(head: &[u8]) -> Option<u64> {
     }
 }
 
+/// Opens for reading without ever blocking: a FIFO (or a device) under a
+/// log-like name would otherwise block the tail thread in open(2) until a
+/// writer appears. O_NONBLOCK does not change reads of regular files, and
+/// every caller rejects non-regular files right after the open.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Reads the fingerprint of an open file without moving its read position.
 pub fn read_fingerprint(file: &File) -> std::io::Result<Option<u64>> {
     use std::os::unix::fs::FileExt;
@@ -88,6 +100,10 @@ pub struct TailedFile {
     pub lifecycle: Lifecycle,
     /// Consecutive passes on which a draining file had nothing new.
     pub idle_passes: u32,
+    /// Check the fingerprint on the next read even if the size did not change.
+    pub verify_next: bool,
+    /// The size seen by the last read (for the lag without a system call).
+    last_len: u64,
 }
 
 /// What one read pass of a file found.
@@ -96,12 +112,17 @@ pub struct ReadStats {
     pub bytes: u64,
     /// The file shrank below our position: copytruncate. Reading restarted at 0.
     pub truncated: bool,
+    /// With `truncated`: the identity and committed offset of the content
+    /// that was replaced.
+    pub replaced: Option<(FileId, u64)>,
+    /// Stopped at the read budget with more to read.
+    pub more: bool,
 }
 
 impl TailedFile {
     /// Opens `path` and positions at `offset` (clamped to the file's size).
     pub fn open(path: &Path, offset: u64, max_line_bytes: usize) -> std::io::Result<TailedFile> {
-        let mut file = File::open(path)?;
+        let mut file = open_nonblocking(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::other("not a regular file"));
@@ -121,7 +142,35 @@ impl TailedFile {
             splitter: LineSplitter::new(max_line_bytes),
             lifecycle: Lifecycle::Active,
             idle_passes: 0,
+            verify_next: false,
+            last_len: meta.len(),
         })
+    }
+
+    /// The file's current size.
+    pub fn size(&self) -> std::io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Moves the read position to `offset` (clamped to the size). When that
+    /// is not the start of a line (a first start at the end of a file being
+    /// written, a position inside an over-long line), the rest of that line
+    /// is skipped: a line's tail is never delivered as a line (it would
+    /// mislead format detection, and could match a rule on half a message).
+    pub fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let offset = offset.min(self.size()?);
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.read_pos = offset;
+        self.splitter.reset();
+        if offset > 0 {
+            let mut prev = [0u8; 1];
+            let n = self.file.read_at(&mut prev, offset - 1)?;
+            if n == 1 && prev[0] != b'\n' {
+                self.splitter.skip_rest_of_line();
+            }
+        }
+        Ok(())
     }
 
     /// The identity to store in a checkpoint.
@@ -146,19 +195,28 @@ impl TailedFile {
             .unwrap_or(0)
     }
 
-    /// Reads everything new, delivering complete lines to `h`.
-    /// `buf` is a reused read buffer.
+    /// Bytes not read yet as of the last read's size check (no system call).
+    pub fn known_lag(&self) -> u64 {
+        self.last_len.saturating_sub(self.read_pos)
+    }
+
+    /// Reads what is new, at most about `budget` bytes (whole buffers),
+    /// delivering complete lines to `h`. `buf` is a reused read buffer.
+    /// [`ReadStats::more`] says the budget ran out before the end.
     pub fn read_new<H: LineHandler + ?Sized>(
         &mut self,
         buf: &mut [u8],
+        budget: u64,
         h: &mut H,
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
         let len = self.file.metadata()?.len();
-        if len == self.read_pos && self.fingerprint.is_some() {
-            // Nothing new (the common case of a full pass over idle files). A
-            // copytruncate that regrew to exactly this size is caught by the
-            // fingerprint check on the next append.
+        self.last_len = len;
+        let verify = std::mem::take(&mut self.verify_next);
+        if len == self.read_pos && self.fingerprint.is_some() && !verify {
+            // Nothing new (the common case of an idle file). A copytruncate
+            // that regrew to exactly this size is caught by the fingerprint
+            // check of the next full pass (`verify_next`), or the next append.
             return Ok(stats);
         }
         // Truncated in place: shorter than our position, or (copytruncate followed
@@ -168,6 +226,7 @@ impl TailedFile {
             && len > 0
             && read_fingerprint(&self.file)?.is_some_and(|f| Some(f) != self.fingerprint);
         if len < self.read_pos || regrown {
+            stats.replaced = Some((self.id(), self.committed_offset()));
             self.fingerprint = None;
             // copytruncate (or CRI-O truncating in place): the content we knew is gone.
             self.file.seek(SeekFrom::Start(0))?;
@@ -190,6 +249,12 @@ impl TailedFile {
             if n < buf.len() {
                 break;
             }
+            if stats.bytes >= budget {
+                // One fast writer must not hold the tail thread: the others,
+                // the clocks and the checkpoint get their turn first.
+                stats.more = true;
+                break;
+            }
         }
         if self.fingerprint.is_none() && self.read_pos > 0 {
             self.fingerprint = read_fingerprint(&self.file)?;
@@ -200,6 +265,17 @@ impl TailedFile {
     /// The file is done for good (drained after rotation/deletion): deliver an unfinished last line.
     pub fn finish<H: LineHandler + ?Sized>(&mut self, h: &mut H) {
         self.splitter.finish(h);
+    }
+
+    /// True when the file has no name left (deleted while open).
+    pub fn deleted(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+
+    /// True when the file's path still names this file.
+    pub fn check_still_named(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.key.dev && m.ino() == self.key.ino)
     }
 
     /// Checks what the path names now; switches to [`Lifecycle::Draining`] when it is no longer us.
@@ -222,7 +298,7 @@ pub fn read_whole<H: LineHandler + ?Sized>(
     max_line_bytes: usize,
     h: &mut H,
 ) -> std::io::Result<u64> {
-    let file = File::open(path)?;
+    let file = open_nonblocking(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
@@ -257,9 +333,38 @@ pub fn read_whole<H: LineHandler + ?Sized>(
     Ok(total)
 }
 
+/// Drops `X.gz` when `X` is in the list too with the same content (its
+/// decompressed first line): kubelet writes `0.log.<ts>.gz` next to
+/// `0.log.<ts>` and deletes the plain file only afterwards, so a directory
+/// read in between holds one generation twice. The plain file is kept: it
+/// is complete, while the `.gz` may still be being written.
+pub fn drop_compressed_copies(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let all: std::collections::HashSet<PathBuf> = files.iter().cloned().collect();
+    files
+        .into_iter()
+        .filter(|p| {
+            if p.extension().is_none_or(|e| e != "gz") {
+                return true;
+            }
+            let plain = p.with_extension("");
+            if !all.contains(&plain) {
+                return true;
+            }
+            let (Ok(Some(a)), Ok(Some(b))) = (fingerprint_of_path(p), fingerprint_of_path(&plain))
+            else {
+                return true;
+            };
+            a != b
+        })
+        .collect()
+}
+
 /// The fingerprint of a (possibly gzipped) file's decompressed content.
 pub fn fingerprint_of_path(path: &Path) -> std::io::Result<Option<u64>> {
-    let file = File::open(path)?;
+    let file = open_nonblocking(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
@@ -281,7 +386,7 @@ mod tests {
     fn collect(f: &mut TailedFile) -> Vec<String> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 7];
-        f.read_new(&mut buf, &mut |l: &[u8], _t: bool| {
+        f.read_new(&mut buf, u64::MAX, &mut |l: &[u8], _t: bool| {
             out.push(String::from_utf8_lossy(l).into_owned())
         })
         .unwrap();
@@ -314,7 +419,9 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64];
         let st = f
-            .read_new(&mut buf, &mut |l: &[u8], _t: bool| out.push(l.to_vec()))
+            .read_new(&mut buf, u64::MAX, &mut |l: &[u8], _t: bool| {
+                out.push(l.to_vec())
+            })
             .unwrap();
         assert!(st.truncated);
         assert_eq!(out, vec![b"c".to_vec()]);
@@ -348,5 +455,21 @@ mod tests {
         read_whole(&p, 8, 1024, &mut |l: &[u8], _t: bool| out.push(l.to_vec())).unwrap();
         assert_eq!(out, vec![b"keep".to_vec()]);
         assert_eq!(fingerprint_of_path(&p).unwrap(), Some(fnv1a(b"skip me\n")));
+    }
+
+    #[test]
+    fn compressed_copy_next_to_its_plain_file_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("0.log.20261124-101500");
+        std::fs::write(&plain, b"one\ntwo\n").unwrap();
+        let gz = dir.path().join("0.log.20261124-101500.gz");
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(b"one\n").unwrap(); // still being written
+        enc.finish().unwrap();
+        let other = dir.path().join("0.log.20261124-101400.gz");
+        std::fs::copy(&gz, &other).unwrap();
+        let kept = drop_compressed_copies(vec![plain.clone(), gz, other.clone()]);
+        assert_eq!(kept, vec![plain, other]);
     }
 }

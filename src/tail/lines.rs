@@ -46,6 +46,12 @@ impl LineSplitter {
         self.carry.len()
     }
 
+    /// Starts inside a line: everything up to the next newline is dropped.
+    pub fn skip_rest_of_line(&mut self) {
+        self.carry.clear();
+        self.skipping = true;
+    }
+
     /// Forgets any unfinished line (the file was truncated).
     pub fn reset(&mut self) {
         self.carry.clear();

@@ -12,7 +12,6 @@ pub mod lines;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +27,51 @@ pub struct FilePosition {
     pub path: PathBuf,
     /// Offset just after the last line delivered.
     pub offset: u64,
+}
+
+/// The position of a file that left the tracked set (drained after a
+/// rotation, no longer matched after a reload, closed after a read error),
+/// kept for [`RETAIN_FOR`] so that the same content matching again (the glob
+/// re-added, a glob that also matches rotated names, a reopen after fd
+/// exhaustion, a restart) resumes where it stopped instead of at 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetainedPosition {
+    pub position: FilePosition,
+    /// Unix seconds when the file was closed (retention is wall-clock, so it survives restarts).
+    pub closed_at: u64,
+}
+
+/// How long a closed file's position is remembered.
+pub const RETAIN_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// At most this many closed files are remembered (oldest forgotten first):
+/// bounds the checkpoint when kubelet rotates fast.
+pub const RETAIN_MAX: usize = 4096;
+
+/// Remembers where some content stopped being read, replacing an older
+/// entry of the same identity.
+fn retain_into(
+    retained: &mut std::collections::VecDeque<RetainedPosition>,
+    position: FilePosition,
+) {
+    if position.id.fingerprint.is_none() {
+        // Without a known first line the identity is too weak to resume on.
+        return;
+    }
+    retained.retain(|r| r.position.id != position.id);
+    if retained.len() >= RETAIN_MAX {
+        retained.pop_front();
+    }
+    retained.push_back(RetainedPosition {
+        position,
+        closed_at: unix_now(),
+    });
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Why a file or directory could not be read; the `reason` label of `read_errors_total`.
@@ -105,6 +149,9 @@ pub struct TailStats {
     pub lines_read: u64,
     /// True when inotify could not be used and the tailer polls.
     pub polling: bool,
+    /// Bytes of files that vanished before they could be read (a rotated
+    /// generation deleted while its open failed, e.g. out of descriptors).
+    pub rotated_bytes_unread: u64,
 }
 
 /// How long a wake-up waits for more inotify events before reading (latency it adds).
@@ -113,6 +160,11 @@ const COALESCE: Duration = Duration::from_millis(10);
 /// Full passes between two refreshes of the directory watches when nothing
 /// structural happened (new directories announce themselves through inotify).
 const WATCH_REFRESH_PASSES: u32 = 6;
+
+/// Bytes read from one file per pass (as Vector's `max_read_bytes`): a file
+/// growing faster than we read cannot starve the other files, the clocks
+/// or the checkpoint; what is left is read on the next pass, right away.
+pub const READ_BUDGET: u64 = 1024 * 1024;
 
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
@@ -124,10 +176,21 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, FileKey>,
     /// Positions restored from the checkpoint and not yet matched to a file.
     pending_resume: Vec<FilePosition>,
+    /// Every position of the checkpoint (for recognising copies of content
+    /// read before the restart); cleared after the first scan.
+    restored: Vec<FilePosition>,
+    /// Positions of files that left the tracked set, newest last.
+    retained: std::collections::VecDeque<RetainedPosition>,
     first_scan: bool,
     watcher: Option<discover::DirWatcher>,
-    events: Option<Receiver<discover::WatchEvent>>,
+    /// Some directory could not be watched (watch limit, permissions): full
+    /// passes run at least once a second so nothing there waits for the
+    /// 30 s safety rescan.
+    watch_degraded: bool,
     dirty: HashSet<PathBuf>,
+    /// Files that stopped at the read budget: read again on the next pass
+    /// without waiting for inotify.
+    backlog: HashSet<FileKey>,
     rescan: bool,
     next_full_pass: Instant,
     passes_since_watch_refresh: u32,
@@ -135,20 +198,25 @@ pub struct Tailer {
     stats: TailStats,
     /// Paths that failed once: reported once, not on every pass.
     failed: HashSet<PathBuf>,
+    /// Files matched but not opened (the open failed), with the inode and
+    /// size last seen: if one vanishes, its bytes were never read.
+    unopened: HashMap<PathBuf, (FileKey, u64)>,
+    /// Inside an episode of unread losses (logged once per episode).
+    losing: bool,
 }
 
 impl Tailer {
     /// A tailer resuming `restored` positions. `cfg.start_at_end` applies only
     /// to files present at this first scan and not in `restored`.
     pub fn new(cfg: TailConfig, restored: Vec<FilePosition>) -> Tailer {
-        let (watcher, events) = if cfg.force_polling {
-            (None, None)
+        let watcher = if cfg.force_polling {
+            None
         } else {
             match discover::DirWatcher::new() {
-                Ok((w, rx)) => (Some(w), Some(rx)),
+                Ok(w) => Some(w),
                 Err(e) => {
-                    tracing::warn!(error = %e, "inotify unavailable; falling back to polling");
-                    (None, None)
+                    tracing::warn!(error = %e, "inotify unavailable; falling back to polling every second");
+                    None
                 }
             }
         };
@@ -157,11 +225,14 @@ impl Tailer {
             cfg,
             files: HashMap::new(),
             by_path: HashMap::new(),
+            restored: restored.clone(),
             pending_resume: restored,
+            retained: std::collections::VecDeque::new(),
             first_scan: true,
             watcher,
-            events,
+            watch_degraded: false,
             dirty: HashSet::new(),
+            backlog: HashSet::new(),
             rescan: true,
             next_full_pass: Instant::now(),
             passes_since_watch_refresh: 0,
@@ -171,7 +242,42 @@ impl Tailer {
                 ..Default::default()
             },
             failed: HashSet::new(),
+            unopened: HashMap::new(),
+            losing: false,
         }
+    }
+
+    /// Restores the positions of closed files from the checkpoint (expired ones are dropped).
+    pub fn restore_retained(&mut self, retained: Vec<RetainedPosition>) {
+        let now = unix_now();
+        self.retained = retained
+            .into_iter()
+            .filter(|r| now.saturating_sub(r.closed_at) < RETAIN_FOR.as_secs())
+            .collect();
+        while self.retained.len() > RETAIN_MAX {
+            self.retained.pop_front();
+        }
+    }
+
+    /// Remembers where a file stopped (it is no longer followed).
+    fn retain(&mut self, position: FilePosition) {
+        retain_into(&mut self.retained, position);
+    }
+
+    /// Positions of closed files, for the checkpoint.
+    pub fn retained(&self) -> Vec<RetainedPosition> {
+        let now = unix_now();
+        self.retained
+            .iter()
+            .filter(|r| now.saturating_sub(r.closed_at) < RETAIN_FOR.as_secs())
+            .cloned()
+            .collect()
+    }
+
+    /// Makes the next pass a full one (every file read, the globs expanded,
+    /// the fingerprints checked), as if the poll interval had passed.
+    pub fn request_full_pass(&mut self) {
+        self.next_full_pass = Instant::now();
     }
 
     /// Replaces the globs (config reload): new ones are picked up on the next pass,
@@ -181,48 +287,55 @@ impl Tailer {
         self.rescan = true;
     }
 
-    /// The interval of full passes: the configured one with inotify, at most 1 s when polling.
+    /// The interval of full passes: the configured one with inotify, at most
+    /// 1 s when polling (no inotify, or some directory without a watch).
     fn full_pass_interval(&self) -> Duration {
-        if self.watcher.is_some() {
+        if self.watcher.is_some() && !self.watch_degraded {
             self.cfg.poll_interval
         } else {
             self.cfg.poll_interval.min(Duration::from_secs(1))
         }
     }
 
-    /// Blocks until there is something to read or `max_wait` passes.
+    /// Blocks until there is something to read or `max_wait` passes: one
+    /// poll(2) on the tail loop's own inotify fd, then one non-blocking read
+    /// of everything queued.
     pub fn wait(&mut self, max_wait: Duration) {
         let until_full = self
             .next_full_pass
             .saturating_duration_since(Instant::now());
-        let timeout = until_full.min(max_wait);
-        let Some(rx) = &self.events else {
+        let mut timeout = until_full.min(max_wait);
+        if !self.backlog.is_empty() {
+            // More to read already: only pick up what inotify has queued.
+            timeout = Duration::ZERO;
+        }
+        let Some(w) = self.watcher.as_mut() else {
             std::thread::sleep(timeout);
             return;
         };
-        let got =
-            |ev: discover::WatchEvent, dirty: &mut HashSet<PathBuf>, rescan: &mut bool| match ev {
-                discover::WatchEvent::Changed(p) => {
-                    dirty.insert(p);
+        let failed = match w.wait_readable(timeout) {
+            Ok(false) => return,
+            Ok(true) => {
+                // Coalesce a burst of events into one pass: writers append line by
+                // line, and one read per burst costs far less than one per line.
+                // (Not while catching up: there is enough to read already; not
+                // when asked not to wait at all.)
+                if self.backlog.is_empty() && !max_wait.is_zero() {
+                    std::thread::sleep(COALESCE);
                 }
-                discover::WatchEvent::Structure => *rescan = true,
-            };
-        match rx.recv_timeout(timeout) {
-            Ok(ev) => got(ev, &mut self.dirty, &mut self.rescan),
-            Err(RecvTimeoutError::Timeout) => return,
-            Err(RecvTimeoutError::Disconnected) => {
-                tracing::warn!("inotify watcher stopped; falling back to polling");
-                self.watcher = None;
-                self.events = None;
-                self.stats.polling = true;
-                return;
+                let mut wk = discover::Wakeups::default();
+                let r = w.drain(&mut wk);
+                self.dirty.extend(wk.changed);
+                self.rescan |= wk.structure;
+                r.err()
             }
-        }
-        // Coalesce a burst of events into one pass: writers append line by
-        // line, and one read per burst costs far less than one per line.
-        std::thread::sleep(COALESCE);
-        while let Ok(ev) = rx.try_recv() {
-            got(ev, &mut self.dirty, &mut self.rescan);
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "inotify failed; falling back to polling every second");
+            self.watcher = None;
+            self.stats.polling = true;
+            self.rescan = true;
         }
     }
 
@@ -246,54 +359,85 @@ impl Tailer {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
             self.files.keys().copied().collect()
         } else {
-            let keys = self
-                .dirty
-                .iter()
-                .filter_map(|p| self.by_path.get(p).copied())
-                .collect();
+            let mut keys: Vec<FileKey> = Vec::with_capacity(self.dirty.len());
+            let mut unknown = structural;
+            for p in &self.dirty {
+                match self.by_path.get(p) {
+                    Some(k) => keys.push(*k),
+                    None => unknown = true,
+                }
+            }
+            keys.extend(self.backlog.iter().copied());
+            if unknown {
+                // A write under a name we do not follow: most likely a rotated
+                // file (inotify names it by its new name) that the runtime
+                // still writes to. Draining files are few: read them all.
+                keys.extend(
+                    self.files
+                        .values()
+                        .filter(|f| f.lifecycle == Lifecycle::Draining)
+                        .map(|f| f.key),
+                );
+            }
             keys
         };
         self.dirty.clear();
+        self.backlog.clear();
+        let mut keys = keys;
+        keys.sort_unstable();
+        keys.dedup();
         for key in keys {
             self.read_file(key, full, sink);
         }
         self.stats.files_watched = self.files.len();
-        // One fstat per followed file: only on full passes. A pass also runs
-        // every 200 ms and on every inotify burst, where this sum was most of
-        // the agent's CPU (bench/live.sh, docs/performance.md).
-        if full {
-            self.stats.lag_bytes = self.files.values().map(|f| f.lag()).sum();
-        }
+        // From the sizes the reads saw (no fstat here: on every pass this sum
+        // was most of the agent's CPU, docs/performance.md): fresh for every
+        // file read in this pass, and for all of them after a full pass.
+        self.stats.lag_bytes = self.files.values().map(|f| f.known_lag()).sum();
     }
 
-    fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, check_path: bool, sink: &mut S) {
+    /// Reads what is new in one file. `full`: on a full pass, where a
+    /// draining file with nothing new counts towards its closing.
+    fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, full: bool, sink: &mut S) {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        if check_path && f.lifecycle == Lifecycle::Active {
-            f.check_path();
-            if f.lifecycle == Lifecycle::Draining {
-                self.by_path.remove(&f.path);
-                tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
-            }
-        }
+        // One pread per file per full pass: a copytruncate that regrew to
+        // the very size we had read is still noticed.
+        f.verify_next |= full;
         let mut lines = 0u64;
         let result = {
             let mut h = |line: &[u8], truncated: bool| {
                 lines += 1;
                 sink.line(key, line, truncated);
             };
-            f.read_new(&mut self.buf, &mut h)
+            f.read_new(&mut self.buf, READ_BUDGET, &mut h)
         };
         self.stats.lines_read += lines;
         match result {
             Ok(st) => {
                 self.stats.bytes_read += st.bytes;
+                if st.more {
+                    self.backlog.insert(key);
+                }
                 if st.truncated {
                     tracing::debug!(path = %f.path.display(), "file truncated in place; reading from 0");
                     sink.truncated(key);
                 }
-                if f.lifecycle == Lifecycle::Draining {
+                if let Some(replaced) = st.replaced {
+                    // A copy of the old content (copytruncate's `0.log.1`)
+                    // must not be read again should a glob match it.
+                    let path = f.path.clone();
+                    retain_into(
+                        &mut self.retained,
+                        FilePosition {
+                            id: replaced.0,
+                            path,
+                            offset: replaced.1,
+                        },
+                    );
+                }
+                if f.lifecycle == Lifecycle::Draining && (full || st.bytes > 0) {
                     f.idle_passes = if st.bytes == 0 { f.idle_passes + 1 } else { 0 };
                     if f.idle_passes >= DRAIN_IDLE_PASSES {
                         self.close(key, sink);
@@ -302,22 +446,41 @@ impl Tailer {
             }
             Err(e) => {
                 sink.read_error(&f.path, ReadErrorReason::of(&e));
-                tracing::warn!(path = %f.path.display(), error = %e, "read failed; dropping file");
+                tracing::warn!(path = %f.path.display(), error = %e, "read failed; dropping file (its position is kept)");
+                let unread = if f.deleted() { f.lag() } else { 0 };
                 self.close(key, sink);
+                // A deleted file's rest can never be read again; a named one
+                // resumes at its kept position when it is opened next.
+                self.count_unread(unread);
             }
         }
     }
 
     fn close<S: TailSink + ?Sized>(&mut self, key: FileKey, sink: &mut S) {
         if let Some(mut f) = self.files.remove(&key) {
-            let mut lines = 0u64;
-            f.finish(&mut |line: &[u8], truncated: bool| {
-                lines += 1;
-                sink.line(key, line, truncated);
-            });
-            self.stats.lines_read += lines;
+            // Still under its name (the glob no longer matches it, or a read
+            // failed): it may match again, and its unfinished last line will
+            // be read whole from the kept position then. Rotated away or
+            // deleted: the writer has moved on, deliver what is left.
+            let unfinished_is_final = !f.check_still_named();
+            if unfinished_is_final {
+                let mut lines = 0u64;
+                f.finish(&mut |line: &[u8], truncated: bool| {
+                    lines += 1;
+                    sink.line(key, line, truncated);
+                });
+                self.stats.lines_read += lines;
+            }
             if self.by_path.get(&f.path) == Some(&key) {
                 self.by_path.remove(&f.path);
+            }
+            // A deleted file (no links left) can never match again; its inode may be reused.
+            if !f.deleted() {
+                self.retain(FilePosition {
+                    id: f.id(),
+                    path: f.path.clone(),
+                    offset: f.committed_offset(),
+                });
             }
             tracing::debug!(path = %f.path.display(), "file closed");
             sink.closed(key);
@@ -333,35 +496,93 @@ impl Tailer {
             }
         });
         if let Some(w) = self.watcher.as_mut().filter(|_| refresh_watches) {
-            for err in w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs)) {
-                tracing::warn!(error = %err, "cannot watch directory; it is still polled");
+            let errors = w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs));
+            if !errors.is_empty() && !self.watch_degraded {
+                tracing::warn!(error = %errors[0], unwatched = errors.len(), "cannot watch some directories (fs.inotify.max_user_watches?); polling every second instead");
                 sink.read_error(Path::new(""), ReadErrorReason::Watch);
             }
+            self.watch_degraded = !errors.is_empty();
         }
-        let found_set: HashSet<&PathBuf> = found.iter().collect();
-        // Files whose path left the globs (config reload) drain and close.
+        let found_map: HashMap<&Path, FileKey> =
+            found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
+        let mut lost = 0u64;
+        self.unopened.retain(|p, (k, size)| {
+            if found_map.get(p.as_path()) == Some(k) {
+                return true;
+            }
+            lost += *size;
+            false
+        });
+        self.count_unread(lost);
+        // A path that names another inode now (rename rotation: the old
+        // file is under its new name, a new file under the old), or nothing
+        // (deleted, or no longer matched after a reload): drain what is
+        // left of the file, then close it.
+        let mut newly_draining = Vec::new();
         for f in self.files.values_mut() {
-            if f.lifecycle == Lifecycle::Active && !found_set.contains(&f.path) {
+            if f.lifecycle == Lifecycle::Active && found_map.get(f.path.as_path()) != Some(&f.key) {
+                tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
                 f.lifecycle = Lifecycle::Draining;
+                f.idle_passes = 0;
+                newly_draining.push(f.key);
             }
         }
-        self.by_path.retain(|p, _| found_set.contains(p));
-        for path in &found {
+        self.by_path
+            .retain(|p, k| found_map.get(p.as_path()) == Some(k));
+        // The old generation's last lines come before the new one's first.
+        for key in newly_draining {
+            self.read_file(key, false, sink);
+        }
+        for (path, key, size) in &found {
             if self.by_path.contains_key(path) {
                 continue;
             }
-            self.open_new(path, sink);
+            if let Some(u) = self.unopened.get_mut(path) {
+                u.1 = *size;
+            }
+            if let Some(f) = self.files.get_mut(key) {
+                // A file we already follow, under a (new) matching name: the
+                // same content, so it goes on from where it is, never from 0.
+                if f.lifecycle == Lifecycle::Draining {
+                    f.lifecycle = Lifecycle::Active;
+                    f.path = path.clone();
+                    self.by_path.insert(path.clone(), *key);
+                }
+                continue;
+            }
+            self.open_new(path, *key, *size, sink);
         }
         if self.first_scan {
             self.first_scan = false;
             self.resume_rotated(sink);
+            self.restored = Vec::new();
         }
     }
 
-    fn open_new<S: TailSink + ?Sized>(&mut self, path: &Path, sink: &mut S) {
+    /// Counts bytes that will never be read, and says so once per episode.
+    fn count_unread(&mut self, lost: u64) {
+        if lost == 0 {
+            self.losing = false;
+            return;
+        }
+        self.stats.rotated_bytes_unread += lost;
+        if !self.losing {
+            self.losing = true;
+            tracing::warn!(bytes = lost, "log files were rotated away and deleted before they could be read (see rotated_bytes_unread_total)");
+        }
+    }
+
+    fn open_new<S: TailSink + ?Sized>(
+        &mut self,
+        path: &Path,
+        key: FileKey,
+        size: u64,
+        sink: &mut S,
+    ) {
         let mut f = match TailedFile::open(path, 0, self.cfg.max_line_bytes) {
             Ok(f) => f,
             Err(e) => {
+                self.unopened.insert(path.to_path_buf(), (key, size));
                 if self.failed.insert(path.to_path_buf()) {
                     tracing::warn!(path = %path.display(), error = %e, "cannot open log file");
                     sink.read_error(path, ReadErrorReason::of(&e));
@@ -374,8 +595,12 @@ impl Tailer {
             return;
         }
         self.failed.remove(path);
-        let resume = self.take_resume(f.id());
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        self.unopened.remove(path);
+        let mut resume = self.take_resume(f.id());
+        if resume.is_none() {
+            resume = self.copy_of_read_content(&f);
+        }
+        let len = f.size().unwrap_or(0);
         let mut truncated_while_down = false;
         let offset = match &resume {
             // Shorter than our position: truncated in place while we were down.
@@ -384,13 +609,13 @@ impl Tailer {
                 0
             }
             Some(pos) => pos.offset,
-            None if self.first_scan && self.cfg.start_at_end => u64::MAX,
+            None if self.first_scan && self.cfg.start_at_end => len,
             None => 0,
         };
         if offset != 0 {
-            match TailedFile::open(path, offset, self.cfg.max_line_bytes) {
-                Ok(f2) if f2.key == f.key => f = f2,
-                _ => return,
+            if let Err(e) = f.seek_to(offset) {
+                sink.read_error(path, ReadErrorReason::of(&e));
+                return;
             }
         }
         tracing::debug!(path = %path.display(), offset, resumed = resume.is_some(), "following file");
@@ -401,17 +626,61 @@ impl Tailer {
         self.by_path.insert(path.to_path_buf(), f.key);
         let key = f.key;
         self.files.insert(key, f);
-        self.read_file(key, false, sink);
+        // Read later in this same pass (once, within its budget).
+        self.backlog.insert(key);
     }
 
-    /// Finds and removes the checkpointed position of a file with this identity.
+    /// A file we never followed whose first line is that of content we read
+    /// in the same directory (a copytruncate copy `0.log.1` of `0.log`, or
+    /// a copy matched by a glob that also matches rotated names): it starts
+    /// where that content was read up to, not at 0.
+    fn copy_of_read_content(&self, f: &TailedFile) -> Option<FilePosition> {
+        let fp = f.fingerprint?;
+        let dir = f.path.parent();
+        let same = |id: &FileId, path: &Path| {
+            id.fingerprint == Some(fp)
+                && (id.dev, id.ino) != (f.key.dev, f.key.ino)
+                && path.parent() == dir
+        };
+        let followed = self
+            .files
+            .values()
+            .filter(|o| same(&o.id(), &o.path))
+            .map(|o| FilePosition {
+                id: f.id(),
+                path: f.path.clone(),
+                offset: o.committed_offset(),
+            });
+        let closed = self
+            .retained
+            .iter()
+            .map(|r| &r.position)
+            .chain(self.restored.iter())
+            .filter(|p| same(&p.id, &p.path))
+            .map(|p| FilePosition {
+                id: f.id(),
+                path: f.path.clone(),
+                offset: p.offset,
+            });
+        followed.chain(closed).max_by_key(|p| p.offset)
+    }
+
+    /// Finds and removes the checkpointed position of a file with this
+    /// identity: first the checkpoint's open files, then closed files kept
+    /// for [`RETAIN_FOR`] (those need the same content, fingerprint included).
     fn take_resume(&mut self, id: FileId) -> Option<FilePosition> {
-        let i = self.pending_resume.iter().position(|p| {
+        if let Some(i) = self.pending_resume.iter().position(|p| {
             p.id.dev == id.dev
                 && p.id.ino == id.ino
                 && (p.id.fingerprint.is_none() || p.id.fingerprint == id.fingerprint)
-        })?;
-        Some(self.pending_resume.swap_remove(i))
+        }) {
+            return Some(self.pending_resume.swap_remove(i));
+        }
+        let i = self
+            .retained
+            .iter()
+            .position(|r| r.position.id == id && id.fingerprint.is_some())?;
+        self.retained.remove(i).map(|r| r.position)
     }
 
     /// Checkpointed files that are no longer under their name: rotated while
@@ -420,13 +689,18 @@ impl Tailer {
     fn resume_rotated<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
         let pending = std::mem::take(&mut self.pending_resume);
         for pos in pending {
+            // Not found anywhere now (the glob was removed while we were down,
+            // the directory is unreadable): remembered, in case it comes back.
             let Some(dir) = pos.path.parent() else {
+                self.retain(pos);
                 continue;
             };
             let Some(name) = pos.path.file_name().and_then(|n| n.to_str()) else {
+                self.retain(pos);
                 continue;
             };
             let Ok(entries) = std::fs::read_dir(dir) else {
+                self.retain(pos);
                 continue;
             };
             let mut siblings: Vec<PathBuf> = entries
@@ -493,10 +767,20 @@ impl Tailer {
                         let replaced = f.committed_offset() < pos.offset
                             || (pos.id.fingerprint.is_some()
                                 && f.fingerprint != pos.id.fingerprint);
-                        if replaced {
-                            match TailedFile::open(&sib, 0, self.cfg.max_line_bytes) {
-                                Ok(f0) if f0.key == f.key => f = f0,
-                                _ => continue,
+                        // Or the inode was freed and reused by a copy of
+                        // content we did read (logrotate's copy of a file
+                        // whose old inode we had just closed): from where
+                        // that content was read up to.
+                        let copy = if replaced || pos.id.fingerprint.is_none() {
+                            self.copy_of_read_content(&f)
+                        } else {
+                            None
+                        };
+                        if replaced || copy.is_some() {
+                            let start = copy.map_or(0, |p| p.offset);
+                            if let Err(e) = f.seek_to(start) {
+                                sink.read_error(&sib, ReadErrorReason::of(&e));
+                                continue;
                             }
                         } else if tail_found {
                             continue;
@@ -513,6 +797,9 @@ impl Tailer {
                         self.read_file(key, false, sink);
                     }
                 }
+            }
+            if !tail_found {
+                self.retain(pos);
             }
         }
     }
@@ -663,5 +950,171 @@ mod tests {
         let mut got = rec.texts();
         got.sort();
         assert_eq!(got, vec!["n", "next"]);
+    }
+
+    fn full_passes(t: &mut Tailer, rec: &mut Recorder, n: usize) {
+        for _ in 0..n {
+            t.next_full_pass = Instant::now();
+            t.pass(rec);
+        }
+    }
+
+    #[test]
+    fn glob_removed_and_added_back_resumes_at_its_offset() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\nb\n");
+        let cfg = config(d.path());
+        let globs = cfg.globs.clone();
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        t.set_globs(Vec::new());
+        full_passes(&mut t, &mut rec, 4);
+        assert!(
+            rec.open.is_empty(),
+            "file still open after its glob went away"
+        );
+        assert_eq!(t.retained().len(), 1);
+        append(&log, "c\n");
+        // Back after a while, and even across a restart (through the checkpoint).
+        let retained = t.retained();
+        let mut t = Tailer::new(config(d.path()), Vec::new());
+        t.restore_retained(retained);
+        t.set_globs(globs);
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn glob_matching_rotated_names_reads_each_line_once() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\n");
+        let mut cfg = config(d.path());
+        cfg.globs = vec![format!("{}/*", d.path().display())];
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        // Rename rotation: the old file matches under its new name.
+        std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
+        append(&d.path().join("0.log.20261124-101500"), "b\n");
+        append(&log, "c\n");
+        full_passes(&mut t, &mut rec, 3);
+        // copytruncate: the copy holds content already read.
+        copytruncate(&log, &d.path().join("0.log.1"));
+        append(&log, "d\n");
+        full_passes(&mut t, &mut rec, 3);
+        // And its compressed copy is never read as text.
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(d.path().join("0.log.1.gz")).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(b"c\n").unwrap();
+        enc.finish().unwrap();
+        full_passes(&mut t, &mut rec, 3);
+        let mut got = rec.texts();
+        got.sort();
+        assert_eq!(got, vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn copy_made_before_the_truncate_is_seen_is_not_read_again() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\nb\n");
+        let mut cfg = config(d.path());
+        cfg.globs = vec![format!("{}/*", d.path().display())];
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        // The truncation is noticed first (a read of 0.log), the copy later.
+        let copy = d.path().join("0.log.1");
+        std::fs::copy(&log, &copy).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&log)
+            .unwrap();
+        append(&log, "c\n");
+        let key = *t.by_path.get(&log).unwrap();
+        t.read_file(key, false, &mut rec);
+        full_passes(&mut t, &mut rec, 2);
+        assert_eq!(rec.texts(), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn fifo_named_like_a_rotated_sibling_does_not_block() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        let saved = read_first_line_then_stop(d.path(), &log);
+        std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
+        let fifo = d.path().join("0.log.20261124-101400");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut t = Tailer::new(config(&dir), saved);
+            let mut rec = Recorder::default();
+            t.pass(&mut rec);
+            let _ = tx.send(
+                rec.texts()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            );
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the tailer blocked on a FIFO");
+        assert_eq!(got, vec!["old-2"]);
+    }
+
+    #[test]
+    fn start_at_end_inside_a_line_skips_to_the_next_line() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "whole\nhalf a li");
+        let mut cfg = config(d.path());
+        cfg.start_at_end = true;
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        append(&log, "ne\nnext\n");
+        full_passes(&mut t, &mut rec, 1);
+        assert_eq!(rec.texts(), vec!["next"]);
+    }
+
+    #[test]
+    fn flooding_file_cannot_starve_the_others() {
+        let d = tempfile::tempdir().unwrap();
+        let flood = d.path().join("a-flood.log");
+        let line = "x".repeat(99) + "\n";
+        let big: String = line.repeat(80_000); // 8 MB, eight read budgets
+        append(&flood, &big);
+        let quiet = d.path().join("b-quiet.log");
+        append(&quiet, "the other pod's event\n");
+        let mut t = Tailer::new(config(d.path()), Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        assert!(rec.texts().contains(&"the other pod's event"));
+        let flood_lines = rec.lines.len() - 1;
+        assert!(
+            flood_lines * 100 <= (READ_BUDGET as usize) + 256 * 1024,
+            "{flood_lines} lines of the flood in one pass"
+        );
+        // The rest follows on the next passes, without waiting for an event.
+        let start = Instant::now();
+        while rec.lines.len() < 80_001 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "backlog not drained"
+            );
+            t.wait(Duration::from_secs(5));
+            t.pass(&mut rec);
+        }
+        assert_eq!(rec.lines.len(), 80_001);
     }
 }
