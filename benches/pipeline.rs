@@ -517,7 +517,7 @@ mod report_path {
     /// classify + fold + timelines over the files (from the page cache).
     #[divan::bench(sample_count = 10)]
     fn run(bencher: Bencher) {
-        let inputs = vec![REPORT_DIR.1.clone()];
+        let inputs = vec![report::input::Input::Path(REPORT_DIR.1.clone())];
         let opts = ReportOptions::default();
         bencher.counter(BytesCount::new(CORPUS.bytes)).bench(|| {
             let r = report::run(&inputs, RULES.clone(), &opts).expect("report over the corpus");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs when it is missing (Debian): the real
 # Prometheus (promtool), Alertmanager (amtool), PostgreSQL (database probe
-# tests), ripgrep and mtail (benchmarks), python3-venv (manifest validation).
+# tests), ripgrep and mtail (benchmarks), python3-venv (manifest validation),
+# Chromium (the `report --html` page is loaded and screenshotted in a real browser).
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -10,6 +11,7 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v rg >/dev/null 2>&1 || need+=(ripgrep)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-deps: everything is installed"
   exit 0

@@ -34,27 +34,12 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
-    /// Post-mortem over log files: start-up gaps, dropped spend batches,
-    /// budget-cache misses and DB errors per pod.
-    Report {
-        /// Files or directories (searched for *.log, rotated *.log.* and *.gz).
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// User rule pack adding to / overriding the built-in rules.
-        #[arg(long)]
-        rules: Option<PathBuf>,
-        /// Quiet period that ends a log-measured gap, e.g. 60s.
-        #[arg(long, default_value = "60s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
-        quiet_period: litellm_sentinel::config::HumanDuration,
-        /// LiteLLM release the logs come from (1.83.14, 1.110): 1.83 drops a
-        /// failed spend-log batch, 1.108+ re-queues it. Default: each file's
-        /// own retry lines decide.
-        #[arg(long, value_parser = parse_litellm_version)]
-        litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
-    },
+    /// Post-mortem over log files or `kubectl logs` output: start-up gaps,
+    /// dropped spend batches, budget-cache misses and DB errors per pod; a
+    /// loss ledger (--events), an HTML timeline (--html) and an exit code
+    /// for CI (--fail-on).
+    #[command(after_help = REPORT_AFTER_HELP)]
+    Report(ReportArgs),
     /// Simulate a rolling deploy of LiteLLM pods on this machine and watch the
     /// real agent measure it (log files, late-starting engine stand-ins, probes).
     Demo(litellm_sentinel::demo::DemoOptions),
@@ -65,6 +50,76 @@ enum Command {
     },
     /// Print the built-in rule pack (a starting point for your own `--rules` file).
     Rules,
+}
+
+const REPORT_AFTER_HELP: &str = "\
+Examples:
+  kubectl logs -n llm -l app=litellm --prefix --timestamps --tail=-1 \\
+    | litellm-sentinel report -n llm - --html incident.html --fail-on drops
+  litellm-sentinel report /var/log/pods --since 2h --events > ledger.jsonl
+  litellm-sentinel report rollout.log --fail-on 'drops,gap>60s,outage'
+
+Exit status:
+  0  the report was made and no --fail-on condition holds
+  1  a --fail-on condition holds (one line on stderr says which)
+  2  usage error (bad flag or value, bad --rules file, --since not before --until)
+  3  an input could not be read or an output not written (the path is named)";
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Files or directories (searched for *.log, rotated *.log.* and *.gz);
+    /// `-` reads stdin. `kubectl logs --prefix` lines are split into one pod per prefix.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with = "events")]
+    json: bool,
+    /// Print the loss ledger instead of a table: one line per event (record
+    /// time, pod, kind, operation, rows, rule id, file and byte offset; never the line's text).
+    #[arg(long)]
+    events: bool,
+    /// Format of --events.
+    #[arg(long, value_enum, default_value = "jsonl", requires = "events")]
+    events_format: report::ledger::LedgerFormat,
+    /// Also write a self-contained HTML page: totals and one SVG timeline per pod.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Exit 1 when the logs show this: `drops` (a dropped spend batch or lost
+    /// row), `gap>DURATION` (a start-up gap longer than that, e.g. gap>60s),
+    /// `outage` (a mid-life DB outage). Repeat it or give a comma list; quote
+    /// `'gap>60s'` in a shell.
+    #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_parser = report::failon::FailOn::parse)]
+    fail_on: Vec<report::failon::FailOn>,
+    /// Only records at or after this: an RFC 3339 time, or a duration before
+    /// the last record (`2h`: the last two hours logged).
+    #[arg(long, value_name = "TIME|DURATION", value_parser = report::window::Bound::parse)]
+    since: Option<report::window::Bound>,
+    /// Only records before this: an RFC 3339 time, or a duration before the last record.
+    #[arg(long, value_name = "TIME|DURATION", value_parser = report::window::Bound::parse)]
+    until: Option<report::window::Bound>,
+    /// The pod of inputs that do not name one (a plain `kubectl logs` file, stdin).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pod: Option<String>,
+    /// Namespace of pods whose input does not say (`kubectl logs --prefix` names no namespace).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// User rule pack adding to / overriding the built-in rules.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Quiet period that ends a log-measured gap, e.g. 60s.
+    #[arg(long, default_value = "60s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
+    quiet_period: litellm_sentinel::config::HumanDuration,
+    /// LiteLLM release the logs come from (1.83.14, 1.110): 1.83 drops a
+    /// failed spend-log batch, 1.108+ re-queues it. Default: each file's own
+    /// retry lines decide (with no hint, the 1.83 reading).
+    #[arg(long, value_parser = parse_litellm_version)]
+    litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
+}
+
+/// `--litellm-version`: a release like 1.83.14 or 1.110.
+fn parse_litellm_version(s: &str) -> Result<litellm_sentinel::classify::VersionFamily, String> {
+    litellm_sentinel::classify::VersionFamily::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a LiteLLM version like 1.83.14 or 1.110"))
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`, the demo `warn`).
@@ -205,13 +260,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, overrides } => tokio_main(run(config, overrides)),
-        Command::Report {
-            paths,
-            json,
-            rules,
-            quiet_period,
-            litellm_version,
-        } => return report_cmd(paths, json, rules, quiet_period, litellm_version),
+        Command::Report(args) => return report_cmd(args),
         Command::Demo(opts) => {
             init_logging(LogFormat::Text, "warn");
             tokio_main(litellm_sentinel::demo::run(opts))
@@ -242,47 +291,100 @@ fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<()> 
         .block_on(fut)
 }
 
-/// `--litellm-version`: a release like 1.83.14 or 1.110.
-fn parse_litellm_version(s: &str) -> Result<litellm_sentinel::classify::VersionFamily, String> {
-    litellm_sentinel::classify::VersionFamily::parse(s)
-        .ok_or_else(|| format!("`{s}` is not a LiteLLM version like 1.83.14 or 1.110"))
-}
-
-fn report_cmd(
-    paths: Vec<PathBuf>,
-    json: bool,
-    rules: Option<PathBuf>,
-    quiet: litellm_sentinel::config::HumanDuration,
-    litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
-) -> ExitCode {
+/// `report`: exit 0 (fine), 1 (a --fail-on condition holds), 2 (usage), 3 (I/O, naming the path).
+fn report_cmd(args: ReportArgs) -> ExitCode {
+    use report::ReportError;
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(2)
+    };
+    let pod = match args.pod.as_deref().map(parse_pod).transpose() {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
     let cfg = Config {
-        rules,
-        litellm_version: litellm_version.map(|v| v.as_str().to_string()),
+        rules: args.rules.clone(),
+        litellm_version: args.litellm_version.map(|v| v.as_str().to_string()),
         ..Config::default()
     };
     let rules = match load_rules(&cfg) {
         Ok(r) => Arc::new(r),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage(format!("{e:#}")),
     };
     let opts = report::ReportOptions {
-        quiet_period_secs: quiet.0.as_secs_f64(),
+        quiet_period_secs: args.quiet_period.0.as_secs_f64(),
+        pod,
+        namespace: args.namespace.clone(),
+        window: report::window::WindowSpec {
+            since: args.since,
+            until: args.until,
+        },
         ..Default::default()
     };
-    match report::run(&paths, rules, &opts) {
-        Ok(r) => {
-            if json {
-                println!("{}", report::render_json(&r));
-            } else {
-                print!("{}", report::render_table(&r));
-            }
-            ExitCode::SUCCESS
-        }
+    let inputs: Vec<report::input::Input> = args
+        .paths
+        .iter()
+        .map(|p| report::input::Input::parse(p))
+        .collect();
+    let r = match report::run(&inputs, rules, &opts) {
+        Ok(r) => r,
+        Err(e @ ReportError::Usage(_)) => return usage(e.to_string()),
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(3);
+        }
+    };
+    for hint in &r.hints {
+        eprintln!("hint: {hint}");
+    }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, report::html::render(&r)) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(3);
         }
     }
+    let written = {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let w = if args.events {
+            report::ledger::write(&r, args.events_format, &mut out)
+        } else if args.json {
+            writeln!(out, "{}", report::render_json(&r))
+        } else {
+            write!(out, "{}", report::render_table(&r))
+        };
+        w.and_then(|()| out.flush())
+    };
+    match written {
+        Ok(()) => {}
+        // `report … | head`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("error: cannot write the report to stdout: {e}");
+            return ExitCode::from(3);
+        }
+    }
+    match report::failon::verdict(&args.fail_on, &r) {
+        Some(reason) => {
+            eprintln!("{reason}");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// `--pod NAMESPACE/NAME` (or a bare NAME), checked like Kubernetes names.
+fn parse_pod(s: &str) -> Result<litellm_sentinel::format::PodRef, String> {
+    let (ns, name) = s.split_once('/').unwrap_or(("", s));
+    let ok = |n: &str, max: usize| {
+        (1..=max).contains(&n.len())
+            && n.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+    };
+    if !ok(name, 253) || !(ns.is_empty() || ok(ns, 63)) {
+        return Err(format!(
+            "--pod `{s}`: expected NAMESPACE/NAME with Kubernetes names (lowercase letters, digits, `-`, `.`)"
+        ));
+    }
+    Ok(litellm_sentinel::format::PodRef::new(ns, name))
 }

@@ -425,7 +425,10 @@ impl Collector for PodCollector {
             let mut hists = hists;
             hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
             for (ns, method, h) in hists {
-                push(family, histogram(&[("namespace", ns), ("method", method.as_str())], h));
+                push(
+                    family,
+                    histogram(&[("namespace", ns), ("method", method.as_str())], h),
+                );
             }
         }
         push(Family::PodsTracked, gauge(&[], t.pods().count() as f64));

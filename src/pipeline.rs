@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::classify::{ClassifyState, RulePack};
+use crate::classify::{ClassifyState, Event, RulePack};
 use crate::format::decoder::Decoder;
 use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
 use crate::metrics::SharedTracker;
@@ -36,6 +36,7 @@ impl FileConsumer {
         rules: &'a RulePack,
         tracker: &'a SharedTracker,
         malformed: &'a mut HashMap<&'static str, u64>,
+        observer: Option<&'a mut (dyn Observer + 'static)>,
     ) -> (&'a mut Option<Decoder>, RecordHandler<'a>) {
         let handler = RecordHandler {
             rules,
@@ -44,9 +45,21 @@ impl FileConsumer {
             classify: &mut self.classify,
             last_ts: &mut self.last_ts,
             malformed,
+            observer,
         };
         (&mut self.decoder, handler)
     }
+}
+
+/// What `report` sees of the pipeline: every decoded record (it may drop it,
+/// e.g. outside `--since`/`--until`) and every event applied to the tracker
+/// (the loss ledger). The live agent runs without one.
+pub trait Observer: Send {
+    /// A decoded record of `pod`; false drops it before classification (it
+    /// then neither moves the pod's clock nor counts).
+    fn record(&mut self, pod: &PodRef, record: &Record<'_>) -> bool;
+    /// An event of `pod`, just applied to the tracker.
+    fn event(&mut self, pod: &PodRef, event: &Event);
 }
 
 /// Counters the pipeline accumulates for the self metrics (drained by the caller).
@@ -65,6 +78,7 @@ pub struct Pipeline {
     /// Checkpointed per-file state not yet matched to an opened file.
     restored: Vec<FileState>,
     counts: PipelineCounts,
+    observer: Option<Box<dyn Observer>>,
 }
 
 /// The record sink of one file: classifies each record and applies its events.
@@ -75,19 +89,29 @@ struct RecordHandler<'a> {
     classify: &'a mut ClassifyState,
     last_ts: &'a mut Option<Timestamp>,
     malformed: &'a mut HashMap<&'static str, u64>,
+    observer: Option<&'a mut (dyn Observer + 'static)>,
 }
 
 impl RecordSink for RecordHandler<'_> {
     fn record(&mut self, record: Record<'_>) {
+        if let Some(o) = self.observer.as_deref_mut() {
+            if !o.record(self.pod, &record) {
+                return;
+            }
+        }
         if let Some(ts) = record.ts {
             if self.last_ts.is_none_or(|l| ts > l) {
                 *self.last_ts = Some(ts);
             }
         }
         let (tracker, pod) = (self.tracker, self.pod);
+        let mut observer = self.observer.as_deref_mut();
         self.rules.classify(self.classify, &record, &mut |ev| {
             if let Ok(mut t) = tracker.lock() {
                 t.apply_event(pod, &ev);
+            }
+            if let Some(o) = observer.as_deref_mut() {
+                o.event(pod, &ev);
             }
         });
     }
@@ -113,7 +137,13 @@ impl Pipeline {
             consumers: HashMap::new(),
             restored,
             counts: PipelineCounts::default(),
+            observer: None,
         }
+    }
+
+    /// Shows every record and event to `observer` from now on (`report`).
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = Some(observer);
     }
 
     /// Swaps the rule pack (config reload); per-file fold state is kept.
@@ -174,7 +204,12 @@ impl Pipeline {
                 .or_default() += 1;
         }
         let max = self.max_line_bytes;
-        let (decoder, mut h) = c.split(&self.rules, &self.tracker, &mut self.counts.malformed);
+        let (decoder, mut h) = c.split(
+            &self.rules,
+            &self.tracker,
+            &mut self.counts.malformed,
+            self.observer.as_deref_mut(),
+        );
         decoder
             .get_or_insert_with(|| Decoder::new(Format::detect(line), max))
             .push_line(line, &mut h);
@@ -193,15 +228,24 @@ impl Pipeline {
         let Some(mut c) = self.consumers.remove(&key) else {
             return;
         };
-        let (decoder, mut h) = c.split(&self.rules, &self.tracker, &mut self.counts.malformed);
+        let (decoder, mut h) = c.split(
+            &self.rules,
+            &self.tracker,
+            &mut self.counts.malformed,
+            self.observer.as_deref_mut(),
+        );
         if let Some(d) = decoder {
             d.finish(&mut h);
         }
         // A traceback still open at the very end (no header owns it) counts now.
         let (tracker, pod) = (&self.tracker, &c.pod);
+        let mut observer = self.observer.as_deref_mut();
         self.rules.finish(&mut c.classify, &mut |ev| {
             if let Ok(mut t) = tracker.lock() {
                 t.apply_event(pod, &ev);
+            }
+            if let Some(o) = observer.as_deref_mut() {
+                o.event(pod, &ev);
             }
         });
         if let (Some(ts), Ok(mut t)) = (c.last_ts, self.tracker.lock()) {

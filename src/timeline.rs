@@ -158,9 +158,12 @@ mod ops {
     ) -> Result<BTreeMap<Operation, u64>, D::Error> {
         match Either::deserialize(d)? {
             Either::Map(m) => Ok(m),
-            Either::V1(v) if v.len() == V1_ORDER.len() => {
-                Ok(V1_ORDER.iter().copied().zip(v).filter(|(_, n)| *n > 0).collect())
-            }
+            Either::V1(v) if v.len() == V1_ORDER.len() => Ok(V1_ORDER
+                .iter()
+                .copied()
+                .zip(v)
+                .filter(|(_, n)| *n > 0)
+                .collect()),
             Either::V1(v) => Err(serde::de::Error::custom(format!(
                 "db_connect_errors: expected {} counters, found {}",
                 V1_ORDER.len(),
@@ -279,7 +282,8 @@ pub struct Start {
 }
 
 impl Start {
-    fn new(at: Option<Timestamp>, method: Method) -> Start {
+    /// A start that opened at `at`, its gap open and not yet confirmed.
+    pub fn new(at: Option<Timestamp>, method: Method) -> Start {
         Start {
             listening_at: at,
             engine_ready_at: None,
@@ -338,9 +342,15 @@ pub struct RunState {
     /// The run's start is open (the first `Application startup complete.`).
     #[serde(default)]
     pub accepted: bool,
-    /// `Uvicorn running on …` before anything accepted (a fallback start time).
+    /// `Uvicorn running on …` came before anything accepted (a fallback start).
+    #[serde(default)]
+    pub bound: bool,
+    /// Its record time.
     #[serde(default)]
     pub bound_at: Option<Timestamp>,
+    /// `Shutting down` seen: failures from here on are the shutdown's.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 /// Everything the agent knows about one pod.
@@ -391,7 +401,9 @@ impl PodTimeline {
 
     /// True while the latest start has an open outage.
     pub fn in_outage(&self) -> bool {
-        self.starts.back().is_some_and(|s| s.open_outage().is_some())
+        self.starts
+            .back()
+            .is_some_and(|s| s.open_outage().is_some())
     }
 
     /// The target whose success closes a gap: the engine when probed, else LiteLLM's readiness.
@@ -587,16 +599,26 @@ impl Tracker {
         match ev.kind {
             EventKind::DbConnectError(op) => {
                 *c.db_connect_errors.entry(op).or_default() += 1;
-                if !p.run.accepted && !p.run.parent {
-                    if let Some(bound) = p.run.bound_at {
+                if p.run.stopping {
+                    // The run is shutting down (its engine often dies first).
+                } else if !p.run.accepted && !p.run.parent {
+                    if p.run.bound {
                         // A single server bound and failing without ever
                         // logging `Application startup complete.`: the bind
                         // was the start. (With workers, failures before the
                         // first accept are the workers' start-up, not traffic.)
-                        open_start(p, Some(bound), cfg.starts_kept, &mut observed);
+                        open_start(p, p.run.bound_at, cfg.starts_kept, &mut observed);
                     }
+                    db_failure(p, ev.ts);
+                } else {
+                    db_failure(p, ev.ts);
                 }
-                db_failure(p, ev.ts);
+            }
+            EventKind::ProxyStopping => {
+                if p.run.accepted && !p.run.stopping {
+                    supersede(p, &mut observed);
+                }
+                p.run.stopping = true;
             }
             EventKind::SpendBatchDropped => c.spend_batches_dropped += 1,
             EventKind::SpendRowsRequeued(n) => c.spend_rows_requeued += n,
@@ -612,12 +634,10 @@ impl Tracker {
             }
             EventKind::EngineDistroFallback => c.engine_distro_fallbacks += 1,
             EventKind::RequestServed => {
-                if !p.run.accepted {
-                    if let Some(bound) = p.run.bound_at {
-                        // Serving without ever logging `Application startup
-                        // complete.`: the bind was the start.
-                        open_start(p, Some(bound), cfg.starts_kept, &mut observed);
-                    }
+                if !p.run.accepted && p.run.bound {
+                    // Serving without ever logging `Application startup
+                    // complete.`: the bind was the start.
+                    open_start(p, p.run.bound_at, cfg.starts_kept, &mut observed);
                 }
                 request_served(p, ev.ts);
             }
@@ -636,8 +656,9 @@ impl Tracker {
                 }
             }
             EventKind::ProxyListening => {
-                if !p.run.accepted && p.run.bound_at.is_none() {
-                    p.run.bound_at = ev.ts.or(Some(Timestamp(0)));
+                if !p.run.accepted && !p.run.bound {
+                    p.run.bound = true;
+                    p.run.bound_at = ev.ts;
                 }
             }
         }
@@ -794,7 +815,8 @@ impl Tracker {
         });
         let mut expired = before - self.pods.len();
         if expired > 0 {
-            let namespaces: HashSet<&str> = self.pods.keys().map(|p| p.namespace.as_str()).collect();
+            let namespaces: HashSet<&str> =
+                self.pods.keys().map(|p| p.namespace.as_str()).collect();
             for map in [&mut self.histograms, &mut self.outage_histograms] {
                 let n = map.len();
                 map.retain(|(ns, _), _| namespaces.contains(ns.as_str()));
@@ -934,7 +956,12 @@ fn request_served(p: &mut PodTimeline, ts: Option<Timestamp>) {
         p.counts.requests_during_gap += 1;
         return;
     }
-    if let Some(o) = s.outages.iter_mut().rev().find(|o| !o.open && outage_covers(o, t)) {
+    if let Some(o) = s
+        .outages
+        .iter_mut()
+        .rev()
+        .find(|o| !o.open && outage_covers(o, t))
+    {
         o.requests += 1;
         p.counts.requests_during_outage += 1;
     }
@@ -959,7 +986,11 @@ fn engine_answered(p: &mut PodTimeline, at: Timestamp, observed: &mut Vec<Observ
         close_gap(s, &mut p.counts, &mut p.pending, Some(at), observed);
         return;
     }
-    if let Some(o) = s.outages.back_mut().filter(|o| o.open && o.method == Method::Probe) {
+    if let Some(o) = s
+        .outages
+        .back_mut()
+        .filter(|o| o.open && o.method == Method::Probe)
+    {
         o.open = false;
         o.ended_at = Some(at);
         o.seconds = o.started_at.map(|a| at.seconds_since(a).max(0.0));
@@ -1030,7 +1061,11 @@ fn close_gap(
                 (Some(_), _) => Some(0.0),
                 _ => None,
             };
-            s.requests = if s.confirmed { s.provisional_requests } else { 0 };
+            s.requests = if s.confirmed {
+                s.provisional_requests
+            } else {
+                0
+            };
         }
     }
     pending.clear();
@@ -1066,8 +1101,7 @@ fn close_if_quiet(
         return;
     }
     if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
-        if o
-            .last_failure_at
+        if o.last_failure_at
             .is_some_and(|l| ts.seconds_since(l) > cfg.quiet_period_secs)
         {
             close_log_outage(o, &mut p.counts, &mut p.pending, observed);
@@ -1136,7 +1170,11 @@ mod tests {
         ))
     }
     fn ev(s: f64, kind: EventKind) -> Event {
-        Event { ts: ts(s), kind }
+        Event {
+            ts: ts(s),
+            kind,
+            rule: None,
+        }
     }
     fn fail(s: f64) -> Event {
         ev(s, EventKind::DbConnectError(Operation::GetGenericData))
@@ -1184,7 +1222,10 @@ mod tests {
         let pt = t.pod(&pod()).unwrap();
         assert!(!pt.in_gap() && pt.open_start().is_none());
         assert_eq!(pt.last_gap(), Some((42.5, Method::Log)));
-        assert_eq!(pt.counts.requests_during_gap, 1, "the request at 50 s was after the burst");
+        assert_eq!(
+            pt.counts.requests_during_gap, 1,
+            "the request at 50 s was after the burst"
+        );
         assert_eq!(pt.counts.db_connect_errors_total(), 2);
         let (_, _, h) = t.histograms().next().unwrap();
         assert_eq!((h.count, h.sum), (1, 42.5));
@@ -1230,7 +1271,11 @@ mod tests {
         assert_eq!(pt.starts.len(), 1);
         assert_eq!(pt.starts[0].listening_at, ts(43.0));
         assert_eq!(pt.last_gap(), Some((17.0, Method::Log)));
-        assert_eq!(pt.counts.db_connect_errors_total(), 2, "errors before the start count too");
+        assert_eq!(
+            pt.counts.db_connect_errors_total(),
+            2,
+            "errors before the start count too"
+        );
     }
 
     #[test]
@@ -1322,12 +1367,61 @@ mod tests {
         let pt = t.pod(&pod()).unwrap();
         assert!(!pt.in_outage());
         let o = &pt.starts[0].outages[0];
-        assert_eq!((o.seconds, o.requests, o.method), (Some(40.0), 1, Method::Log));
+        assert_eq!(
+            (o.seconds, o.requests, o.method),
+            (Some(40.0), 1, Method::Log)
+        );
         assert_eq!(pt.counts.requests_during_outage, 1);
         assert_eq!(pt.counts.proxy_starts, 1);
-        assert_eq!(pt.last_gap(), Some((5.0, Method::Log)), "the gap stays as it was");
+        assert_eq!(
+            pt.last_gap(),
+            Some((5.0, Method::Log)),
+            "the gap stays as it was"
+        );
         let (_, m, h) = t.outage_histograms().next().unwrap();
         assert_eq!((m, h.count, h.sum), (Method::Log, 1, 40.0));
+    }
+
+    #[test]
+    fn failures_during_shutdown_open_no_gap_or_outage() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(20.0),
+                ev(21.0, EventKind::RequestServed),
+                ev(26.0, EventKind::ProxyStopping),
+                fail(26.5),
+                ev(26.6, EventKind::RequestServed),
+            ],
+        );
+        t.finish();
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(
+            pt.last_gap(),
+            Some((20.0, Method::Log)),
+            "closed at the last failure before shutdown"
+        );
+        assert_eq!(pt.counts.requests_during_gap, 0);
+        assert_eq!(pt.counts.db_outages, 0);
+        assert_eq!(
+            pt.counts.db_connect_errors_total(),
+            2,
+            "still counted as errors"
+        );
+        // The next run starts clean.
+        apply(
+            &mut t,
+            &[
+                ev(40.0, EventKind::ProcessStarted { parent: false }),
+                ev(41.0, EventKind::ProxyAccepting),
+                fail(45.0),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.counts.proxy_starts, 2);
+        assert!(pt.in_gap());
     }
 
     #[test]
@@ -1381,15 +1475,24 @@ mod tests {
         t.apply_probe(&p, &probe(0.5, Target::Engine, Err(FailureReason::Refused)));
         t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
         t.apply_probe(&p, &probe(4.0, Target::Engine, Ok(())));
-        t.apply_probe(&p, &probe(100.0, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_probe(
+            &p,
+            &probe(100.0, Target::Engine, Err(FailureReason::Refused)),
+        );
         assert!(t.pod(&p).unwrap().in_outage());
         t.apply_event(&p, &ev(110.0, EventKind::RequestServed));
-        t.apply_probe(&p, &probe(101.0, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_probe(
+            &p,
+            &probe(101.0, Target::Engine, Err(FailureReason::Refused)),
+        );
         t.apply_probe(&p, &probe(130.0, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
         let o = &pt.starts[0].outages[0];
         assert_eq!((o.seconds, o.requests, o.open), (Some(30.0), 1, false));
-        assert_eq!((pt.counts.db_outages, pt.counts.requests_during_outage), (1, 1));
+        assert_eq!(
+            (pt.counts.db_outages, pt.counts.requests_during_outage),
+            (1, 1)
+        );
         assert_eq!(pt.last_gap(), Some((4.0, Method::Probe)));
     }
 
@@ -1451,7 +1554,10 @@ mod tests {
         let pt = t2.pod(&p).unwrap();
         assert_eq!(pt.counts.spend_batches_dropped, 1);
         assert_eq!(pt.last_gap(), Some((2.0, Method::Log)));
-        assert_eq!(pt.counts.requests_during_gap, 1, "the pending request survived");
+        assert_eq!(
+            pt.counts.requests_during_gap, 1,
+            "the pending request survived"
+        );
         // A later worker's line is not a new start after a restore.
         t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting));
         assert_eq!(t2.pod(&p).unwrap().counts.proxy_starts, 1);
@@ -1481,7 +1587,10 @@ mod tests {
             pr.push(Timestamp(i));
         }
         assert_eq!(pr.at.len(), PENDING_KEPT);
-        assert_eq!(pr.take_until(Timestamp(i64::MAX), true), PENDING_KEPT as u64 + 100);
+        assert_eq!(
+            pr.take_until(Timestamp(i64::MAX), true),
+            PENDING_KEPT as u64 + 100
+        );
     }
 
     #[test]

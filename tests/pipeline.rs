@@ -89,11 +89,16 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
         agent.value("litellm_sentinel_requests_during_gap_total", &l),
         0.0
     );
-    let since = agent.value("litellm_sentinel_startup_gap_open_since_timestamp_seconds", &l);
+    let since = agent.value(
+        "litellm_sentinel_startup_gap_open_since_timestamp_seconds",
+        &l,
+    );
     assert!(since > 1.7e9, "open-since gauge: {since}");
     // A record 61 s later (past the quiet period): the gap closes at its last
     // failure; the request at the failure's time was inside it, this one not.
-    let later = litellm_sentinel::time::Timestamp::now().plus_secs(61.0).to_string();
+    let later = litellm_sentinel::time::Timestamp::now()
+        .plus_secs(61.0)
+        .to_string();
     LogTree::append(
         &log,
         &cri(
@@ -119,7 +124,11 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
         "folded traceback counted twice:\n{m}"
     );
     assert_eq!(
-        metric(&m, "litellm_sentinel_startup_gap_open_since_timestamp_seconds", &l),
+        metric(
+            &m,
+            "litellm_sentinel_startup_gap_open_since_timestamp_seconds",
+            &l
+        ),
         None,
         "no open gap, no open-since series"
     );
@@ -325,10 +334,20 @@ fn seed_lines_produce_their_events() {
 
 #[test]
 fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
+    report_gives_planned_counts("rolling-deploy");
+}
+
+#[test]
+fn report_on_newer_and_never_up_pods_gives_planned_requeues_outages_and_open_gaps() {
+    report_gives_planned_counts("versions");
+}
+
+/// `report --json` over `tests/fixtures/<tree>` gives exactly `<tree>.expected.json`.
+fn report_gives_planned_counts(tree: &str) {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let got = report_json(&fixtures.join("rolling-deploy"));
+    let got = report_json(&fixtures.join(tree));
     let want: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures.join("rolling-deploy.expected.json")).expect("expected"),
+        &std::fs::read_to_string(fixtures.join(format!("{tree}.expected.json"))).expect("expected"),
     )
     .expect("json");
     let pods = got["pods"].as_array().expect("pods");
@@ -422,23 +441,23 @@ fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
     // The table form names every pod.
     let table = Command::new(support::bin())
         .arg("report")
-        .arg(fixtures.join("rolling-deploy"))
+        .arg(fixtures.join(tree))
         .output()
         .expect("report");
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        text.contains("llm/litellm-5d8f7c9b4-x2k4p") && text.contains("TOTAL"),
-        "{text}"
-    );
+    for name in want["pods"].as_object().expect("pods").keys() {
+        assert!(text.contains(&format!("llm/{name}")), "{text}");
+    }
+    assert!(text.contains("TOTAL"), "{text}");
 }
 
 #[test]
-fn report_names_an_unreadable_path_and_exits_2() {
+fn report_names_an_unreadable_path_and_exits_3() {
     let out = Command::new(support::bin())
         .args(["report", "/nonexistent/litellm-logs"])
         .output()
         .expect("report");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/litellm-logs"));
 }
 

@@ -198,6 +198,9 @@ pub struct Fold {
     /// Unattributed only: a look-alike's line was seen; count nothing.
     #[serde(default)]
     pub suppressed: bool,
+    /// The header's rule (index into its pack), for the events the fold emits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<u32>,
 }
 
 impl Fold {
@@ -210,6 +213,7 @@ impl Fold {
             pending: false,
             pending_ts: None,
             suppressed: false,
+            rule: None,
         }
     }
 
@@ -222,6 +226,7 @@ impl Fold {
             pending: false,
             pending_ts: None,
             suppressed: false,
+            rule: None,
         }
     }
 
@@ -252,6 +257,7 @@ impl Fold {
         counts.then_some(Event {
             ts: self.pending_ts,
             kind: EventKind::DbConnectError(Operation::Other),
+            rule: None,
         })
     }
 }
@@ -380,7 +386,8 @@ mod tests {
             fold.clone().settle(),
             Some(Event {
                 ts: Some(Timestamp(7)),
-                kind: EventKind::DbConnectError(Operation::Other)
+                kind: EventKind::DbConnectError(Operation::Other),
+                rule: None,
             })
         );
         fold.suppressed = true;

@@ -116,6 +116,10 @@ pub enum EventKind {
     /// parent prints it before any worker accepts, so it opens a start only
     /// for a server that never logs `Application startup complete.`.
     ProxyListening,
+    /// Uvicorn `Shutting down` / `Waiting for application shutdown.`: the
+    /// run is ending. DB failures from here on are the shutdown's (the engine
+    /// is often gone first): counted, but no gap or outage.
+    ProxyStopping,
     /// A 2xx access-log line for a real (non-health) request.
     RequestServed,
 }
@@ -166,4 +170,8 @@ impl VersionFamily {
 pub struct Event {
     pub ts: Option<Timestamp>,
     pub kind: EventKind,
+    /// The rule that matched, as an index into the pack that classified the
+    /// line ([`RulePack::rule_id`]); None for a traceback no header owns.
+    /// Only `report`'s loss ledger reads it (it names the rule, never the line).
+    pub rule: Option<u32>,
 }

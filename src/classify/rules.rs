@@ -453,6 +453,11 @@ impl RulePack {
         self.rules.iter().map(|r| r.id.as_str())
     }
 
+    /// The id of the rule an [`Event::rule`] index names (None: not this pack's).
+    pub fn rule_id(&self, index: u32) -> Option<&str> {
+        self.rules.get(index as usize).map(|r| r.id.as_str())
+    }
+
     /// Classifies one record: each `\n`-separated line in turn, with the
     /// record's timestamp. A multi-line record (a JSON message with its
     /// traceback) is self-contained: a fold still open at its end is closed,
@@ -522,6 +527,7 @@ impl RulePack {
         for action in &rule.actions {
             let kind = match *action {
                 Action::SpendBatchFailed => {
+                    let rule_index = u32::try_from(index).ok();
                     let rows = stream.take_remembered(ts);
                     // No hint and no pin: 1.83's reading (the batch is gone),
                     // the conservative one for billing.
@@ -531,6 +537,7 @@ impl RulePack {
                                 emit(Event {
                                     ts,
                                     kind: EventKind::SpendRowsRequeued(n),
+                                    rule: rule_index,
                                 });
                             }
                         }
@@ -538,11 +545,13 @@ impl RulePack {
                             emit(Event {
                                 ts,
                                 kind: EventKind::SpendBatchDropped,
+                                rule: rule_index,
                             });
                             if let Some(n) = rows {
                                 emit(Event {
                                     ts,
                                     kind: EventKind::SpendRowsLost(n),
+                                    rule: rule_index,
                                 });
                             }
                         }
@@ -551,6 +560,8 @@ impl RulePack {
                 }
                 Action::EngineRestart => {
                     let first = match rule.has_pid_group.then(|| rule.captured(line, PID_GROUP)) {
+                        // `PID 0 is dead` names no process: the death was reported already.
+                        Some(Some(0)) => false,
                         Some(Some(pid)) => facts.first_sight_of_engine(pid),
                         _ => true,
                     };
@@ -580,7 +591,11 @@ impl RulePack {
                     }
                 }
             };
-            emit(Event { ts, kind });
+            emit(Event {
+                ts,
+                kind,
+                rule: u32::try_from(index).ok(),
+            });
         }
         if rule.remember_rows {
             if let Some(rows) = rows {
@@ -588,7 +603,9 @@ impl RulePack {
             }
         }
         if rule.fold {
-            stream.fold = Some(Fold::after_header(rule.fold_owner(), counted));
+            let mut fold = Fold::after_header(rule.fold_owner(), counted);
+            fold.rule = u32::try_from(index).ok();
+            stream.fold = Some(fold);
         }
     }
 
@@ -609,6 +626,7 @@ impl RulePack {
                     emit(Event {
                         ts,
                         kind: EventKind::DbConnectError(op),
+                        rule: open.rule,
                     });
                 }
             }
@@ -963,11 +981,10 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
             "spend_updates_failed" => Action::Event(EventKind::SpendUpdatesFailed),
             "engine_restart" => Action::EngineRestart,
             "process_started" => Action::Event(EventKind::ProcessStarted { parent: false }),
-            "parent_process_started" => {
-                Action::Event(EventKind::ProcessStarted { parent: true })
-            }
+            "parent_process_started" => Action::Event(EventKind::ProcessStarted { parent: true }),
             "proxy_accepting" => Action::Event(EventKind::ProxyAccepting),
             "proxy_listening" => Action::Event(EventKind::ProxyListening),
+            "proxy_stopping" => Action::Event(EventKind::ProxyStopping),
             "request_served" => Action::Event(EventKind::RequestServed),
             other => return Err(RuleProblem::UnknownEvent(other.to_owned())),
         };
@@ -1093,6 +1110,42 @@ mod tests {
         events
     }
 
+    /// The ledger's hook: every event names the rule that matched, a folded
+    /// one its header's rule, a traceback no header owns none.
+    #[test]
+    fn events_carry_the_index_of_the_rule_that_matched() {
+        let pack = pack();
+        let events = run_plain(
+            pack,
+            "10:15:02 - LiteLLM Proxy:ERROR: utils.py:3905 - Error in spend logs queue monitor: boom\n\
+             Traceback (most recent call last):\n\
+             \x20 File \"x.py\", line 1, in f\n\
+             httpx.ConnectError: All connection attempts failed\n\
+             INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)\n\
+             Traceback (most recent call last):\n\
+             \x20 File \"x.py\", line 1, in f\n\
+             httpx.ConnectError: All connection attempts failed",
+        );
+        let named: Vec<(EventKind, Option<&str>)> = events
+            .iter()
+            .map(|e| (e.kind, e.rule.and_then(|i| pack.rule_id(i))))
+            .collect();
+        let header = named[0].1.expect("the header names its rule");
+        assert!(named.len() >= 4, "{named:?}");
+        assert!(
+            named
+                .iter()
+                .take_while(|(k, _)| *k != ProxyListening)
+                .all(|(_, r)| *r == Some(header)),
+            "{named:?}"
+        );
+        assert!(named
+            .iter()
+            .any(|(k, r)| *k == ProxyListening && r.is_some()));
+        assert_eq!(named.last(), Some(&(DbConnectError(Op::Other), None)));
+        assert_eq!(pack.rule_id(u32::MAX), None);
+    }
+
     /// Mixed JSON_LOGS output: a JSON line becomes one record whose text is
     /// `message` (+ `\n` + `stacktrace`), as the format module delivers it.
     fn run_json(pack: &RulePack, text: &str) -> Vec<Event> {
@@ -1143,9 +1196,15 @@ mod tests {
 
     #[test]
     fn the_monitor_error_is_a_drop_in_1_83_and_a_requeue_in_1_108() {
-        let old = format!("{}{}", spend_retries("DB connection error", 37), MONITOR_1_83);
+        let old = format!(
+            "{}{}",
+            spend_retries("DB connection error", 37),
+            MONITOR_1_83
+        );
         let mut buf = Vec::new();
-        let old = String::from_utf8(crate::format::ansi::strip_ansi(old.as_bytes(), &mut buf).to_vec()).unwrap();
+        let old =
+            String::from_utf8(crate::format::ansi::strip_ansi(old.as_bytes(), &mut buf).to_vec())
+                .unwrap();
         let events = run_plain(pack(), &old);
         assert_eq!(count(&events, SpendBatchDropped), 1);
         assert_eq!(count(&events, SpendRowsLost(37)), 1);
@@ -1156,7 +1215,11 @@ mod tests {
             spend_retries("transient DB error", 12)
         );
         let events = run_plain(pack(), &new);
-        assert_eq!(count(&events, SpendBatchDropped), 0, "1.108 re-queued the batch");
+        assert_eq!(
+            count(&events, SpendBatchDropped),
+            0,
+            "1.108 re-queued the batch"
+        );
         assert_eq!(count(&events, SpendRowsRequeued(12)), 1);
         assert!(!events.iter().any(|e| matches!(e.kind, SpendRowsLost(_))));
 
@@ -1208,7 +1271,10 @@ httpx.ConnectError: All connection attempts failed";
     fn version_families_parse_from_release_strings() {
         assert_eq!(VersionFamily::parse("1.83.14"), Some(VersionFamily::V1_83));
         assert_eq!(VersionFamily::parse("1.83"), Some(VersionFamily::V1_83));
-        assert_eq!(VersionFamily::parse("v1.108.7"), Some(VersionFamily::V1_108));
+        assert_eq!(
+            VersionFamily::parse("v1.108.7"),
+            Some(VersionFamily::V1_108)
+        );
         assert_eq!(VersionFamily::parse("1.110.2"), Some(VersionFamily::V1_108));
         assert_eq!(VersionFamily::parse("2.0"), Some(VersionFamily::V1_108));
         assert_eq!(VersionFamily::parse("latest"), None);
@@ -1585,7 +1651,8 @@ httpx.ConnectError: All connection attempts failed";
             events,
             vec![Event {
                 ts: Some(Timestamp(5)),
-                kind: DbConnectError(Op::Other)
+                kind: DbConnectError(Op::Other),
+                rule: None,
             }]
         );
         assert!(!state.has_open_fold());

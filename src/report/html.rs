@@ -1,0 +1,718 @@
+//! `--html FILE`: the post-mortem as one self-contained page for an incident
+//! document — the totals, then one SVG timeline per pod on a shared UTC time
+//! scale: proxy starts, the start-up gap as a bar (solid: probe, exact;
+//! hatched: log, estimated; open-ended with an arrow: still failing when the
+//! logs end), mid-life outages, DB errors as a rug, requests served inside a
+//! gap as dots, and dropped batches / lost rows as markers with their counts.
+//!
+//! No external assets and no JavaScript: it opens from a mail attachment or
+//! an air-gapped laptop, follows the reader's light or dark theme
+//! (`prefers-color-scheme`) and prints on white. Every text that comes from
+//! the input (pod names, paths) is escaped; no log text is ever included.
+
+use std::fmt::Write;
+
+use super::{model, PodReport, Report};
+use crate::classify::EventKind;
+use crate::time::Timestamp;
+
+/// Escapes text for HTML and SVG content and attributes.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const CSS: &str = r#"
+:root{--bg:#ffffff;--fg:#1d2430;--muted:#5c6675;--line:#c9d0da;--card:#f4f6f9;
+--gap:#2f6fdf;--gap-log:#2f6fdf;--open:#c2410c;--outage:#d97706;--loss:#c81e1e;--err:#8a94a6;--req:#0f8a5f;--start:#1d2430}
+@media (prefers-color-scheme: dark){:root{--bg:#11151c;--fg:#e6e9ef;--muted:#9aa4b5;--line:#343c4a;--card:#1a2029;
+--gap:#6ea1ff;--gap-log:#6ea1ff;--open:#fb923c;--outage:#fbbf24;--loss:#ff6b6b;--err:#7d8799;--req:#34d399;--start:#e6e9ef}}
+@media print{:root{--bg:#fff;--fg:#000;--muted:#444;--line:#bbb;--card:#f2f2f2;--gap:#1f4fbf;--gap-log:#1f4fbf;--open:#b33a00;--outage:#b36b00;--loss:#b00000;--err:#777;--req:#0a6b48;--start:#000}
+ body{margin:0} section.pod{break-inside:avoid} .cards{break-inside:avoid}}
+*{box-sizing:border-box}
+body{background:var(--bg);color:var(--fg);font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1100px;padding:0 20px}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:16px;margin:0 0 2px;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.meta,.facts,.note{color:var(--muted);margin:0 0 12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin:16px 0 20px}
+.card{background:var(--card);border-radius:8px;padding:10px 12px;border-left:4px solid var(--line)}
+.card b{display:block;font-size:22px;font-variant-numeric:tabular-nums}
+.card span{color:var(--muted);font-size:12px}
+.card.bad{border-left-color:var(--loss)} .card.bad b{color:var(--loss)}
+.card.warn{border-left-color:var(--outage)}
+section.pod{border-top:1px solid var(--line);padding:14px 0 8px}
+svg{width:100%;height:auto;display:block;overflow:visible}
+svg text{fill:var(--muted);font:11px system-ui,sans-serif}
+svg .label{fill:var(--fg);font-weight:600}
+svg .axis line,svg .life{stroke:var(--line)}
+svg .grid{stroke:var(--line);stroke-dasharray:2 3}
+svg .start{stroke:var(--start);stroke-width:2}
+svg .start-head{fill:var(--start)}
+svg .gap-probe{fill:var(--gap);opacity:.85}
+svg .gap-log{stroke:var(--gap-log);stroke-width:1.2}
+svg .gap-open{stroke:var(--open);stroke-width:1.2;stroke-dasharray:5 3}
+svg .open-head{fill:var(--open)}
+svg .outage{fill:var(--outage);opacity:.8}
+svg .dberr{stroke:var(--err);stroke-width:1}
+svg .req{fill:var(--req)}
+svg .loss{fill:var(--loss)}
+svg .loss-text{fill:var(--loss);font-weight:600}
+.hatch-line{stroke:var(--gap-log);stroke-width:2}
+.hatch-open-line{stroke:var(--open);stroke-width:2}
+table{border-collapse:collapse;margin:6px 0 4px;font-size:13px}
+td,th{padding:2px 12px 2px 0;text-align:left;font-variant-numeric:tabular-nums}
+th{color:var(--muted);font-weight:500}
+.legend{display:flex;flex-wrap:wrap;gap:14px;color:var(--muted);font-size:12px;margin:0 0 6px}
+.legend svg{width:auto;display:inline;vertical-align:middle;margin-right:6px}
+"#;
+
+/// The drawing's geometry (SVG user units).
+const W: f64 = 1000.0;
+const LEFT: f64 = 112.0;
+const RIGHT: f64 = 992.0;
+
+/// The shared time scale of every pod's timeline.
+struct Scale {
+    t0: Timestamp,
+    t1: Timestamp,
+}
+
+impl Scale {
+    fn of(r: &Report) -> Option<Scale> {
+        let mut t0: Option<Timestamp> = None;
+        let mut t1: Option<Timestamp> = None;
+        for p in &r.pods {
+            let firsts = p
+                .detail
+                .first_ts
+                .into_iter()
+                .chain(p.detail.starts.iter().filter_map(|s| s.listening_at));
+            for t in firsts {
+                t0 = Some(t0.map_or(t, |a| a.min(t)));
+                t1 = Some(t1.map_or(t, |a| a.max(t)));
+            }
+            if let Some(t) = p.detail.last_ts {
+                t1 = Some(t1.map_or(t, |a| a.max(t)));
+            }
+        }
+        let (t0, t1) = (t0?, t1?);
+        // A span of at least 10 s, with a little room on both sides.
+        let span = t1.seconds_since(t0).max(10.0);
+        Some(Scale {
+            t0: t0.plus_secs(-span * 0.02),
+            t1: t0.plus_secs(span * 1.02),
+        })
+    }
+
+    fn x(&self, t: Timestamp) -> f64 {
+        let span = self.t1.seconds_since(self.t0).max(1e-9);
+        LEFT + (RIGHT - LEFT) * (t.seconds_since(self.t0) / span).clamp(0.0, 1.0)
+    }
+
+    /// Tick step (seconds) giving about eight ticks.
+    fn step(&self) -> f64 {
+        const STEPS: [f64; 18] = [
+            1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+            7200.0, 10800.0, 21600.0, 43200.0, 86400.0,
+        ];
+        let span = self.t1.seconds_since(self.t0);
+        STEPS
+            .into_iter()
+            .find(|s| span / s <= 10.0)
+            .unwrap_or(86400.0 * (span / 86400.0 / 10.0).ceil())
+    }
+}
+
+/// `HH:MM:SS` (UTC) of a timestamp.
+fn clock(t: Timestamp) -> String {
+    let s = t.to_string();
+    s.get(11..19).unwrap_or(&s).to_string()
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`.
+fn when(t: Timestamp) -> String {
+    let s = t.to_string();
+    format!(
+        "{} {} UTC",
+        s.get(..10).unwrap_or(""),
+        s.get(11..19).unwrap_or("")
+    )
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s >= 120.0 {
+        format!("{}m {:02}s", (s / 60.0).floor(), (s % 60.0).round() as u64)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+/// The totals as cards; `data-total` names the report field.
+fn cards(r: &Report, o: &mut String) {
+    let t = &r.totals;
+    let outages: usize = r
+        .pods
+        .iter()
+        .flat_map(|p| p.detail.starts.iter())
+        .map(|s| model::outages_of(s).len())
+        .sum();
+    let longest = r
+        .pods
+        .iter()
+        .flat_map(|p| {
+            p.detail
+                .starts
+                .iter()
+                .filter_map(|s| model::gap_seconds(s, p.detail.last_ts))
+        })
+        .fold(None, |a: Option<f64>, g| Some(a.map_or(g, |a| a.max(g))));
+    let _ = writeln!(o, r#"<div class="cards">"#);
+    let mut card = |key: &str, value: String, label: &str, class: &str| {
+        let _ = writeln!(
+            o,
+            r#"<div class="card {class}" data-total="{key}"><b>{}</b><span>{}</span></div>"#,
+            esc(&value),
+            esc(label)
+        );
+    };
+    let bad = |n: u64| if n > 0 { "bad" } else { "" };
+    card("pods", r.pods.len().to_string(), "pods", "");
+    card(
+        "proxy_starts",
+        t.proxy_starts.to_string(),
+        "proxy starts",
+        "",
+    );
+    card(
+        "longest_gap",
+        longest.map_or_else(|| "–".into(), fmt_secs),
+        "longest start-up gap",
+        if longest.is_some_and(|g| g > 0.0) {
+            "warn"
+        } else {
+            ""
+        },
+    );
+    card(
+        "spend_batches_dropped",
+        t.spend_batches_dropped.to_string(),
+        "spend batches dropped",
+        bad(t.spend_batches_dropped),
+    );
+    card(
+        "spend_rows_lost",
+        t.spend_rows_lost.to_string(),
+        "spend rows lost",
+        bad(t.spend_rows_lost),
+    );
+    card(
+        "spend_rows_requeued",
+        t.spend_rows_requeued.to_string(),
+        "spend rows re-queued",
+        "",
+    );
+    card(
+        "requests_during_gap",
+        t.requests_during_gap.to_string(),
+        "requests served during a gap",
+        if t.requests_during_gap > 0 {
+            "warn"
+        } else {
+            ""
+        },
+    );
+    card(
+        "db_connect_errors",
+        t.db_connect_errors.to_string(),
+        "DB connect errors",
+        "",
+    );
+    card(
+        "budget_cache_misses",
+        t.budget_cache_misses.to_string(),
+        "budget-cache misses",
+        "",
+    );
+    card(
+        "db_outages",
+        outages.to_string(),
+        "mid-life DB outages",
+        if outages > 0 { "warn" } else { "" },
+    );
+    let _ = writeln!(o, "</div>");
+}
+
+const LEGEND: &str = r##"<div class="legend">
+<span><svg width="26" height="12"><line class="start" x1="3" y1="0" x2="3" y2="12"/></svg>proxy start</span>
+<span><svg width="26" height="12"><rect class="gap-probe" x="0" y="1" width="26" height="10"/></svg>gap (probe, exact)</span>
+<span><svg width="26" height="12"><defs><pattern id="lg-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line class="hatch-line" x1="0" y1="0" x2="0" y2="6"/></pattern></defs><rect fill="url(#lg-hatch)" stroke="var(--gap-log)" x="0.5" y="1.5" width="25" height="9"/></svg>gap (log, estimated)</span>
+<span><svg width="26" height="12"><rect class="gap-open" x="0.5" y="1.5" width="20" height="9" fill="none"/><path class="open-head" d="M20 0 L26 6 L20 12 Z"/></svg>gap still open at the end of the logs</span>
+<span><svg width="26" height="12"><rect class="outage" x="0" y="1" width="26" height="10"/></svg>mid-life DB outage</span>
+<span><svg width="26" height="12"><line class="dberr" x1="5" y1="1" x2="5" y2="11"/><line class="dberr" x1="9" y1="1" x2="9" y2="11"/><line class="dberr" x1="11" y1="1" x2="11" y2="11"/></svg>DB connect errors</span>
+<span><svg width="26" height="12"><circle class="req" cx="8" cy="6" r="3"/></svg>request served inside a gap</span>
+<span><svg width="26" height="12"><path class="loss" d="M8 0 L14 6 L8 12 L2 6 Z"/></svg>spend batch dropped / rows lost</span>
+</div>
+"##;
+
+/// Lane positions in a pod's drawing.
+const Y_LABEL: f64 = 14.0;
+const Y_BAR: f64 = 22.0;
+const BAR_H: f64 = 18.0;
+const Y_ERR: f64 = 58.0;
+const Y_REQ: f64 = 80.0;
+const Y_LOSS: f64 = 102.0;
+const Y_AXIS: f64 = 122.0;
+const HEIGHT: f64 = 142.0;
+
+fn pod_svg(r: &Report, p: &PodReport, idx: usize, sc: &Scale, o: &mut String) {
+    let d = &p.detail;
+    let _ = writeln!(
+        o,
+        r#"<svg viewBox="0 0 {W} {HEIGHT}" role="img" aria-label="timeline of {}">"#,
+        esc(&p.name())
+    );
+    let _ = writeln!(
+        o,
+        r#"<defs><pattern id="hatch{idx}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line class="hatch-line" x1="0" y1="0" x2="0" y2="6"/></pattern><pattern id="hatch-open{idx}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line class="hatch-open-line" x1="0" y1="0" x2="0" y2="6"/></pattern></defs>"#
+    );
+    // Grid and axis.
+    let step = sc.step();
+    let first = (sc.t0.as_secs_f64() / step).ceil() * step;
+    let mut t = first;
+    let _ = writeln!(o, r#"<g class="axis">"#);
+    let _ = writeln!(
+        o,
+        r#"<line x1="{LEFT}" y1="{Y_AXIS}" x2="{RIGHT}" y2="{Y_AXIS}"/>"#
+    );
+    while t <= sc.t1.as_secs_f64() {
+        let ts = Timestamp::from_secs_f64(t);
+        let x = sc.x(ts);
+        let label = if step >= 60.0 {
+            clock(ts)[..5].to_string()
+        } else {
+            clock(ts)
+        };
+        let _ = writeln!(
+            o,
+            r#"<line class="grid" x1="{x:.1}" y1="{Y_BAR}" x2="{x:.1}" y2="{Y_AXIS}"/><line x1="{x:.1}" y1="{Y_AXIS}" x2="{x:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            Y_AXIS + 4.0,
+            Y_AXIS + 16.0
+        );
+        t += step;
+    }
+    let _ = writeln!(o, "</g>");
+    // Lane names in the left gutter.
+    for (y, name) in [
+        (Y_BAR + BAR_H / 2.0, "starts, gaps"),
+        (Y_ERR, "DB errors"),
+        (Y_REQ, "requests in gaps"),
+        (Y_LOSS, "spend lost"),
+    ] {
+        let _ = writeln!(o, r#"<text x="0" y="{:.1}">{name}</text>"#, y + 4.0);
+    }
+    // The pod's life: first to last record.
+    if let (Some(a), Some(b)) = (d.first_ts, d.last_ts) {
+        let _ = writeln!(
+            o,
+            r#"<line class="life" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke-width="2"><title>records from {} to {}</title></line>"#,
+            sc.x(a),
+            Y_BAR + BAR_H / 2.0,
+            sc.x(b),
+            Y_BAR + BAR_H / 2.0,
+            when(a),
+            when(b)
+        );
+    }
+    // Gaps, outages, starts.
+    let mut gaps: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for (i, s) in d.starts.iter().enumerate() {
+        let Some(at) = s.listening_at else { continue };
+        let x0 = sc.x(at);
+        if let Some(g) = model::gap_seconds(s, d.last_ts) {
+            let end = if s.open {
+                d.last_ts.unwrap_or(at).max(at.plus_secs(g))
+            } else {
+                at.plus_secs(g)
+            };
+            gaps.push((at, end));
+            let x1 = sc.x(end).max(x0 + 2.0);
+            let (class, fill, what) = if s.open {
+                (
+                    "gap-open",
+                    format!("url(#hatch-open{idx})"),
+                    format!(
+                        "still failing {} after the start when the logs end",
+                        fmt_secs(g)
+                    ),
+                )
+            } else if s.method == crate::timeline::Method::Probe {
+                (
+                    "gap-probe",
+                    "var(--gap)".into(),
+                    format!("{} gap, probe (exact)", fmt_secs(g)),
+                )
+            } else {
+                (
+                    "gap-log",
+                    format!("url(#hatch{idx})"),
+                    format!("{} gap, log (estimated)", fmt_secs(g)),
+                )
+            };
+            if g > 0.0 || s.open {
+                let _ = writeln!(
+                    o,
+                    r#"<rect class="{class}" style="fill:{fill}" x="{x0:.1}" y="{Y_BAR}" width="{:.1}" height="{BAR_H}" rx="2"><title>start {}: {what}</title></rect>"#,
+                    x1 - x0,
+                    i + 1
+                );
+                if s.open {
+                    let _ = writeln!(
+                        o,
+                        r#"<path class="open-head" d="M{x1:.1} {:.1} L{:.1} {:.1} L{x1:.1} {:.1} Z"/>"#,
+                        Y_BAR - 3.0,
+                        x1 + 9.0,
+                        Y_BAR + BAR_H / 2.0,
+                        Y_BAR + BAR_H + 3.0
+                    );
+                }
+            }
+            let text = if s.open {
+                format!("open {}", fmt_secs(g))
+            } else if g > 0.0 {
+                fmt_secs(g)
+            } else {
+                "no gap".into()
+            };
+            let _ = writeln!(
+                o,
+                r#"<text class="label" x="{:.1}" y="{Y_LABEL}">{}</text>"#,
+                x0 + 4.0,
+                esc(&text)
+            );
+        }
+        for out in model::outages_of(s) {
+            let Some(a) = out.started_at else { continue };
+            let b = out
+                .ended_at
+                .or(d.last_ts)
+                .unwrap_or(a)
+                .max(a.plus_secs(out.seconds.unwrap_or(0.0)));
+            gaps.push((a, b));
+            let (xa, xb) = (sc.x(a), sc.x(b).max(sc.x(a) + 2.0));
+            let _ = writeln!(
+                o,
+                r#"<rect class="outage" x="{xa:.1}" y="{Y_BAR}" width="{:.1}" height="{BAR_H}" rx="2"><title>DB outage{}: {} ({}), {} requests served</title></rect><text class="label" x="{:.1}" y="{Y_LABEL}">outage</text>"#,
+                xb - xa,
+                if out.open {
+                    " (still open at the end)"
+                } else {
+                    ""
+                },
+                out.seconds.map_or_else(|| "?".into(), fmt_secs),
+                esc(out.method),
+                out.requests,
+                xa + 2.0
+            );
+        }
+        let _ = writeln!(
+            o,
+            r#"<line class="start" x1="{x0:.1}" y1="{:.1}" x2="{x0:.1}" y2="{:.1}"><title>start {}: proxy accepting at {}</title></line><path class="start-head" d="M{x0:.1} {:.1} l-4 -6 h8 z"/>"#,
+            Y_BAR - 4.0,
+            Y_AXIS,
+            i + 1,
+            when(at),
+            Y_BAR - 2.0
+        );
+    }
+    // DB connect errors as a rug; losses aggregated into markers 12 units apart.
+    let mine = r
+        .ledger
+        .iter()
+        .filter(|e| e.pod.namespace == p.namespace && e.pod.pod == p.pod);
+    let mut losses: Vec<(f64, u64, u64)> = Vec::new(); // x, batches, rows
+    let mut last_err_x = f64::NEG_INFINITY;
+    for e in mine {
+        let Some(t) = e.ts else { continue };
+        let x = sc.x(t);
+        match e.kind {
+            // One tick per unit of x: a burst of thousands stays a small drawing.
+            EventKind::DbConnectError(op) if x - last_err_x >= 1.0 => {
+                let _ = writeln!(
+                    o,
+                    r#"<line class="dberr" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"><title>DB connect error ({}) at {}</title></line>"#,
+                    Y_ERR - 6.0,
+                    Y_ERR + 6.0,
+                    op.as_str(),
+                    when(t)
+                );
+                last_err_x = x;
+            }
+            ref k if model::is_loss(k) => {
+                let rows = match e.kind {
+                    EventKind::SpendRowsLost(n) => n,
+                    _ => 0,
+                };
+                let batch = u64::from(e.kind == EventKind::SpendBatchDropped);
+                // Close markers merge, so their count labels never overlap.
+                match losses.last_mut() {
+                    Some(l) if x - l.0 < 80.0 => {
+                        l.1 += batch;
+                        l.2 += rows;
+                    }
+                    _ => losses.push((x, batch, rows)),
+                }
+            }
+            _ => {}
+        }
+    }
+    for (x, batches, rows) in losses {
+        let mut what = Vec::new();
+        if batches > 0 {
+            what.push(format!(
+                "{batches} batch{}",
+                if batches == 1 { "" } else { "es" }
+            ));
+        }
+        if rows > 0 {
+            what.push(format!("{rows} rows"));
+        }
+        let what = what.join(", ");
+        let _ = writeln!(
+            o,
+            r#"<path class="loss" d="M{x:.1} {:.1} l6 6 l-6 6 l-6 -6 z"><title>spend lost: {what}</title></path><text class="loss-text" x="{:.1}" y="{:.1}">{what}</text>"#,
+            Y_LOSS - 6.0,
+            x + 8.0,
+            Y_LOSS + 4.0
+        );
+    }
+    // Requests served inside a gap or outage: one dot per distinct unit of x.
+    let mut last_req_x = f64::NEG_INFINITY;
+    for &t in &d.requests {
+        if gaps.iter().any(|(a, b)| t >= *a && t <= *b) {
+            let x = sc.x(t);
+            if x - last_req_x >= 2.5 {
+                let _ = writeln!(
+                    o,
+                    r#"<circle class="req" cx="{x:.1}" cy="{Y_REQ}" r="3"><title>request served at {}</title></circle>"#,
+                    when(t)
+                );
+                last_req_x = x;
+            }
+        }
+    }
+    let _ = writeln!(o, "</svg>");
+}
+
+fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mut String) {
+    let c = &p.counts;
+    let _ = writeln!(
+        o,
+        r#"<section class="pod" id="pod-{idx}" data-pod="{}">"#,
+        esc(&p.name())
+    );
+    let _ = writeln!(o, "<h2>{}</h2>", esc(&p.name()));
+    let mut facts = vec![format!(
+        "{} proxy start{}",
+        c.proxy_starts,
+        if c.proxy_starts == 1 { "" } else { "s" }
+    )];
+    if let Some(s) = p.detail.starts.last() {
+        if let Some(g) = model::gap_seconds(s, p.detail.last_ts) {
+            facts.push(format!(
+                "last gap {}{} ({})",
+                if s.open { "open " } else { "" },
+                fmt_secs(g),
+                model::method_word(s.method)
+            ));
+        }
+    }
+    facts.push(format!("{} spend batches dropped", c.spend_batches_dropped));
+    facts.push(format!("{} rows lost", c.spend_rows_lost));
+    if c.spend_rows_requeued > 0 {
+        facts.push(format!("{} rows re-queued", c.spend_rows_requeued));
+    }
+    facts.push(format!("{} requests during a gap", c.requests_during_gap));
+    facts.push(format!("{} DB connect errors", c.db_connect_errors));
+    facts.push(format!("{} budget-cache misses", c.budget_cache_misses));
+    let _ = writeln!(o, r#"<p class="facts">{}</p>"#, esc(&facts.join(" · ")));
+    match sc {
+        Some(sc) if p.detail.first_ts.is_some() => pod_svg(r, p, idx, sc, o),
+        _ => {
+            let _ = writeln!(
+                o,
+                r#"<p class="note">No record times in this pod's input: gaps need record times (use <code>kubectl logs --timestamps</code>).</p>"#
+            );
+        }
+    }
+    if !p.detail.starts.is_empty() {
+        let _ = writeln!(
+            o,
+            "<table><tr><th>start</th><th>proxy accepting (UTC)</th><th>gap</th><th>measured by</th></tr>"
+        );
+        for (i, s) in p.detail.starts.iter().enumerate() {
+            let gap = match model::gap_seconds(s, p.detail.last_ts) {
+                Some(g) if s.open => format!("open, still failing after {}", fmt_secs(g)),
+                Some(g) if g > 0.0 => fmt_secs(g),
+                Some(_) => "no gap".into(),
+                None => "–".into(),
+            };
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                i + 1,
+                s.listening_at.map_or_else(|| "(no time)".into(), when),
+                esc(&gap),
+                model::method_word(s.method)
+            );
+        }
+        let _ = writeln!(o, "</table>");
+    }
+    let _ = writeln!(o, "</section>");
+}
+
+/// The page.
+pub fn render(r: &Report) -> String {
+    let mut o = String::with_capacity(16 * 1024);
+    let sc = Scale::of(r);
+    let range = match (&sc, r.window) {
+        (_, Some(w)) if w.since.is_some() || w.until.is_some() => format!(
+            "Window {} – {}",
+            w.since.map_or_else(|| "start".into(), when),
+            w.until.map_or_else(|| "end".into(), when)
+        ),
+        (Some(sc), _) => {
+            let span = sc.t1.seconds_since(sc.t0) / 1.04;
+            format!(
+                "Records from {} ({} shown)",
+                when(sc.t0.plus_secs(span * 0.02)),
+                fmt_secs(span)
+            )
+        }
+        (None, _) => "No record times in the input".into(),
+    };
+    let _ = write!(
+        o,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>LiteLLM post-mortem: {} pods</title>
+<style>{CSS}</style></head><body>
+<header><h1>LiteLLM start-up race: post-mortem</h1>
+<p class="meta">{} · {} pods · {} lines read ({} malformed) · times in UTC · litellm-sentinel {}</p></header>
+"#,
+        r.pods.len(),
+        esc(&range),
+        r.pods.len(),
+        r.totals.lines,
+        r.totals.malformed_lines,
+        env!("CARGO_PKG_VERSION")
+    );
+    cards(r, &mut o);
+    o.push_str(LEGEND);
+    for (i, p) in r.pods.iter().enumerate() {
+        pod_section(r, p, i, sc.as_ref(), &mut o);
+    }
+    o.push_str("</body></html>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_the_input_is_escaped() {
+        assert_eq!(
+            esc(r#"<a href="x">'&"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+
+    /// The pods' sections (without the legend, which shows every symbol).
+    fn pod_part(page: &str) -> &str {
+        &page[page.find(r#"<section class="pod""#).expect("a pod section")..]
+    }
+
+    fn pod_with(start: crate::timeline::Start, last: Timestamp) -> Report {
+        let detail = super::super::PodDetail {
+            first_ts: start.listening_at,
+            last_ts: Some(last),
+            starts: vec![start],
+            ..Default::default()
+        };
+        Report {
+            window: None,
+            pods: vec![PodReport {
+                namespace: "llm".into(),
+                pod: "litellm-<0>".into(),
+                starts: Vec::new(),
+                counts: Default::default(),
+                detail,
+            }],
+            totals: Default::default(),
+            ledger: Vec::new(),
+            sources: Vec::new(),
+            rule_ids: Vec::new(),
+            hints: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_open_gap_is_drawn_open_ended_to_the_end_of_the_logs() {
+        let sec = 1_000_000_000;
+        let mut start =
+            crate::timeline::Start::new(Some(Timestamp(100 * sec)), crate::timeline::Method::Probe);
+        start.last_db_error_at = Some(Timestamp(130 * sec));
+        start.confirmed = true;
+        let page = render(&pod_with(start, Timestamp(160 * sec)));
+        let page = pod_part(&page);
+        assert!(page.contains(r#"class="gap-open""#), "{page}");
+        assert!(page.contains(r#"class="open-head""#));
+        assert!(page.contains("open 30.0s"));
+        assert!(page.contains("still failing 30.0s after the start"));
+        // Names from the input are escaped, in text and attributes.
+        assert!(page.contains("llm/litellm-&lt;0&gt;") && !page.contains("litellm-<0>"));
+    }
+
+    #[test]
+    fn a_closed_probe_gap_is_solid_and_a_log_gap_hatched() {
+        let sec = 1_000_000_000;
+        let mut start =
+            crate::timeline::Start::new(Some(Timestamp(100 * sec)), crate::timeline::Method::Probe);
+        start.engine_ready_at = Some(Timestamp(112 * sec));
+        start.gap_seconds = Some(12.0);
+        start.open = false;
+        start.confirmed = true;
+        let page = render(&pod_with(start.clone(), Timestamp(160 * sec)));
+        let page = pod_part(&page);
+        assert!(page.contains(r#"class="gap-probe""#) && !page.contains(r#"class="gap-open""#));
+        assert!(page.contains("12.0s gap, probe (exact)"));
+        start.method = crate::timeline::Method::Log;
+        let page = render(&pod_with(start, Timestamp(160 * sec)));
+        assert!(page.contains(r#"class="gap-log" style="fill:url(#hatch0)""#));
+    }
+
+    #[test]
+    fn ticks_are_round_and_about_eight() {
+        let sc = Scale {
+            t0: Timestamp(0),
+            t1: Timestamp(420 * 1_000_000_000),
+        };
+        assert_eq!(sc.step(), 60.0);
+        assert_eq!(sc.x(Timestamp(0)), LEFT);
+        assert_eq!(sc.x(Timestamp(420 * 1_000_000_000)), RIGHT);
+        assert_eq!(fmt_secs(42.54), "42.5s");
+        assert_eq!(fmt_secs(185.0), "3m 05s");
+    }
+}

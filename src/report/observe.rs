@@ -1,0 +1,186 @@
+//! What `report` watches go through the pipeline: records (to apply the
+//! window and notice missing timestamps) and events (the ledger, the HTML
+//! markers), each tied to the source file and byte offset of its line.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::classify::{fold, Event, EventKind};
+use crate::format::{PodRef, Record};
+use crate::pipeline::Observer;
+use crate::time::Timestamp;
+
+use super::window::Window;
+
+/// Where the line being fed to the pipeline comes from; set by the reader
+/// before each line, read by the observer when an event happens.
+#[derive(Debug, Default)]
+pub struct Position {
+    pub file: AtomicU32,
+    pub offset: AtomicU64,
+}
+
+impl Position {
+    /// The reader is about to feed the line at `offset` of source `file`.
+    pub fn set(&self, file: u32, offset: u64) {
+        self.file.store(file, Ordering::Relaxed);
+        self.offset.store(offset, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u32, u64) {
+        (
+            self.file.load(Ordering::Relaxed),
+            self.offset.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One event of the ledger: never the line's text, only where it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub ts: Option<Timestamp>,
+    pub pod: PodRef,
+    pub kind: EventKind,
+    /// Index into the pack's rule ids.
+    pub rule: Option<u32>,
+    /// Index into the report's sources.
+    pub file: u32,
+    pub offset: u64,
+}
+
+/// What was seen of one pod.
+#[derive(Clone, Debug, Default)]
+pub struct PodSeen {
+    pub with_ts: u64,
+    pub without_ts: u64,
+    /// Records inside the window.
+    pub kept: u64,
+    pub first_ts: Option<Timestamp>,
+    pub last_ts: Option<Timestamp>,
+    /// Record times of the requests served (kept records only).
+    pub requests: Vec<Timestamp>,
+    /// Whether the last timestamped record was inside the window (records
+    /// without a time follow it).
+    keep: bool,
+    /// Where the last traceback no header owns began (its event is settled later).
+    traceback_at: Option<(u32, u64)>,
+}
+
+/// Everything observed by one worker.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub pods: HashMap<PodRef, PodSeen>,
+    pub entries: Vec<Entry>,
+    pub last_ts: Option<Timestamp>,
+}
+
+impl Seen {
+    /// Adds another worker's observations.
+    pub fn merge(&mut self, o: Seen) {
+        for (pod, s) in o.pods {
+            let p = self.pods.entry(pod).or_default();
+            p.with_ts += s.with_ts;
+            p.without_ts += s.without_ts;
+            p.kept += s.kept;
+            p.first_ts = min_ts(p.first_ts, s.first_ts);
+            p.last_ts = p.last_ts.max(s.last_ts);
+            p.requests.extend(s.requests);
+        }
+        self.entries.extend(o.entries);
+        self.last_ts = self.last_ts.max(o.last_ts);
+    }
+}
+
+fn min_ts(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The pipeline observer of one report worker.
+pub struct ReportObserver {
+    pub seen: Arc<Mutex<Seen>>,
+    pub pos: Arc<Position>,
+    pub window: Window,
+    /// Only scanning for the last record time: classify nothing.
+    pub scan_only: bool,
+}
+
+impl Observer for ReportObserver {
+    fn record(&mut self, pod: &PodRef, record: &Record<'_>) -> bool {
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        if let Some(t) = record.ts {
+            seen.last_ts = seen.last_ts.max(Some(t));
+        }
+        if !seen.pods.contains_key(pod) {
+            let keep = self.window.since.is_none();
+            seen.pods.insert(
+                pod.clone(),
+                PodSeen {
+                    keep,
+                    ..Default::default()
+                },
+            );
+        }
+        let Some(p) = seen.pods.get_mut(pod) else {
+            return false;
+        };
+        let keep = match record.ts {
+            Some(t) => {
+                p.with_ts += 1;
+                p.keep = self.window.contains(t);
+                if p.keep {
+                    p.first_ts = min_ts(p.first_ts, Some(t));
+                    p.last_ts = p.last_ts.max(Some(t));
+                }
+                p.keep
+            }
+            None => {
+                p.without_ts += 1;
+                p.keep
+            }
+        };
+        if self.scan_only {
+            return false;
+        }
+        if keep {
+            p.kept += 1;
+            let first = record.text.split(|b| *b == b'\n').next().unwrap_or(&[]);
+            if fold::opens_unattributed(first) {
+                p.traceback_at = Some(self.pos.get());
+            }
+        }
+        keep
+    }
+
+    fn event(&mut self, pod: &PodRef, ev: &Event) {
+        let Ok(mut seen) = self.seen.lock() else {
+            return;
+        };
+        if ev.kind == EventKind::RequestServed {
+            if let (Some(t), Some(p)) = (ev.ts, seen.pods.get_mut(pod)) {
+                p.requests.push(t);
+            }
+            return;
+        }
+        let (mut file, mut offset) = self.pos.get();
+        if ev.rule.is_none() {
+            // A traceback nobody owns is settled after it ended: point at its start.
+            if let Some((f, o)) = seen.pods.get(pod).and_then(|p| p.traceback_at) {
+                (file, offset) = (f, o);
+            }
+        }
+        seen.entries.push(Entry {
+            ts: ev.ts,
+            pod: pod.clone(),
+            kind: ev.kind,
+            rule: ev.rule,
+            file,
+            offset,
+        });
+    }
+}

@@ -1,0 +1,125 @@
+//! The table and `--json`: the report as text.
+
+use super::{model, Report};
+
+fn fmt_gap(g: Option<f64>) -> String {
+    g.map(|g| format!("{g:.1}s")).unwrap_or_else(|| "-".into())
+}
+
+/// A start's gap for the table: `12.0s`, `open 40.0s` (still failing at the end), or `-`.
+fn fmt_start_gap(p: &super::PodReport, s: &crate::timeline::Start) -> String {
+    let g = fmt_gap(model::gap_seconds(s, p.detail.last_ts));
+    if s.open && g != "-" {
+        format!("open {g}")
+    } else {
+        g
+    }
+}
+
+/// The human-readable table.
+pub fn render_table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<40} {:>6} {:>10} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}",
+        "POD",
+        "STARTS",
+        "LAST GAP",
+        "DROPPED",
+        "ROWS LOST",
+        "MISSES",
+        "DB ERRORS",
+        "AT RISK",
+        "MALFORMED"
+    );
+    for p in &r.pods {
+        let name = p.name();
+        let c = &p.counts;
+        let _ = writeln!(
+            s,
+            "{:<40} {:>6} {:>10} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}",
+            name,
+            c.proxy_starts,
+            p.detail
+                .starts
+                .last()
+                .map_or_else(|| "-".to_string(), |s| fmt_start_gap(p, s)),
+            c.spend_batches_dropped,
+            c.spend_rows_lost,
+            c.budget_cache_misses,
+            c.db_connect_errors,
+            c.requests_during_gap,
+            c.malformed_lines
+        );
+        for (i, st) in p.detail.starts.iter().enumerate() {
+            let at = st
+                .listening_at
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "(no timestamp)".into());
+            let _ = writeln!(
+                s,
+                "    start {}: listening at {at}, gap {} ({})",
+                i + 1,
+                fmt_start_gap(p, st),
+                model::method_word(st.method)
+            );
+            for o in model::outages_of(st) {
+                let _ = writeln!(
+                    s,
+                    "      outage at {}: {}{} ({}), {} requests served",
+                    o.started_at.map_or_else(|| "?".into(), |t| t.to_string()),
+                    if o.open { "open " } else { "" },
+                    fmt_gap(o.seconds),
+                    o.method,
+                    o.requests
+                );
+            }
+        }
+        if !c.db_connect_errors_by_operation.is_empty() {
+            let ops: Vec<String> = c
+                .db_connect_errors_by_operation
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(s, "    db connect errors: {}", ops.join(" "));
+        }
+        if c.deployment_load_failures
+            + c.credential_load_failures
+            + c.engine_distro_fallbacks
+            + c.spend_rows_requeued
+            > 0
+        {
+            let _ = writeln!(
+                s,
+                "    deployments not loaded: {}, credentials not loaded: {}, engine distro fallbacks: {}, rows re-queued: {}",
+                c.deployment_load_failures, c.credential_load_failures, c.engine_distro_fallbacks, c.spend_rows_requeued
+            );
+        }
+    }
+    let t = &r.totals;
+    let _ = writeln!(
+        s,
+        "\nTOTAL: {} pods, {} starts, {} spend batches dropped ({} rows lost, {} re-queued), {} budget-cache misses, {} DB connect errors, {} requests served during a gap, {} lines read ({} malformed)",
+        r.pods.len(),
+        t.proxy_starts,
+        t.spend_batches_dropped,
+        t.spend_rows_lost,
+        t.spend_rows_requeued,
+        t.budget_cache_misses,
+        t.db_connect_errors,
+        t.requests_during_gap,
+        t.lines,
+        t.malformed_lines
+    );
+    s
+}
+
+/// The JSON document of `report --json` (totals use the flat vocabulary of the docs).
+pub fn render_json(r: &Report) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(t) = v.get_mut("totals").and_then(|t| t.as_object_mut()) {
+        t.remove("db_connect_errors_by_operation");
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
