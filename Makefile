@@ -1,7 +1,7 @@
 # litellm-sentinel — the commands a newcomer needs.
 #   make demo   the whole job on this machine (same as cargo run --release -- demo)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo test deps fmt-check clippy unit manifests e2e bench bench-compare bench-live fuzz-build
+.PHONY: demo test deps fmt-check clippy unit manifests inject-validate e2e bench bench-compare bench-live fuzz-build
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
@@ -24,11 +24,15 @@ unit:
 manifests:
 	bash scripts/validate-manifests.sh
 
+inject-validate:
+	$(CARGO) build
+	bash scripts/validate-inject.sh target/debug/litellm-sentinel
+
 e2e:
 	$(CARGO) build
 	bash scripts/e2e-prometheus.sh target/debug/litellm-sentinel
 
-test: deps fmt-check clippy unit manifests e2e
+test: deps fmt-check clippy unit manifests inject-validate e2e
 	@echo "make test: all suites passed"
 
 bench:

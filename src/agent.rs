@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, watch};
 use crate::classify::RulePack;
 use crate::config::{Config, ReadFrom, Role};
 use crate::format::PodRef;
+use crate::gate::{GateCollector, GateConfig, Gates, SharedGates};
 use crate::metrics::{Metrics, SharedTracker};
 use crate::pipeline::Pipeline;
 use crate::probe::{ProbeConfig, ProbeOutcome, Secret, Target};
-use crate::server::{AppState, GateConfig};
+use crate::server::AppState;
 use crate::state::{Snapshot, STATE_VERSION};
 use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
@@ -39,6 +40,8 @@ pub struct Agent {
     pub addr: SocketAddr,
     pub tracker: SharedTracker,
     pub metrics: Arc<Metrics>,
+    /// The gate and per-pod engine state (engines found/up, LiteLLM version).
+    pub gates: SharedGates,
     shutdown: watch::Sender<bool>,
     shutdown_rx: watch::Receiver<bool>,
     tail_thread: Option<std::thread::JoinHandle<()>>,
@@ -157,7 +160,11 @@ impl Agent {
         let mut all_probes = extra_probes;
         all_probes.extend(configured_probes(&cfg));
         let mut tasks = Vec::new();
-        let mut gate = GateConfig::default();
+        let mut gate = GateConfig {
+            mode: cfg.gate,
+            down_after: cfg.gate_down_after.0,
+            ..GateConfig::default()
+        };
         for pp in &all_probes {
             pp.probes.validate().with_context(|| {
                 format!("probe settings for pod {}/{}", pp.pod.namespace, pp.pod.pod)
@@ -170,11 +177,22 @@ impl Agent {
                     .copied()
                     .filter(|t| matches!(t, Target::Engine | Target::Database))
                     .collect();
+                gate.proxy_probed = targets.contains(&Target::ProxyReadiness);
             }
+        }
+        let gates: SharedGates = Arc::new(Mutex::new(Gates::new(gate)));
+        metrics
+            .registry
+            .register(Box::new(
+                GateCollector::new(gates.clone()).context("cannot describe the gate metrics")?,
+            ))
+            .context("cannot register the gate metrics")?;
+        for pp in &all_probes {
             tasks.push(spawn_pod_probes(
                 pp.clone(),
                 &tracker,
                 &metrics,
+                &gates,
                 shutdown_rx.clone(),
             ));
         }
@@ -219,7 +237,7 @@ impl Agent {
         let state = AppState {
             metrics: metrics.clone(),
             tracker: tracker.clone(),
-            gate,
+            gates: gates.clone(),
             watching,
             state_file: tailing.then(|| cfg.state_file.clone()),
         };
@@ -244,6 +262,7 @@ impl Agent {
             addr,
             tracker,
             metrics,
+            gates,
             shutdown: shutdown_tx,
             shutdown_rx,
             tail_thread,
@@ -258,7 +277,13 @@ impl Agent {
     /// Starts probing another pod (the demo's pods appear one by one). Aborting
     /// the returned task stops its probes.
     pub fn add_probes(&self, pp: PodProbes) -> tokio::task::JoinHandle<()> {
-        spawn_pod_probes(pp, &self.tracker, &self.metrics, self.shutdown_rx.clone())
+        spawn_pod_probes(
+            pp,
+            &self.tracker,
+            &self.metrics,
+            &self.gates,
+            self.shutdown_rx.clone(),
+        )
     }
 
     /// Applies a new configuration without a restart: globs added start
@@ -340,6 +365,7 @@ fn spawn_pod_probes(
     pp: PodProbes,
     tracker: &SharedTracker,
     metrics: &Arc<Metrics>,
+    gates: &SharedGates,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let targets = pp.probes.targets();
@@ -349,17 +375,35 @@ fn spawn_pod_probes(
     metrics.register_probe_targets(&targets);
     let (tx, mut rx) = mpsc::channel::<ProbeOutcome>(64);
     let probe_tasks = crate::probe::spawn_probes(pp.probes.clone(), tx, shutdown);
-    let (tracker, metrics, pod) = (tracker.clone(), metrics.clone(), pp.pod);
+    let (tracker, metrics, gates, pod) = (tracker.clone(), metrics.clone(), gates.clone(), pp.pod);
     tokio::spawn(async move {
         // Aborting this task drops the receiver; the probe tasks see a closed channel and stop.
         let _guard = AbortOnDrop(probe_tasks);
+        // The pod's engine view and series go with its probes (the demo's pods come and go).
+        let _forget = ForgetOnDrop(gates.clone(), pod.clone());
         while let Some(o) = rx.recv().await {
             metrics.observe_probe(&o);
+            let mut starts = 0;
             if let Ok(mut t) = tracker.lock() {
                 t.apply_probe(&pod, &o);
+                starts = t.pod(&pod).map_or(0, |p| p.counts.proxy_starts);
+            }
+            if let Ok(mut g) = gates.lock() {
+                g.observe(&pod, &o, starts);
             }
         }
     })
+}
+
+/// Removes a pod's probe state from the gates when its probe task ends.
+struct ForgetOnDrop(SharedGates, PodRef);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.lock() {
+            g.remove(&self.1);
+        }
+    }
 }
 
 /// Aborts tasks when dropped (so aborting a parent task stops its children).

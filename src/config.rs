@@ -175,6 +175,11 @@ pub struct Config {
     /// exporter-toolkit web config (YAML: TLS, basic auth, headers) for the
     /// HTTP server; unset = plain HTTP without auth.
     pub web_config_file: Option<PathBuf>,
+    /// `/gate` mode: `startup` (latch: open once every engine answered, for
+    /// the life of the proxy process) or `follow` (current state with hysteresis).
+    pub gate: crate::gate::GateMode,
+    /// `follow` mode: `/gate` closes only after failures spanning this long.
+    pub gate_down_after: HumanDuration,
     pub probe: ProbeSettings,
 }
 
@@ -237,6 +242,8 @@ impl Default for Config {
             otlp_endpoint: None,
             otlp_interval: HumanDuration(crate::otlp::DEFAULT_INTERVAL),
             web_config_file: None,
+            gate: crate::gate::GateMode::Startup,
+            gate_down_after: HumanDuration(crate::gate::DEFAULT_DOWN_AFTER),
             probe: ProbeSettings::default(),
         }
     }
@@ -326,6 +333,12 @@ pub struct Overrides {
     /// Web config YAML (Prometheus exporter-toolkit format): TLS and basic auth for the HTTP server.
     #[arg(long = "web.config.file", env = "LITELLM_SENTINEL_WEB_CONFIG_FILE")]
     pub web_config_file: Option<PathBuf>,
+    /// /gate mode: startup (open once every engine answered, for the life of the proxy process) or follow.
+    #[arg(long, env = "LITELLM_SENTINEL_GATE", value_enum)]
+    pub gate: Option<crate::gate::GateMode>,
+    /// follow mode: /gate closes only after failures spanning this long, e.g. 30s.
+    #[arg(long, env = "LITELLM_SENTINEL_GATE_DOWN_AFTER", value_parser = HumanDuration::parse)]
+    pub gate_down_after: Option<HumanDuration>,
 }
 
 /// Upper bound of `max_line_bytes` (and its lower bound): a record longer
@@ -394,7 +407,7 @@ fn check_size(key: &'static str, v: usize, (min, max): (usize, usize)) -> Result
 impl Config {
     /// Every duration setting with its key and bounds (one list, so a new
     /// setting cannot be added without a bound).
-    pub fn durations(&self) -> [(&'static str, HumanDuration, DurationBounds); 8] {
+    pub fn durations(&self) -> [(&'static str, HumanDuration, DurationBounds); 9] {
         [
             (
                 "quiet_period",
@@ -442,6 +455,14 @@ impl Config {
                 DurationBounds {
                     zero_ok: false,
                     max: MINUTE,
+                },
+            ),
+            (
+                "gate_down_after",
+                self.gate_down_after,
+                DurationBounds {
+                    zero_ok: false,
+                    max: HOUR,
                 },
             ),
         ]
@@ -531,6 +552,8 @@ impl Config {
         if o.web_config_file.is_some() {
             self.web_config_file = o.web_config_file.clone();
         }
+        set!(self.gate, o.gate);
+        set!(self.gate_down_after, o.gate_down_after);
     }
 
     /// Checks every setting; the error names the key.

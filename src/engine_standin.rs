@@ -51,6 +51,9 @@ pub enum StandinMode {
     Status500,
     /// `/status` is fine, but queries get a truncated, unparseable body.
     WrongBody,
+    /// The engine runs but its database is gone: `/status` is fine, queries
+    /// answer Prisma's `P1001 Can't reach database server` (HTTP 200 with `errors`).
+    DbUnreachable,
 }
 
 /// Options for [`EngineStandin::start`].
@@ -60,6 +63,9 @@ pub struct StandinOptions {
     pub bind_after: Duration,
     /// Behaviour once listening.
     pub mode: StandinMode,
+    /// Listen on this loopback port instead of a free one (0: pick one), as
+    /// the real engine does with `-p <port>`.
+    pub port: u16,
 }
 
 /// A running stand-in. Stops on [`EngineStandin::shutdown`] or when dropped.
@@ -67,6 +73,7 @@ pub struct StandinOptions {
 pub struct EngineStandin {
     port: u16,
     bound_at: Arc<OnceLock<Timestamp>>,
+    mode: Arc<std::sync::Mutex<StandinMode>>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -94,22 +101,32 @@ impl EngineStandin {
     pub async fn start(opts: StandinOptions) -> io::Result<EngineStandin> {
         let bound_at = Arc::new(OnceLock::new());
         let (stop, stop_rx) = watch::channel(false);
+        let mode = Arc::new(std::sync::Mutex::new(opts.mode));
         let (port, task) = if opts.bind_after.is_zero() {
-            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, opts.port)).await?;
             let port = listener.local_addr()?.port();
             let _ = bound_at.set(Timestamp::now());
-            (port, tokio::spawn(serve(listener, opts.mode, stop_rx)))
+            (
+                port,
+                tokio::spawn(serve(listener, Arc::clone(&mode), stop_rx)),
+            )
         } else {
-            let reserve = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-            let port = reserve.local_addr()?.port();
-            drop(reserve);
+            let port = if opts.port != 0 {
+                opts.port
+            } else {
+                let reserve = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+                let port = reserve.local_addr()?.port();
+                drop(reserve);
+                port
+            };
             let bound = Arc::clone(&bound_at);
-            let task = tokio::spawn(late_bind(port, opts, bound, stop_rx));
+            let task = tokio::spawn(late_bind(port, opts, Arc::clone(&mode), bound, stop_rx));
             (port, task)
         };
         Ok(EngineStandin {
             port,
             bound_at,
+            mode,
             stop,
             task: Some(task),
         })
@@ -123,6 +140,14 @@ impl EngineStandin {
     /// `http://127.0.0.1:<port>`, the URL prisma-client-py would use.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Switches the behaviour of an HTTP-answering stand-in from the next
+    /// request on (e.g. healthy → [`StandinMode::DbUnreachable`]: the
+    /// database went away). [`StandinMode::AcceptButNeverAnswer`] only takes
+    /// effect when set before the stand-in listens.
+    pub fn set_mode(&self, mode: StandinMode) {
+        *self.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
     }
 
     /// When it started listening (`None` until then): the ground truth.
@@ -156,6 +181,7 @@ impl Drop for EngineStandin {
 async fn late_bind(
     port: u16,
     opts: StandinOptions,
+    mode: SharedMode,
     bound_at: Arc<OnceLock<Timestamp>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -181,11 +207,17 @@ async fn late_bind(
         }
     };
     let _ = bound_at.set(Timestamp::now());
-    serve(listener, opts.mode, stop).await;
+    serve(listener, mode, stop).await;
 }
 
-async fn serve(listener: TcpListener, mode: StandinMode, stop: watch::Receiver<bool>) {
-    match mode {
+type SharedMode = Arc<std::sync::Mutex<StandinMode>>;
+
+fn current(mode: &SharedMode) -> StandinMode {
+    *mode.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn serve(listener: TcpListener, mode: SharedMode, stop: watch::Receiver<bool>) {
+    match current(&mode) {
         StandinMode::AcceptButNeverAnswer => hold_connections(listener, stop).await,
         _ => {
             let app = Router::new()
@@ -228,8 +260,8 @@ fn json(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn status(State(mode): State<StandinMode>) -> Response {
-    match mode {
+async fn status(State(mode): State<SharedMode>) -> Response {
+    match current(&mode) {
         StandinMode::Status500 => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"internal error"}"#,
@@ -246,8 +278,12 @@ const EXECUTE_RAW_RESPONSE: &str = r#"{"data":{"result":1}}"#;
 /// the stand-in does not implement.
 const UNSUPPORTED_RESPONSE: &str = r#"{"errors":[{"error":"engine stand-in: only queryRaw/executeRaw are implemented","user_facing_error":{"is_panic":false,"message":"Failed to validate the query: the engine stand-in only implements raw queries","error_code":"P2009"}}]}"#;
 
-async fn query(State(mode): State<StandinMode>, body: Bytes) -> Response {
-    match mode {
+/// Prisma's answer when PostgreSQL cannot be reached behind a running engine.
+pub const P1001_RESPONSE: &str = r#"{"errors":[{"error":"Can't reach database server at `127.0.0.1:5432`\n\nPlease make sure your database server is running at `127.0.0.1:5432`.","user_facing_error":{"is_panic":false,"message":"Can't reach database server at `127.0.0.1`:`5432`\n\nPlease make sure your database server is running at `127.0.0.1`:`5432`.","meta":{"database_host":"127.0.0.1","database_port":5432},"error_code":"P1001"}}]}"#;
+
+async fn query(State(mode): State<SharedMode>, body: Bytes) -> Response {
+    match current(&mode) {
+        StandinMode::DbUnreachable => json(StatusCode::OK, P1001_RESPONSE),
         StandinMode::Status500 => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"error":"internal error"}"#,
@@ -312,6 +348,38 @@ mod tests {
             .await
             .unwrap();
         assert!(g.status.is_success() && !query_body_is_ok(&g.body));
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn database_gone_answers_p1001_after_a_mode_switch() {
+        let s = EngineStandin::start(StandinOptions::default())
+            .await
+            .unwrap();
+        let c = HttpClient::new();
+        let q = |c: HttpClient, url: String| async move {
+            c.post_json(
+                &format!("{url}/"),
+                Bytes::from_static(RAW_QUERY_BODY.as_bytes()),
+                deadline(),
+            )
+            .await
+            .unwrap()
+        };
+        assert!(query_body_is_ok(&q(c.clone(), s.url()).await.body));
+        s.set_mode(StandinMode::DbUnreachable);
+        let r = q(c.clone(), s.url()).await;
+        assert!(r.status.is_success());
+        assert_eq!(
+            crate::probe::engine::classify_query_body(&r.body),
+            Err(crate::probe::FailureReason::DbError)
+        );
+        // /status still says the engine runs.
+        let st = c
+            .get(&format!("{}/status", s.url()), deadline())
+            .await
+            .unwrap();
+        assert!(status_body_is_ok(&st.body));
         s.shutdown().await;
     }
 

@@ -16,6 +16,8 @@ pub mod timeline;
 pub mod agent;
 pub mod demo;
 pub mod engine_standin;
+pub mod gate;
+pub mod inject;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;

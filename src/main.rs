@@ -50,6 +50,11 @@ enum Command {
     },
     /// Print the built-in rule pack (a starting point for your own `--rules` file).
     Rules,
+    /// Add the sidecar and its /gate probe to every LiteLLM Deployment/StatefulSet
+    /// in the Kubernetes manifests on stdin; write them to stdout (everything
+    /// else byte-identical). A Helm post-renderer:
+    /// `helm install … --post-renderer litellm-sentinel --post-renderer-args inject`.
+    Inject(litellm_sentinel::inject::InjectOptions),
 }
 
 const REPORT_AFTER_HELP: &str = "\
@@ -272,6 +277,7 @@ fn main() -> ExitCode {
             print!("{}", RulePack::builtin_source());
             Ok(())
         }
+        Command::Inject(opts) => inject_cmd(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,6 +286,34 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `inject`: stdin → stdout; what changed goes to stderr (stdout is the manifest stream).
+fn inject_cmd(opts: &litellm_sentinel::inject::InjectOptions) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the manifests from stdin (UTF-8 YAML expected)")?;
+    let out = litellm_sentinel::inject::inject(&input, opts)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.output.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write the manifests to stdout")?;
+    for w in &out.changed {
+        eprintln!("litellm-sentinel inject: {w}: sidecar added");
+    }
+    for w in &out.already {
+        eprintln!("litellm-sentinel inject: {w}: already has the sidecar, unchanged");
+    }
+    if out.changed.is_empty() && out.already.is_empty() {
+        eprintln!(
+            "litellm-sentinel inject: no Deployment/StatefulSet runs LiteLLM (container name {:?} or image {:?}*); nothing changed",
+            opts.container_name, opts.image_match
+        );
+    }
+    Ok(())
 }
 
 fn tokio_main(fut: impl std::future::Future<Output = Result<()>>) -> Result<()> {

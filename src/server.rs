@@ -18,26 +18,19 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::format::PodRef;
+use crate::gate::{EngineView, SharedGates};
 use crate::metrics::{Metrics, SharedTracker};
 use crate::probe::Target;
 use crate::time::{RfcTimestamp, Timestamp};
 use crate::timeline::{Counts, PodTimeline};
-
-/// What `/gate` requires before it answers 200.
-#[derive(Clone, Debug, Default)]
-pub struct GateConfig {
-    /// The pod the gate speaks for (sidecar).
-    pub pod: Option<PodRef>,
-    /// Targets that must be up: the engine, plus the database when configured.
-    pub required: Vec<Target>,
-}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tracker: SharedTracker,
-    pub gate: GateConfig,
+    /// The gate and the probe state of every probed pod (src/gate.rs).
+    pub gates: SharedGates,
     /// Set by the tail loop once at least one glob is being watched (node role).
     pub watching: Arc<AtomicBool>,
     /// State file whose directory must be writable for `/readyz` (None: not checkpointing).
@@ -269,51 +262,31 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (StatusCode::OK, "ready\n").into_response()
 }
 
-#[derive(Serialize)]
-struct GateAnswer {
-    ready: bool,
-    reason: String,
-}
-
-/// 200 once every required target is up for the gated pod, 503 before, with a one-line JSON reason.
+/// `/gate`: 200 or 503 with a one-line JSON body; the decision is src/gate.rs's.
 async fn gate(State(s): State<AppState>) -> Response {
-    let (ready, reason) = gate_state(&s);
-    let code = if ready {
+    let starts = s
+        .gates
+        .lock()
+        .ok()
+        .and_then(|g| g.config().pod.clone())
+        .and_then(|pod| {
+            let t = s.tracker.lock().ok()?;
+            t.pod(&pod).map(|p| p.counts.proxy_starts)
+        });
+    let Ok(mut g) = s.gates.lock() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"ready\":false,\"reason\":\"internal error\"}",
+        )
+            .into_response();
+    };
+    let answer = g.answer(starts, Timestamp::now());
+    let code = if answer.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(GateAnswer { ready, reason })).into_response()
-}
-
-fn gate_state(s: &AppState) -> (bool, String) {
-    let Some(pod) = &s.gate.pod else {
-        return (
-            false,
-            "no pod is gated (run with --role sidecar and POD_NAMESPACE/POD_NAME)".into(),
-        );
-    };
-    if s.gate.required.is_empty() {
-        return (
-            false,
-            "no engine probe configured (set --engine-url or enable discovery)".into(),
-        );
-    }
-    let Ok(t) = s.tracker.lock() else {
-        return (false, "internal error".into());
-    };
-    let Some(p) = t.pod(pod) else {
-        return (false, "no probe has answered yet".into());
-    };
-    for target in &s.gate.required {
-        let idx = Target::ALL.iter().position(|x| x == target).unwrap_or(0);
-        match p.probe_up[idx] {
-            Some(true) => {}
-            Some(false) => return (false, format!("{} probe is failing", target.as_str())),
-            None => return (false, format!("{} probe has not run yet", target.as_str())),
-        }
-    }
-    (true, "engine answers queries".into())
+    (code, Json(answer)).into_response()
 }
 
 /// One start of the proxy, as the API shows it.
@@ -331,6 +304,12 @@ pub struct StartView {
     /// Requests served inside the gap (attributed when it closed).
     pub requests: u64,
     pub outages: Vec<OutageView>,
+    /// Sidecar: the first probe round in which one engine answered after this start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engines_first_ready_at: Option<RfcTimestamp>,
+    /// Sidecar: the first round in which every engine answered (the gap closed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engines_last_ready_at: Option<RfcTimestamp>,
 }
 
 /// One mid-life outage, as the API shows it.
@@ -358,6 +337,9 @@ pub struct PodView {
     pub engine_up: std::collections::BTreeMap<&'static str, bool>,
     pub counts: Counts,
     pub starts: Vec<StartView>,
+    /// Sidecar: the engines of the pod (count, state, LiteLLM version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engines: Option<EngineView>,
 }
 
 impl PodView {
@@ -404,8 +386,11 @@ impl PodView {
                             open: o.open,
                         })
                         .collect(),
+                    engines_first_ready_at: None,
+                    engines_last_ready_at: None,
                 })
                 .collect(),
+            engines: None,
         }
     }
 }
@@ -426,7 +411,7 @@ struct PodsAnswer {
 }
 
 async fn pods(State(s): State<AppState>) -> Json<impl Serialize> {
-    Json(PodsAnswer {
-        pods: pod_views(&s.tracker),
-    })
+    let mut pods = pod_views(&s.tracker);
+    crate::gate::annotate(&mut pods, &s.gates);
+    Json(PodsAnswer { pods })
 }

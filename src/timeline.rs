@@ -1191,6 +1191,7 @@ mod tests {
             at: ts(s).unwrap_or(Timestamp(0)),
             duration: Duration::from_millis(3),
             result,
+            detail: Default::default(),
         }
     }
     fn apply(t: &mut Tracker, events: &[Event]) {

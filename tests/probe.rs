@@ -155,6 +155,7 @@ async fn engine_first_success_is_within_one_fast_interval_of_bind() {
     let standin = EngineStandin::start(StandinOptions {
         bind_after: Duration::from_millis(400),
         mode: StandinMode::Healthy,
+        ..Default::default()
     })
     .await
     .unwrap();

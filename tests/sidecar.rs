@@ -4,7 +4,15 @@
 //! src/engine_standin.rs), a fake LiteLLM answers `/health/readiness` from
 //! the start. `/gate` must flip from 503 to 200 at engine readiness, and the
 //! gap measured by the probe must be within one probe interval of the truth.
+//!
+//! The multi-engine tests run stand-in engines as real processes named like
+//! the Prisma engine with `-p <port>` (tests/support/engine_proc.rs), found
+//! through `/proc` like real ones: two workers' engines coming up apart, an
+//! engine killed and respawned on a new port, and the database going away
+//! behind a running engine (Prisma P1001) under both gate modes.
 
+#[path = "support/engine_proc.rs"]
+mod engine_proc;
 #[path = "support/agent.rs"]
 mod support;
 
@@ -30,6 +38,21 @@ async fn wait_for<F: FnMut() -> bool>(what: &str, mut cond: F) {
     let end = tokio::time::Instant::now() + Duration::from_secs(20);
     while tokio::time::Instant::now() < end {
         if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn wait_for_async<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < end {
+        if cond().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -171,21 +194,390 @@ async fn gate_flips_at_engine_readiness_and_the_gap_is_exact() {
     );
     assert!(m.contains("litellm_sentinel_probe_duration_seconds_bucket{target=\"engine\""));
 
-    // The engine goes away (LiteLLM restarts it): the gate closes again.
+    // The engine goes away (LiteLLM kills it, the database blips): at the
+    // default `gate = "startup"` the gate stays open for the life of this
+    // proxy process, so a database outage cannot empty the Service.
     engine.shutdown().await;
-    let end = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if get_async(addr, "/gate")
+    wait_for_async("engine probe failing", || async {
+        get_async(addr, "/api/v1/pods")
             .await
-            .is_some_and(|(c, _)| c == 503)
+            .is_some_and(|(_, b)| b.contains(r#""engine":false"#))
+    })
+    .await;
+    let (code, body) = get_async(addr, "/gate").await.expect("gate");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).expect("json");
+    assert_eq!(v["mode"], "startup");
+    assert_eq!(v["state"], "open");
+    assert_eq!(v["engine_state"], "no_engine");
+    agent.shutdown().await;
+}
+
+// ------------------------------------------------------------ engine processes
+
+use engine_proc::EngineProc;
+use litellm_sentinel::gate::GateMode;
+
+const HELPER: &str = "helper_engine_standin_process";
+
+/// Not a real test: the body of the stand-in engine processes.
+#[test]
+#[ignore = "helper process, spawned by the engine-process tests"]
+fn helper_engine_standin_process() {
+    engine_proc::standin_process_main();
+}
+
+/// A fake LiteLLM 1.83.14 (`/health/readiness` 200, DB connected, its version).
+async fn fake_litellm() -> String {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let app = Router::new().route(
+        "/health/readiness",
+        get(|| async {
+            axum::Json(serde_json::json!({
+                "status": "healthy", "db": "connected", "cache": null,
+                "litellm_version": "1.83.14"
+            }))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(proxy, app).await });
+    url
+}
+
+/// A sidecar agent discovering engines under `proc_root`, otherwise at the
+/// default gate settings unless `gate` says otherwise.
+async fn sidecar(
+    proc_root: &std::path::Path,
+    proxy_url: &str,
+    gate: Option<(GateMode, Duration)>,
+) -> Agent {
+    sidecar_with(proc_root, proxy_url, gate, true).await
+}
+
+/// `fast`: short probe intervals; otherwise every probe setting is the default.
+async fn sidecar_with(
+    proc_root: &std::path::Path,
+    proxy_url: &str,
+    gate: Option<(GateMode, Duration)>,
+    fast: bool,
+) -> Agent {
+    let mut cfg = Config {
+        role: Role::Sidecar,
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    if let Some((mode, down_after)) = gate {
+        cfg.gate = mode;
+        cfg.gate_down_after = HumanDuration(down_after);
+    }
+    cfg.probe.proc_root = proc_root.to_path_buf();
+    cfg.probe.proxy_url = Some(proxy_url.to_string());
+    cfg.probe.namespace = Some("llm".into());
+    cfg.probe.pod = Some("litellm-0".into());
+    if fast {
+        cfg.probe.fast_interval = HumanDuration(FAST);
+        cfg.probe.slow_interval = HumanDuration(Duration::from_millis(200));
+        cfg.probe.timeout = HumanDuration(Duration::from_millis(500));
+    }
+    Agent::start(cfg, Vec::new()).await.expect("agent")
+}
+
+async fn gate_json(addr: std::net::SocketAddr) -> (u16, serde_json::Value) {
+    let (code, body) = get_async(addr, "/gate").await.expect("gate");
+    let v = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (code, v)
+}
+
+async fn metric_now(addr: std::net::SocketAddr, name: &str, extra: &[(&str, &str)]) -> Option<f64> {
+    let (_, m) = get_async(addr, "/metrics").await?;
+    let mut labels = vec![("namespace", "llm"), ("pod", "litellm-0")];
+    labels.extend_from_slice(extra);
+    support::metric(&m, name, &labels)
+}
+
+fn rfc(v: &serde_json::Value) -> Timestamp {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    Timestamp::parse_rfc3339(s.as_bytes()).unwrap_or_else(|| panic!("bad timestamp {s}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respawn() {
+    let root = tempfile::tempdir().expect("proc root");
+    let proxy = fake_litellm().await;
+    // Two Uvicorn workers: worker 1's engine listens at once, worker 2's 2 s later.
+    let mut first = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    let mut second = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_secs(2),
+    );
+    let agent = sidecar(root.path(), &proxy, None).await;
+    let addr = agent.addr;
+
+    wait_for_async("both engines found, one answering", || async {
+        metric_now(addr, "litellm_sentinel_engines_discovered", &[]).await == Some(2.0)
+            && metric_now(addr, "litellm_sentinel_engines_up", &[]).await == Some(1.0)
+    })
+    .await;
+    let (code, v) = gate_json(addr).await;
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["mode"], "startup");
+    assert_eq!(v["state"], "waiting");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("1 of 2 engines")),
+        "{v}"
+    );
+    assert_eq!(
+        metric_now(addr, "litellm_sentinel_engine_up", &[("target", "engine")]).await,
+        Some(0.0),
+        "engine_up is 1 only when every engine answers"
+    );
+
+    let first_bound = first.wait_bound(Duration::from_secs(20));
+    let second_bound = second.wait_bound(Duration::from_secs(20));
+    wait_for_async("/gate 200", || async { gate_json(addr).await.0 == 200 }).await;
+    let (_, v) = gate_json(addr).await;
+    assert!(
+        rfc(&v["open_since"]) >= second_bound,
+        "opened before worker 2's engine listened: {v}"
+    );
+
+    let (_, api) = get_async(addr, "/api/v1/pods").await.expect("api");
+    let api: serde_json::Value = serde_json::from_str(&api).expect("json");
+    let pod = &api["pods"][0];
+    assert_eq!(pod["engines"]["discovered"], 2, "{pod}");
+    assert_eq!(pod["engines"]["up"], 2);
+    assert_eq!(pod["engines"]["state"], "ready");
+    assert_eq!(pod["engines"]["litellm_version"], "1.83.14");
+    let start = &pod["starts"][0];
+    let (first_ready, last_ready) = (
+        rfc(&start["engines_first_ready_at"]),
+        rfc(&start["engines_last_ready_at"]),
+    );
+    assert_eq!(
+        start["engines_last_ready_at"], start["engine_ready_at"],
+        "{start}"
+    );
+    assert!(
+        first_ready >= first_bound && last_ready >= second_bound,
+        "{start}"
+    );
+    let slack = FAST.as_secs_f64() + 0.3;
+    assert!(
+        last_ready.seconds_since(second_bound) <= slack,
+        "gap closed {:.3}s after the last engine listened",
+        last_ready.seconds_since(second_bound)
+    );
+    assert!(last_ready.seconds_since(first_ready) >= 1.5, "{start}");
+    assert_eq!(
+        metric_now(addr, "litellm_sentinel_engine_up", &[("target", "engine")]).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_now(
+            addr,
+            "litellm_sentinel_litellm_build_info",
+            &[("version", "1.83.14")]
+        )
+        .await,
+        Some(1.0)
+    );
+
+    // LiteLLM kills worker 1's engine and respawns it on a new port; the new
+    // one listens 500 ms later. The latched gate stays open throughout.
+    let old_port = first.port;
+    first.kill();
+    let mut respawned = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_millis(500),
+    );
+    assert_ne!(respawned.port, old_port);
+    let respawned_bound = respawned.wait_bound(Duration::from_secs(20));
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, v) = gate_json(addr).await;
+        assert_eq!(code, 200, "the latched gate closed during a respawn: {v}");
+        let seen_after_bind = v["engines_up"] == 2 && Timestamp::now() > respawned_bound;
+        if seen_after_bind
+            && metric_now(addr, "litellm_sentinel_engines_up", &[]).await == Some(2.0)
+            && metric_now(addr, "litellm_sentinel_engines_discovered", &[]).await == Some(2.0)
         {
             break;
         }
         assert!(
             tokio::time::Instant::now() < end,
-            "/gate stayed 200 after the engine died"
+            "respawned engine never probed: {v}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    agent.shutdown().await;
+    drop((second, respawned));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_behind_a_running_engine_startup_holds_follow_closes_after_hysteresis() {
+    const DOWN_AFTER: Duration = Duration::from_secs(2);
+    let root = tempfile::tempdir().expect("proc root");
+    let proxy = fake_litellm().await;
+    let mut engine = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    engine.wait_bound(Duration::from_secs(20));
+    let latch = sidecar(root.path(), &proxy, None).await; // default: gate = "startup"
+    let follow = sidecar(root.path(), &proxy, Some((GateMode::Follow, DOWN_AFTER))).await;
+    for a in [latch.addr, follow.addr] {
+        wait_for_async("/gate 200", || async { gate_json(a).await.0 == 200 }).await;
+    }
+
+    engine.database_gone();
+    let gone = tokio::time::Instant::now();
+    wait_for_async("follow sidecar sees the database error", || async {
+        gate_json(follow.addr).await.1["engine_state"] == "engine_up_database_unreachable"
+    })
+    .await;
+    let (code, v) = gate_json(follow.addr).await;
+    if gone.elapsed() < DOWN_AFTER {
+        assert_eq!(code, 200, "follow closed before the hysteresis: {v}");
+        assert_eq!(v["state"], "holding");
+    }
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let closed = loop {
+        let (code, v) = gate_json(follow.addr).await;
+        if code == 503 {
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "follow never closed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        gone.elapsed() >= DOWN_AFTER,
+        "closed {:?} after the database went, hysteresis {DOWN_AFTER:?}",
+        gone.elapsed()
+    );
+    assert_eq!(closed["mode"], "follow");
+    assert_eq!(closed["state"], "closed");
+    assert_eq!(closed["engine_state"], "engine_up_database_unreachable");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("db_error")),
+        "{closed}"
+    );
+
+    // The latch (default mode) never closed.
+    let (code, v) = gate_json(latch.addr).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["engine_state"], "engine_up_database_unreachable");
+    let (_, m) = get_async(latch.addr, "/metrics").await.expect("metrics");
+    assert!(
+        support::metric(
+            &m,
+            "litellm_sentinel_probe_failures_total",
+            &[("target", "engine"), ("reason", "db_error")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert_eq!(
+        support::metric(
+            &m,
+            "litellm_sentinel_probe_failures_total",
+            &[("target", "engine"), ("reason", "bad_body")]
+        ),
+        Some(0.0)
+    );
+
+    // The database comes back: follow opens again.
+    engine.database_back();
+    wait_for_async("follow reopens", || async {
+        gate_json(follow.addr).await.0 == 200
+    })
+    .await;
+    latch.shutdown().await;
+    follow.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_settings_two_workers_gate_waits_for_the_second_engine() {
+    // Default probe intervals (250 ms fast, 10 s slow, 2 s timeout) and the
+    // default gate: the second worker's engine listens 1.5 s after the first.
+    let root = tempfile::tempdir().expect("proc root");
+    let proxy = fake_litellm().await;
+    let mut first = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    let mut second = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_millis(1500),
+    );
+    let agent = sidecar_with(root.path(), &proxy, None, false).await;
+    let addr = agent.addr;
+    first.wait_bound(Duration::from_secs(20));
+    let second_bound = second.wait_bound(Duration::from_secs(20));
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let opened = loop {
+        let (code, v) = gate_json(addr).await;
+        if code == 200 {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < end, "/gate never opened: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(opened["mode"], "startup");
+    assert_eq!(opened["engines_discovered"], 2);
+    assert_eq!(opened["engines_up"], 2);
+    let open_since = rfc(&opened["open_since"]);
+    assert!(open_since >= second_bound, "{opened}");
+    // One fast interval (250 ms) after the bind, plus scheduling slack.
+    assert!(
+        open_since.seconds_since(second_bound) <= 0.25 + 0.4,
+        "opened {:.3}s after the second engine listened",
+        open_since.seconds_since(second_bound)
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_waits_for_the_litellm_port_even_when_the_engines_answer() {
+    // LiteLLM connects Prisma during its start-up, before its port listens:
+    // Ready at that point would send requests to a closed port.
+    let root = tempfile::tempdir().expect("proc root");
+    let mut engine = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    engine.wait_bound(Duration::from_secs(20));
+    let port = support::free_port();
+    let agent = sidecar(root.path(), &format!("http://127.0.0.1:{port}"), None).await;
+    let addr = agent.addr;
+    wait_for_async("engines answer", || async {
+        metric_now(addr, "litellm_sentinel_engines_up", &[]).await == Some(1.0)
+    })
+    .await;
+    let (code, v) = gate_json(addr).await;
+    assert_eq!(code, 503, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("accept connections")),
+        "{v}"
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the proxy port");
+    let app = Router::new().route(
+        "/health/readiness",
+        get(|| async { axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    wait_for_async("/gate 200 once the port accepts", || async {
+        gate_json(addr).await.0 == 200
+    })
+    .await;
     agent.shutdown().await;
 }

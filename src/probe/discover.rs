@@ -43,9 +43,9 @@ const TCP_TABLE_LINE_LIMIT: usize = 100_000;
 /// TCP state `LISTEN` in `/proc/net/tcp`.
 const TCP_LISTEN: &[u8] = b"0A";
 
-/// The engine to probe: among engine processes whose port is known, the one
-/// with the lowest pid (one engine per Uvicorn worker; any of them answers
-/// for the database path, and the choice is stable between scans).
+/// The engine process with the lowest pid. Not what the prober uses: a pod
+/// runs one engine per Uvicorn worker and each worker's DB path depends on its
+/// own engine, so the prober probes [`find_engines`], all of them.
 pub fn find_engine(proc_root: &Path) -> Option<EngineProcess> {
     find_engines(proc_root).into_iter().next()
 }
@@ -65,6 +65,143 @@ pub fn find_engines(proc_root: &Path) -> Vec<EngineProcess> {
         .collect();
     found.sort_by_key(|p| p.pid);
     found
+}
+
+/// Every engine process, plus how many Uvicorn workers have no engine process
+/// (yet). One engine per worker: a worker whose engine has not been spawned
+/// yet is as unready as one whose engine does not answer, and counting only
+/// the engines found would call a pod ready while a worker is still without one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineScan {
+    /// Engine processes with a known port, by pid.
+    pub engines: Vec<EngineProcess>,
+    /// Sibling workers of the engines' parent processes that have no engine child.
+    pub workers_without_engine: u32,
+    /// Identity of the proxy process tree the engines belong to: their
+    /// topmost ancestors below the namespace root (pid and start time). A
+    /// different value means a new proxy process (container restart); `None`
+    /// when an ancestor is not visible.
+    pub proxy: Option<u64>,
+}
+
+/// Scans `proc_root` for engines and for workers still without one.
+///
+/// Workers: Uvicorn's `--workers N` (LiteLLM's `--num_workers`) starts them
+/// with multiprocessing's spawn method, so a worker's cmdline holds
+/// `multiprocessing.spawn` / `--multiprocessing-fork`. The workers counted are
+/// those children of an engine's grandparent (the Uvicorn supervisor); with
+/// one worker the engine's parent is the proxy itself and nothing is added.
+/// Needs `/proc/<pid>/stat` (for the parent pid); without it only engines count.
+pub fn scan(proc_root: &Path) -> EngineScan {
+    let engines = find_engines(proc_root);
+    if engines.is_empty() {
+        return EngineScan::default();
+    }
+    let Ok(entries) = fs::read_dir(proc_root) else {
+        return EngineScan {
+            engines,
+            ..EngineScan::default()
+        };
+    };
+    let pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| parse_pid(e.file_name().as_bytes()))
+        .collect();
+    let stats: std::collections::HashMap<u32, (u32, u64)> = pids
+        .iter()
+        .filter_map(|&pid| stat_fields(&proc_root.join(pid.to_string())).map(|st| (pid, st)))
+        .collect();
+    let parent: std::collections::HashMap<u32, u32> =
+        stats.iter().map(|(&pid, &(pp, _))| (pid, pp)).collect();
+    let engine_parents: HashSet<u32> = engines
+        .iter()
+        .filter_map(|e| parent.get(&e.pid).copied())
+        .collect();
+    let supervisors: HashSet<u32> = engine_parents
+        .iter()
+        .filter_map(|w| parent.get(w).copied())
+        .filter(|&m| m > 1)
+        .collect();
+    let missing = pids
+        .iter()
+        .filter(|pid| {
+            parent.get(pid).is_some_and(|pp| supervisors.contains(pp))
+                && !engine_parents.contains(pid)
+                && is_spawned_worker(&proc_root.join(pid.to_string()))
+        })
+        .count();
+    let proxy = proxy_identity(&engines, &stats);
+    EngineScan {
+        engines,
+        workers_without_engine: u32::try_from(missing).unwrap_or(u32::MAX),
+        proxy,
+    }
+}
+
+/// The engines' topmost ancestors (parent 0 or 1: the container's first
+/// process in a shared PID namespace), as one number; `None` if any chain
+/// breaks (an ancestor not visible) or loops.
+fn proxy_identity(
+    engines: &[EngineProcess],
+    stats: &std::collections::HashMap<u32, (u32, u64)>,
+) -> Option<u64> {
+    let mut roots = Vec::new();
+    for e in engines {
+        let mut pid = e.pid;
+        let mut depth = 0;
+        loop {
+            let &(pp, start) = stats.get(&pid)?;
+            if pp <= 1 {
+                roots.push((pid, start));
+                break;
+            }
+            pid = pp;
+            depth += 1;
+            if depth > 64 {
+                return None;
+            }
+        }
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    // FNV-1a over the (pid, start time) pairs: stable across runs, unlike RandomState.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (pid, start) in roots {
+        for b in u64::from(pid)
+            .to_le_bytes()
+            .into_iter()
+            .chain(start.to_le_bytes())
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Some(h)
+}
+
+/// The parent pid and start time (clock ticks since boot) from
+/// `/proc/<pid>/stat` (`pid (comm) state ppid … starttime` is field 22;
+/// `comm` may hold spaces and parentheses, so fields are read after the last `)`).
+fn stat_fields(dir: &Path) -> Option<(u32, u64)> {
+    let stat = read_capped(&dir.join("stat"), 4096)?;
+    let close = memchr::memrchr(b')', &stat)?;
+    let fields: Vec<&[u8]> = stat[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .collect();
+    let num = |i: usize| -> Option<u64> { std::str::from_utf8(fields.get(i)?).ok()?.parse().ok() };
+    // After `)`: state(3) ppid(4) … starttime(22), i.e. indexes 0, 1, …, 19.
+    let ppid = u32::try_from(num(1)?).ok()?;
+    Some((ppid, num(19).unwrap_or(0)))
+}
+
+/// A Python multiprocessing "spawn" child: how Uvicorn starts its workers.
+fn is_spawned_worker(dir: &Path) -> bool {
+    let Some(cmdline) = read_capped(&dir.join("cmdline"), CMDLINE_LIMIT) else {
+        return false;
+    };
+    memchr::memmem::find(&cmdline, b"--multiprocessing-fork").is_some()
+        || memchr::memmem::find(&cmdline, b"multiprocessing.spawn").is_some()
 }
 
 fn parse_pid(name: &[u8]) -> Option<u32> {
@@ -475,6 +612,102 @@ mod tests {
             })
         );
         drop(fake);
+    }
+
+    fn stat(dir: &Path, pid: u32, comm: &str, ppid: u32) {
+        fs::write(
+            dir.join("stat"),
+            format!("{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1000 0 0\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn workers_without_an_engine_yet_are_counted() {
+        let fake = FakeProc::new();
+        // A worker exactly as uvicorn 0.54 `--workers 2` started it (seen in /proc).
+        let spawn_cmd: &[u8] = b"/usr/bin/python3\0-B\0-c\0from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=7, pipe_handle=9)\0--multiprocessing-fork\0";
+        let m = fake.process(
+            10,
+            b"/usr/bin/python3\0/usr/bin/litellm\0--num_workers\x002\0",
+            "litellm",
+        );
+        stat(&m, 10, "litellm", 0);
+        // The multiprocessing resource tracker is a child too, but not a worker.
+        let rt = fake.process(
+            11,
+            b"/usr/bin/python3\0-c\0from multiprocessing.resource_tracker import main;main(4)\0",
+            "python3",
+        );
+        stat(&rt, 11, "python3", 10);
+        for w in [12, 13] {
+            let d = fake.process(w, spawn_cmd, "python3");
+            stat(&d, w, "python3", 10);
+        }
+        let e1 = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e1, 20, "query-engine-de", 12);
+        let s = scan(fake.path());
+        assert_eq!(
+            s.engines,
+            vec![EngineProcess {
+                pid: 20,
+                port: 40001
+            }]
+        );
+        assert_eq!(s.workers_without_engine, 1, "worker 13 has no engine yet");
+        let e2 = fake.process(21, &engine_cmdline(&["-p", "40002"]), "query-engine-de");
+        // A comm with spaces and parentheses must not confuse the stat parser.
+        stat(&e2, 21, "query-engine) x (", 13);
+        let s = scan(fake.path());
+        assert_eq!(s.engines.len(), 2);
+        assert_eq!(s.workers_without_engine, 0);
+    }
+
+    #[test]
+    fn a_new_proxy_process_tree_has_a_new_identity() {
+        let fake = FakeProc::new();
+        let m = fake.process(10, b"/usr/bin/python3\0/usr/bin/litellm\0", "litellm");
+        stat(&m, 10, "litellm", 0);
+        let e = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e, 20, "query-engine-de", 10);
+        let first = scan(fake.path()).proxy;
+        assert!(first.is_some());
+        // LiteLLM respawns the engine: same proxy.
+        fs::remove_dir_all(fake.path().join("20")).unwrap();
+        let e = fake.process(21, &engine_cmdline(&["-p", "40002"]), "query-engine-de");
+        stat(&e, 21, "query-engine-de", 10);
+        assert_eq!(scan(fake.path()).proxy, first);
+        // The container restarted: a new first process.
+        fs::remove_dir_all(fake.path().join("10")).unwrap();
+        fs::remove_dir_all(fake.path().join("21")).unwrap();
+        let m = fake.process(30, b"/usr/bin/python3\0/usr/bin/litellm\0", "litellm");
+        stat(&m, 30, "litellm", 0);
+        let e = fake.process(31, &engine_cmdline(&["-p", "40003"]), "query-engine-de");
+        stat(&e, 31, "query-engine-de", 30);
+        let second = scan(fake.path()).proxy;
+        assert!(second.is_some() && second != first);
+        // An ancestor that is not visible: unknown, not "new".
+        let e = fake.process(40, &engine_cmdline(&["-p", "40004"]), "query-engine-de");
+        stat(&e, 40, "query-engine-de", 999);
+        assert_eq!(scan(fake.path()).proxy, None);
+    }
+
+    #[test]
+    fn single_worker_and_missing_stat_add_nothing() {
+        let fake = FakeProc::new();
+        let m = fake.process(
+            10,
+            b"/usr/bin/python3\0/usr/bin/litellm\0--port\x004000\0",
+            "litellm",
+        );
+        stat(&m, 10, "litellm", 0);
+        let e = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e, 20, "query-engine-de", 10);
+        assert_eq!(scan(fake.path()).workers_without_engine, 0);
+        // The committed fixture tree has no stat files.
+        let s = scan(&committed_fixtures());
+        assert_eq!((s.engines.len(), s.workers_without_engine), (4, 0));
+        assert_eq!(scan(Path::new("/nonexistent")), EngineScan::default());
     }
 
     #[test]

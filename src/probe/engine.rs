@@ -14,8 +14,17 @@
 //!   query's value is `resp['data']['result']`.
 //!
 //! Reasons: nothing listening (or no engine process found) → `refused`;
-//! no answer by the deadline → `timeout`; non-2xx → `http_status`; anything
-//! but the expected JSON (or a body carrying `errors`) → `bad_body`.
+//! no answer by the deadline → `timeout`; non-2xx → `http_status`; an answer
+//! carrying a Prisma *database* error (`P1001` can't reach the database,
+//! `P1017` server closed the connection, `P2024` pool timeout, …) →
+//! `db_error`: the engine runs, its database does not answer; anything else
+//! but the expected JSON → `bad_body`.
+//!
+//! A pod runs one engine per Uvicorn worker (`--num_workers`), each on its
+//! own random port, and LiteLLM kills and respawns them on new ports. With
+//! discovery, every attempt is one *round*: find every engine process now,
+//! probe them all at once, and report one aggregated result (up only when
+//! every engine answered) with the counts ([`EngineRound`]).
 
 use std::path::PathBuf;
 
@@ -25,7 +34,7 @@ use tokio::time::Instant;
 
 use super::discover::{self, EngineProcess};
 use super::http::HttpClient;
-use super::{Attempt, FailureReason};
+use super::{Attempt, Attempted, EngineRound, FailureReason, ProbeDetail};
 
 /// The raw `SELECT 1` that prisma-client-py sends for `query_raw("SELECT 1")`
 /// (`operation_name` "mutation", `queryRaw` with JSON-encoded parameters).
@@ -54,12 +63,56 @@ pub async fn probe_engine(
         )
         .await?;
     if !query.status.is_success() {
+        // An engine may send its error object with a 5xx: a database error is still one.
+        if carries_database_error(&query.body) {
+            return Err(FailureReason::DbError);
+        }
         return Err(FailureReason::HttpStatus);
     }
-    if !query_body_is_ok(&query.body) {
-        return Err(FailureReason::BadBody);
+    classify_query_body(&query.body)
+}
+
+/// Prisma error codes that mean the *database* failed behind a running
+/// engine (prisma.io/docs/orm/reference/error-reference): P1000 authentication,
+/// P1001 can't reach the server, P1002 timed out, P1003 no such database,
+/// P1008 operation timed out, P1010 access denied, P1011 TLS, P1017 server
+/// closed the connection, P2024 timed out fetching a pool connection, P2037
+/// too many database connections.
+pub const DATABASE_ERROR_CODES: [&str; 10] = [
+    "P1000", "P1001", "P1002", "P1003", "P1008", "P1010", "P1011", "P1017", "P2024", "P2037",
+];
+
+/// The raw-query answer classified: `Ok` for a result, `DbError` for a
+/// Prisma database error, `BadBody` for anything else.
+pub fn classify_query_body(body: &[u8]) -> Result<(), FailureReason> {
+    if query_body_is_ok(body) {
+        Ok(())
+    } else if carries_database_error(body) {
+        Err(FailureReason::DbError)
+    } else {
+        Err(FailureReason::BadBody)
     }
-    Ok(())
+}
+
+/// `true` when an engine answer's `errors` hold a Prisma database error:
+/// a `user_facing_error.error_code` from [`DATABASE_ERROR_CODES`] (or a bare
+/// `error_code`/`code` member with one). The message text is never used.
+pub fn carries_database_error(body: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let Some(Value::Array(errors)) = map.get("errors") else {
+        return false;
+    };
+    let is_db_code = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|c| DATABASE_ERROR_CODES.contains(&c))
+    };
+    errors.iter().any(|e| {
+        is_db_code(e.get("user_facing_error").and_then(|u| u.get("error_code")))
+            || is_db_code(e.get("error_code"))
+            || is_db_code(e.get("code"))
+    })
 }
 
 /// `true` for the engine's `/status` answer: a JSON object with
@@ -98,18 +151,18 @@ fn is_truthy(v: &Value) -> bool {
     }
 }
 
-/// The engine target: a fixed URL, or one found in `/proc` and re-found after
-/// every `refused` (LiteLLM 1.108 kills and restarts the engine on a new port).
+/// The engine target: a fixed URL, or every engine process found in `/proc`,
+/// re-found on every attempt (workers' engines appear one by one, and LiteLLM
+/// kills and respawns them on new ports).
 pub(crate) struct EngineProber {
     client: HttpClient,
     fixed_url: Option<String>,
     proc_root: Option<PathBuf>,
-    current: Option<EngineProcess>,
-    last_reported: Option<EngineProcess>,
+    last_reported: Vec<EngineProcess>,
 }
 
 impl EngineProber {
-    /// A prober for `fixed_url`, or, when that is `None`, for the engine found
+    /// A prober for `fixed_url`, or, when that is `None`, for the engines found
     /// under `proc_root`. With neither, every attempt is `refused`.
     pub(crate) fn new(
         client: HttpClient,
@@ -120,52 +173,104 @@ impl EngineProber {
             client,
             fixed_url,
             proc_root,
-            current: None,
-            last_reported: None,
+            last_reported: Vec::new(),
         }
     }
 
-    async fn discover(&mut self) -> Option<EngineProcess> {
-        let root = self.proc_root.clone()?;
+    async fn discover(&mut self) -> discover::EngineScan {
+        let Some(root) = self.proc_root.clone() else {
+            return discover::EngineScan::default();
+        };
         // Reading /proc is blocking file I/O; keep it off the runtime threads.
-        let found = tokio::task::spawn_blocking(move || discover::find_engine(&root))
+        let scan = tokio::task::spawn_blocking(move || discover::scan(&root))
             .await
-            .ok()
-            .flatten();
-        if found != self.last_reported {
-            match found {
-                Some(p) => {
-                    tracing::info!(pid = p.pid, port = p.port, "found the Prisma query engine")
-                }
-                None if self.last_reported.is_some() => {
-                    tracing::info!("the Prisma query engine process is gone")
-                }
-                None => {}
+            .unwrap_or_default();
+        let found = &scan.engines;
+        if *found != self.last_reported {
+            let ports: Vec<u16> = found.iter().map(|p| p.port).collect();
+            let pids: Vec<u32> = found.iter().map(|p| p.pid).collect();
+            if found.is_empty() {
+                tracing::info!("no Prisma query engine process (yet)");
+            } else {
+                tracing::info!(
+                    engines = found.len(),
+                    ?pids,
+                    ?ports,
+                    "Prisma query engine processes changed"
+                );
             }
-            self.last_reported = found;
+            self.last_reported = found.clone();
         }
-        found
+        scan
     }
 
-    async fn probe_once(&mut self, deadline: Instant) -> Result<(), FailureReason> {
-        let url = match &self.fixed_url {
-            Some(url) => url.clone(),
+    /// One round: every engine probed concurrently against `deadline`.
+    pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
+        let (urls, missing, proxy): (Vec<String>, u32, Option<u64>) = match &self.fixed_url {
+            Some(url) => (vec![url.clone()], 0, None),
             None => {
-                if self.current.is_none() {
-                    self.current = self.discover().await;
-                }
-                match self.current {
-                    Some(p) => format!("http://127.0.0.1:{}", p.port),
-                    // No engine process (not started yet, or between restarts).
-                    None => return Err(FailureReason::Refused),
-                }
+                let scan = self.discover().await;
+                let urls = scan
+                    .engines
+                    .iter()
+                    .map(|p| format!("http://127.0.0.1:{}", p.port))
+                    .collect();
+                (urls, scan.workers_without_engine, scan.proxy)
             }
         };
-        let result = probe_engine(&self.client, &url, deadline).await;
-        if result == Err(FailureReason::Refused) && self.fixed_url.is_none() {
-            self.current = None; // re-discover on the next attempt
+        let mut set = tokio::task::JoinSet::new();
+        for (i, url) in urls.iter().cloned().enumerate() {
+            let client = self.client.clone();
+            set.spawn(async move { (i, probe_engine(&client, &url, deadline).await) });
         }
-        result
+        let mut results = vec![Err(FailureReason::Timeout); urls.len()];
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, r)) = joined {
+                results[i] = r;
+            }
+        }
+        let mut attempted = aggregate(&results);
+        if let ProbeDetail::Engines(round) = &mut attempted.detail {
+            round.workers_without_engine = missing;
+            round.proxy = proxy;
+        }
+        if missing > 0 && attempted.result.is_ok() {
+            attempted.result = Err(FailureReason::Refused);
+        }
+        attempted
+    }
+}
+
+/// One result for the round: up only when every engine answered; a failure
+/// is `db_error` only when every failing engine answered a database error
+/// (else the first other reason, in pid order: an engine that is not there
+/// is the more basic problem). No engine at all is `refused`.
+pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
+    let count = |f: &dyn Fn(&Result<(), FailureReason>) -> bool| {
+        u32::try_from(results.iter().filter(|r| f(r)).count()).unwrap_or(u32::MAX)
+    };
+    let round = EngineRound {
+        discovered: u32::try_from(results.len()).unwrap_or(u32::MAX),
+        up: count(&|r| r.is_ok()),
+        db_errors: count(&|r| *r == Err(FailureReason::DbError)),
+        workers_without_engine: 0,
+        proxy: None,
+    };
+    let result = if results.is_empty() {
+        Err(FailureReason::Refused)
+    } else if let Some(other) = results
+        .iter()
+        .find_map(|r| r.err().filter(|e| *e != FailureReason::DbError))
+    {
+        Err(other)
+    } else if round.db_errors > 0 {
+        Err(FailureReason::DbError)
+    } else {
+        Ok(())
+    };
+    Attempted {
+        result,
+        detail: ProbeDetail::Engines(round),
     }
 }
 
@@ -173,8 +278,8 @@ impl Attempt for EngineProber {
     fn attempt(
         &mut self,
         deadline: Instant,
-    ) -> impl std::future::Future<Output = Result<(), FailureReason>> + Send + '_ {
-        self.probe_once(deadline)
+    ) -> impl std::future::Future<Output = Attempted> + Send + '_ {
+        self.round(deadline)
     }
 }
 
@@ -248,8 +353,63 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut p = EngineProber::new(HttpClient::new(), None, Some(dir.path().to_path_buf()));
         let deadline = Instant::now() + std::time::Duration::from_secs(2);
-        assert_eq!(p.probe_once(deadline).await, Err(FailureReason::Refused));
+        let none_found = p.round(deadline).await;
+        assert_eq!(none_found.result, Err(FailureReason::Refused));
+        assert_eq!(
+            none_found.detail,
+            ProbeDetail::Engines(EngineRound::default())
+        );
         let mut none = EngineProber::new(HttpClient::new(), None, None);
-        assert_eq!(none.probe_once(deadline).await, Err(FailureReason::Refused));
+        assert_eq!(
+            none.round(deadline).await.result,
+            Err(FailureReason::Refused)
+        );
+    }
+
+    /// What the engine answers when PostgreSQL is unreachable or went away.
+    const P1001: &[u8] = br#"{"errors":[{"error":"Can't reach database server at `db:5432`","user_facing_error":{"is_panic":false,"message":"Can't reach database server at `db`:`5432`","meta":{"database_host":"db","database_port":5432},"error_code":"P1001"}}]}"#;
+    const P1017: &[u8] = br#"{"errors":[{"error":"Error occurred during query execution:\nConnectorError(ConnectorError { user_facing_error: None, kind: ConnectionError(Closed) })","user_facing_error":{"is_panic":false,"message":"Server has closed the connection.","error_code":"P1017"}}]}"#;
+    const P2024: &[u8] = br#"{"errors":[{"error":"Timed out fetching a new connection from the connection pool.","user_facing_error":{"is_panic":false,"message":"Timed out fetching a new connection from the connection pool.","meta":{"connection_limit":9,"timeout":10},"error_code":"P2024"}}]}"#;
+
+    #[test]
+    fn prisma_database_errors_are_db_error_not_bad_body() {
+        for body in [P1001, P1017, P2024] {
+            assert_eq!(classify_query_body(body), Err(FailureReason::DbError));
+        }
+        // Not a database error: a validation error, garbage, a stray code field.
+        for body in [
+            &br#"{"errors":[{"error":"x","user_facing_error":{"is_panic":false,"message":"Failed to validate the query","error_code":"P2009"}}]}"#[..],
+            br#"{"errors":[{"error":"P1001"}]}"#,
+            br#"{"errors":{"error_code":"P1001"}}"#,
+            br#"{"data":{"resu"#,
+            b"",
+        ] {
+            assert_eq!(classify_query_body(body), Err(FailureReason::BadBody), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(
+            classify_query_body(
+                br#"{"data":{"result":{"columns":["?column?"],"types":["int"],"rows":[[1]]}}}"#
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn round_aggregation() {
+        use FailureReason::*;
+        let agg = |r: &[Result<(), FailureReason>]| {
+            let a = aggregate(r);
+            let ProbeDetail::Engines(round) = a.detail else {
+                panic!("no round")
+            };
+            (a.result, round.discovered, round.up, round.db_errors)
+        };
+        assert_eq!(agg(&[]), (Err(Refused), 0, 0, 0));
+        assert_eq!(agg(&[Ok(()), Ok(())]), (Ok(()), 2, 2, 0));
+        // One of two workers' engines not up yet: down.
+        assert_eq!(agg(&[Ok(()), Err(Refused)]), (Err(Refused), 2, 1, 0));
+        assert_eq!(agg(&[Err(DbError), Ok(())]), (Err(DbError), 2, 1, 1));
+        // An engine that is not there outranks a database error of another.
+        assert_eq!(agg(&[Err(DbError), Err(Timeout)]), (Err(Timeout), 2, 0, 1));
     }
 }

@@ -68,7 +68,10 @@ pub enum FailureReason {
     HttpStatus,
     /// An answer that is not what a ready peer sends.
     BadBody,
-    /// PostgreSQL answered with an error (authentication, missing database, …).
+    /// The database answered with an error or could not be reached behind a
+    /// running peer: PostgreSQL itself (authentication, missing database, …),
+    /// or the engine answering a Prisma database error (P1001, P1017, P2024,
+    /// …): "engine up, database unreachable".
     DbError,
 }
 
@@ -118,6 +121,60 @@ pub struct ProbeOutcome {
     pub duration: Duration,
     /// `Ok` when the target is ready.
     pub result: Result<(), FailureReason>,
+    /// What the attempt learned besides up/down (engine counts, LiteLLM version).
+    pub detail: ProbeDetail,
+}
+
+/// Facts an attempt learned beyond its result. Values are counts or a
+/// version string checked against a strict pattern: never free text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProbeDetail {
+    /// Nothing more (the database probe, or an attempt cut off by its deadline).
+    #[default]
+    None,
+    /// One round over every engine process of the pod (one per Uvicorn worker).
+    Engines(EngineRound),
+    /// LiteLLM's `/health/readiness` answered; `litellm_version` when it had a sane one.
+    Readiness {
+        /// e.g. `1.83.14` (only `[0-9A-Za-z.+-]`, at most 64 bytes).
+        version: Option<String>,
+    },
+}
+
+/// The result of probing every engine of the pod in one round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineRound {
+    /// Engine processes found (1 for a fixed `engine_url`).
+    pub discovered: u32,
+    /// Of those, how many answered the raw `SELECT 1`.
+    pub up: u32,
+    /// Of those, how many answered with a Prisma database error (P1001, P1017, P2024, …):
+    /// the engine runs, its database does not answer.
+    pub db_errors: u32,
+    /// Uvicorn workers seen without an engine process (not spawned yet, or
+    /// killed and not yet respawned): the round is not up while any is.
+    pub workers_without_engine: u32,
+    /// Identity of the proxy process the engines belong to (see
+    /// [`discover::EngineScan::proxy`]); a change means a new proxy process.
+    pub proxy: Option<u64>,
+}
+
+/// The outcome of one [`Attempt`]: the result plus what it learned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempted {
+    /// `Ok` when the target is ready.
+    pub result: Result<(), FailureReason>,
+    /// Extra facts (see [`ProbeDetail`]).
+    pub detail: ProbeDetail,
+}
+
+impl From<Result<(), FailureReason>> for Attempted {
+    fn from(result: Result<(), FailureReason>) -> Self {
+        Attempted {
+            result,
+            detail: ProbeDetail::None,
+        }
+    }
 }
 
 /// Where and how often to probe. Targets left unset are not probed.
@@ -272,7 +329,13 @@ pub fn spawn_probes(
         let attempt = FnAttempt(move |deadline| {
             let client = client.clone();
             let url = url.clone();
-            async move { proxy::probe_readiness(&client, &url, deadline).await }
+            async move {
+                let (result, version) = proxy::probe_readiness(&client, &url, deadline).await;
+                Attempted {
+                    result,
+                    detail: ProbeDetail::Readiness { version },
+                }
+            }
         });
         handles.push(tokio::spawn(run_loop(
             Target::ProxyReadiness,
@@ -288,7 +351,7 @@ pub fn spawn_probes(
             let target = postgres::DatabaseTarget::new(secret);
             let attempt = FnAttempt(move |deadline| {
                 let target = target.clone();
-                async move { target.probe(deadline).await }
+                async move { Attempted::from(target.probe(deadline).await) }
             });
             handles.push(tokio::spawn(run_loop(
                 Target::Database,
@@ -307,6 +370,10 @@ pub fn spawn_probes(
     handles
 }
 
+/// How long past its deadline an attempt may take before the backstop cuts it
+/// off: attempts end at the deadline themselves and report the details.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(200);
+
 #[derive(Clone, Copy, Debug)]
 struct Schedule {
     fast: Duration,
@@ -318,10 +385,7 @@ struct Schedule {
 /// (which keeps discovery state between attempts) and by [`FnAttempt`].
 pub(crate) trait Attempt: Send + 'static {
     /// Runs one attempt; must finish by `deadline` (callers also enforce it).
-    fn attempt(
-        &mut self,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<(), FailureReason>> + Send + '_;
+    fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Attempted> + Send + '_;
 }
 
 /// A stateless attempt built from a closure.
@@ -330,12 +394,9 @@ pub(crate) struct FnAttempt<F>(pub(crate) F);
 impl<F, Fut> Attempt for FnAttempt<F>
 where
     F: FnMut(Instant) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), FailureReason>> + Send + 'static,
+    Fut: Future<Output = Attempted> + Send + 'static,
 {
-    fn attempt(
-        &mut self,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<(), FailureReason>> + Send + '_ {
+    fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Attempted> + Send + '_ {
         (self.0)(deadline)
     }
 }
@@ -357,22 +418,25 @@ async fn run_loop<A: Attempt>(
         let started = Instant::now();
         let deadline = started + schedule.timeout;
         // The outer timeout is a backstop: attempts honour the deadline
-        // themselves, but a stuck one must still end as a timeout.
-        let attempt = tokio::time::timeout_at(deadline, prober.attempt(deadline));
+        // themselves (an engine round reports which engines timed out), but a
+        // stuck one must still end as a timeout.
+        let attempt = tokio::time::timeout_at(deadline + BACKSTOP_GRACE, prober.attempt(deadline));
         // A probe in flight must not delay shutdown.
-        let result = tokio::select! {
-            r = attempt => r.unwrap_or(Err(FailureReason::Timeout)),
+        let attempted = tokio::select! {
+            r = attempt => r.unwrap_or_else(|_| Attempted::from(Err(FailureReason::Timeout))),
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() { return; }
                 continue;
             }
         };
         let duration = started.elapsed();
+        let result = attempted.result;
         let outcome = ProbeOutcome {
             target,
             at: Timestamp::now(),
             duration,
             result,
+            detail: attempted.detail,
         };
         log_transition(target, previous, result);
         previous = Some(result);
@@ -509,7 +573,7 @@ mod tests {
             schedule,
             tx,
             stop_rx,
-            FnAttempt(|_deadline| async { Err(FailureReason::Refused) }),
+            FnAttempt(|_deadline| async { Attempted::from(Err(FailureReason::Refused)) }),
         ));
         // Several failing attempts arrive quickly (fast interval).
         for _ in 0..3 {
@@ -541,7 +605,7 @@ mod tests {
             schedule,
             tx,
             stop_rx,
-            FnAttempt(|_d| async { Ok(()) }),
+            FnAttempt(|_d| async { Attempted::from(Ok(())) }),
         ));
         let o = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
@@ -573,7 +637,7 @@ mod tests {
             schedule,
             tx,
             stop_rx,
-            FnAttempt(|_d| async { std::future::pending::<Result<(), FailureReason>>().await }),
+            FnAttempt(|_d| async { std::future::pending::<Attempted>().await }),
         ));
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(5), handle)

@@ -27,21 +27,45 @@ pub fn readiness_url(base: &str) -> String {
     format!("{}/health/readiness", base.trim_end_matches('/'))
 }
 
-/// One readiness probe of `url` (a full `/health/readiness` URL).
+/// One readiness probe of `url` (a full `/health/readiness` URL), with the
+/// `litellm_version` the body carried (any status: it names what runs).
 pub async fn probe_readiness(
     client: &HttpClient,
     url: &str,
     deadline: Instant,
-) -> Result<(), FailureReason> {
-    let resp = client.get(url, deadline).await?;
+) -> (Result<(), FailureReason>, Option<String>) {
+    let resp = match client.get(url, deadline).await {
+        Ok(r) => r,
+        Err(e) => return (Err(e.into()), None),
+    };
+    let version = litellm_version(&resp.body);
     if !resp.status.is_success() {
-        return Err(FailureReason::HttpStatus);
+        return (Err(FailureReason::HttpStatus), version);
     }
     if readiness_body_says_connected(&resp.body) {
-        Ok(())
+        (Ok(()), version)
     } else {
-        Err(FailureReason::BadBody)
+        (Err(FailureReason::BadBody), version)
     }
+}
+
+/// Longest `litellm_version` accepted (real ones are like `1.83.14`).
+const VERSION_LIMIT: usize = 64;
+
+/// `litellm_version` from a readiness body, when it looks like a version:
+/// it becomes a metric label, so anything else (odd characters, too long)
+/// is dropped rather than exported.
+pub fn litellm_version(body: &[u8]) -> Option<String> {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let v = map.get("litellm_version")?.as_str()?;
+    let sane = !v.is_empty()
+        && v.len() <= VERSION_LIMIT
+        && v.starts_with(|c: char| c.is_ascii_digit())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-'));
+    sane.then(|| v.to_string())
 }
 
 /// `true` when the readiness body is a JSON object with `"db": "connected"`.
@@ -66,6 +90,38 @@ mod tests {
             readiness_url("http://127.0.0.1:4000/"),
             "http://127.0.0.1:4000/health/readiness"
         );
+    }
+
+    #[test]
+    fn version_is_read_only_when_it_looks_like_one() {
+        assert_eq!(
+            litellm_version(
+                br#"{"status":"healthy","db":"connected","litellm_version":"1.83.14"}"#
+            ),
+            Some("1.83.14".into())
+        );
+        assert_eq!(
+            litellm_version(br#"{"litellm_version":"1.110.2-rc.1+build5"}"#),
+            Some("1.110.2-rc.1+build5".into())
+        );
+        for bad in [
+            &br#"{"litellm_version":""}"#[..],
+            br#"{"litellm_version":"v1.2"}"#,
+            br#"{"litellm_version":"1.2 sk-secret"}"#,
+            br#"{"litellm_version":"1.2\n"}"#,
+            br#"{"litellm_version":1.2}"#,
+            br#"{"db":"connected"}"#,
+            b"not json",
+        ] {
+            assert_eq!(
+                litellm_version(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!(r#"{{"litellm_version":"1{}"}}"#, "0".repeat(64));
+        assert_eq!(litellm_version(long.as_bytes()), None);
     }
 
     #[test]

@@ -1,0 +1,983 @@
+//! The readiness gate (`GET /gate`) and the per-pod engine state behind it.
+//!
+//! Input: every [`ProbeOutcome`] of the probed pods (the engine round, LiteLLM's
+//! readiness, the database) and the pod's start count from the timeline.
+//! Output: the `/gate` answer, the engine view in `/api/v1/pods`, and the
+//! `engines_discovered`, `engines_up` and `litellm_build_info` series.
+//!
+//! **Why a latch by default.** A readiness probe that follows the database
+//! turns a database blip into a full outage: every replica goes NotReady at
+//! once and Kubernetes empties the Service, so requests that LiteLLM could
+//! have served without the database (`allow_requests_on_db_unavailable`,
+//! cached keys) fail too (LiteLLM PR #34935). The race this tool watches is
+//! a *start-up* race, so the default mode, [`GateMode::Startup`], answers 503
+//! from the proxy's start until every engine of the pod (one per Uvicorn
+//! worker) has answered a raw `SELECT 1` — and the database probe, when one is
+//! configured, and LiteLLM's port accepts connections, when it is probed —
+//! and then 200 for the life of that proxy process, whatever
+//! happens later. A new proxy process re-arms it: the engines found under a
+//! different process tree (the container's first process changed: a container
+//! restart), the proxy port refusing connections after it had accepted them
+//! (LiteLLM's readiness probe), or a further start in the pod's log.
+//!
+//! [`GateMode::Follow`] follows the current state instead, with hysteresis:
+//! it closes only after the required probes have failed for a span of at least
+//! `gate_down_after` (30 s by default) with no success in between. It carries
+//! the cascade risk above and is opt-in.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use serde::{Deserialize, Serialize};
+
+use crate::format::PodRef;
+use crate::probe::{EngineRound, FailureReason, ProbeDetail, ProbeOutcome, Target};
+use crate::time::{RfcTimestamp, Timestamp};
+
+/// How `/gate` decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    /// 503 until every engine answered after the proxy started, then 200 for
+    /// the life of that proxy process (a database outage never empties the Service).
+    #[default]
+    Startup,
+    /// The current state with hysteresis: 503 only after failures spanning
+    /// `gate_down_after`. A database outage takes every replica out together.
+    Follow,
+}
+
+impl GateMode {
+    /// The value in the `/gate` body and the config file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GateMode::Startup => "startup",
+            GateMode::Follow => "follow",
+        }
+    }
+}
+
+/// The default hysteresis of [`GateMode::Follow`].
+pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(30);
+
+/// What `/gate` requires before it answers 200, and how it decides.
+#[derive(Clone, Debug)]
+pub struct GateConfig {
+    /// The pod the gate speaks for (sidecar).
+    pub pod: Option<PodRef>,
+    /// Targets that must be up: the engine, plus the database when configured.
+    pub required: Vec<Target>,
+    /// Latch or follow.
+    pub mode: GateMode,
+    /// Follow mode: failures must span this long before the gate closes.
+    pub down_after: Duration,
+    /// LiteLLM's `/health/readiness` is probed: the gate also waits for the
+    /// proxy port to accept connections (the engines come up during LiteLLM's
+    /// start-up, before its port listens; Ready before that would send
+    /// requests to a closed port).
+    pub proxy_probed: bool,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            pod: None,
+            required: Vec::new(),
+            mode: GateMode::Startup,
+            down_after: DEFAULT_DOWN_AFTER,
+            proxy_probed: false,
+        }
+    }
+}
+
+/// The engine side of a pod in one word, for triage. A fixed vocabulary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineState {
+    /// The engine is not probed, or no round has finished yet.
+    Unknown,
+    /// No engine process found, or nothing listens on its port: the engine
+    /// has not started (start-up gap) or was killed and not yet respawned.
+    NoEngine,
+    /// Engines listen but at least one does not answer properly (timeout,
+    /// HTTP error, unexpected body): wedged or overloaded.
+    EngineNotAnswering,
+    /// The engines answer, but with Prisma database errors (P1001, P1017,
+    /// P2024, …), or the database probe fails: the database path is down,
+    /// not the engine.
+    EngineUpDatabaseUnreachable,
+    /// Every engine answered the raw `SELECT 1`.
+    Ready,
+}
+
+impl EngineState {
+    fn of(engine: Option<Result<(), FailureReason>>, database: Option<bool>) -> EngineState {
+        match engine {
+            None => EngineState::Unknown,
+            Some(Ok(())) if database == Some(false) => EngineState::EngineUpDatabaseUnreachable,
+            Some(Ok(())) => EngineState::Ready,
+            Some(Err(FailureReason::DbError)) => EngineState::EngineUpDatabaseUnreachable,
+            Some(Err(FailureReason::Refused)) => EngineState::NoEngine,
+            Some(Err(_)) => EngineState::EngineNotAnswering,
+        }
+    }
+}
+
+/// How long readiness episodes (first and last engine ready) are kept per pod.
+const EPISODES_KEPT: usize = 16;
+
+/// One way from "not every engine answers" to "every engine answers".
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadyEpisode {
+    /// The first round in which at least one engine answered.
+    pub first_ready_at: Timestamp,
+    /// The first round in which every engine answered (the gap closes here).
+    pub last_ready_at: Timestamp,
+}
+
+/// What the probes say about one pod, and its gate state.
+#[derive(Clone, Debug, Default)]
+pub struct PodProbeState {
+    /// The last engine round (None until one finished).
+    pub engines: Option<EngineRound>,
+    /// The last result per target (indexed like [`Target::ALL`]).
+    pub last: [Option<Result<(), FailureReason>>; 3],
+    /// `litellm_version` from `/health/readiness`.
+    pub version: Option<String>,
+    /// Readiness episodes, most recent last.
+    pub episodes: VecDeque<ReadyEpisode>,
+    /// The round in which an engine first answered, in the current not-all-ready stretch.
+    first_ready_pending: Option<Timestamp>,
+    /// Whether every engine answered in the last round.
+    all_ready: bool,
+    /// The proxy port answered a readiness probe since the gate was (re-)armed.
+    accepting_since_arm: bool,
+    /// The proxy process tree the engines belonged to in the last round that knew it.
+    proxy: Option<u64>,
+    /// Follow mode: the gate closed after failures outlasted the hysteresis.
+    closed_by_failures: bool,
+    /// Whether the proxy port accepted connections at the last readiness probe.
+    proxy_accepting: Option<bool>,
+    /// Since when the gate is armed (waiting for the engines of this proxy process).
+    armed_at: Option<Timestamp>,
+    /// Results of the required targets since the gate was (re-)armed.
+    since_arm: [Option<Result<(), FailureReason>>; 3],
+    /// When the gate opened (startup: latched; follow: last opened).
+    open_since: Option<Timestamp>,
+    /// The first failure of a required target since it was last all up (follow).
+    failing_since: Option<Timestamp>,
+    /// The pod's start count when the gate opened (re-arm on a further start).
+    starts_when_opened: u64,
+    /// Why the gate was re-armed last (fixed vocabulary).
+    rearmed_because: Option<&'static str>,
+}
+
+fn idx(t: Target) -> usize {
+    Target::ALL.iter().position(|x| *x == t).unwrap_or(0)
+}
+
+impl PodProbeState {
+    /// The engine side in one word.
+    pub fn engine_state(&self) -> EngineState {
+        let db = self.last[idx(Target::Database)].map(|r| r.is_ok());
+        EngineState::of(self.last[idx(Target::Engine)], db)
+    }
+
+    /// The first-ready time of the episode whose last-ready time is `last_ready`.
+    pub fn first_ready_for(&self, last_ready: Timestamp) -> Option<Timestamp> {
+        self.episodes
+            .iter()
+            .find(|e| e.last_ready_at == last_ready)
+            .map(|e| e.first_ready_at)
+    }
+
+    fn rearm(&mut self, at: Timestamp, why: &'static str) {
+        self.armed_at = Some(at);
+        self.since_arm = [None; 3];
+        self.open_since = None;
+        self.failing_since = None;
+        self.rearmed_because = Some(why);
+        self.closed_by_failures = false;
+        // A start seen in the log is the proxy accepting ("Application startup
+        // complete."); a restart seen by the probes must show its port again.
+        self.accepting_since_arm = why == "new_proxy_start";
+    }
+
+    fn observe(&mut self, o: &ProbeOutcome, cfg: &GateConfig, starts: u64) {
+        let i = idx(o.target);
+        self.last[i] = Some(o.result);
+        if self.armed_at.is_none() {
+            self.armed_at = Some(o.at);
+        }
+        if o.target == Target::Engine {
+            if o.result.is_ok() {
+                if !self.all_ready {
+                    let first = self.first_ready_pending.take().unwrap_or(o.at);
+                    self.episodes.push_back(ReadyEpisode {
+                        first_ready_at: first,
+                        last_ready_at: o.at,
+                    });
+                    while self.episodes.len() > EPISODES_KEPT {
+                        self.episodes.pop_front();
+                    }
+                }
+                self.all_ready = true;
+            } else {
+                self.all_ready = false;
+                if matches!(o.detail, ProbeDetail::Engines(r) if r.up > 0) {
+                    self.first_ready_pending.get_or_insert(o.at);
+                }
+            }
+        }
+        match &o.detail {
+            ProbeDetail::Engines(round) => {
+                if let Some(id) = round.proxy {
+                    if self.proxy.is_some_and(|before| before != id) {
+                        // The engines belong to another process tree: the
+                        // proxy container was restarted.
+                        self.rearm(o.at, "proxy_restarted");
+                    }
+                    self.proxy = Some(id);
+                }
+                self.engines = Some(*round);
+            }
+            ProbeDetail::Readiness { version } => {
+                if version.is_some() {
+                    self.version.clone_from(version);
+                }
+            }
+            ProbeDetail::None => {}
+        }
+        if o.target == Target::ProxyReadiness {
+            let accepting = !matches!(o.result, Err(FailureReason::Refused));
+            if self.proxy_accepting == Some(true) && !accepting {
+                // The proxy process is gone (container restart, crash): the next
+                // one must pass the gate again.
+                self.rearm(o.at, "proxy_restarted");
+            }
+            self.proxy_accepting = Some(accepting);
+        }
+        self.check_starts(starts, o.at);
+        if o.target == Target::ProxyReadiness
+            && !matches!(
+                o.result,
+                Err(FailureReason::Refused | FailureReason::Timeout)
+            )
+        {
+            self.accepting_since_arm = true;
+        }
+        if cfg.required.contains(&o.target) {
+            self.since_arm[i] = Some(o.result);
+        }
+        if !cfg.required.is_empty() {
+            self.decide(o.at, cfg, starts);
+        }
+    }
+
+    /// A further proxy start seen in the pod's log (or by the probe) re-arms
+    /// an open gate. The first start the agent sees never does: the gate was
+    /// armed for it when the agent started.
+    fn check_starts(&mut self, starts: u64, at: Timestamp) {
+        if self.open_since.is_some() && starts > self.starts_when_opened.max(1) {
+            self.rearm(at, "new_proxy_start");
+        }
+    }
+
+    fn all_required_up(&self, cfg: &GateConfig) -> bool {
+        !cfg.required.is_empty()
+            && cfg
+                .required
+                .iter()
+                .all(|t| self.since_arm[idx(*t)] == Some(Ok(())))
+            && (!cfg.proxy_probed || self.accepting_since_arm)
+    }
+
+    fn decide(&mut self, at: Timestamp, cfg: &GateConfig, starts: u64) {
+        let all_up = self.all_required_up(cfg);
+        match cfg.mode {
+            GateMode::Startup => {
+                if self.open_since.is_none() && all_up {
+                    self.open_since = Some(at);
+                    self.starts_when_opened = starts;
+                }
+            }
+            GateMode::Follow => {
+                if all_up {
+                    self.failing_since = None;
+                    if self.open_since.is_none() {
+                        self.open_since = Some(at);
+                        self.starts_when_opened = starts;
+                        self.closed_by_failures = false;
+                    }
+                } else if self.open_since.is_some() {
+                    let first = *self.failing_since.get_or_insert(at);
+                    if at.seconds_since(first) >= cfg.down_after.as_secs_f64() {
+                        self.open_since = None;
+                        self.failing_since = None;
+                        self.closed_by_failures = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `/gate` answer: one line of JSON. Counts, timestamps and fixed words
+/// only: nothing a peer sent, so nothing secret.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateAnswer {
+    /// `true` with HTTP 200.
+    pub ready: bool,
+    /// `startup` or `follow`.
+    pub mode: &'static str,
+    /// `waiting` (armed, engines not all up yet), `open`, `holding` (follow:
+    /// failing, within the hysteresis), `closed` (follow: failed longer than
+    /// it), `unconfigured`.
+    pub state: &'static str,
+    /// What the engines say (see [`EngineState`]).
+    pub engine_state: EngineState,
+    /// Engine processes found / answering in the last round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engines_discovered: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engines_up: Option<u32>,
+    /// Since when the gate is open (startup: latched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_since: Option<RfcTimestamp>,
+    /// Since when the gate waits for this proxy process's engines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub armed_since: Option<RfcTimestamp>,
+    /// Why it was re-armed last (`proxy_restarted`, `new_proxy_start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rearmed_because: Option<&'static str>,
+    /// One sentence for humans.
+    pub reason: String,
+}
+
+/// The gate and the probe state of every probed pod.
+#[derive(Debug, Default)]
+pub struct Gates {
+    cfg: GateConfig,
+    pods: HashMap<PodRef, PodProbeState>,
+}
+
+/// Shared between the probe tasks (writers), `/gate`, `/api/v1/pods` and `/metrics`.
+pub type SharedGates = Arc<Mutex<Gates>>;
+
+impl Gates {
+    /// A gate with `cfg` and no pod seen yet.
+    pub fn new(cfg: GateConfig) -> Gates {
+        Gates {
+            cfg,
+            pods: HashMap::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &GateConfig {
+        &self.cfg
+    }
+
+    /// Applies one probe outcome of `pod`; `starts` is the pod's start count
+    /// from the timeline (a further start re-arms the gate).
+    pub fn observe(&mut self, pod: &PodRef, o: &ProbeOutcome, starts: u64) {
+        let cfg = self.cfg.clone();
+        let gated = cfg.pod.as_ref() == Some(pod);
+        let p = self.pods.entry(pod.clone()).or_default();
+        let required = if gated {
+            cfg
+        } else {
+            // Pods other than the gated one (the demo's) keep their engine view only.
+            GateConfig {
+                required: Vec::new(),
+                ..cfg
+            }
+        };
+        p.observe(o, &required, starts);
+    }
+
+    /// Forgets a pod whose probes stopped.
+    pub fn remove(&mut self, pod: &PodRef) {
+        self.pods.remove(pod);
+    }
+
+    /// The probe state of `pod`.
+    pub fn pod(&self, pod: &PodRef) -> Option<&PodProbeState> {
+        self.pods.get(pod)
+    }
+
+    /// Every pod with probe state.
+    pub fn pods(&self) -> impl Iterator<Item = (&PodRef, &PodProbeState)> {
+        self.pods.iter()
+    }
+
+    /// The `/gate` answer now; `starts` is the gated pod's start count (a
+    /// further start seen in its log re-arms the gate even between probes).
+    pub fn answer(&mut self, starts: Option<u64>, now: Timestamp) -> GateAnswer {
+        let cfg = self.cfg.clone();
+        let unconfigured = |reason: &str| GateAnswer {
+            ready: false,
+            mode: cfg.mode.as_str(),
+            state: "unconfigured",
+            engine_state: EngineState::Unknown,
+            engines_discovered: None,
+            engines_up: None,
+            open_since: None,
+            armed_since: None,
+            rearmed_because: None,
+            reason: reason.to_string(),
+        };
+        let Some(pod) = &cfg.pod else {
+            return unconfigured(
+                "no pod is gated (run with --role sidecar and POD_NAMESPACE/POD_NAME)",
+            );
+        };
+        if cfg.required.is_empty() {
+            return unconfigured(
+                "no engine probe configured (set --engine-url or enable discovery)",
+            );
+        }
+        let Some(p) = self.pods.get_mut(pod) else {
+            let mut a = unconfigured("no probe has answered yet; waiting for the engines");
+            a.state = "waiting";
+            return a;
+        };
+        if let Some(s) = starts {
+            p.check_starts(s, now);
+        }
+        let engine_state = p.engine_state();
+        let (discovered, up) = p
+            .engines
+            .map_or((None, None), |r| (Some(r.discovered), Some(r.up)));
+        let ready = p.open_since.is_some();
+        let (state, reason) = match (cfg.mode, p.open_since, p.failing_since) {
+            (GateMode::Startup, Some(at), _) => (
+                "open",
+                format!(
+                    "every engine answered SELECT 1 at {}; open for the life of this proxy process ({} now)",
+                    at,
+                    engine_state_words(engine_state)
+                ),
+            ),
+            (GateMode::Follow, Some(_), Some(first)) => (
+                "holding",
+                format!(
+                    "failing for {:.1}s ({}); closes after {}s of failures",
+                    now.seconds_since(first).max(0.0),
+                    engine_state_words(engine_state),
+                    cfg.down_after.as_secs_f64()
+                ),
+            ),
+            (GateMode::Follow, Some(_), None) => (
+                "open",
+                engine_state_words(engine_state).to_string(),
+            ),
+            (_, None, _) => {
+                let what = waiting_reason(p, &cfg);
+                let state = if p.closed_by_failures {
+                    "closed"
+                } else {
+                    "waiting"
+                };
+                (state, what)
+            }
+        };
+        GateAnswer {
+            ready,
+            mode: cfg.mode.as_str(),
+            state,
+            engine_state,
+            engines_discovered: discovered,
+            engines_up: up,
+            open_since: p.open_since.map(RfcTimestamp),
+            armed_since: p.armed_at.map(RfcTimestamp),
+            rearmed_because: p.rearmed_because,
+            reason,
+        }
+    }
+}
+
+fn engine_state_words(s: EngineState) -> &'static str {
+    match s {
+        EngineState::Unknown => "engine state unknown",
+        EngineState::NoEngine => "no engine listening",
+        EngineState::EngineNotAnswering => "an engine does not answer",
+        EngineState::EngineUpDatabaseUnreachable => "engine up, database unreachable",
+        EngineState::Ready => "every engine answers queries",
+    }
+}
+
+fn waiting_reason(p: &PodProbeState, cfg: &GateConfig) -> String {
+    for t in &cfg.required {
+        match p.since_arm[idx(*t)] {
+            Some(Ok(())) => {}
+            None => return format!("{} probe has not run yet", t.as_str()),
+            Some(Err(reason)) => {
+                return match (*t, p.engines) {
+                    (Target::Engine, Some(r)) if r.workers_without_engine > 0 => format!(
+                        "engine probe is failing: {} Uvicorn worker(s) have no query-engine process yet ({} of {} engines answer)",
+                        r.workers_without_engine, r.up, r.discovered
+                    ),
+                    (Target::Engine, Some(r)) if r.discovered == 0 => {
+                        "engine probe is failing: no query-engine process found yet".to_string()
+                    }
+                    (Target::Engine, Some(r)) => format!(
+                        "engine probe is failing ({}): {} of {} engines answer, {} with a database error",
+                        reason.as_str(),
+                        r.up,
+                        r.discovered,
+                        r.db_errors
+                    ),
+                    _ => format!("{} probe is failing ({})", t.as_str(), reason.as_str()),
+                };
+            }
+        }
+    }
+    if cfg.proxy_probed && !p.accepting_since_arm {
+        return "every engine answers; waiting for the LiteLLM port to accept connections (proxy_readiness)"
+            .to_string();
+    }
+    "waiting for the engines".to_string()
+}
+
+/// The engine part of a pod in `/api/v1/pods`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineView {
+    /// See [`EngineState`].
+    pub state: EngineState,
+    pub discovered: Option<u32>,
+    pub up: Option<u32>,
+    /// Uvicorn workers seen without an engine process in the last round.
+    pub workers_without_engine: Option<u32>,
+    /// `litellm_version` from `/health/readiness`.
+    pub litellm_version: Option<String>,
+}
+
+impl EngineView {
+    /// The view of one pod's probe state.
+    pub fn new(p: &PodProbeState) -> EngineView {
+        EngineView {
+            state: p.engine_state(),
+            discovered: p.engines.map(|r| r.discovered),
+            up: p.engines.map(|r| r.up),
+            workers_without_engine: p.engines.map(|r| r.workers_without_engine),
+            litellm_version: p.version.clone(),
+        }
+    }
+}
+
+/// Adds the engine view and each start's first/last engine-ready times to
+/// the `/api/v1/pods` views of probed pods.
+pub fn annotate(views: &mut [crate::server::PodView], gates: &SharedGates) {
+    let Ok(g) = gates.lock() else { return };
+    for v in views {
+        let key = PodRef {
+            namespace: v.namespace.clone(),
+            pod: v.pod.clone(),
+        };
+        let Some(p) = g.pod(&key) else { continue };
+        v.engines = Some(EngineView::new(p));
+        for s in &mut v.starts {
+            let Some(ready) = s.engine_ready_at else {
+                continue;
+            };
+            if let Some(first) = p.first_ready_for(ready.0) {
+                s.engines_first_ready_at = Some(RfcTimestamp(first));
+                s.engines_last_ready_at = Some(ready);
+            }
+        }
+    }
+}
+
+/// `engines_discovered`, `engines_up` and `litellm_build_info`, rendered
+/// from [`Gates`] at scrape time.
+pub struct GateCollector {
+    gates: SharedGates,
+    descs: Vec<Desc>,
+}
+
+const FAMILIES: [(&str, &str, &[&str]); 3] = [
+    (
+        "engines_discovered",
+        "Prisma query-engine processes found in the pod in the last probe round (one per Uvicorn worker).",
+        &["namespace", "pod"],
+    ),
+    (
+        "engines_up",
+        "Of the engines found, how many answered a raw SELECT 1 in the last probe round.",
+        &["namespace", "pod"],
+    ),
+    (
+        "litellm_build_info",
+        "1, labelled with the LiteLLM version the pod's /health/readiness reports.",
+        &["namespace", "pod", "version"],
+    ),
+];
+
+impl GateCollector {
+    /// A collector over `gates`.
+    pub fn new(gates: SharedGates) -> Result<GateCollector, prometheus::Error> {
+        let descs = FAMILIES
+            .iter()
+            .map(|(n, help, labels)| {
+                Desc::new(
+                    format!("{}{n}", crate::metrics::PREFIX),
+                    help.to_string(),
+                    labels.iter().map(|s| s.to_string()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(GateCollector { gates, descs })
+    }
+}
+
+fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
+    let mut m = proto::Metric::default();
+    m.set_label(
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                let mut l = LabelPair::default();
+                l.set_name(k.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect(),
+    );
+    let mut g = proto::Gauge::default();
+    g.set_value(v);
+    m.set_gauge(g);
+    m
+}
+
+impl Collector for GateCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(g) = self.gates.lock() else {
+            return Vec::new();
+        };
+        let mut pods: Vec<_> = g.pods().collect();
+        pods.sort_by(|a, b| a.0.cmp(b.0));
+        let mut fams: [Vec<proto::Metric>; 3] = Default::default();
+        for (pod, p) in pods {
+            let base = [
+                ("namespace", pod.namespace.as_str()),
+                ("pod", pod.pod.as_str()),
+            ];
+            if let Some(r) = p.engines {
+                fams[0].push(gauge(&base, f64::from(r.discovered)));
+                fams[1].push(gauge(&base, f64::from(r.up)));
+            }
+            if let Some(v) = &p.version {
+                fams[2].push(gauge(&[base[0], base[1], ("version", v.as_str())], 1.0));
+            }
+        }
+        FAMILIES
+            .iter()
+            .zip(fams)
+            .filter(|(_, m)| !m.is_empty())
+            .map(|((n, help, _), metrics)| {
+                let mut f = MetricFamily::default();
+                f.set_name(format!("{}{n}", crate::metrics::PREFIX));
+                f.set_help(help.to_string());
+                f.set_field_type(MetricType::GAUGE);
+                f.set_metric(metrics);
+                f
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> PodRef {
+        PodRef {
+            namespace: "llm".into(),
+            pod: "litellm-0".into(),
+        }
+    }
+
+    fn gates(mode: GateMode, required: &[Target]) -> Gates {
+        Gates::new(GateConfig {
+            pod: Some(pod()),
+            required: required.to_vec(),
+            mode,
+            down_after: Duration::from_secs(30),
+            proxy_probed: false,
+        })
+    }
+
+    fn engine(at: f64, discovered: u32, up: u32, db_errors: u32) -> ProbeOutcome {
+        let round = EngineRound {
+            discovered,
+            up,
+            db_errors,
+            workers_without_engine: 0,
+            proxy: None,
+        };
+        let result = crate::probe::engine::aggregate(
+            &(0..discovered)
+                .map(|i| {
+                    if i < up {
+                        Ok(())
+                    } else if i < up + db_errors {
+                        Err(FailureReason::DbError)
+                    } else {
+                        Err(FailureReason::Refused)
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+        .result;
+        ProbeOutcome {
+            target: Target::Engine,
+            at: Timestamp::from_secs_f64(1_700_000_000.0 + at),
+            duration: Duration::from_millis(1),
+            result,
+            detail: ProbeDetail::Engines(round),
+        }
+    }
+
+    fn other(at: f64, target: Target, result: Result<(), FailureReason>) -> ProbeOutcome {
+        ProbeOutcome {
+            target,
+            at: Timestamp::from_secs_f64(1_700_000_000.0 + at),
+            duration: Duration::from_millis(1),
+            result,
+            detail: ProbeDetail::None,
+        }
+    }
+
+    fn ts(at: f64) -> Timestamp {
+        Timestamp::from_secs_f64(1_700_000_000.0 + at)
+    }
+
+    #[test]
+    fn startup_latch_needs_every_engine_then_never_closes() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        let p = pod();
+        let a = g.answer(Some(0), ts(0.0));
+        assert!(!a.ready);
+        assert_eq!(a.state, "waiting");
+        g.observe(&p, &engine(1.0, 0, 0, 0), 1);
+        assert!(g
+            .answer(Some(1), ts(1.0))
+            .reason
+            .contains("no query-engine process"));
+        g.observe(&p, &engine(2.0, 2, 1, 0), 1);
+        let a = g.answer(Some(1), ts(2.0));
+        assert!(!a.ready, "{a:?}");
+        assert!(a.reason.contains("1 of 2 engines"), "{}", a.reason);
+        g.observe(&p, &engine(20.0, 2, 2, 0), 1);
+        let a = g.answer(Some(1), ts(20.0));
+        assert!(a.ready && a.state == "open" && a.mode == "startup", "{a:?}");
+        // The database goes away for minutes: the latch holds.
+        for s in 21..400 {
+            g.observe(&p, &engine(f64::from(s), 2, 0, 2), 1);
+        }
+        let a = g.answer(Some(1), ts(400.0));
+        assert!(a.ready, "{a:?}");
+        assert_eq!(a.engine_state, EngineState::EngineUpDatabaseUnreachable);
+        // An engine killed and respawned: still open.
+        g.observe(&p, &engine(401.0, 1, 1, 0), 1);
+        assert!(g.answer(Some(1), ts(401.0)).ready);
+        // first/last ready of the start.
+        let st = g.pod(&p).unwrap();
+        assert_eq!(st.first_ready_for(ts(20.0)), Some(ts(2.0)));
+    }
+
+    #[test]
+    fn with_the_proxy_probed_the_gate_also_waits_for_its_port() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        g.cfg.proxy_probed = true;
+        let p = pod();
+        g.observe(
+            &p,
+            &other(0.5, Target::ProxyReadiness, Err(FailureReason::Refused)),
+            0,
+        );
+        g.observe(&p, &engine(1.0, 2, 2, 0), 0);
+        let a = g.answer(Some(0), ts(1.0));
+        assert!(!a.ready, "{a:?}");
+        assert!(a.reason.contains("accept connections"), "{}", a.reason);
+        // A timeout is not "accepting" either.
+        g.observe(
+            &p,
+            &other(1.5, Target::ProxyReadiness, Err(FailureReason::Timeout)),
+            0,
+        );
+        assert!(!g.answer(Some(0), ts(1.5)).ready);
+        // 1.83.14 answers 200 with "db": "Not connected": the port accepts.
+        g.observe(
+            &p,
+            &other(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
+            1,
+        );
+        let a = g.answer(Some(1), ts(2.0));
+        assert!(a.ready, "{a:?}");
+        assert_eq!(g.pod(&p).unwrap().open_since, Some(ts(2.0)));
+    }
+
+    #[test]
+    fn startup_latch_rearms_on_a_new_proxy_process() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        g.cfg.proxy_probed = true;
+        let p = pod();
+        g.observe(
+            &p,
+            &other(0.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
+            1,
+        );
+        g.observe(&p, &engine(1.0, 1, 1, 0), 1);
+        assert!(g.answer(Some(1), ts(1.0)).ready);
+        // A timeout is not a restart.
+        g.observe(
+            &p,
+            &other(2.0, Target::ProxyReadiness, Err(FailureReason::Timeout)),
+            1,
+        );
+        assert!(g.answer(Some(1), ts(2.0)).ready);
+        // The proxy port refuses: the process is gone.
+        g.observe(
+            &p,
+            &other(3.0, Target::ProxyReadiness, Err(FailureReason::Refused)),
+            1,
+        );
+        let a = g.answer(Some(1), ts(3.0));
+        assert!(!a.ready);
+        assert_eq!(a.rearmed_because, Some("proxy_restarted"));
+        assert!(a.reason.contains("has not run yet"), "{}", a.reason);
+        g.observe(&p, &engine(8.0, 1, 1, 0), 1);
+        // The new process's engines answer, but its port does not accept yet.
+        assert!(!g.answer(Some(1), ts(8.0)).ready);
+        g.observe(&p, &other(8.5, Target::ProxyReadiness, Ok(())), 1);
+        g.observe(&p, &engine(9.0, 1, 1, 0), 1);
+        assert!(g.answer(Some(1), ts(9.0)).ready);
+        // A second start seen in the log re-arms too, even between probes.
+        let a = g.answer(Some(2), ts(10.0));
+        assert!(!a.ready);
+        assert_eq!(a.rearmed_because, Some("new_proxy_start"));
+        g.observe(&p, &engine(11.0, 1, 1, 0), 2);
+        assert!(g.answer(Some(2), ts(11.0)).ready);
+    }
+
+    #[test]
+    fn startup_latch_rearms_when_the_engines_belong_to_a_new_proxy_process() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        let p = pod();
+        let with_proxy = |at: f64, up: u32, proxy: Option<u64>| {
+            let mut o = engine(at, 1, up, 0);
+            if let ProbeDetail::Engines(r) = &mut o.detail {
+                r.proxy = proxy;
+            }
+            o
+        };
+        g.observe(&p, &with_proxy(1.0, 1, Some(7)), 1);
+        assert!(g.answer(Some(1), ts(1.0)).ready);
+        // No engine visible, or its ancestry unknown: no evidence of a new process.
+        g.observe(&p, &with_proxy(2.0, 0, None), 1);
+        assert!(g.answer(Some(1), ts(2.0)).ready);
+        g.observe(&p, &with_proxy(3.0, 0, Some(8)), 1);
+        let a = g.answer(Some(1), ts(3.0));
+        assert!(!a.ready);
+        assert_eq!(a.rearmed_because, Some("proxy_restarted"));
+        g.observe(&p, &with_proxy(9.0, 1, Some(8)), 1);
+        assert!(g.answer(Some(1), ts(9.0)).ready);
+    }
+
+    #[test]
+    fn startup_requires_the_database_probe_when_configured() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine, Target::Database]);
+        let p = pod();
+        g.observe(&p, &engine(1.0, 1, 1, 0), 0);
+        g.observe(
+            &p,
+            &other(1.1, Target::Database, Err(FailureReason::Refused)),
+            0,
+        );
+        let a = g.answer(Some(0), ts(1.2));
+        assert!(!a.ready);
+        assert_eq!(a.engine_state, EngineState::EngineUpDatabaseUnreachable);
+        g.observe(&p, &other(2.0, Target::Database, Ok(())), 0);
+        assert!(g.answer(Some(0), ts(2.0)).ready);
+    }
+
+    #[test]
+    fn follow_closes_only_after_failures_spanning_the_hysteresis() {
+        let mut g = gates(GateMode::Follow, &[Target::Engine]);
+        let p = pod();
+        g.observe(&p, &engine(0.0, 1, 1, 0), 1);
+        assert!(g.answer(Some(1), ts(0.0)).ready);
+        for s in 1..30 {
+            g.observe(&p, &engine(f64::from(s), 1, 0, 1), 1);
+            let a = g.answer(Some(1), ts(f64::from(s)));
+            assert!(a.ready, "at {s}s: {a:?}");
+            assert_eq!(a.state, "holding");
+        }
+        // A success in between resets the span.
+        g.observe(&p, &engine(29.5, 1, 1, 0), 1);
+        g.observe(&p, &engine(31.0, 1, 0, 1), 1);
+        assert!(g.answer(Some(1), ts(31.0)).ready);
+        g.observe(&p, &engine(60.9, 1, 0, 1), 1);
+        assert!(g.answer(Some(1), ts(60.9)).ready);
+        g.observe(&p, &engine(61.0, 1, 0, 1), 1);
+        let a = g.answer(Some(1), ts(61.0));
+        assert!(!a.ready, "{a:?}");
+        assert_eq!(a.state, "closed");
+        assert!(a.reason.contains("db_error"), "{}", a.reason);
+        g.observe(&p, &engine(62.0, 1, 1, 0), 1);
+        assert!(g.answer(Some(1), ts(62.0)).ready);
+    }
+
+    #[test]
+    fn config_keys() {
+        use crate::config::Config;
+        let c = Config::from_toml("gate = \"follow\"\ngate_down_after = \"45s\"\n").unwrap();
+        assert_eq!(c.gate, GateMode::Follow);
+        assert_eq!(c.gate_down_after.0, Duration::from_secs(45));
+        let d = Config::default();
+        assert_eq!(
+            (d.gate, d.gate_down_after.0),
+            (GateMode::Startup, DEFAULT_DOWN_AFTER)
+        );
+        let e = Config::from_toml("gate = \"sometimes\"\n").unwrap_err();
+        assert!(e.contains("gate"), "{e}");
+        let zero = Config {
+            gate_down_after: crate::config::HumanDuration(Duration::ZERO),
+            ..Config::default()
+        };
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("gate_down_after"));
+        assert!(d.to_redacted_toml().contains("gate = \"startup\""));
+    }
+
+    #[test]
+    fn unconfigured_and_ungated_pods() {
+        let mut g = Gates::new(GateConfig::default());
+        let a = g.answer(None, ts(0.0));
+        assert!(!a.ready && a.state == "unconfigured");
+        // A pod that is not the gated one keeps an engine view but no gate.
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        let demo = PodRef {
+            namespace: "llm".into(),
+            pod: "other".into(),
+        };
+        g.observe(&demo, &engine(1.0, 3, 3, 0), 1);
+        assert_eq!(g.pod(&demo).unwrap().engines.unwrap().discovered, 3);
+        assert!(!g.answer(Some(0), ts(1.0)).ready);
+        let body = serde_json::to_string(&g.answer(Some(0), ts(1.0))).unwrap();
+        assert!(!body.contains('\n'));
+    }
+}
