@@ -172,6 +172,15 @@ fn render(template: &str, wording: (&str, &str)) -> Rendered {
         Some(body) => (body, Some(traceback(exc, text))),
         None => (template, None),
     };
+    // `{=value}`: a field the row spells out (e.g. the 1.83 tag table).
+    let mut body = body.to_owned();
+    while let Some(start) = body.find("{=") {
+        let Some(len) = body[start..].find('}') else {
+            panic!("{template}: unclosed `{{=`")
+        };
+        let value = body[start + 2..start + len].to_owned();
+        body.replace_range(start..start + len + 1, &value);
+    }
     let message = body
         .replace("{tb}", &traceback(exc, text))
         .replace("{err}", text)
