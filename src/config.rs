@@ -230,7 +230,9 @@ impl Default for Config {
             read_from: ReadFrom::End,
             listen: "0.0.0.0:9464".to_string(),
             max_line_bytes: 256 * 1024,
-            quiet_period: HumanDuration(Duration::from_secs(60)),
+            quiet_period: HumanDuration(Duration::from_secs(
+                crate::timeline::DEFAULT_QUIET_PERIOD_SECS as u64,
+            )),
             checkpoint_interval: HumanDuration(Duration::from_secs(5)),
             poll_interval: HumanDuration(Duration::from_secs(30)),
             force_polling: false,

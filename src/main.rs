@@ -112,7 +112,7 @@ struct ReportArgs {
     #[arg(long)]
     rules: Option<PathBuf>,
     /// Quiet period that ends a log-measured gap, e.g. 60s.
-    #[arg(long, default_value = "60s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
+    #[arg(long, default_value = "30s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
     quiet_period: litellm_sentinel::config::HumanDuration,
     /// LiteLLM release the logs come from (1.83.14, 1.110): 1.83 drops a
     /// failed spend-log batch, 1.108+ re-queues it. Default: each file's own

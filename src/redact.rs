@@ -197,7 +197,8 @@ fn redact_key_value(s: &str) -> String {
         // The value: quoted (with backslash escapes) or up to whitespace.
         let mut value = String::new();
         let mut ok = true;
-        if chars.peek().is_some_and(|&(_, c)| c == '\'') {
+        let quoted = chars.peek().is_some_and(|&(_, c)| c == '\'');
+        if quoted {
             chars.next();
             ok = false;
             while let Some((_, c)) = chars.next() {
@@ -229,6 +230,12 @@ fn redact_key_value(s: &str) -> String {
                 }
             }
         }
+        // An unquoted value holding a quote or `=` (`user= password='…'`) makes
+        // the rest ambiguous: whatever follows may be part of a secret.
+        let ambiguous = !quoted && value.contains(['\'', '=']);
+        if ambiguous {
+            ok = false;
+        }
         let plain = LIBPQ_PLAIN_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key));
         if plain && ok && !value.contains(['\'', '"', '\\']) {
             out.push(format!("{key}={}", safe_text(&value)));
@@ -249,7 +256,13 @@ mod tests {
     use proptest::prelude::*;
 
     /// Every form the issue lists, with what must be shown.
-    const CASES: [(&str, &str); 24] = [
+    const CASES: [(&str, &str); 25] = [
+        // An empty unquoted value: libpq would read `password='` as the
+        // user; the rest may be the secret and is hidden.
+        (
+            "host=db user= password=' Zx9Q=' dbname=x",
+            "host=db user=*** …",
+        ),
         (
             "postgresql://llm:Hunter2-S3cr3t@db:5432/litellm",
             "postgresql://llm:***@db:5432/litellm",

@@ -45,6 +45,14 @@ pub const GAP_BUCKETS: [f64; 14] = [
     0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
 ];
 
+/// How long without a DB failure (record time) ends a log-method gap or
+/// outage. Real LiteLLM fails at least every few seconds while its engine is
+/// down (per request, the DB health watchdog every ~1 s in 1.108+, the
+/// `update_spend` job every 10 s + up to 9 s jitter), so 30 s outlasts every
+/// lull inside one burst, yet separates a mid-life outage 30 s after the gap
+/// from the gap itself (60 s merged the real 1.110.2 engine kill into it).
+pub const DEFAULT_QUIET_PERIOD_SECS: f64 = 30.0;
+
 /// Tunables of the state machine.
 #[derive(Clone, Debug)]
 pub struct TimelineConfig {
@@ -61,7 +69,7 @@ pub struct TimelineConfig {
 impl Default for TimelineConfig {
     fn default() -> Self {
         TimelineConfig {
-            quiet_period_secs: 60.0,
+            quiet_period_secs: DEFAULT_QUIET_PERIOD_SECS,
             max_pods: 2000,
             starts_kept: 32,
             pod_ttl_secs: 900.0,
@@ -226,6 +234,10 @@ impl PendingRequests {
     fn clear(&mut self) {
         *self = PendingRequests::default();
     }
+
+    fn is_empty(&self) -> bool {
+        self.at.is_empty() && self.overflow == 0
+    }
 }
 
 /// A burst of DB failures (log) or an engine that stopped answering (probe)
@@ -279,6 +291,10 @@ pub struct Start {
     /// Log method: requests up to the last failure so far.
     #[serde(default)]
     provisional_requests: u64,
+    /// The run shut down (or was replaced) while this gap or its open outage
+    /// was still failing, with no sign of recovery: it never closed.
+    #[serde(default)]
+    pub ended_while_failing: bool,
 }
 
 impl Start {
@@ -295,12 +311,13 @@ impl Start {
             requests: 0,
             outages: VecDeque::new(),
             provisional_requests: 0,
+            ended_while_failing: false,
         }
     }
 
     /// True while a confirmed gap is open: the pod is failing its DB calls now.
     pub fn in_gap(&self) -> bool {
-        self.open && self.confirmed
+        self.open && self.confirmed && !self.ended_while_failing
     }
 
     /// How long a still-open confirmed gap had been failing (listening → last failure).
@@ -403,7 +420,7 @@ impl PodTimeline {
     pub fn in_outage(&self) -> bool {
         self.starts
             .back()
-            .is_some_and(|s| s.open_outage().is_some())
+            .is_some_and(|s| s.open_outage().is_some() && !s.ended_while_failing)
     }
 
     /// The target whose success closes a gap: the engine when probed, else LiteLLM's readiness.
@@ -616,7 +633,7 @@ impl Tracker {
             }
             EventKind::ProxyStopping => {
                 if p.run.accepted && !p.run.stopping {
-                    supersede(p, &mut observed);
+                    stop_run(p, &mut observed);
                 }
                 p.run.stopping = true;
             }
@@ -1086,7 +1103,7 @@ fn close_if_quiet(
     let Some(s) = p.starts.back_mut() else {
         return;
     };
-    if s.method != Method::Log {
+    if s.method != Method::Log || s.ended_while_failing {
         return;
     }
     if s.open {
@@ -1132,6 +1149,38 @@ fn close_log_outage(
     }
 }
 
+/// The run is shutting down. An open gap or outage closes at its last
+/// failure when requests were served after that failure without a new one
+/// (the DB path worked again) or when no failure confirmed it; otherwise it
+/// ended while still failing and stays open, its requests attributed up to
+/// its last failure.
+fn stop_run(p: &mut PodTimeline, observed: &mut Vec<Observation>) {
+    let recovered = !p.pending.is_empty();
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    let failing = (s.open && s.confirmed) || s.open_outage().is_some();
+    if !failing || recovered || s.method == Method::Probe {
+        supersede(p, observed);
+        return;
+    }
+    s.ended_while_failing = true;
+    if s.open {
+        s.requests += s.provisional_requests;
+        p.counts.requests_during_gap += s.provisional_requests;
+        s.provisional_requests = 0;
+    } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
+        o.requests += o.provisional_requests;
+        p.counts.requests_during_outage += o.provisional_requests;
+        o.provisional_requests = 0;
+        o.seconds = match (o.started_at, o.last_failure_at) {
+            (Some(a), Some(b)) => Some(b.seconds_since(a).max(0.0)),
+            _ => None,
+        };
+    }
+    p.pending.clear();
+}
+
 /// A new start (or run) supersedes the current one: its open gap closes as
 /// far as it was measured (log: at its last failure; probe: gap unknown), an
 /// open outage ends at its last failure.
@@ -1139,6 +1188,9 @@ fn supersede(p: &mut PodTimeline, observed: &mut Vec<Observation>) {
     let Some(s) = p.starts.back_mut() else {
         return;
     };
+    if s.ended_while_failing {
+        return;
+    }
     if s.open {
         match s.method {
             Method::Log => close_gap(s, &mut p.counts, &mut p.pending, None, observed),
@@ -1212,6 +1264,7 @@ mod tests {
                 ev(0.0, EventKind::ProxyAccepting),
                 fail(3.0),
                 ev(4.0, EventKind::RequestServed),
+                fail(22.0),
                 fail(42.5),
                 ev(50.0, EventKind::RequestServed),
             ],
@@ -1227,7 +1280,7 @@ mod tests {
             pt.counts.requests_during_gap, 1,
             "the request at 50 s was after the burst"
         );
-        assert_eq!(pt.counts.db_connect_errors_total(), 2);
+        assert_eq!(pt.counts.db_connect_errors_total(), 3);
         let (_, _, h) = t.histograms().next().unwrap();
         assert_eq!((h.count, h.sum), (1, 42.5));
     }
@@ -1357,6 +1410,7 @@ mod tests {
                 ev(190.0, EventKind::RequestServed),
                 fail(200.0),
                 ev(210.0, EventKind::RequestServed),
+                fail(220.0),
                 fail(240.0),
                 ev(250.0, EventKind::RequestServed),
             ],
@@ -1423,6 +1477,37 @@ mod tests {
         let pt = t.pod(&pod()).unwrap();
         assert_eq!(pt.counts.proxy_starts, 2);
         assert!(pt.in_gap());
+    }
+
+    #[test]
+    fn a_run_shut_down_while_still_failing_keeps_its_gap_open() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(5.0),
+                ev(10.0, EventKind::RequestServed),
+                fail(28.0),
+                ev(29.0, EventKind::ProxyStopping),
+                fail(36.0),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        let s = &pt.starts[0];
+        assert!(s.open && s.ended_while_failing, "never closed: {s:?}");
+        assert!(!pt.in_gap(), "a stopped run is not in its gap any more");
+        assert_eq!((s.requests, pt.counts.requests_during_gap), (1, 1));
+        t.advance(&pod(), ts(500.0).unwrap());
+        t.finish();
+        let pt = t.pod(&pod()).unwrap();
+        assert!(
+            pt.starts[0].open,
+            "the quiet period does not close it later"
+        );
+        assert_eq!(pt.starts[0].failing_seconds(), Some(28.0));
+        assert_eq!(pt.counts.requests_during_gap, 1, "counted once");
+        assert_eq!(hist_count(&t), 0);
     }
 
     #[test]

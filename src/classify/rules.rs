@@ -127,6 +127,8 @@ struct RuleSpec {
     #[serde(default)]
     sets_version: Option<String>,
     #[serde(default)]
+    repeat_window_secs: u64,
+    #[serde(default)]
     fold: bool,
     #[serde(default = "default_true")]
     enabled: bool,
@@ -229,6 +231,8 @@ struct CompiledRule {
     remember_rows: bool,
     /// A line only this LiteLLM family logs: it sets the file's version.
     sets_version: Option<VersionFamily>,
+    /// Seconds within which the same row count from this rule is the same loss.
+    repeat_window_secs: u64,
     fold: bool,
     suppress: bool,
     /// Whether the pattern has a `pid` group (engine restarts dedupe by it).
@@ -298,6 +302,9 @@ pub struct RulePack {
 struct StreamState {
     #[serde(default)]
     fold: Option<Fold>,
+    /// Record time of the open fold's newest line.
+    #[serde(default)]
+    fold_last_ts: Option<Timestamp>,
     #[serde(default)]
     remembered_rows: Option<RememberedRows>,
 }
@@ -347,6 +354,9 @@ struct FileFacts {
     /// The engine PIDs whose loss was already counted, newest last.
     #[serde(default)]
     engine_pids: Vec<u64>,
+    /// The last counted line of a rule with `repeat_window_secs`: (rule, rows, time).
+    #[serde(default)]
+    last_repeatable: Option<(u32, u64, Option<Timestamp>)>,
 }
 
 impl FileFacts {
@@ -468,6 +478,7 @@ impl RulePack {
         record: &Record<'_>,
         emit: &mut F,
     ) {
+        close_stale_folds(state, record.stream, record.ts, emit);
         let (stream, facts) = state.split(record.stream);
         // A line terminator left on the record does not make it multi-line.
         let text = record.text.strip_suffix(b"\n").unwrap_or(record.text);
@@ -500,6 +511,7 @@ impl RulePack {
         if let Some(open) = stream.fold.as_mut() {
             if open.advance(fold::shape(line)) {
                 self.fold_line(open, ts, line, emit);
+                stream.fold_last_ts = ts.or(stream.fold_last_ts);
                 return;
             }
             close_fold(stream, emit);
@@ -508,6 +520,7 @@ impl RulePack {
             let mut open = Fold::unattributed();
             self.fold_line(&mut open, ts, line, emit);
             stream.fold = Some(open);
+            stream.fold_last_ts = ts;
             return;
         }
         let scan = self.scan(line);
@@ -522,6 +535,29 @@ impl RulePack {
         };
         if let Some(v) = rule.sets_version {
             facts.version = Some(v);
+        }
+        if rule.repeat_window_secs > 0 {
+            let this = (u32::try_from(index).unwrap_or(u32::MAX), rows.unwrap_or(0));
+            let repeat = facts.last_repeatable.is_some_and(|(r, n, then)| {
+                (r, n) == this
+                    && match (then, ts) {
+                        (Some(a), Some(b)) => {
+                            b.0.saturating_sub(a.0)
+                                <= (rule.repeat_window_secs as i64).saturating_mul(1_000_000_000)
+                        }
+                        _ => true,
+                    }
+            });
+            facts.last_repeatable = Some((this.0, this.1, ts));
+            if repeat {
+                // The same loss reported again (LiteLLM flushes twice on
+                // shutdown): its traceback is still folded, nothing counts.
+                if rule.fold {
+                    stream.fold = Some(Fold::after_header(FoldOwner::Silent, true));
+                    stream.fold_last_ts = ts;
+                }
+                return;
+            }
         }
         let mut counted = false;
         for action in &rule.actions {
@@ -606,6 +642,7 @@ impl RulePack {
             let mut fold = Fold::after_header(rule.fold_owner(), counted);
             fold.rule = u32::try_from(index).ok();
             stream.fold = Some(fold);
+            stream.fold_last_ts = ts;
         }
     }
 
@@ -783,6 +820,37 @@ impl RulePack {
             literal_implies,
             version_pin: None,
         })
+    }
+}
+
+/// A traceback is written in one go: once a record of another stream of the
+/// file is more than this much newer than a fold's last line, that fold is
+/// complete (its deferred event must not wait for its own stream's next line,
+/// which may come minutes later, after the gap it belongs to has closed).
+const FOLD_SETTLE_NANOS: i64 = 1_000_000_000;
+
+/// Closes the folds of the other streams that `ts` shows complete.
+fn close_stale_folds<F: FnMut(Event)>(
+    state: &mut ClassifyState,
+    current: Stream,
+    ts: Option<Timestamp>,
+    emit: &mut F,
+) {
+    let Some(now) = ts else { return };
+    for (stream, st) in [
+        (Stream::Stdout, &mut state.stdout),
+        (Stream::Stderr, &mut state.stderr),
+        (Stream::Unknown, &mut state.unknown),
+    ] {
+        if stream == current || st.fold.is_none() {
+            continue;
+        }
+        if st
+            .fold_last_ts
+            .is_some_and(|l| now.0.saturating_sub(l.0) > FOLD_SETTLE_NANOS)
+        {
+            close_fold(st, emit);
+        }
     }
 }
 
@@ -1052,6 +1120,7 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
         actions,
         remember_rows: spec.remember_rows,
         sets_version,
+        repeat_window_secs: spec.repeat_window_secs,
         fold: spec.fold,
         suppress,
         has_pid_group,
@@ -1265,6 +1334,46 @@ httpx.ConnectError: All connection attempts failed";
 18:41:30 - LiteLLM Proxy:INFO: utils.py:1 - Found prisma-query-engine PID 1200";
         let events = run_plain(pack(), text);
         assert_eq!(kinds(&events), vec![EngineRestart, EngineRestart]);
+    }
+
+    #[test]
+    fn a_traceback_settles_when_another_stream_moves_on() {
+        let pack = pack();
+        let mut state = ClassifyState::default();
+        let mut events = Vec::new();
+        let lines: [(Stream, i64, &str); 4] = [
+            (Stream::Stderr, 10, "Traceback (most recent call last):"),
+            (
+                Stream::Stderr,
+                10,
+                "httpx.ConnectError: All connection attempts failed",
+            ),
+            (
+                Stream::Stdout,
+                10,
+                "INFO:     10.0.0.7:1 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK",
+            ),
+            (
+                Stream::Stdout,
+                12,
+                "INFO:     10.0.0.7:2 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK",
+            ),
+        ];
+        for (stream, sec, text) in lines {
+            let record = Record {
+                ts: Some(Timestamp(sec * SEC)),
+                stream,
+                text: text.as_bytes(),
+            };
+            pack.classify(&mut state, &record, &mut |e| events.push(e));
+        }
+        // The stderr traceback's event came out before the 12 s request, not
+        // at the next stderr line (which never came).
+        assert_eq!(
+            kinds(&events),
+            vec![RequestServed, DbConnectError(Op::Other), RequestServed]
+        );
+        assert_eq!(events[1].ts, Some(Timestamp(10 * SEC)));
     }
 
     #[test]

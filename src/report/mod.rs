@@ -71,6 +71,8 @@ pub struct StartReport {
     pub failing_seconds: Option<f64>,
     /// Requests served inside the gap as measured.
     pub requests: u64,
+    /// The proxy shut down while the gap (or its open outage) was still failing.
+    pub ended_while_failing: bool,
     pub outages: Vec<OutageReport>,
 }
 
@@ -96,6 +98,7 @@ impl StartReport {
             confirmed: s.confirmed,
             failing_seconds: if s.open { s.failing_seconds() } else { None },
             requests: s.requests,
+            ended_while_failing: s.ended_while_failing,
             outages: model::outages_of(s)
                 .into_iter()
                 .map(|o| OutageReport {
@@ -236,7 +239,7 @@ impl Default for ReportOptions {
     fn default() -> Self {
         ReportOptions {
             max_line_bytes: 256 * 1024,
-            quiet_period_secs: 60.0,
+            quiet_period_secs: crate::timeline::DEFAULT_QUIET_PERIOD_SECS,
             pod: None,
             namespace: None,
             window: WindowSpec::default(),
