@@ -195,6 +195,13 @@ fn pod_flag_names_a_plain_file_and_stdin_gets_a_named_default() {
     let (v, err) = ok_json(&["--json", "--pod", "llm/litellm-x", "-"], &plain);
     assert_eq!(v["pods"][0]["pod"], "litellm-x");
     assert!(err.is_empty(), "{err}");
+    // Paths that name their pod (the kubelet layout) keep it.
+    let dir = fixture();
+    let (v, _) = ok_json(
+        &["--json", "--pod", "llm/litellm-x", dir.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(v["pods"].as_array().map(Vec::len), Some(3));
     let bad = report(&["--pod", "Not A Pod", "-"], b"");
     assert_eq!(bad.status.code(), Some(2));
 }

@@ -291,7 +291,11 @@ fn plan(inputs: &[Input], opts: &ReportOptions) -> Result<Plan, ReportError> {
             plan.demux.push((index, Source::Path(f)));
             continue;
         }
-        let pod = pod_for(opts, PodRef::from_path(&f));
+        // A kubelet path names its pod; any other file is named by --pod.
+        let pod = match PodRef::from_path(&f) {
+            named if !named.namespace.is_empty() => named,
+            unnamed => pod_for(opts, unnamed),
+        };
         let container = f.parent().map(Path::to_path_buf).unwrap_or_default();
         let ts = first_timestamp(&f, opts.max_line_bytes);
         groups
