@@ -440,12 +440,12 @@ fn pass(
             opts.max_line_bytes,
             Vec::new(),
         );
-        pipeline.set_observer(Box::new(ReportObserver {
-            seen: seen.clone(),
-            pos: pos.clone(),
+        pipeline.set_observer(Box::new(ReportObserver::new(
+            seen.clone(),
+            pos.clone(),
             window,
             scan_only,
-        }));
+        )));
         Worker {
             pipeline,
             seen,
