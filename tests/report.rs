@@ -418,10 +418,18 @@ fn ledger_totals_equal_the_report_and_each_line_points_at_its_source_line() {
         );
         times.push(e["time"].as_str().unwrap().to_string());
         let file = e["file"].as_str().unwrap();
+        let mut data = Vec::new();
+        let raw = std::fs::File::open(file).expect("the ledger names a readable file");
         if file.ends_with(".gz") {
-            continue;
+            // Offsets of a compressed file count the decompressed bytes.
+            flate2::read::MultiGzDecoder::new(raw)
+                .read_to_end(&mut data)
+                .expect("gunzip");
+        } else {
+            std::io::BufReader::new(raw)
+                .read_to_end(&mut data)
+                .expect("read");
         }
-        let data = std::fs::read(file).expect("the ledger names a readable file");
         let at = e["offset"].as_u64().unwrap() as usize;
         assert!(
             at == 0 || data[at - 1] == b'\n',
@@ -454,6 +462,33 @@ fn ledger_totals_equal_the_report_and_each_line_points_at_its_source_line() {
         .filter(|r| r[3] == "spend_batch_dropped")
         .count() as u64;
     assert_eq!(dropped, sums["spend_batches_dropped"]);
+}
+
+#[test]
+fn a_traceback_no_header_owns_is_pointed_at_by_its_first_line() {
+    let input = b"[pod/litellm-0/litellm] 2026-11-24T10:00:00Z INFO:     Application startup complete.\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:01Z Traceback (most recent call last):\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:01Z   File \"/app/x.py\", line 1, in f\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:01Z httpx.ConnectError: All connection attempts failed\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:02Z INFO:     10.0.0.7:46642 - \"GET /v1/models HTTP/1.1\" 200 OK\n";
+    let events = jsonl(&report(&["--events", "-"], input));
+    let e = events
+        .iter()
+        .find(|e| e["kind"] == "db_connect_error")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(
+        (
+            e["operation"].as_str(),
+            e["rule"].as_str(),
+            e["file"].as_str()
+        ),
+        (Some("other"), None, Some("-"))
+    );
+    let at = e["offset"].as_u64().unwrap() as usize;
+    assert!(
+        input[at..].starts_with(b"[pod/litellm-0/litellm] 2026-11-24T10:00:01Z Traceback"),
+        "offset {at}"
+    );
 }
 
 #[test]

@@ -65,6 +65,8 @@ pub struct PodSeen {
     keep: bool,
     /// Where the last traceback no header owns began (its event is settled later).
     traceback_at: Option<(u32, u64)>,
+    /// The previous record was part of a traceback.
+    in_traceback: bool,
 }
 
 /// Everything observed by one worker.
@@ -203,8 +205,12 @@ impl Observer for ReportObserver {
         if keep {
             p.kept += 1;
             let first = record.text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-            if fold::opens_unattributed(first) {
+            if p.in_traceback {
+                p.in_traceback = fold::shape(first) != fold::LineShape::Other;
+            } else if fold::opens_unattributed(first) {
+                // The first line of the traceback, not a later frame of it.
                 p.traceback_at = Some(at);
+                p.in_traceback = true;
             }
         }
         keep
