@@ -55,7 +55,11 @@ pub struct Agent {
 
 /// Loads the built-in rule pack plus the configured user pack.
 pub fn load_rules(cfg: &Config) -> Result<RulePack> {
-    match &cfg.rules {
+    let pin = cfg
+        .litellm_version
+        .as_deref()
+        .and_then(crate::classify::VersionFamily::parse);
+    let pack = match &cfg.rules {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read rule pack {}", path.display()))?;
@@ -64,7 +68,8 @@ pub fn load_rules(cfg: &Config) -> Result<RulePack> {
         }
         None => RulePack::builtin()
             .context("the built-in rule pack does not compile (a bug: please report it)"),
-    }
+    }?;
+    Ok(pack.with_version_pin(pin))
 }
 
 /// The probe configuration of the sidecar (or a node agent given probe URLs).

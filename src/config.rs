@@ -45,6 +45,10 @@ pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
     /// Parses `250ms`, `1.5s`, `15m`, `2h`, or seconds.
+    ///
+    /// The message never repeats the input (it may come from a config line
+    /// next to a secret); values too large for a `Duration` are errors, not
+    /// panics. Per-key upper bounds are checked by [`Config::validate`].
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let split = s
@@ -53,20 +57,32 @@ impl HumanDuration {
         let (num, unit) = s.split_at(split);
         let v: f64 = num
             .parse()
-            .map_err(|_| format!("`{s}` is not a duration (use e.g. 250ms, 10s, 15m, 1h)"))?;
+            .map_err(|_| "not a duration (use e.g. 250ms, 10s, 15m, 1h)".to_string())?;
         let secs = match unit.trim() {
             "ms" => v / 1000.0,
             "" | "s" => v,
             "m" => v * 60.0,
             "h" => v * 3600.0,
-            u => return Err(format!("`{s}`: unknown unit `{u}` (use ms, s, m or h)")),
+            _ => return Err("unknown unit (use ms, s, m or h)".to_string()),
         };
         if !secs.is_finite() || secs < 0.0 {
-            return Err(format!("`{s}` is not a valid duration"));
+            return Err("not a valid duration (must be a finite, non-negative number)".into());
         }
-        Ok(HumanDuration(Duration::from_secs_f64(secs)))
+        if secs > MAX_DURATION_SECS {
+            return Err(format!(
+                "too long (no setting accepts more than {})",
+                HumanDuration(Duration::from_secs(MAX_DURATION_SECS as u64))
+            ));
+        }
+        Duration::try_from_secs_f64(secs)
+            .map(HumanDuration)
+            .map_err(|_| "not a valid duration".to_string())
     }
 }
+
+/// Longest duration [`HumanDuration::parse`] accepts at all (one week); each
+/// setting has its own, lower bound in [`Config::validate`].
+const MAX_DURATION_SECS: f64 = 7.0 * 86_400.0;
 
 impl std::fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,16 +103,36 @@ impl Serialize for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(f64),
-            Str(String),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a duration such as \"250ms\", \"10s\", \"15m\", \"1h\" or a number of seconds",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+                HumanDuration::parse(s).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<HumanDuration, E> {
+                if n.is_finite() && n >= 0.0 {
+                    HumanDuration::parse(&n.to_string()).map_err(E::custom)
+                } else {
+                    Err(E::custom(
+                        "not a valid duration (must be a finite, non-negative number)",
+                    ))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<HumanDuration, E> {
+                u64::try_from(n)
+                    .map_err(|_| E::custom("not a valid duration (must not be negative)"))
+                    .and_then(|n| self.visit_u64(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<HumanDuration, E> {
+                HumanDuration::parse(&n.to_string()).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => HumanDuration::parse(&n.to_string()).map_err(serde::de::Error::custom),
-            Raw::Str(s) => HumanDuration::parse(&s).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(V)
     }
 }
 
@@ -127,6 +163,10 @@ pub struct Config {
     pub max_pods: usize,
     /// A user rule pack that adds to or overrides the built-in rules.
     pub rules: Option<PathBuf>,
+    /// The LiteLLM release the pods run (`1.83.14`, `1.110`): decides what a
+    /// spend-log write failure means (1.83 drops the batch, 1.108+ re-queues
+    /// it). Unset: each log file's own retry lines decide.
+    pub litellm_version: Option<String>,
     pub log_format: LogFormat,
     /// OTLP/HTTP collector base URL (plain http://, `/v1/metrics` appended); unset = no push.
     pub otlp_endpoint: Option<String>,
@@ -192,6 +232,7 @@ impl Default for Config {
             pod_ttl: HumanDuration(Duration::from_secs(900)),
             max_pods: 2000,
             rules: None,
+            litellm_version: None,
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             otlp_interval: HumanDuration(crate::otlp::DEFAULT_INTERVAL),
@@ -257,6 +298,10 @@ pub struct Overrides {
     /// User rule pack (TOML) adding to / overriding the built-in rules.
     #[arg(long, env = "LITELLM_SENTINEL_RULES")]
     pub rules: Option<PathBuf>,
+    /// LiteLLM release the pods run, e.g. 1.83.14 or 1.110 (what a failed
+    /// spend-log write means depends on it; unset: the logs' own lines decide).
+    #[arg(long, env = "LITELLM_SENTINEL_LITELLM_VERSION")]
+    pub litellm_version: Option<String>,
     /// Agent log format: text or json.
     #[arg(long, env = "LITELLM_SENTINEL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -281,6 +326,126 @@ pub struct Overrides {
     /// Web config YAML (Prometheus exporter-toolkit format): TLS and basic auth for the HTTP server.
     #[arg(long = "web.config.file", env = "LITELLM_SENTINEL_WEB_CONFIG_FILE")]
     pub web_config_file: Option<PathBuf>,
+}
+
+/// Upper bound of `max_line_bytes` (and its lower bound): a record longer
+/// than 64 MiB is not a log line, and the decoder buffers up to this much.
+pub const MAX_LINE_BYTES: (usize, usize) = (1024, 64 * 1024 * 1024);
+/// Bounds of `max_pods`: each tracked pod costs series and memory.
+pub const MAX_PODS: (usize, usize) = (1, 100_000);
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Allowed range of one duration setting. Upper bounds keep every
+/// `Instant + interval` and timer far from overflow and catch unit
+/// mistakes (`quiet_period = 3600000` meant as milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationBounds {
+    /// Zero is rejected when `false` (timers that would spin).
+    pub zero_ok: bool,
+    pub max: Duration,
+}
+
+impl DurationBounds {
+    const INTERVAL: DurationBounds = DurationBounds {
+        zero_ok: false,
+        max: DAY,
+    };
+
+    fn check(self, key: &'static str, d: Duration) -> Result<(), ConfigError> {
+        if d.is_zero() && !self.zero_ok {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: "must be greater than zero".into(),
+            });
+        }
+        if d > self.max {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: format!("must be at most {}", human_limit(self.max)),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `1 day`, `1 hour`, `1 minute`, else seconds: how limits are named in errors.
+fn human_limit(d: Duration) -> String {
+    match d.as_secs() {
+        86_400 => "1 day (86400s)".into(),
+        3600 => "1 hour (3600s)".into(),
+        60 => "1 minute (60s)".into(),
+        s => format!("{s}s"),
+    }
+}
+
+fn check_size(key: &'static str, v: usize, (min, max): (usize, usize)) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("{v} is out of range (allowed: {min} to {max})"),
+        });
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Every duration setting with its key and bounds (one list, so a new
+    /// setting cannot be added without a bound).
+    pub fn durations(&self) -> [(&'static str, HumanDuration, DurationBounds); 8] {
+        [
+            (
+                "quiet_period",
+                self.quiet_period,
+                DurationBounds {
+                    zero_ok: true,
+                    max: HOUR,
+                },
+            ),
+            (
+                "checkpoint_interval",
+                self.checkpoint_interval,
+                DurationBounds::INTERVAL,
+            ),
+            (
+                "poll_interval",
+                self.poll_interval,
+                DurationBounds::INTERVAL,
+            ),
+            ("pod_ttl", self.pod_ttl, DurationBounds::INTERVAL),
+            (
+                "otlp_interval",
+                self.otlp_interval,
+                DurationBounds::INTERVAL,
+            ),
+            (
+                "probe.fast_interval",
+                self.probe.fast_interval,
+                DurationBounds {
+                    zero_ok: false,
+                    max: MINUTE,
+                },
+            ),
+            (
+                "probe.slow_interval",
+                self.probe.slow_interval,
+                DurationBounds {
+                    zero_ok: false,
+                    max: HOUR,
+                },
+            ),
+            (
+                "probe.timeout",
+                self.probe.timeout,
+                DurationBounds {
+                    zero_ok: false,
+                    max: MINUTE,
+                },
+            ),
+        ]
+    }
 }
 
 impl Config {
@@ -308,8 +473,12 @@ impl Config {
     }
 
     /// Parses TOML text; the error names the offending key.
+    ///
+    /// The message gives the line, column and key but never the text of the
+    /// line or the value: a syntax error on the `database_url` line must not
+    /// print the password to stderr or into a reload's ERROR log.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+        toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
     }
 
     fn apply(&mut self, o: &Overrides) {
@@ -336,6 +505,9 @@ impl Config {
         set!(self.max_pods, o.max_pods);
         if o.rules.is_some() {
             self.rules = o.rules.clone();
+        }
+        if o.litellm_version.is_some() {
+            self.litellm_version = o.litellm_version.clone();
         }
         set!(self.log_format, o.log_format);
         if o.engine_url.is_some() {
@@ -370,6 +542,14 @@ impl Config {
                 "the node role needs at least one glob of log files to tail".into(),
             ));
         }
+        if let Some(v) = &self.litellm_version {
+            if crate::classify::VersionFamily::parse(v).is_none() {
+                return Err(invalid(
+                    "litellm_version",
+                    format!("`{v}` is not a LiteLLM version like \"1.83.14\" or \"1.110\""),
+                ));
+            }
+        }
         for g in &self.globs {
             glob::Pattern::new(g)
                 .map_err(|e| invalid("globs", format!("`{g}` is not a valid glob: {e}")))?;
@@ -386,25 +566,21 @@ impl Config {
                 ),
             )
         })?;
-        if self.max_line_bytes < 1024 {
-            return Err(invalid(
-                "max_line_bytes",
-                format!("{} is too small (minimum 1024)", self.max_line_bytes),
-            ));
+        check_size("max_line_bytes", self.max_line_bytes, MAX_LINE_BYTES)?;
+        check_size("max_pods", self.max_pods, MAX_PODS)?;
+        for (key, d, bounds) in self.durations() {
+            bounds.check(key, d.0)?;
         }
-        if self.max_pods == 0 {
-            return Err(invalid("max_pods", "must be at least 1".into()));
-        }
-        for (key, d) in [
-            ("checkpoint_interval", self.checkpoint_interval),
-            ("poll_interval", self.poll_interval),
-            ("probe.fast_interval", self.probe.fast_interval),
-            ("probe.slow_interval", self.probe.slow_interval),
-            ("probe.timeout", self.probe.timeout),
-            ("otlp_interval", self.otlp_interval),
+        for (key, url) in [
+            ("probe.engine_url", &self.probe.engine_url),
+            ("probe.proxy_url", &self.probe.proxy_url),
+            ("otlp_endpoint", &self.otlp_endpoint),
         ] {
-            if d.0.is_zero() {
-                return Err(invalid(key, "must be greater than zero".into()));
+            if url.as_deref().is_some_and(has_userinfo) {
+                return Err(invalid(
+                    key,
+                    "must not carry credentials (`user:password@`): HTTP clients log the authority at trace level and send it in clear; for OTLP put them in OTEL_EXPORTER_OTLP_HEADERS (e.g. Authorization=Basic%20…)".into(),
+                ));
             }
         }
         for (key, url) in [
@@ -416,7 +592,8 @@ impl Config {
                     return Err(invalid(
                         key,
                         format!(
-                            "`{u}` must be an http:// URL (probes are plain HTTP on localhost)"
+                            "`{}` must be an http:// URL (probes are plain HTTP on localhost)",
+                            crate::redact::redact(u)
                         ),
                     ));
                 }
@@ -458,30 +635,128 @@ impl Config {
         Ok(())
     }
 
-    /// The effective config as TOML, with the database password redacted (for logs and `check-config`).
+    /// The effective config as TOML with every URL passed through
+    /// [`crate::redact::redact`] (for logs and `check-config`).
     pub fn to_redacted_toml(&self) -> String {
+        use crate::redact::redact;
         let mut c = self.clone();
-        c.probe.database_url = c.probe.database_url.as_deref().map(redact_url);
-        c.otlp_endpoint = c.otlp_endpoint.as_deref().map(redact_url);
+        c.probe.database_url = c.probe.database_url.as_deref().map(redact);
+        c.otlp_endpoint = c.otlp_endpoint.as_deref().map(redact);
+        c.probe.engine_url = c.probe.engine_url.as_deref().map(redact);
+        c.probe.proxy_url = c.probe.proxy_url.as_deref().map(redact);
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
 }
 
-/// Replaces the password of a URL (`scheme://user:pass@host`) with `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return "***".into();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end], user, &rest[at..])
+/// Whether an http URL has a `user[:password]@` part (an `@` before the
+/// query, which is where an unencoded one in a password would sit too).
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['?', '#']).next().unwrap_or("").contains('@')
+}
+
+/// A TOML error as `line L, column C, key `k`: message`, without the source
+/// snippet the toml crate prints and with quoted values in the message
+/// replaced by `…`.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut out = String::new();
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let before = text.get(..start).unwrap_or("");
+        let line_no = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        out.push_str(&format!("line {line_no}, column {col}"));
+        if let Some(key) = key_at(text, line_start) {
+            out.push_str(&format!(", key `{key}`"));
         }
-        None => url.to_string(),
+        out.push_str(": ");
     }
+    out.push_str(&scrub_values(e.message().trim()));
+    out.replace('\n', " ")
+}
+
+/// The dotted key of the `key = value` line starting at `line_start`
+/// (prefixed with the last `[table]` above it), if it is a plain bare key.
+fn key_at(text: &str, line_start: usize) -> Option<String> {
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let key = match line.strip_prefix('[') {
+        Some(header) => {
+            let name = header.trim_start_matches('[').split(']').next()?.trim();
+            return bare(name).then(|| name.to_string());
+        }
+        None => line.split_once('=')?.0.trim(),
+    };
+    if !bare(key) {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix('[')
+            .and_then(|h| h.trim_start_matches('[').split(']').next())
+            .map(str::trim)
+    });
+    Some(match table {
+        Some(t) if bare(t) => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+/// Replaces what serde and toml quote from the input (`string "…"`,
+/// `` integer `5` ``, `` unknown variant `x` ``) with `…`; names of keys
+/// (`` unknown field `globz` ``, the expected list) are kept.
+fn scrub_values(msg: &str) -> String {
+    const VALUE_PREFIXES: [&str; 6] = [
+        "integer ",
+        "floating point ",
+        "boolean ",
+        "character ",
+        "variant ",
+        "invalid value: ",
+    ];
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(['"', '\'', '`']) {
+        let quote = rest[i..].chars().next().unwrap_or('"');
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let body = &tail[1..];
+        let end = if quote == '"' {
+            // Skip escaped quotes inside a Rust-debug-quoted string.
+            let mut esc = false;
+            body.char_indices()
+                .find(|&(_, c)| {
+                    let hit = c == '"' && !esc;
+                    esc = c == '\\' && !esc;
+                    hit
+                })
+                .map(|(j, _)| j)
+        } else {
+            body.find(quote)
+        };
+        let Some(end) = end else {
+            // An unterminated quote: drop the rest.
+            out.push('…');
+            return out;
+        };
+        let value_like = quote != '`' || VALUE_PREFIXES.iter().any(|p| head.ends_with(p));
+        if value_like {
+            out.push(quote);
+            out.push('…');
+            out.push(quote);
+        } else {
+            out.push_str(&tail[..end + 2]);
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -562,17 +837,228 @@ mod tests {
 
     #[test]
     fn password_is_redacted() {
-        assert_eq!(
-            redact_url("postgresql://llm:s3cret@db:5432/litellm"),
-            "postgresql://llm:***@db:5432/litellm"
-        );
-        assert_eq!(
-            redact_url("postgresql://db/litellm"),
-            "postgresql://db/litellm"
-        );
+        let mut c = Config::default();
+        c.probe.database_url = Some("postgresql://llm@db/litellm?password=Hunter2Query".into());
+        c.otlp_endpoint = Some("http://otel:4318/?token=Hunter2Tok".into());
+        c.probe.proxy_url = Some("http://u:Hunter2Proxy@127.0.0.1:4000".into());
+        c.probe.engine_url = Some("http://127.0.0.1:1/?secret=Hunter2Eng".into());
+        let t = c.to_redacted_toml();
+        assert!(!t.contains("Hunter2"), "{t}");
+        assert!(t.contains("llm@db/litellm?password=***"), "{t}");
         let mut c = Config::default();
         c.probe.database_url = Some("postgres://u:hunter2@h/d".into());
         let t = c.to_redacted_toml();
         assert!(!t.contains("hunter2") && t.contains("u:***@h"), "{t}");
+    }
+
+    /// (`toml` key as written, the leaf the error must name, table or "").
+    const DURATION_KEYS: [(&str, &str); 8] = [
+        ("", "quiet_period"),
+        ("", "checkpoint_interval"),
+        ("", "poll_interval"),
+        ("", "pod_ttl"),
+        ("", "otlp_interval"),
+        ("probe", "fast_interval"),
+        ("probe", "slow_interval"),
+        ("probe", "timeout"),
+    ];
+
+    fn toml_for(table: &str, key: &str, value: &str) -> String {
+        if table.is_empty() {
+            format!("{key} = {value}\n")
+        } else {
+            format!("[{table}]\n{key} = {value}\n")
+        }
+    }
+
+    /// Parses and validates; an error must name the key and never the value.
+    fn load_text(text: &str, key: &str, marker: &str) -> Result<Config, String> {
+        let r = Config::from_toml(text)
+            .and_then(|c| c.validate().map(|()| c.clone()).map_err(|e| e.to_string()));
+        if let Err(e) = &r {
+            assert!(
+                e.contains(key),
+                "error for {text:?} does not name {key}: {e}"
+            );
+            assert!(
+                marker.is_empty() || !e.contains(marker),
+                "error for {text:?} echoes the value: {e}"
+            );
+        }
+        r
+    }
+
+    /// Everything a valid config can make the agent do with a duration.
+    fn durations_are_usable(c: &Config) {
+        let now = std::time::Instant::now();
+        for (key, d, bounds) in c.durations() {
+            assert!(d.0 <= bounds.max, "{key} = {d} passed validation");
+            // The tail loop, the probes and the pusher add intervals to now
+            // (and back off up to twice them): none may overflow.
+            assert!(now.checked_add(d.0 * 4).is_some(), "{key}");
+            assert!(tokio::time::Instant::now().checked_add(d.0 * 4).is_some());
+        }
+        assert!(c.max_line_bytes <= MAX_LINE_BYTES.1 && c.max_pods <= MAX_PODS.1);
+    }
+
+    #[test]
+    fn huge_durations_are_errors_that_name_the_key_not_panics() {
+        for (text, key) in [
+            (
+                "checkpoint_interval = \"99999999999999999999s\"",
+                "checkpoint_interval",
+            ),
+            ("poll_interval = \"10000000000000000000s\"", "poll_interval"),
+            ("quiet_period = 1e300", "quiet_period"),
+            ("otlp_interval = \"18446744073709551615\"", "otlp_interval"),
+            ("[probe]\nfast_interval = \"1e30\"", "probe.fast_interval"),
+            (
+                "[probe]\nslow_interval = 18446744073709551615",
+                "probe.slow_interval",
+            ),
+        ] {
+            let e = load_text(text, key, "").unwrap_err();
+            assert!(e.contains(key), "{e}");
+        }
+        // Within what a Duration holds, but over the key's own bound: the limit is named.
+        let e = load_text("quiet_period = \"2h\"", "quiet_period", "").unwrap_err();
+        assert!(e.contains("at most 1 hour"), "{e}");
+        let e = load_text("poll_interval = \"25h\"", "poll_interval", "").unwrap_err();
+        assert!(e.contains("at most 1 day"), "{e}");
+        let e = load_text("max_line_bytes = 67108865", "max_line_bytes", "").unwrap_err();
+        assert!(e.contains("67108864"), "{e}");
+        let e = load_text("max_pods = 100001", "max_pods", "").unwrap_err();
+        assert!(e.contains("100000"), "{e}");
+        // The bounds themselves are valid.
+        let c = load_text(
+            "quiet_period = \"1h\"\npoll_interval = \"1d\"",
+            "poll_interval",
+            "",
+        );
+        assert!(c.is_err(), "`d` is not a unit");
+        let c = load_text(
+            "quiet_period = \"1h\"\npoll_interval = \"24h\"\nmax_line_bytes = 67108864\nmax_pods = 100000",
+            "",
+            "",
+        )
+        .unwrap();
+        durations_are_usable(&c);
+    }
+
+    #[test]
+    fn parse_errors_name_key_and_position_but_never_the_value() {
+        for (text, key) in [
+            (
+                "[probe]\ndatabase_url = \"postgresql://u:Hunter2Zq@h/d",
+                "probe.database_url",
+            ),
+            (
+                "[probe]\ndatabase_url = postgresql://u:Hunter2Zq@h/d",
+                "probe.database_url",
+            ),
+            (
+                "[probe]\ndatabase_url = 'postgresql://u:Hunter2Zq@h/d",
+                "probe.database_url",
+            ),
+            ("max_pods = \"Hunter2Zq\"", "max_pods"),
+            ("role = \"Hunter2Zq\"", "role"),
+            ("quiet_period = \"Hunter2Zq\"", "quiet_period"),
+            (
+                "listen = 1\notlp_endpoint = \"http://x/?token=Hunter2Zq\"",
+                "listen",
+            ),
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert!(e.contains(key), "{text:?}: {e}");
+            assert!(e.contains("line "), "{text:?}: {e}");
+            assert!(!e.contains("Hunter2Zq"), "{text:?} echoed: {e}");
+        }
+    }
+
+    fn value_strategy() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        // (TOML value, a marker that must never be echoed or "")
+        prop_oneof![
+            any::<u64>().prop_map(|n| (n.to_string(), String::new())),
+            any::<i64>().prop_map(|n| (n.to_string(), String::new())),
+            (0u64..200_000).prop_map(|n| (n.to_string(), String::new())),
+            any::<f64>()
+                .prop_filter("toml float", |f| f.is_finite())
+                .prop_map(|f| (format!("{f:e}"), String::new())),
+            Just(("nan".to_string(), String::new())),
+            Just(("inf".to_string(), String::new())),
+            (
+                any::<u64>(),
+                prop::sample::select(vec!["ms", "s", "m", "h", "", "us", " s", "d"])
+            )
+                .prop_map(|(n, u)| (format!("\"{n}{u}\""), String::new())),
+            (
+                0u64..100_000,
+                prop::sample::select(vec!["ms", "s", "m", "h", ""])
+            )
+                .prop_map(|(n, u)| (format!("\"{n}{u}\""), String::new())),
+            (0.0f64..1e6, prop::sample::select(vec!["ms", "s", "m", "h"]))
+                .prop_map(|(n, u)| (format!("\"{n}{u}\""), String::new())),
+            "[a-z0-9.]{0,12}".prop_map(|s| (format!("\"Zq9{s}\""), "Zq9".to_string())),
+            Just(("true".to_string(), String::new())),
+            Just(("[1]".to_string(), String::new())),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        /// Any value of any duration or size setting in the file is valid
+        /// (and then usable without overflow) or a clear error naming the key.
+        #[test]
+        fn every_setting_is_valid_or_a_clear_error(
+            (value, marker) in value_strategy(),
+            idx in 0usize..10,
+        ) {
+            let (table, key) = match idx {
+                8 => ("", "max_line_bytes"),
+                9 => ("", "max_pods"),
+                i => DURATION_KEYS[i],
+            };
+            let text = toml_for(table, key, &value);
+            if let Ok(c) = load_text(&text, key, &marker) {
+                durations_are_usable(&c);
+            }
+        }
+
+        /// The same through flags (and so the environment, which clap reads
+        /// into the same fields): a clap error, or a config that is valid or
+        /// rejected naming the key.
+        #[test]
+        fn every_flag_is_valid_or_a_clear_error(
+            (value, _marker) in value_strategy(),
+            idx in 0usize..6,
+        ) {
+            use clap::Parser;
+            #[derive(clap::Parser)]
+            struct Cli {
+                #[command(flatten)]
+                o: Overrides,
+            }
+            let (flag, key) = [
+                ("--quiet-period", "quiet_period"),
+                ("--checkpoint-interval", "checkpoint_interval"),
+                ("--poll-interval", "poll_interval"),
+                ("--pod-ttl", "pod_ttl"),
+                ("--max-line-bytes", "max_line_bytes"),
+                ("--max-pods", "max_pods"),
+            ][idx];
+            let value = value.trim_matches('"').to_string();
+            match Cli::try_parse_from(["x".to_string(), format!("{flag}={value}")]) {
+                Err(e) => {
+                    let e = e.to_string();
+                    proptest::prop_assert!(e.contains(flag), "{e}");
+                }
+                Ok(cli) => match Config::load(None, &cli.o) {
+                    Ok(c) => durations_are_usable(&c),
+                    Err(e) => proptest::prop_assert!(e.to_string().contains(key), "{e}"),
+                },
+            }
+        }
     }
 }

@@ -486,7 +486,7 @@ fn print_views(views: &[crate::server::PodView]) {
             c.spend_batches_dropped,
             c.budget_cache_misses,
             c.requests_during_gap,
-            c.db_connect_errors.iter().sum::<u64>()
+            c.db_connect_errors_total()
         );
     }
 }

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
 pub mod probe;
+pub mod redact;
 pub mod report;
 pub mod server;
 pub mod state;

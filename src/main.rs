@@ -109,6 +109,17 @@ struct ReportArgs {
     /// Quiet period that ends a log-measured gap, e.g. 60s.
     #[arg(long, default_value = "60s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
     quiet_period: litellm_sentinel::config::HumanDuration,
+    /// LiteLLM release the logs come from (1.83.14, 1.110): 1.83 drops a
+    /// failed spend-log batch, 1.108+ re-queues it. Default: each file's own
+    /// retry lines decide (with no hint, the 1.83 reading).
+    #[arg(long, value_parser = parse_litellm_version)]
+    litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
+}
+
+/// `--litellm-version`: a release like 1.83.14 or 1.110.
+fn parse_litellm_version(s: &str) -> Result<litellm_sentinel::classify::VersionFamily, String> {
+    litellm_sentinel::classify::VersionFamily::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a LiteLLM version like 1.83.14 or 1.110"))
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`, the demo `warn`).
@@ -293,6 +304,7 @@ fn report_cmd(args: ReportArgs) -> ExitCode {
     };
     let cfg = Config {
         rules: args.rules.clone(),
+        litellm_version: args.litellm_version.map(|v| v.as_str().to_string()),
         ..Config::default()
     };
     let rules = match load_rules(&cfg) {

@@ -19,8 +19,7 @@ use prometheus::{
 
 use crate::classify::Operation;
 use crate::probe::{FailureReason, ProbeOutcome, Target};
-use crate::time::Timestamp;
-use crate::timeline::{Tracker, GAP_BUCKETS};
+use crate::timeline::{GapHistogram, Tracker, GAP_BUCKETS};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "litellm_sentinel_";
@@ -205,22 +204,55 @@ struct PodCollector {
     descs: Vec<Desc>,
 }
 
-/// (name, help, type, variable labels) of every pod family.
+/// The pod families, in exposition order; `Family as usize` indexes [`POD_FAMILIES`].
+#[derive(Clone, Copy)]
+enum Family {
+    DbConnectErrors,
+    SpendBatchesDropped,
+    SpendRowsRequeued,
+    SpendRowsLost,
+    SpendUpdatesFailed,
+    BudgetCacheMisses,
+    ConfigLoadFailures,
+    EngineDistroFallback,
+    EngineRestarts,
+    ProxyStarts,
+    RequestsDuringGap,
+    LastStartupGap,
+    InStartupGap,
+    StartupGapOpenSince,
+    DbOutages,
+    InDbOutage,
+    RequestsDuringOutage,
+    EngineUp,
+    StartupGap,
+    DbOutageSeconds,
+    PodsTracked,
+    PodsDropped,
+}
+
+/// (name, help, type, variable labels) of every pod family, in [`Family`] order.
 const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
-    ("db_connect_errors_total", "DB calls that failed because the query engine or database could not be reached, by operation.", MetricType::COUNTER, &["namespace", "pod", "operation"]),
-    ("spend_batches_dropped_total", "Spend-log batches LiteLLM dropped (unbilled spend).", MetricType::COUNTER, &["namespace", "pod"]),
-    ("spend_rows_requeued_total", "Spend rows LiteLLM re-queued for a later retry.", MetricType::COUNTER, &["namespace", "pod"]),
-    ("spend_rows_lost_total", "Spend rows LiteLLM reported lost.", MetricType::COUNTER, &["namespace", "pod"]),
+    ("db_connect_errors_total", "DB calls that failed because the query engine or database could not be reached, by operation (database: the database itself failed).", MetricType::COUNTER, &["namespace", "pod", "operation"]),
+    ("spend_batches_dropped_total", "Spend-log batches LiteLLM dropped (unbilled spend; 1.83.x). Re-queued batches of 1.108+ are not counted here.", MetricType::COUNTER, &["namespace", "pod"]),
+    ("spend_rows_requeued_total", "Spend rows LiteLLM re-queued for a later retry (not lost).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("spend_rows_lost_total", "Spend rows LiteLLM lost (its own count, or the size of a dropped 1.83.x batch).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("spend_updates_failed_total", "Key/user/team spend update jobs that failed: increments not applied, no amount logged.", MetricType::COUNTER, &["namespace", "pod"]),
     ("budget_cache_misses_total", "Budget lookups that failed, leaving the budget cache empty (each request hits the DB).", MetricType::COUNTER, &["namespace", "pod"]),
     ("config_load_failures_total", "Deployments or credentials that could not be loaded from the DB.", MetricType::COUNTER, &["namespace", "pod", "kind"]),
     ("engine_distro_fallback_total", "Prisma engine distro fallbacks (slower engine start).", MetricType::COUNTER, &["namespace", "pod"]),
-    ("proxy_starts_total", "Times the proxy started accepting traffic.", MetricType::COUNTER, &["namespace", "pod"]),
-    ("requests_during_gap_total", "Requests served while the engine was not answering (spend at risk).", MetricType::COUNTER, &["namespace", "pod"]),
-    ("last_startup_gap_seconds", "The most recent closed start-up gap of the pod.", MetricType::GAUGE, &["namespace", "pod", "method"]),
-    ("in_startup_gap", "1 while the pod is in its start-up gap.", MetricType::GAUGE, &["namespace", "pod"]),
-    ("in_startup_gap_seconds", "How long the current start-up gap has been open (0 when closed).", MetricType::GAUGE, &["namespace", "pod"]),
+    ("engine_restarts_total", "Query engines LiteLLM killed or lost and restarted (one per engine PID).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("proxy_starts_total", "Container runs of the proxy that started accepting traffic (one per run, whatever the number of workers).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("requests_during_gap_total", "Requests served inside a confirmed start-up gap as finally measured (spend at risk); attributed when the gap closes.", MetricType::COUNTER, &["namespace", "pod"]),
+    ("last_startup_gap_seconds", "The most recent closed start-up gap of the pod (0: no DB failure confirmed one).", MetricType::GAUGE, &["namespace", "pod", "method"]),
+    ("in_startup_gap", "1 while the pod is inside a start-up gap confirmed by a DB failure.", MetricType::GAUGE, &["namespace", "pod"]),
+    ("startup_gap_open_since_timestamp_seconds", "Unix time the open, confirmed start-up gap began (absent when none is open).", MetricType::GAUGE, &["namespace", "pod"]),
+    ("db_outages_total", "DB outages after the start-up gap closed: a burst of failures (log) or an engine that stopped answering (probe).", MetricType::COUNTER, &["namespace", "pod"]),
+    ("in_db_outage", "1 while the pod is inside a DB outage after its start-up gap.", MetricType::GAUGE, &["namespace", "pod"]),
+    ("requests_during_outage_total", "Requests served inside DB outages (attributed when the outage ends).", MetricType::COUNTER, &["namespace", "pod"]),
     ("engine_up", "1 when the probe of the target succeeds, 0 when it fails.", MetricType::GAUGE, &["namespace", "pod", "target"]),
     ("startup_gap_seconds", "Seconds from the proxy accepting traffic to the engine answering queries.", MetricType::HISTOGRAM, &["namespace", "method"]),
+    ("db_outage_seconds", "Duration of DB outages after the start-up gap.", MetricType::HISTOGRAM, &["namespace", "method"]),
     ("pods_tracked", "Pods the agent currently tracks.", MetricType::GAUGE, &[]),
     ("pods_dropped_total", "Pod events dropped because the tracked-pod cap was reached.", MetricType::COUNTER, &[]),
 ];
@@ -273,6 +305,29 @@ fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
     m
 }
 
+fn histogram(pairs: &[(&str, &str)], h: &GapHistogram) -> proto::Metric {
+    let mut m = proto::Metric::default();
+    m.set_label(labels(pairs));
+    let mut ph = proto::Histogram::default();
+    ph.set_sample_count(h.count);
+    ph.set_sample_sum(h.sum);
+    let mut cumulative = 0;
+    let buckets = GAP_BUCKETS
+        .iter()
+        .enumerate()
+        .map(|(i, ub)| {
+            cumulative += h.buckets.get(i).copied().unwrap_or(0);
+            let mut b = proto::Bucket::default();
+            b.set_cumulative_count(cumulative);
+            b.set_upper_bound(*ub);
+            b
+        })
+        .collect();
+    ph.set_bucket(buckets);
+    m.set_histogram(ph);
+    m
+}
+
 impl Collector for PodCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -282,8 +337,8 @@ impl Collector for PodCollector {
         let Ok(t) = self.tracker.lock() else {
             return Vec::new();
         };
-        let now = Timestamp::now();
         let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
+        let mut push = |f: Family, m: proto::Metric| fams[f as usize].push(m);
         let mut pods: Vec<_> = t.pods().collect();
         pods.sort_by(|a, b| a.0.cmp(b.0));
         for (pod, p) in pods {
@@ -291,74 +346,93 @@ impl Collector for PodCollector {
             let base = [("namespace", ns), ("pod", po)];
             let c = &p.counts;
             for op in Operation::ALL {
-                fams[0].push(counter(
-                    &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
-                    c.db_connect_errors_for(op),
-                ));
+                push(
+                    Family::DbConnectErrors,
+                    counter(
+                        &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
+                        c.db_connect_errors_for(op),
+                    ),
+                );
             }
-            fams[1].push(counter(&base, c.spend_batches_dropped));
-            fams[2].push(counter(&base, c.spend_rows_requeued));
-            fams[3].push(counter(&base, c.spend_rows_lost));
-            fams[4].push(counter(&base, c.budget_cache_misses));
-            fams[5].push(counter(
-                &[("namespace", ns), ("pod", po), ("kind", "deployments")],
-                c.deployment_load_failures,
-            ));
-            fams[5].push(counter(
-                &[("namespace", ns), ("pod", po), ("kind", "credentials")],
-                c.credential_load_failures,
-            ));
-            fams[6].push(counter(&base, c.engine_distro_fallbacks));
-            fams[7].push(counter(&base, c.proxy_starts));
-            fams[8].push(counter(&base, c.requests_during_gap));
+            for (f, v) in [
+                (Family::SpendBatchesDropped, c.spend_batches_dropped),
+                (Family::SpendRowsRequeued, c.spend_rows_requeued),
+                (Family::SpendRowsLost, c.spend_rows_lost),
+                (Family::SpendUpdatesFailed, c.spend_updates_failed),
+                (Family::BudgetCacheMisses, c.budget_cache_misses),
+                (Family::EngineDistroFallback, c.engine_distro_fallbacks),
+                (Family::EngineRestarts, c.engine_restarts),
+                (Family::ProxyStarts, c.proxy_starts),
+                (Family::RequestsDuringGap, c.requests_during_gap),
+                (Family::DbOutages, c.db_outages),
+                (Family::RequestsDuringOutage, c.requests_during_outage),
+            ] {
+                push(f, counter(&base, v));
+            }
+            for (kind, v) in [
+                ("deployments", c.deployment_load_failures),
+                ("credentials", c.credential_load_failures),
+            ] {
+                push(
+                    Family::ConfigLoadFailures,
+                    counter(&[("namespace", ns), ("pod", po), ("kind", kind)], v),
+                );
+            }
             if let Some((gap, method)) = p.last_gap() {
-                fams[9].push(gauge(
-                    &[("namespace", ns), ("pod", po), ("method", method.as_str())],
-                    gap,
-                ));
+                push(
+                    Family::LastStartupGap,
+                    gauge(
+                        &[("namespace", ns), ("pod", po), ("method", method.as_str())],
+                        gap,
+                    ),
+                );
             }
-            let open = p.open_start();
-            fams[10].push(gauge(&base, if open.is_some() { 1.0 } else { 0.0 }));
-            let open_for = open
-                .and_then(|s| s.listening_at)
-                .map(|l| now.seconds_since(l).max(0.0))
-                .unwrap_or(0.0);
-            fams[11].push(gauge(&base, open_for));
+            let gap_since = p
+                .starts
+                .back()
+                .filter(|s| s.in_gap())
+                .and_then(|s| s.listening_at);
+            push(
+                Family::InStartupGap,
+                gauge(&base, if p.in_gap() { 1.0 } else { 0.0 }),
+            );
+            if let Some(since) = gap_since {
+                push(
+                    Family::StartupGapOpenSince,
+                    gauge(&base, since.0 as f64 / 1e9),
+                );
+            }
+            push(
+                Family::InDbOutage,
+                gauge(&base, if p.in_outage() { 1.0 } else { 0.0 }),
+            );
             for (i, target) in Target::ALL.iter().enumerate() {
                 if let Some(up) = p.probe_up[i] {
-                    fams[12].push(gauge(
-                        &[("namespace", ns), ("pod", po), ("target", target.as_str())],
-                        if up { 1.0 } else { 0.0 },
-                    ));
+                    push(
+                        Family::EngineUp,
+                        gauge(
+                            &[("namespace", ns), ("pod", po), ("target", target.as_str())],
+                            if up { 1.0 } else { 0.0 },
+                        ),
+                    );
                 }
             }
         }
-        let mut hists: Vec<_> = t.histograms().collect();
-        hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
-        for (ns, method, h) in hists {
-            let mut m = proto::Metric::default();
-            m.set_label(labels(&[("namespace", ns), ("method", method.as_str())]));
-            let mut ph = proto::Histogram::default();
-            ph.set_sample_count(h.count);
-            ph.set_sample_sum(h.sum);
-            let mut cumulative = 0;
-            let buckets = GAP_BUCKETS
-                .iter()
-                .enumerate()
-                .map(|(i, ub)| {
-                    cumulative += h.buckets.get(i).copied().unwrap_or(0);
-                    let mut b = proto::Bucket::default();
-                    b.set_cumulative_count(cumulative);
-                    b.set_upper_bound(*ub);
-                    b
-                })
-                .collect();
-            ph.set_bucket(buckets);
-            m.set_histogram(ph);
-            fams[13].push(m);
+        for (family, hists) in [
+            (Family::StartupGap, t.histograms().collect::<Vec<_>>()),
+            (Family::DbOutageSeconds, t.outage_histograms().collect()),
+        ] {
+            let mut hists = hists;
+            hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+            for (ns, method, h) in hists {
+                push(
+                    family,
+                    histogram(&[("namespace", ns), ("method", method.as_str())], h),
+                );
+            }
         }
-        fams[14].push(gauge(&[], t.pods().count() as f64));
-        fams[15].push(counter(&[], t.pods_dropped()));
+        push(Family::PodsTracked, gauge(&[], t.pods().count() as f64));
+        push(Family::PodsDropped, counter(&[], t.pods_dropped()));
         POD_FAMILIES
             .iter()
             .zip(fams)

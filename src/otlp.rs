@@ -40,8 +40,8 @@ use prost::Message;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::redact_url;
 use crate::metrics::Metrics;
+use crate::redact::redact as redact_url;
 
 /// `service.name` of the agent, and the name of its instrumentation scope.
 pub const SERVICE_NAME: &str = "litellm-sentinel";
@@ -102,8 +102,10 @@ pub enum OtlpError {
         env::HEADERS
     )]
     InvalidHeaderValue { name: String },
-    /// A millisecond setting that is not a positive integer.
-    #[error("{setting} = `{value}` is not a whole number of milliseconds greater than zero")]
+    /// A millisecond setting that is not a positive integer of at most one day.
+    #[error(
+        "{setting} = `{value}` is not a whole number of milliseconds from 1 to 86400000 (1 day)"
+    )]
     InvalidMillis {
         setting: &'static str,
         value: String,
@@ -258,7 +260,7 @@ fn metrics_url(setting: &'static str, base: &str) -> Result<String, OtlpError> {
 /// Parses a positive number of milliseconds.
 fn parse_millis(setting: &'static str, value: &str) -> Result<Duration, OtlpError> {
     match value.trim().parse::<u64>() {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+        Ok(ms) if ms > 0 && ms <= 86_400_000 => Ok(Duration::from_millis(ms)),
         _ => Err(OtlpError::InvalidMillis {
             setting,
             value: value.to_string(),

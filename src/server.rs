@@ -323,7 +323,25 @@ pub struct StartView {
     pub engine_ready_at: Option<RfcTimestamp>,
     pub gap_seconds: Option<f64>,
     pub method: &'static str,
+    /// Inside a gap confirmed by a DB failure (provisional starts are not).
     pub in_gap: bool,
+    /// The gap has not closed yet (confirmed or not).
+    pub open: bool,
+    pub confirmed: bool,
+    /// Requests served inside the gap (attributed when it closed).
+    pub requests: u64,
+    pub outages: Vec<OutageView>,
+}
+
+/// One mid-life outage, as the API shows it.
+#[derive(Serialize)]
+pub struct OutageView {
+    pub started_at: Option<RfcTimestamp>,
+    pub ended_at: Option<RfcTimestamp>,
+    pub seconds: Option<f64>,
+    pub method: &'static str,
+    pub requests: u64,
+    pub open: bool,
 }
 
 /// A tracked pod, as `/api/v1/pods` shows it.
@@ -332,6 +350,7 @@ pub struct PodView {
     pub namespace: String,
     pub pod: String,
     pub in_gap: bool,
+    pub in_outage: bool,
     pub listening_at: Option<RfcTimestamp>,
     pub engine_ready_at: Option<RfcTimestamp>,
     pub gap_seconds: Option<f64>,
@@ -349,7 +368,8 @@ impl PodView {
         PodView {
             namespace: pod.namespace.clone(),
             pod: pod.pod.clone(),
-            in_gap: p.open_start().is_some(),
+            in_gap: p.in_gap(),
+            in_outage: p.in_outage(),
             listening_at: ts(latest.and_then(|s| s.listening_at)),
             engine_ready_at: ts(latest.and_then(|s| s.engine_ready_at)),
             gap_seconds: latest.and_then(|s| s.gap_seconds),
@@ -368,7 +388,22 @@ impl PodView {
                     engine_ready_at: ts(s.engine_ready_at),
                     gap_seconds: s.gap_seconds,
                     method: s.method.as_str(),
-                    in_gap: s.open,
+                    in_gap: s.in_gap(),
+                    open: s.open,
+                    confirmed: s.confirmed,
+                    requests: s.requests,
+                    outages: s
+                        .outages
+                        .iter()
+                        .map(|o| OutageView {
+                            started_at: ts(o.started_at),
+                            ended_at: ts(o.ended_at),
+                            seconds: o.seconds,
+                            method: o.method.as_str(),
+                            requests: o.requests,
+                            open: o.open,
+                        })
+                        .collect(),
                 })
                 .collect(),
         }

@@ -10,7 +10,7 @@
 //! as the read offsets. That is what makes counts exactly-once across a
 //! restart: nothing can be counted that the snapshot's offsets have not passed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,8 +72,10 @@ impl Default for TimelineConfig {
 /// Per-pod event counters (the `*_total` pod metrics).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    /// Indexed like [`Operation::ALL`].
-    pub db_connect_errors: [u64; 7],
+    /// DB connect errors by operation (serialised by name; a v1 state file's
+    /// positional array is read too).
+    #[serde(deserialize_with = "ops::deserialize")]
+    pub db_connect_errors: BTreeMap<Operation, u64>,
     pub spend_batches_dropped: u64,
     pub spend_rows_requeued: u64,
     pub spend_rows_lost: u64,
@@ -83,23 +85,31 @@ pub struct Counts {
     pub engine_distro_fallbacks: u64,
     pub proxy_starts: u64,
     pub requests_during_gap: u64,
+    #[serde(default)]
+    pub spend_updates_failed: u64,
+    #[serde(default)]
+    pub engine_restarts: u64,
+    #[serde(default)]
+    pub db_outages: u64,
+    #[serde(default)]
+    pub requests_during_outage: u64,
 }
 
 impl Counts {
     /// DB connect errors of one operation.
     pub fn db_connect_errors_for(&self, op: Operation) -> u64 {
-        self.db_connect_errors[op as usize]
+        self.db_connect_errors.get(&op).copied().unwrap_or(0)
     }
 
     /// All DB connect errors.
     pub fn db_connect_errors_total(&self) -> u64 {
-        self.db_connect_errors.iter().sum()
+        self.db_connect_errors.values().sum()
     }
 
     /// Adds another pod's counts (for totals).
     pub fn add(&mut self, o: &Counts) {
-        for (a, b) in self.db_connect_errors.iter_mut().zip(o.db_connect_errors) {
-            *a += b;
+        for (op, n) in &o.db_connect_errors {
+            *self.db_connect_errors.entry(*op).or_default() += n;
         }
         self.spend_batches_dropped += o.spend_batches_dropped;
         self.spend_rows_requeued += o.spend_rows_requeued;
@@ -110,15 +120,143 @@ impl Counts {
         self.engine_distro_fallbacks += o.engine_distro_fallbacks;
         self.proxy_starts += o.proxy_starts;
         self.requests_during_gap += o.requests_during_gap;
+        self.spend_updates_failed += o.spend_updates_failed;
+        self.engine_restarts += o.engine_restarts;
+        self.db_outages += o.db_outages;
+        self.requests_during_outage += o.requests_during_outage;
     }
 }
 
-/// One start of the proxy in a pod and its gap.
+/// The operation map of [`Counts`], read from a map (v2) or the v1 array.
+mod ops {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+
+    use crate::classify::Operation;
+
+    /// The v1 state file's array order (before `database` existed).
+    const V1_ORDER: [Operation; 7] = [
+        Operation::SpendLogsQueue,
+        Operation::GetGenericData,
+        Operation::AddDeployment,
+        Operation::GetCredentials,
+        Operation::BudgetLookup,
+        Operation::UpdateSpend,
+        Operation::Other,
+    ];
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Map(BTreeMap<Operation, u64>),
+        V1(Vec<u64>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<Operation, u64>, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Map(m) => Ok(m),
+            Either::V1(v) if v.len() == V1_ORDER.len() => Ok(V1_ORDER
+                .iter()
+                .copied()
+                .zip(v)
+                .filter(|(_, n)| *n > 0)
+                .collect()),
+            Either::V1(v) => Err(serde::de::Error::custom(format!(
+                "db_connect_errors: expected {} counters, found {}",
+                V1_ORDER.len(),
+                v.len()
+            ))),
+        }
+    }
+}
+
+/// Requests seen while a gap or outage is open whose attribution waits for
+/// its end (they count only if they fall inside it as finally measured).
+/// Bounded: past [`PENDING_KEPT`] the oldest are summarised by count and range.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingRequests {
+    /// Record times (ns), in arrival order.
+    #[serde(default)]
+    at: Vec<i64>,
+    /// Requests no longer kept one by one, and their time range.
+    #[serde(default)]
+    overflow: u64,
+    #[serde(default)]
+    overflow_min: i64,
+    #[serde(default)]
+    overflow_max: i64,
+}
+
+/// Pending request times kept one by one per pod.
+const PENDING_KEPT: usize = 8192;
+
+impl PendingRequests {
+    fn push(&mut self, t: Timestamp) {
+        if self.at.len() >= PENDING_KEPT {
+            let old = self.at.remove(0);
+            if self.overflow == 0 {
+                self.overflow_min = old;
+                self.overflow_max = old;
+            }
+            self.overflow += 1;
+            self.overflow_min = self.overflow_min.min(old);
+            self.overflow_max = self.overflow_max.max(old);
+        }
+        self.at.push(t.0);
+    }
+
+    /// Removes and counts the requests at or before `bound` (`inclusive`) or
+    /// strictly before it. The summarised ones count when their range is
+    /// inside; otherwise they stay (at most an over-count bounded by them).
+    fn take_until(&mut self, bound: Timestamp, inclusive: bool) -> u64 {
+        let inside = |t: i64| if inclusive { t <= bound.0 } else { t < bound.0 };
+        let before = self.at.len();
+        self.at.retain(|&t| !inside(t));
+        let mut n = (before - self.at.len()) as u64;
+        if self.overflow > 0 && inside(self.overflow_min) {
+            n += self.overflow;
+            self.overflow = 0;
+        }
+        n
+    }
+
+    fn clear(&mut self) {
+        *self = PendingRequests::default();
+    }
+}
+
+/// A burst of DB failures (log) or an engine that stopped answering (probe)
+/// after the start-up gap closed, in the same start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
+    /// First failure (log) / first failed probe (probe).
+    pub started_at: Option<Timestamp>,
+    /// Last failure seen so far (log method).
+    pub last_failure_at: Option<Timestamp>,
+    /// When the engine answered again (probe) or the burst's last failure (log), once closed.
+    pub ended_at: Option<Timestamp>,
+    /// Duration once closed; at the end of `report`'s input, how long it had lasted.
+    pub seconds: Option<f64>,
+    pub method: Method,
+    /// Requests served inside it (attributed at its end).
+    pub requests: u64,
+    /// True until it ends.
+    pub open: bool,
+    /// Requests inside the burst so far (log method: up to its last failure).
+    #[serde(default)]
+    provisional_requests: u64,
+}
+
+/// One start of the proxy in a pod (one container run, whatever the number
+/// of workers) and its gap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Start {
-    /// When Uvicorn started accepting traffic (None: the log had no timestamps).
+    /// When the proxy began accepting traffic (None: the log had no timestamps).
     pub listening_at: Option<Timestamp>,
-    /// When the engine answered its first probe after this start (probe method).
+    /// When every engine answered (probe method).
     pub engine_ready_at: Option<Timestamp>,
     /// The last DB connect error of the start-up burst (log method).
     pub last_db_error_at: Option<Timestamp>,
@@ -128,24 +266,91 @@ pub struct Start {
     pub method: Method,
     /// True until the gap closes.
     pub open: bool,
+    /// A DB failure (or a failed engine probe) after the start proved the gap
+    /// real. An unconfirmed start closes with gap 0 and nothing at risk.
+    #[serde(default)]
+    pub confirmed: bool,
+    /// Requests served inside the gap (attributed when it closes).
+    #[serde(default)]
+    pub requests: u64,
+    /// Outages of this start, oldest first (bounded).
+    #[serde(default)]
+    pub outages: VecDeque<Outage>,
+    /// Log method: requests up to the last failure so far.
+    #[serde(default)]
+    provisional_requests: u64,
 }
 
 impl Start {
-    /// Whether a record at `ts` fell inside this start's gap. Requests read
-    /// after a probe closed the gap still count when their timestamp is inside it.
-    pub fn covers(&self, ts: Option<Timestamp>) -> bool {
-        let after_start = match (self.listening_at, ts) {
-            (Some(l), Some(t)) => t >= l,
-            _ => true,
-        };
-        if self.open {
-            return after_start;
-        }
-        match (self.listening_at, self.gap_seconds, ts) {
-            (Some(l), Some(g), Some(t)) => after_start && t.seconds_since(l) < g,
-            _ => false,
+    /// A start that opened at `at`, its gap open and not yet confirmed.
+    pub fn new(at: Option<Timestamp>, method: Method) -> Start {
+        Start {
+            listening_at: at,
+            engine_ready_at: None,
+            last_db_error_at: None,
+            gap_seconds: None,
+            method,
+            open: true,
+            confirmed: false,
+            requests: 0,
+            outages: VecDeque::new(),
+            provisional_requests: 0,
         }
     }
+
+    /// True while a confirmed gap is open: the pod is failing its DB calls now.
+    pub fn in_gap(&self) -> bool {
+        self.open && self.confirmed
+    }
+
+    /// How long a still-open confirmed gap had been failing (listening → last failure).
+    pub fn failing_seconds(&self) -> Option<f64> {
+        match (self.listening_at, self.last_db_error_at) {
+            (Some(l), Some(e)) if self.confirmed => Some(e.seconds_since(l).max(0.0)),
+            _ => None,
+        }
+    }
+
+    /// The open outage, if any.
+    pub fn open_outage(&self) -> Option<&Outage> {
+        self.outages.back().filter(|o| o.open)
+    }
+
+    /// Whether a late-read request at `t` falls inside this start's closed,
+    /// confirmed gap.
+    fn gap_covers(&self, t: Timestamp) -> bool {
+        if self.open || !self.confirmed {
+            return false;
+        }
+        let Some(l) = self.listening_at else {
+            return false;
+        };
+        match self.method {
+            Method::Log => self.last_db_error_at.is_some_and(|e| t >= l && t <= e),
+            Method::Probe => self.engine_ready_at.is_some_and(|r| t >= l && t < r),
+        }
+    }
+}
+
+/// Where the current container run is: Uvicorn's lines tell a new run from
+/// another worker of the same one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// `Started parent process` seen: workers follow, their lines are not new runs.
+    #[serde(default)]
+    pub parent: bool,
+    /// The run's start is open (the first `Application startup complete.`).
+    #[serde(default)]
+    pub accepted: bool,
+    /// `Uvicorn running on …` came before anything accepted (a fallback start).
+    #[serde(default)]
+    pub bound: bool,
+    /// Its record time.
+    #[serde(default)]
+    pub bound_at: Option<Timestamp>,
+    /// `Shutting down` seen: failures from here on are the shutdown's.
+    #[serde(default)]
+    pub stopping: bool,
 }
 
 /// Everything the agent knows about one pod.
@@ -162,9 +367,18 @@ pub struct PodTimeline {
     /// Since when the gap-closing probe target has been up (down→up transition).
     #[serde(default)]
     pub up_since: Option<Timestamp>,
+    /// The latest failed probe of the gap-closing target.
+    #[serde(default)]
+    pub last_down_probe_at: Option<Timestamp>,
     /// Whether the proxy port was accepting connections at the last readiness probe.
     #[serde(default)]
     pub proxy_accepting: bool,
+    /// The current container run (log lines).
+    #[serde(default)]
+    pub run: RunState,
+    /// Requests not yet attributed (open gap or outage).
+    #[serde(default)]
+    pending: PendingRequests,
     /// Targets probed for this pod: with a gap-closing target, gaps use the probe method.
     /// Configuration, not state: re-registered at every start.
     #[serde(skip)]
@@ -175,9 +389,21 @@ pub struct PodTimeline {
 }
 
 impl PodTimeline {
-    /// The start whose gap is open, if any.
+    /// The latest start while its gap is open (confirmed or not).
     pub fn open_start(&self) -> Option<&Start> {
         self.starts.back().filter(|s| s.open)
+    }
+
+    /// True while the pod is inside a confirmed start-up gap.
+    pub fn in_gap(&self) -> bool {
+        self.starts.back().is_some_and(Start::in_gap)
+    }
+
+    /// True while the latest start has an open outage.
+    pub fn in_outage(&self) -> bool {
+        self.starts
+            .back()
+            .is_some_and(|s| s.open_outage().is_some())
     }
 
     /// The target whose success closes a gap: the engine when probed, else LiteLLM's readiness.
@@ -228,6 +454,15 @@ pub struct TrackerState {
     pub pods: Vec<(PodRef, PodTimeline)>,
     pub histograms: Vec<(String, Method, GapHistogram)>,
     pub pods_dropped: u64,
+    #[serde(default)]
+    pub outage_histograms: Vec<(String, Method, GapHistogram)>,
+}
+
+/// Which histogram family an observation goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Measured {
+    Gap,
+    Outage,
 }
 
 /// All pods on this node (or the one pod of a sidecar).
@@ -236,8 +471,15 @@ pub struct Tracker {
     cfg: TimelineConfig,
     pods: HashMap<PodRef, PodTimeline>,
     histograms: HashMap<(String, Method), GapHistogram>,
+    outage_histograms: HashMap<(String, Method), GapHistogram>,
     pods_dropped: u64,
 }
+
+/// Outages kept per start for the API and reports.
+const OUTAGES_KEPT: usize = 64;
+
+/// A closed measurement to put into a histogram.
+type Observation = (Measured, f64, Method);
 
 impl Tracker {
     /// An empty tracker.
@@ -250,29 +492,44 @@ impl Tracker {
 
     /// Replaces the state with a checkpointed one (counters continue from it).
     pub fn restore(&mut self, state: TrackerState) {
-        self.pods = state.pods.into_iter().collect();
-        self.histograms = state
-            .histograms
+        self.pods = state
+            .pods
             .into_iter()
-            .map(|(ns, m, h)| ((ns, m), h))
+            .map(|(k, mut p)| {
+                // A v1 file knows no runs: a pod with starts is inside one.
+                if !p.run.accepted && !p.starts.is_empty() {
+                    p.run.accepted = true;
+                }
+                for s in p.starts.iter_mut() {
+                    s.confirmed |= s.last_db_error_at.is_some();
+                }
+                (k, p)
+            })
             .collect();
+        let to_map = |v: Vec<(String, Method, GapHistogram)>| {
+            v.into_iter().map(|(ns, m, h)| ((ns, m), h)).collect()
+        };
+        self.histograms = to_map(state.histograms);
+        self.outage_histograms = to_map(state.outage_histograms);
         self.pods_dropped = state.pods_dropped;
     }
 
     /// A copy of the state for the checkpoint.
     pub fn snapshot(&self) -> TrackerState {
+        let to_vec = |m: &HashMap<(String, Method), GapHistogram>| {
+            m.iter()
+                .map(|((ns, m), h)| (ns.clone(), *m, h.clone()))
+                .collect()
+        };
         TrackerState {
             pods: self
                 .pods
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            histograms: self
-                .histograms
-                .iter()
-                .map(|((ns, m), h)| (ns.clone(), *m, h.clone()))
-                .collect(),
+            histograms: to_vec(&self.histograms),
             pods_dropped: self.pods_dropped,
+            outage_histograms: to_vec(&self.outage_histograms),
         }
     }
 
@@ -289,6 +546,13 @@ impl Tracker {
     /// Gap histograms by (namespace, method).
     pub fn histograms(&self) -> impl Iterator<Item = (&str, Method, &GapHistogram)> {
         self.histograms
+            .iter()
+            .map(|((ns, m), h)| (ns.as_str(), *m, h))
+    }
+
+    /// Outage-duration histograms by (namespace, method).
+    pub fn outage_histograms(&self) -> impl Iterator<Item = (&str, Method, &GapHistogram)> {
+        self.outage_histograms
             .iter()
             .map(|((ns, m), h)| (ns.as_str(), *m, h))
     }
@@ -327,24 +591,40 @@ impl Tracker {
         if let Some(ts) = ev.ts {
             p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
         }
-        let mut closed = None;
+        let mut observed = Vec::new();
         if let Some(ts) = ev.ts {
-            closed = close_if_quiet(p, ts, &cfg);
+            close_if_quiet(p, ts, &cfg, &mut observed);
         }
-        let in_gap = p.starts.back().is_some_and(|s| s.covers(ev.ts));
         let c = &mut p.counts;
         match ev.kind {
             EventKind::DbConnectError(op) => {
-                c.db_connect_errors[op as usize] += 1;
-                if let Some(s) = p.starts.back_mut().filter(|s| s.open) {
-                    if let Some(ts) = ev.ts {
-                        s.last_db_error_at = Some(s.last_db_error_at.map_or(ts, |l| l.max(ts)));
+                *c.db_connect_errors.entry(op).or_default() += 1;
+                if p.run.stopping {
+                    // The run is shutting down (its engine often dies first).
+                } else if !p.run.accepted && !p.run.parent {
+                    if p.run.bound {
+                        // A single server bound and failing without ever
+                        // logging `Application startup complete.`: the bind
+                        // was the start. (With workers, failures before the
+                        // first accept are the workers' start-up, not traffic.)
+                        open_start(p, p.run.bound_at, cfg.starts_kept, &mut observed);
                     }
+                    db_failure(p, ev.ts);
+                } else {
+                    db_failure(p, ev.ts);
                 }
+            }
+            EventKind::ProxyStopping => {
+                if p.run.accepted && !p.run.stopping {
+                    supersede(p, &mut observed);
+                }
+                p.run.stopping = true;
             }
             EventKind::SpendBatchDropped => c.spend_batches_dropped += 1,
             EventKind::SpendRowsRequeued(n) => c.spend_rows_requeued += n,
             EventKind::SpendRowsLost(n) => c.spend_rows_lost += n,
+            EventKind::SpendUpdatesFailed => c.spend_updates_failed += 1,
+            EventKind::EngineRestart => c.engine_restarts += 1,
             EventKind::BudgetCacheMiss => c.budget_cache_misses += 1,
             EventKind::ConfigLoadFailure(ConfigKind::Deployments) => {
                 c.deployment_load_failures += 1
@@ -354,121 +634,128 @@ impl Tracker {
             }
             EventKind::EngineDistroFallback => c.engine_distro_fallbacks += 1,
             EventKind::RequestServed => {
-                if in_gap {
-                    c.requests_during_gap += 1;
+                if !p.run.accepted && p.run.bound {
+                    // Serving without ever logging `Application startup
+                    // complete.`: the bind was the start.
+                    open_start(p, p.run.bound_at, cfg.starts_kept, &mut observed);
+                }
+                request_served(p, ev.ts);
+            }
+            EventKind::ProcessStarted { parent } => {
+                // After this run accepted traffic, a parent process (workers)
+                // or a second single process is a new container run.
+                if p.run.accepted && (parent || !p.run.parent) {
+                    supersede(p, &mut observed);
+                    p.run = RunState::default();
+                }
+                p.run.parent |= parent;
+            }
+            EventKind::ProxyAccepting => {
+                if !p.run.accepted {
+                    open_start(p, ev.ts, cfg.starts_kept, &mut observed);
                 }
             }
             EventKind::ProxyListening => {
-                // A new start ends the previous one's gap, whatever its state.
-                if let Some(prev) = close_open(p) {
-                    closed = closed.or(Some(prev));
-                }
-                if let Some(c2) = self.open_start(pod, ev.ts) {
-                    // `open_start` may close the new start at once (engine already up).
-                    self.record_gap(&pod.namespace, c2);
+                if !p.run.accepted && !p.run.bound {
+                    p.run.bound = true;
+                    p.run.bound_at = ev.ts;
                 }
             }
         }
-        if let Some(c) = closed {
-            self.record_gap(&pod.namespace, c);
-        }
+        self.record(&pod.namespace, observed);
     }
 
-    /// Opens a new start for `pod`; returns a gap when it closes immediately.
-    fn open_start(&mut self, pod: &PodRef, at: Option<Timestamp>) -> Option<(f64, Method)> {
-        let kept = self.cfg.starts_kept;
-        let p = self.pods.get_mut(pod)?;
-        p.counts.proxy_starts += 1;
-        let method = if p.gap_target().is_some() {
-            Method::Probe
-        } else {
-            Method::Log
-        };
-        let mut start = Start {
-            listening_at: at,
-            engine_ready_at: None,
-            last_db_error_at: None,
-            gap_seconds: None,
-            method,
-            open: true,
-        };
-        if method == Method::Probe {
-            if let (Some(up), Some(at)) = (p.up_since, at) {
-                // The engine came up before or after the listening line was read:
-                // either way the gap is known now.
-                start.engine_ready_at = Some(up.max(at));
-                start.gap_seconds = Some(up.seconds_since(at).max(0.0));
-                start.open = false;
-            }
+    fn record(&mut self, namespace: &str, observed: Vec<Observation>) {
+        for (what, v, method) in observed {
+            let map = match what {
+                Measured::Gap => &mut self.histograms,
+                Measured::Outage => &mut self.outage_histograms,
+            };
+            map.entry((namespace.to_string(), method))
+                .or_default()
+                .observe(v);
         }
-        let result = (!start.open).then(|| (start.gap_seconds.unwrap_or(0.0), method));
-        p.starts.push_back(start);
-        while p.starts.len() > kept.max(1) {
-            p.starts.pop_front();
-        }
-        result
-    }
-
-    fn record_gap(&mut self, namespace: &str, (gap, method): (f64, Method)) {
-        self.histograms
-            .entry((namespace.to_string(), method))
-            .or_default()
-            .observe(gap);
     }
 
     /// Moves a pod's record clock forward (end of a read chunk): closes a
-    /// log-method gap whose quiet period has passed in record time.
+    /// log-method gap or outage whose quiet period has passed in record time.
     pub fn advance(&mut self, pod: &PodRef, ts: Timestamp) {
         let cfg = self.cfg.clone();
         let Some(p) = self.pods.get_mut(pod) else {
             return;
         };
         p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
-        if let Some(c) = close_if_quiet(p, ts, &cfg) {
-            self.record_gap(&pod.namespace, c);
-        }
+        let mut observed = Vec::new();
+        close_if_quiet(p, ts, &cfg, &mut observed);
+        self.record(&pod.namespace, observed);
     }
 
     /// Live mode, called when every file has been read to its end: a pod whose
     /// log has been silent for the quiet period (wall time) has its log-method
-    /// gap closed. The gap's value still comes from record timestamps.
+    /// gap or outage closed. Their values still come from record timestamps.
     pub fn tick(&mut self, now: Timestamp) {
         let cfg = self.cfg.clone();
         let mut closed = Vec::new();
         for (pod, p) in self.pods.iter_mut() {
-            let Some(s) = p.open_start() else { continue };
-            if s.method != Method::Log {
+            let Some(s) = p.starts.back() else { continue };
+            if s.method != Method::Log || !(s.open || s.open_outage().is_some()) {
                 continue;
             }
             let last = p.last_record_at.or(s.listening_at);
             if last.is_some_and(|l| now.seconds_since(l) > cfg.quiet_period_secs) {
-                if let Some(c) = close_open(p) {
-                    closed.push((pod.namespace.clone(), c));
-                }
+                let mut observed = Vec::new();
+                close_if_quiet(p, now, &cfg, &mut observed);
+                closed.push((pod.namespace.clone(), observed));
             }
         }
-        for (ns, c) in closed {
-            self.record_gap(&ns, c);
+        for (ns, observed) in closed {
+            self.record(&ns, observed);
         }
     }
 
-    /// End of input (report): every open gap closes as of what was seen.
+    /// End of input (`report`): an unconfirmed gap closes with 0; a confirmed
+    /// one whose quiet period the input did not reach stays open (still
+    /// failing when the logs end), with the requests up to its last failure;
+    /// so does an outage.
     pub fn finish(&mut self) {
         let mut closed = Vec::new();
         for (pod, p) in self.pods.iter_mut() {
-            if p.open_start().is_some_and(|s| s.method == Method::Log) {
-                if let Some(c) = close_open(p) {
-                    closed.push((pod.namespace.clone(), c));
+            let mut observed = Vec::new();
+            if let Some(s) = p.starts.back_mut() {
+                if s.open && !s.confirmed && s.method == Method::Log {
+                    close_gap(s, &mut p.counts, &mut p.pending, None, &mut observed);
+                } else if s.open {
+                    if let Some(e) = s.last_db_error_at.filter(|_| s.confirmed) {
+                        s.provisional_requests += p.pending.take_until(e, true);
+                    }
+                    s.requests += s.provisional_requests;
+                    p.counts.requests_during_gap += s.provisional_requests;
+                    s.provisional_requests = 0;
+                    p.pending.clear();
+                } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
+                    if let Some(l) = o.last_failure_at {
+                        o.provisional_requests += p.pending.take_until(l, true);
+                    }
+                    o.requests += o.provisional_requests;
+                    p.counts.requests_during_outage += o.provisional_requests;
+                    o.provisional_requests = 0;
+                    p.pending.clear();
+                    o.seconds = match (o.started_at, o.last_failure_at) {
+                        (Some(a), Some(b)) => Some(b.seconds_since(a).max(0.0)),
+                        _ => None,
+                    };
                 }
             }
+            closed.push((pod.namespace.clone(), observed));
         }
-        for (ns, c) in closed {
-            self.record_gap(&ns, c);
+        for (ns, observed) in closed {
+            self.record(&ns, observed);
         }
     }
 
     /// Applies a probe result for `pod`.
     pub fn apply_probe(&mut self, pod: &PodRef, o: &ProbeOutcome) {
+        let kept = self.cfg.starts_kept;
         let Some(p) = self.entry(pod) else { return };
         p.last_activity = Some(o.at);
         let idx = Target::ALL.iter().position(|t| *t == o.target).unwrap_or(0);
@@ -489,36 +776,27 @@ impl Tracker {
                 && p.last_record_at.is_none();
             p.proxy_accepting = accepting;
         }
-        let mut closed = None;
+        let mut observed = Vec::new();
         if p.gap_target() == Some(o.target) {
             if up && !was_up {
                 p.up_since = Some(o.at);
-                if let Some(s) = p
-                    .starts
-                    .back_mut()
-                    .filter(|s| s.open && s.method == Method::Probe)
-                {
-                    s.engine_ready_at = Some(o.at);
-                    s.open = false;
-                    s.gap_seconds = s.listening_at.map(|l| o.at.seconds_since(l).max(0.0));
-                    closed = s.gap_seconds.map(|g| (g, Method::Probe));
-                }
+                engine_answered(p, o.at, &mut observed);
             } else if !up {
                 p.up_since = None;
+                p.last_down_probe_at = Some(o.at);
+                engine_failed(p, o.at, was_up);
             }
-        }
-        if let Some(c) = closed {
-            self.record_gap(&pod.namespace, c);
         }
         if new_start {
-            if let Some(c) = self.open_start(pod, Some(o.at)) {
-                self.record_gap(&pod.namespace, c);
-            }
+            open_start(p, Some(o.at), kept, &mut observed);
+            p.run.accepted = true;
         }
+        self.record(&pod.namespace, observed);
     }
 
-    /// Forgets pods that have no live source (`live`) and no activity for the TTL.
-    /// Returns how many were expired.
+    /// Forgets pods that have no live source (`live`) and no activity for the
+    /// TTL, and the histograms of namespaces left without pods. Returns how
+    /// many series groups (pods and histograms) were expired.
     pub fn expire(&mut self, now: Timestamp, live: &HashSet<PodRef>) -> usize {
         let ttl = self.cfg.pod_ttl_secs;
         let before = self.pods.len();
@@ -535,45 +813,348 @@ impl Tracker {
                 }
             }
         });
-        before - self.pods.len()
+        let mut expired = before - self.pods.len();
+        if expired > 0 {
+            let namespaces: HashSet<&str> =
+                self.pods.keys().map(|p| p.namespace.as_str()).collect();
+            for map in [&mut self.histograms, &mut self.outage_histograms] {
+                let n = map.len();
+                map.retain(|(ns, _), _| namespaces.contains(ns.as_str()));
+                expired += n - map.len();
+            }
+        }
+        expired
     }
 }
 
-/// Closes the open gap when `ts` is past its quiet deadline (log method only).
+/// Opens a new start (one container run) at `at`.
+fn open_start(
+    p: &mut PodTimeline,
+    at: Option<Timestamp>,
+    kept: usize,
+    observed: &mut Vec<Observation>,
+) {
+    supersede(p, observed);
+    p.run.accepted = true;
+    p.counts.proxy_starts += 1;
+    let method = if p.gap_target().is_some() {
+        Method::Probe
+    } else {
+        Method::Log
+    };
+    let mut start = Start::new(at, method);
+    if method == Method::Probe {
+        // A failed probe already read at or after the start confirms it.
+        start.confirmed = match (p.last_down_probe_at, at) {
+            (Some(d), Some(at)) => d >= at,
+            _ => false,
+        };
+        if let (Some(up), Some(at)) = (p.up_since, at) {
+            // The engine came up before or after the start was read: either
+            // way the gap is known now.
+            start.confirmed = p.last_down_probe_at.is_some_and(|d| d >= at && d < up);
+            start.engine_ready_at = Some(up.max(at));
+            start.gap_seconds = Some(if start.confirmed {
+                up.seconds_since(at).max(0.0)
+            } else {
+                0.0
+            });
+            start.open = false;
+            observed.push((Measured::Gap, start.gap_seconds.unwrap_or(0.0), method));
+        }
+    }
+    p.pending.clear();
+    p.starts.push_back(start);
+    while p.starts.len() > kept.max(1) {
+        p.starts.pop_front();
+    }
+}
+
+/// A DB failure at `ts`: confirms and extends the open gap (log method), or
+/// opens / extends an outage after the gap closed.
+fn db_failure(p: &mut PodTimeline, ts: Option<Timestamp>) {
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    if s.open {
+        let after_start = match (s.listening_at, ts) {
+            (Some(l), Some(t)) => t >= l,
+            _ => true,
+        };
+        if !after_start {
+            return;
+        }
+        s.confirmed = true;
+        if let Some(t) = ts {
+            s.last_db_error_at = Some(s.last_db_error_at.map_or(t, |l| l.max(t)));
+            if s.method == Method::Log {
+                s.provisional_requests += p.pending.take_until(t, true);
+            }
+        }
+        return;
+    }
+    if s.method != Method::Log {
+        // Probe-method pods measure outages by the probe (exact).
+        return;
+    }
+    match s.outages.back_mut().filter(|o| o.open) {
+        Some(o) => {
+            if let Some(t) = ts {
+                o.last_failure_at = Some(o.last_failure_at.map_or(t, |l| l.max(t)));
+                o.provisional_requests += p.pending.take_until(t, true);
+            }
+        }
+        None => {
+            p.counts.db_outages += 1;
+            p.pending.clear();
+            s.outages.push_back(Outage {
+                started_at: ts,
+                last_failure_at: ts,
+                ended_at: None,
+                seconds: None,
+                method: Method::Log,
+                requests: 0,
+                open: true,
+                provisional_requests: 0,
+            });
+            while s.outages.len() > OUTAGES_KEPT {
+                s.outages.pop_front();
+            }
+        }
+    }
+}
+
+/// A request served at `ts`: pending while a gap or outage is open, else
+/// attributed at once when a late read falls inside a closed one.
+fn request_served(p: &mut PodTimeline, ts: Option<Timestamp>) {
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    let Some(t) = ts else {
+        // Without record times only "while it is failing" can be told.
+        if s.in_gap() {
+            s.provisional_requests += 1;
+        } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
+            o.provisional_requests += 1;
+        }
+        return;
+    };
+    if s.open {
+        if s.listening_at.is_none_or(|l| t >= l) {
+            p.pending.push(t);
+        }
+        return;
+    }
+    if let Some(o) = s.outages.back().filter(|o| o.open) {
+        if o.started_at.is_none_or(|a| t >= a) {
+            p.pending.push(t);
+            return;
+        }
+    }
+    if s.gap_covers(t) {
+        s.requests += 1;
+        p.counts.requests_during_gap += 1;
+        return;
+    }
+    if let Some(o) = s
+        .outages
+        .iter_mut()
+        .rev()
+        .find(|o| !o.open && outage_covers(o, t))
+    {
+        o.requests += 1;
+        p.counts.requests_during_outage += 1;
+    }
+}
+
+fn outage_covers(o: &Outage, t: Timestamp) -> bool {
+    match (o.started_at, o.ended_at) {
+        (Some(a), Some(e)) => match o.method {
+            Method::Log => t >= a && t <= e,
+            Method::Probe => t >= a && t < e,
+        },
+        _ => false,
+    }
+}
+
+/// The gap-closing probe target answered at `at` (after not answering).
+fn engine_answered(p: &mut PodTimeline, at: Timestamp, observed: &mut Vec<Observation>) {
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    if s.open && s.method == Method::Probe {
+        close_gap(s, &mut p.counts, &mut p.pending, Some(at), observed);
+        return;
+    }
+    if let Some(o) = s
+        .outages
+        .back_mut()
+        .filter(|o| o.open && o.method == Method::Probe)
+    {
+        o.open = false;
+        o.ended_at = Some(at);
+        o.seconds = o.started_at.map(|a| at.seconds_since(a).max(0.0));
+        o.requests = p.pending.take_until(at, false);
+        p.pending.clear();
+        p.counts.requests_during_outage += o.requests;
+        observed.push((Measured::Outage, o.seconds.unwrap_or(0.0), Method::Probe));
+    }
+}
+
+/// The gap-closing probe target failed at `at`; `was_up`: it answered before.
+fn engine_failed(p: &mut PodTimeline, at: Timestamp, was_up: bool) {
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    if s.open {
+        if s.method == Method::Probe && s.listening_at.is_none_or(|l| at >= l) {
+            s.confirmed = true;
+        }
+        return;
+    }
+    if s.method != Method::Probe || !was_up || s.open_outage().is_some() {
+        return;
+    }
+    p.counts.db_outages += 1;
+    p.pending.clear();
+    s.outages.push_back(Outage {
+        started_at: Some(at),
+        last_failure_at: Some(at),
+        ended_at: None,
+        seconds: None,
+        method: Method::Probe,
+        requests: 0,
+        open: true,
+        provisional_requests: 0,
+    });
+    while s.outages.len() > OUTAGES_KEPT {
+        s.outages.pop_front();
+    }
+}
+
+/// Closes the start's gap: probe method at `ready`, log method at its last
+/// failure (0 when unconfirmed). Attributes its requests and records it.
+fn close_gap(
+    s: &mut Start,
+    counts: &mut Counts,
+    pending: &mut PendingRequests,
+    ready: Option<Timestamp>,
+    observed: &mut Vec<Observation>,
+) {
+    s.open = false;
+    match (s.method, ready) {
+        (Method::Probe, Some(r)) => {
+            s.engine_ready_at = Some(r);
+            if s.confirmed {
+                s.gap_seconds = s.listening_at.map(|l| r.seconds_since(l).max(0.0));
+                s.requests = pending.take_until(r, false);
+            } else {
+                s.gap_seconds = s.listening_at.map(|_| 0.0);
+            }
+        }
+        _ => {
+            if let Some(e) = s.last_db_error_at.filter(|_| s.confirmed) {
+                s.provisional_requests += pending.take_until(e, true);
+            }
+            s.gap_seconds = match (s.listening_at, s.last_db_error_at) {
+                (Some(l), Some(e)) if s.confirmed => Some(e.seconds_since(l).max(0.0)),
+                (Some(_), _) => Some(0.0),
+                _ => None,
+            };
+            s.requests = if s.confirmed {
+                s.provisional_requests
+            } else {
+                0
+            };
+        }
+    }
+    pending.clear();
+    counts.requests_during_gap += s.requests;
+    if let Some(g) = s.gap_seconds {
+        observed.push((Measured::Gap, g, s.method));
+    }
+}
+
+/// Closes what the quiet period has ended by record time `ts` (log method):
+/// the open gap, or the open outage.
 fn close_if_quiet(
     p: &mut PodTimeline,
     ts: Timestamp,
     cfg: &TimelineConfig,
-) -> Option<(f64, Method)> {
-    let s = p.starts.back()?;
-    if !s.open || s.method != Method::Log {
-        return None;
+    observed: &mut Vec<Observation>,
+) {
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    if s.method != Method::Log {
+        return;
     }
-    let anchor = s.last_db_error_at.or(s.listening_at)?;
-    if ts.seconds_since(anchor) > cfg.quiet_period_secs {
-        close_open(p)
-    } else {
-        None
+    if s.open {
+        let anchor = if s.confirmed {
+            s.last_db_error_at.or(s.listening_at)
+        } else {
+            s.listening_at
+        };
+        if anchor.is_some_and(|a| ts.seconds_since(a) > cfg.quiet_period_secs) {
+            close_gap(s, &mut p.counts, &mut p.pending, None, observed);
+        }
+        return;
+    }
+    if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
+        if o.last_failure_at
+            .is_some_and(|l| ts.seconds_since(l) > cfg.quiet_period_secs)
+        {
+            close_log_outage(o, &mut p.counts, &mut p.pending, observed);
+        }
     }
 }
 
-/// Closes the open gap (log method: end of the error burst; probe method
-/// superseded by a new start: gap unknown). Returns the observed gap.
-fn close_open(p: &mut PodTimeline) -> Option<(f64, Method)> {
-    let s = p.starts.back_mut().filter(|s| s.open)?;
-    s.open = false;
-    match s.method {
-        Method::Log => {
-            let gap = match (s.listening_at, s.last_db_error_at) {
-                (Some(l), Some(e)) => Some(e.seconds_since(l).max(0.0)),
-                (Some(_), None) => Some(0.0),
-                _ => None,
-            };
-            s.gap_seconds = gap;
-            gap.map(|g| (g, Method::Log))
+fn close_log_outage(
+    o: &mut Outage,
+    counts: &mut Counts,
+    pending: &mut PendingRequests,
+    observed: &mut Vec<Observation>,
+) {
+    o.open = false;
+    if let Some(l) = o.last_failure_at {
+        o.provisional_requests += pending.take_until(l, true);
+    }
+    o.ended_at = o.last_failure_at;
+    o.seconds = match (o.started_at, o.last_failure_at) {
+        (Some(a), Some(b)) => Some(b.seconds_since(a).max(0.0)),
+        _ => None,
+    };
+    o.requests = o.provisional_requests;
+    pending.clear();
+    counts.requests_during_outage += o.requests;
+    if let Some(v) = o.seconds {
+        observed.push((Measured::Outage, v, o.method));
+    }
+}
+
+/// A new start (or run) supersedes the current one: its open gap closes as
+/// far as it was measured (log: at its last failure; probe: gap unknown), an
+/// open outage ends at its last failure.
+fn supersede(p: &mut PodTimeline, observed: &mut Vec<Observation>) {
+    let Some(s) = p.starts.back_mut() else {
+        return;
+    };
+    if s.open {
+        match s.method {
+            Method::Log => close_gap(s, &mut p.counts, &mut p.pending, None, observed),
+            Method::Probe => {
+                s.open = false;
+                p.pending.clear();
+            }
         }
-        // A probe-method start that never saw the engine come up: no exact gap to report.
-        Method::Probe => None,
+    } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
+        match o.method {
+            Method::Log => close_log_outage(o, &mut p.counts, &mut p.pending, observed),
+            Method::Probe => {
+                o.open = false;
+                p.pending.clear();
+            }
+        }
     }
 }
 
@@ -595,6 +1176,9 @@ mod tests {
             rule: None,
         }
     }
+    fn fail(s: f64) -> Event {
+        ev(s, EventKind::DbConnectError(Operation::GetGenericData))
+    }
     fn pod() -> PodRef {
         PodRef {
             namespace: "llm".into(),
@@ -609,89 +1193,307 @@ mod tests {
             result,
         }
     }
+    fn apply(t: &mut Tracker, events: &[Event]) {
+        for e in events {
+            t.apply_event(&pod(), e);
+        }
+    }
+    fn hist_count(t: &Tracker) -> u64 {
+        t.histograms().map(|(_, _, h)| h.count).sum()
+    }
 
     #[test]
-    fn log_gap_is_last_error_minus_listening() {
+    fn log_gap_ends_at_the_last_failure_and_counts_requests_inside_it_only() {
         let mut t = Tracker::new(TimelineConfig::default());
-        let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(
-            &p,
-            &ev(3.0, EventKind::DbConnectError(Operation::GetGenericData)),
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(3.0),
+                ev(4.0, EventKind::RequestServed),
+                fail(42.5),
+                ev(50.0, EventKind::RequestServed),
+            ],
         );
-        t.apply_event(&p, &ev(4.0, EventKind::RequestServed));
-        t.apply_event(
-            &p,
-            &ev(42.5, EventKind::DbConnectError(Operation::SpendLogsQueue)),
-        );
-        assert!(t.pod(&p).unwrap().open_start().is_some());
-        t.advance(&p, ts(103.0).unwrap());
-        assert!(
-            t.pod(&p).unwrap().open_start().is_none(),
-            "quiet period passed"
-        );
-        let pt = t.pod(&p).unwrap();
+        let pt = t.pod(&pod()).unwrap();
+        assert!(pt.in_gap());
+        assert_eq!(pt.counts.requests_during_gap, 0, "attributed at close");
+        t.advance(&pod(), ts(103.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert!(!pt.in_gap() && pt.open_start().is_none());
         assert_eq!(pt.last_gap(), Some((42.5, Method::Log)));
-        assert_eq!(pt.counts.requests_during_gap, 1);
+        assert_eq!(
+            pt.counts.requests_during_gap, 1,
+            "the request at 50 s was after the burst"
+        );
         assert_eq!(pt.counts.db_connect_errors_total(), 2);
         let (_, _, h) = t.histograms().next().unwrap();
-        assert_eq!(h.count, 1);
-        assert_eq!(h.sum, 42.5);
+        assert_eq!((h.count, h.sum), (1, 42.5));
     }
 
     #[test]
-    fn request_after_gap_is_not_at_risk_and_error_after_quiet_does_not_reopen() {
+    fn a_start_without_failures_has_gap_zero_and_nothing_at_risk() {
         let mut t = Tracker::new(TimelineConfig::default());
-        let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(200.0, EventKind::DbConnectError(Operation::Other)));
-        t.apply_event(&p, &ev(201.0, EventKind::RequestServed));
-        let pt = t.pod(&p).unwrap();
+        apply(&mut t, &[ev(0.0, EventKind::ProxyAccepting)]);
+        for i in 1..50 {
+            t.apply_event(&pod(), &ev(f64::from(i), EventKind::RequestServed));
+            assert!(!t.pod(&pod()).unwrap().in_gap(), "never in gap");
+        }
+        t.advance(&pod(), ts(200.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
         assert_eq!(pt.last_gap(), Some((0.0, Method::Log)));
         assert_eq!(pt.counts.requests_during_gap, 0);
-        assert_eq!(pt.counts.db_connect_errors_total(), 1);
+        assert_eq!(pt.counts.proxy_starts, 1);
     }
 
     #[test]
-    fn second_listening_is_a_new_start() {
+    fn workers_make_one_start_at_the_first_application_startup_complete() {
         let mut t = Tracker::new(TimelineConfig::default());
-        let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(5.0, EventKind::DbConnectError(Operation::Other)));
-        t.apply_event(&p, &ev(10.0, EventKind::ProxyListening));
-        let pt = t.pod(&p).unwrap();
-        assert_eq!(pt.counts.proxy_starts, 2);
-        assert_eq!(pt.starts.len(), 2);
-        assert_eq!(pt.starts[0].gap_seconds, Some(5.0));
-        assert!(pt.starts[1].open);
-        t.finish();
-        assert_eq!(t.pod(&p).unwrap().starts[1].gap_seconds, Some(0.0));
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyListening),
+                ev(0.1, EventKind::ProcessStarted { parent: true }),
+                ev(5.0, EventKind::ProcessStarted { parent: false }),
+                ev(6.0, EventKind::ProcessStarted { parent: false }),
+                fail(10.0),
+                ev(43.0, EventKind::ProxyAccepting),
+                ev(44.0, EventKind::ProxyAccepting),
+                fail(60.0),
+                // A worker respawned later is not a new run.
+                ev(70.0, EventKind::ProcessStarted { parent: false }),
+                ev(75.0, EventKind::ProxyAccepting),
+            ],
+        );
+        t.advance(&pod(), ts(200.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(pt.starts.len(), 1);
+        assert_eq!(pt.starts[0].listening_at, ts(43.0));
+        assert_eq!(pt.last_gap(), Some((17.0, Method::Log)));
+        assert_eq!(
+            pt.counts.db_connect_errors_total(),
+            2,
+            "errors before the start count too"
+        );
     }
 
     #[test]
-    fn probe_closes_gap_exactly() {
+    fn single_process_restart_in_one_stream_is_a_new_start() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProcessStarted { parent: false }),
+                ev(1.0, EventKind::ProxyAccepting),
+                ev(1.0, EventKind::ProxyListening),
+                fail(6.0),
+                ev(30.0, EventKind::ProcessStarted { parent: false }),
+                ev(31.0, EventKind::ProxyAccepting),
+                ev(31.0, EventKind::ProxyListening),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.counts.proxy_starts, 2);
+        assert_eq!(pt.starts[0].gap_seconds, Some(5.0));
+        assert!(pt.starts[1].open && !pt.starts[1].confirmed);
+        t.finish();
+        assert_eq!(t.pod(&pod()).unwrap().starts[1].gap_seconds, Some(0.0));
+    }
+
+    #[test]
+    fn uvicorn_running_is_the_start_when_no_startup_complete_is_logged() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(2.0, EventKind::ProxyListening),
+                fail(5.0),
+                ev(6.0, EventKind::RequestServed),
+                fail(9.0),
+            ],
+        );
+        t.advance(&pod(), ts(100.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.starts[0].listening_at, ts(2.0));
+        assert_eq!(pt.last_gap(), Some((7.0, Method::Log)));
+        assert_eq!(pt.counts.requests_during_gap, 1);
+    }
+
+    #[test]
+    fn a_gap_still_failing_at_the_end_of_input_stays_open() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(10.0),
+                ev(15.0, EventKind::RequestServed),
+                fail(20.0),
+                ev(25.0, EventKind::RequestServed),
+            ],
+        );
+        t.finish();
+        let pt = t.pod(&pod()).unwrap();
+        let s = &pt.starts[0];
+        assert!(s.open && s.confirmed && pt.in_gap());
+        assert_eq!(s.gap_seconds, None, "never reported as a closed gap");
+        assert_eq!(s.failing_seconds(), Some(20.0));
+        assert_eq!(s.requests, 1, "requests up to the last failure");
+        assert_eq!(pt.last_gap(), None);
+        assert_eq!(hist_count(&t), 0);
+    }
+
+    #[test]
+    fn failures_after_the_gap_are_an_outage_of_the_same_start() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(&mut t, &[ev(0.0, EventKind::ProxyAccepting), fail(5.0)]);
+        t.advance(&pod(), ts(70.0).unwrap());
+        assert_eq!(t.pod(&pod()).unwrap().last_gap(), Some((5.0, Method::Log)));
+        apply(
+            &mut t,
+            &[
+                ev(190.0, EventKind::RequestServed),
+                fail(200.0),
+                ev(210.0, EventKind::RequestServed),
+                fail(240.0),
+                ev(250.0, EventKind::RequestServed),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        assert!(pt.in_outage() && !pt.in_gap());
+        assert_eq!(pt.counts.db_outages, 1);
+        t.advance(&pod(), ts(400.0).unwrap());
+        let pt = t.pod(&pod()).unwrap();
+        assert!(!pt.in_outage());
+        let o = &pt.starts[0].outages[0];
+        assert_eq!(
+            (o.seconds, o.requests, o.method),
+            (Some(40.0), 1, Method::Log)
+        );
+        assert_eq!(pt.counts.requests_during_outage, 1);
+        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(
+            pt.last_gap(),
+            Some((5.0, Method::Log)),
+            "the gap stays as it was"
+        );
+        let (_, m, h) = t.outage_histograms().next().unwrap();
+        assert_eq!((m, h.count, h.sum), (Method::Log, 1, 40.0));
+    }
+
+    #[test]
+    fn failures_during_shutdown_open_no_gap_or_outage() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                fail(20.0),
+                ev(21.0, EventKind::RequestServed),
+                ev(26.0, EventKind::ProxyStopping),
+                fail(26.5),
+                ev(26.6, EventKind::RequestServed),
+            ],
+        );
+        t.finish();
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(
+            pt.last_gap(),
+            Some((20.0, Method::Log)),
+            "closed at the last failure before shutdown"
+        );
+        assert_eq!(pt.counts.requests_during_gap, 0);
+        assert_eq!(pt.counts.db_outages, 0);
+        assert_eq!(
+            pt.counts.db_connect_errors_total(),
+            2,
+            "still counted as errors"
+        );
+        // The next run starts clean.
+        apply(
+            &mut t,
+            &[
+                ev(40.0, EventKind::ProcessStarted { parent: false }),
+                ev(41.0, EventKind::ProxyAccepting),
+                fail(45.0),
+            ],
+        );
+        let pt = t.pod(&pod()).unwrap();
+        assert_eq!(pt.counts.proxy_starts, 2);
+        assert!(pt.in_gap());
+    }
+
+    #[test]
+    fn probe_closes_a_confirmed_gap_exactly() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.register_probes(&p, &[Target::Engine]);
-        t.apply_probe(
-            &p,
-            &probe(-1.0, Target::Engine, Err(FailureReason::Refused)),
-        );
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_probe(&p, &probe(1.0, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_event(&p, &ev(3.0, EventKind::RequestServed));
+        t.apply_event(&p, &ev(8.0, EventKind::RequestServed));
         t.apply_probe(&p, &probe(7.25, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((7.25, Method::Probe)));
         assert_eq!(pt.starts[0].engine_ready_at, ts(7.25));
+        assert_eq!(pt.counts.requests_during_gap, 1, "8 s is after readiness");
+        // A request read late whose time is inside the gap still counts.
+        t.apply_event(&p, &ev(5.0, EventKind::RequestServed));
+        assert_eq!(t.pod(&p).unwrap().counts.requests_during_gap, 2);
     }
 
     #[test]
-    fn probe_success_read_before_listening_line_still_gives_gap() {
+    fn an_engine_ready_at_the_first_probe_is_no_gap() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
         t.register_probes(&p, &[Target::Engine]);
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_event(&p, &ev(0.5, EventKind::RequestServed));
+        t.apply_probe(&p, &probe(0.9, Target::Engine, Ok(())));
+        let pt = t.pod(&p).unwrap();
+        assert_eq!(pt.last_gap(), Some((0.0, Method::Probe)));
+        assert_eq!(pt.counts.requests_during_gap, 0);
+    }
+
+    #[test]
+    fn probe_success_read_before_the_start_line_still_gives_the_gap() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        let p = pod();
+        t.register_probes(&p, &[Target::Engine]);
+        t.apply_probe(&p, &probe(2.0, Target::Engine, Err(FailureReason::Refused)));
         t.apply_probe(&p, &probe(5.0, Target::Engine, Ok(())));
-        t.apply_event(&p, &ev(1.0, EventKind::ProxyListening));
+        t.apply_event(&p, &ev(1.0, EventKind::ProxyAccepting));
         assert_eq!(t.pod(&p).unwrap().last_gap(), Some((4.0, Method::Probe)));
+    }
+
+    #[test]
+    fn an_engine_lost_after_the_gap_is_a_probe_outage() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        let p = pod();
+        t.register_probes(&p, &[Target::Engine]);
+        t.apply_probe(&p, &probe(0.5, Target::Engine, Err(FailureReason::Refused)));
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_probe(&p, &probe(4.0, Target::Engine, Ok(())));
+        t.apply_probe(
+            &p,
+            &probe(100.0, Target::Engine, Err(FailureReason::Refused)),
+        );
+        assert!(t.pod(&p).unwrap().in_outage());
+        t.apply_event(&p, &ev(110.0, EventKind::RequestServed));
+        t.apply_probe(
+            &p,
+            &probe(101.0, Target::Engine, Err(FailureReason::Refused)),
+        );
+        t.apply_probe(&p, &probe(130.0, Target::Engine, Ok(())));
+        let pt = t.pod(&p).unwrap();
+        let o = &pt.starts[0].outages[0];
+        assert_eq!((o.seconds, o.requests, o.open), (Some(30.0), 1, false));
+        assert_eq!(
+            (pt.counts.db_outages, pt.counts.requests_during_outage),
+            (1, 1)
+        );
+        assert_eq!(pt.last_gap(), Some((4.0, Method::Probe)));
     }
 
     #[test]
@@ -709,6 +1511,7 @@ mod tests {
             &probe(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
         );
         assert!(t.pod(&p).unwrap().open_start().is_some());
+        t.apply_probe(&p, &probe(3.0, Target::Engine, Err(FailureReason::Refused)));
         t.apply_probe(&p, &probe(9.0, Target::Engine, Ok(())));
         assert_eq!(t.pod(&p).unwrap().last_gap(), Some((7.0, Method::Probe)));
     }
@@ -724,45 +1527,93 @@ mod tests {
                 namespace: "ns".into(),
                 pod: format!("p{i}"),
             };
-            t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
+            t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
         }
         assert_eq!(t.pods().count(), 2);
         assert_eq!(t.pods_dropped(), 3);
     }
 
     #[test]
-    fn snapshot_round_trip_keeps_counts_and_open_gap() {
+    fn snapshot_round_trip_keeps_counts_pending_requests_and_open_gap() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&p, &ev(1.0, EventKind::SpendBatchDropped));
+        apply(
+            &mut t,
+            &[
+                ev(0.0, EventKind::ProxyAccepting),
+                ev(1.0, EventKind::SpendBatchDropped),
+                fail(1.5),
+                ev(1.8, EventKind::RequestServed),
+            ],
+        );
         let json = serde_json::to_string(&t.snapshot()).unwrap();
         let mut t2 = Tracker::new(TimelineConfig::default());
         t2.restore(serde_json::from_str(&json).unwrap());
-        t2.apply_event(&p, &ev(2.0, EventKind::DbConnectError(Operation::Other)));
+        t2.apply_event(&p, &fail(2.0));
         t2.advance(&p, ts(100.0).unwrap());
         let pt = t2.pod(&p).unwrap();
         assert_eq!(pt.counts.spend_batches_dropped, 1);
         assert_eq!(pt.last_gap(), Some((2.0, Method::Log)));
+        assert_eq!(
+            pt.counts.requests_during_gap, 1,
+            "the pending request survived"
+        );
+        // A later worker's line is not a new start after a restore.
+        t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting));
+        assert_eq!(t2.pod(&p).unwrap().counts.proxy_starts, 1);
     }
 
     #[test]
-    fn expiry_spares_live_pods() {
+    fn v1_counts_with_the_positional_operation_array_are_read() {
+        let v1 = r#"{"db_connect_errors":[1,2,3,4,5,6,7],"spend_batches_dropped":1,
+            "spend_rows_requeued":0,"spend_rows_lost":37,"budget_cache_misses":2,
+            "deployment_load_failures":0,"credential_load_failures":0,
+            "engine_distro_fallbacks":0,"proxy_starts":1,"requests_during_gap":9}"#;
+        let c: Counts = serde_json::from_str(v1).unwrap();
+        assert_eq!(c.db_connect_errors_for(Operation::SpendLogsQueue), 1);
+        assert_eq!(c.db_connect_errors_for(Operation::UpdateSpend), 6);
+        assert_eq!(c.db_connect_errors_for(Operation::Other), 7);
+        assert_eq!(c.db_connect_errors_for(Operation::Database), 0);
+        assert_eq!((c.spend_rows_lost, c.requests_during_gap), (37, 9));
+        let again: Counts = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c, "v2 writes by name and reads it back");
+        assert!(serde_json::from_str::<Counts>(&v1.replace("[1,2,3,4,5,6,7]", "[1,2]")).is_err());
+    }
+
+    #[test]
+    fn pending_requests_are_bounded() {
+        let mut pr = PendingRequests::default();
+        for i in 0..(PENDING_KEPT as i64 + 100) {
+            pr.push(Timestamp(i));
+        }
+        assert_eq!(pr.at.len(), PENDING_KEPT);
+        assert_eq!(
+            pr.take_until(Timestamp(i64::MAX), true),
+            PENDING_KEPT as u64 + 100
+        );
+    }
+
+    #[test]
+    fn expiry_spares_live_pods_and_drops_histograms_of_empty_namespaces() {
         let mut t = Tracker::new(TimelineConfig {
             pod_ttl_secs: 10.0,
             ..Default::default()
         });
-        let (a, b) = (
-            pod(),
-            PodRef {
-                namespace: "llm".into(),
-                pod: "gone".into(),
-            },
-        );
-        t.apply_event(&a, &ev(0.0, EventKind::ProxyListening));
-        t.apply_event(&b, &ev(0.0, EventKind::ProxyListening));
+        let a = pod();
+        let b = PodRef {
+            namespace: "gone-ns".into(),
+            pod: "gone".into(),
+        };
+        for p in [&a, &b] {
+            t.apply_event(p, &ev(0.0, EventKind::ProxyAccepting));
+            t.apply_event(p, &fail(1.0));
+            t.advance(p, ts(100.0).unwrap());
+        }
+        assert_eq!(t.histograms().count(), 2);
         let live: HashSet<PodRef> = [a.clone()].into();
-        assert_eq!(t.expire(Timestamp::now().plus_secs(60.0), &live), 1);
+        assert_eq!(t.expire(Timestamp::now().plus_secs(60.0), &live), 2);
         assert!(t.pod(&a).is_some() && t.pod(&b).is_none());
+        assert_eq!(t.histograms().count(), 1);
+        assert_eq!(t.histograms().next().unwrap().0, "llm");
     }
 }

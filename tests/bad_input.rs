@@ -501,3 +501,166 @@ fn permission_denied_paths_are_counted() {
     assert!(n >= 2.0, "permission_denied = {n}:\n{}", agent.metrics());
     assert_healthy(&mut agent);
 }
+
+/// Runs the binary to completion within a deadline; (exit code, stderr).
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let err = tempfile::NamedTempFile::new().expect("temp file");
+    let mut child = Command::new(support::bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(err.reopen().expect("reopen"))
+        .spawn()
+        .expect("spawn");
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} {env:?} kept running with an unbounded setting");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(err.path()).unwrap_or_default();
+    (status.code(), text)
+}
+
+/// Settings beyond their bounds, from the file, a flag or the environment:
+/// the agent refuses to start (exit 1, or 2 for a flag clap rejects) with a
+/// message naming the key; it never panics (exit 101) or starts and then
+/// loses a thread. On main, the first two panicked / started.
+#[test]
+fn out_of_range_settings_are_refused_by_key_from_file_flag_and_env() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let file = |name: &str, extra: &str| -> String {
+        let base = std::fs::read_to_string(tree.config(port, "")).expect("config");
+        // Drop the base file's value of a key the case sets itself.
+        let key = extra.split(['=', ' ']).next().unwrap_or("");
+        let kept: String = base
+            .lines()
+            .filter(|l| key.is_empty() || !l.starts_with(key))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p = tree.dir.path().join(name);
+        std::fs::write(&p, format!("{kept}{extra}\n")).expect("write");
+        p.display().to_string()
+    };
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                "check-config".into(),
+                file("a.toml", "checkpoint_interval = \"99999999999999999999s\""),
+            ],
+            vec![],
+            "checkpoint_interval",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file("b.toml", "poll_interval = \"10000000000000000000s\""),
+            ],
+            vec![],
+            "poll_interval",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file("c.toml", "quiet_period = 1e300"),
+            ],
+            vec![],
+            "quiet_period",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file("d.toml", "otlp_interval = \"48h\""),
+            ],
+            vec![],
+            "otlp_interval",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file(
+                    "e.toml",
+                    "[probe]\nfast_interval = \"10000000000000000000s\"",
+                ),
+            ],
+            vec![],
+            "fast_interval",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file("f.toml", "[probe]\nslow_interval = \"2h\""),
+            ],
+            vec![],
+            "probe.slow_interval",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file("g.toml", "max_line_bytes = 1000000000000"),
+            ],
+            vec![],
+            "max_line_bytes",
+        ),
+        (
+            vec!["run".into(), "-c".into(), file("h.toml", "")],
+            vec![("LITELLM_SENTINEL_QUIET_PERIOD", "99999999999999h")],
+            "quiet-period",
+        ),
+        (
+            vec!["run".into(), "-c".into(), file("i.toml", "")],
+            vec![("LITELLM_SENTINEL_QUIET_PERIOD", "2h")],
+            "quiet_period",
+        ),
+        (
+            vec![
+                "run".into(),
+                "-c".into(),
+                file("j.toml", ""),
+                "--max-pods=1000000".into(),
+            ],
+            vec![],
+            "max_pods",
+        ),
+        (
+            vec!["run".into(), "-c".into(), file("k.toml", "")],
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "18446744073709551615"),
+            ],
+            "OTEL_METRIC_EXPORT_INTERVAL",
+        ),
+    ];
+    for (args, env, key) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = run_to_exit(&args, env);
+        assert!(
+            matches!(code, Some(1) | Some(2)),
+            "{args:?} {env:?}: exit {code:?}, want 1 or 2:\n{err}"
+        );
+        assert!(
+            !err.contains("panicked"),
+            "{args:?} {env:?} panicked:\n{err}"
+        );
+        assert!(
+            err.contains(key),
+            "{args:?} {env:?}: error does not name {key}:\n{err}"
+        );
+    }
+}

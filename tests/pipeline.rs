@@ -83,7 +83,32 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
     LogTree::append(&log, &text);
     let l = labels("litellm-abc");
     agent.wait_value(DROPPED, &l, 1.0);
+    agent.wait_value("litellm_sentinel_in_startup_gap", &l, 1.0);
+    // Requests are attributed when the gap closes, by record time.
+    assert_eq!(
+        agent.value("litellm_sentinel_requests_during_gap_total", &l),
+        0.0
+    );
+    let since = agent.value(
+        "litellm_sentinel_startup_gap_open_since_timestamp_seconds",
+        &l,
+    );
+    assert!(since > 1.7e9, "open-since gauge: {since}");
+    // A record 61 s later (past the quiet period): the gap closes at its last
+    // failure; the request at the failure's time was inside it, this one not.
+    let later = litellm_sentinel::time::Timestamp::now()
+        .plus_secs(61.0)
+        .to_string();
+    LogTree::append(
+        &log,
+        &cri(
+            &later,
+            "stdout",
+            "INFO:     10.0.0.7:46643 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK",
+        ),
+    );
     agent.wait_value("litellm_sentinel_requests_during_gap_total", &l, 1.0);
+    agent.wait_value("litellm_sentinel_in_startup_gap", &l, 0.0);
     let m = agent.metrics();
     assert_eq!(
         metric(
@@ -98,7 +123,15 @@ fn live_tail_counts_a_spend_queue_traceback_once_and_ignores_look_alikes() {
         Some(0.0),
         "folded traceback counted twice:\n{m}"
     );
-    assert_eq!(metric(&m, "litellm_sentinel_in_startup_gap", &l), Some(1.0));
+    assert_eq!(
+        metric(
+            &m,
+            "litellm_sentinel_startup_gap_open_since_timestamp_seconds",
+            &l
+        ),
+        None,
+        "no open gap, no open-since series"
+    );
     assert_eq!(
         metric(&m, "litellm_sentinel_proxy_starts_total", &l),
         Some(1.0)
@@ -301,14 +334,24 @@ fn seed_lines_produce_their_events() {
 
 #[test]
 fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
+    report_gives_planned_counts("rolling-deploy");
+}
+
+#[test]
+fn report_on_newer_and_never_up_pods_gives_planned_requeues_outages_and_open_gaps() {
+    report_gives_planned_counts("versions");
+}
+
+/// `report --json` over `tests/fixtures/<tree>` gives exactly `<tree>.expected.json`.
+fn report_gives_planned_counts(tree: &str) {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let got = report_json(&fixtures.join("rolling-deploy"));
+    let got = report_json(&fixtures.join(tree));
     let want: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures.join("rolling-deploy.expected.json")).expect("expected"),
+        &std::fs::read_to_string(fixtures.join(format!("{tree}.expected.json"))).expect("expected"),
     )
     .expect("json");
     let pods = got["pods"].as_array().expect("pods");
-    assert_eq!(pods.len(), 3);
+    assert_eq!(pods.len(), want["pods"].as_object().map_or(0, |p| p.len()));
     let mut totals = std::collections::BTreeMap::<String, i64>::new();
     for (name, exp) in want["pods"].as_object().expect("pods") {
         let p = pods
@@ -330,6 +373,41 @@ fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
             assert_eq!(c[key], exp[key], "{name}.{key}: {c}");
             *totals.entry(key.to_string()).or_default() += exp[key].as_i64().unwrap_or(0);
         }
+        // Counts only some pods plan: 0 wherever a pod does not name them.
+        for key in [
+            "spend_rows_requeued",
+            "spend_rows_lost",
+            "spend_updates_failed",
+            "db_outages",
+            "requests_during_outage",
+            "engine_restarts",
+        ] {
+            let want_n = exp.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
+            assert_eq!(c[key].as_i64(), Some(want_n), "{name}.{key}: {c}");
+        }
+        let starts = p["starts"].as_array().expect("starts");
+        let outages: Vec<f64> = starts
+            .iter()
+            .flat_map(|s| s["outages"].as_array().cloned().unwrap_or_default())
+            .map(|o| o["seconds"].as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let want_outages: Vec<f64> = exp
+            .get("outages")
+            .and_then(|o| o.as_array())
+            .map(|o| o.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        assert_eq!(outages, want_outages, "{name} outages");
+        let open_failing: Vec<f64> = starts
+            .iter()
+            .filter(|s| s["open"] == true)
+            .map(|s| s["failing_seconds"].as_f64().unwrap_or(f64::NAN))
+            .collect();
+        let want_open: Vec<f64> = exp
+            .get("open_failing")
+            .and_then(|o| o.as_array())
+            .map(|o| o.iter().filter_map(|v| v.as_f64()).collect())
+            .unwrap_or_default();
+        assert_eq!(open_failing, want_open, "{name} gaps still open at the end");
         for (op, n) in exp["ops"].as_object().expect("ops") {
             assert_eq!(
                 c["db_connect_errors_by_operation"][op], *n,
@@ -339,10 +417,9 @@ fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
         if let Some(m) = exp.get("malformed_lines") {
             assert_eq!(c["malformed_lines"], *m, "{name}.malformed_lines");
         }
-        let gaps: Vec<f64> = p["starts"]
-            .as_array()
-            .expect("starts")
+        let gaps: Vec<f64> = starts
             .iter()
+            .filter(|s| s["open"] == false)
             .map(|s| s["gap_seconds"].as_f64().unwrap_or(f64::NAN))
             .collect();
         let want_gaps: Vec<f64> = exp["gaps"]
@@ -364,14 +441,14 @@ fn report_on_fixture_rolling_deploy_gives_planned_counts_and_gaps() {
     // The table form names every pod.
     let table = Command::new(support::bin())
         .arg("report")
-        .arg(fixtures.join("rolling-deploy"))
+        .arg(fixtures.join(tree))
         .output()
         .expect("report");
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        text.contains("llm/litellm-5d8f7c9b4-x2k4p") && text.contains("TOTAL"),
-        "{text}"
-    );
+    for name in want["pods"].as_object().expect("pods").keys() {
+        assert!(text.contains(&format!("llm/{name}")), "{text}");
+    }
+    assert!(text.contains("TOTAL"), "{text}");
 }
 
 #[test]
@@ -509,5 +586,9 @@ fn a_headerless_traceback_at_the_end_of_a_file_counts_once() {
         "{v}"
     );
     assert_eq!(v["totals"]["db_connect_errors"], 1);
-    assert_eq!(v["pods"][0]["starts"][0]["gap_seconds"], 1.0);
+    // The log ends one second after the start, still failing: an open gap.
+    let start = &v["pods"][0]["starts"][0];
+    assert_eq!(start["open"], true, "{v}");
+    assert_eq!(start["gap_seconds"], serde_json::Value::Null);
+    assert_eq!(start["failing_seconds"], 1.0);
 }

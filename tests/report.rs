@@ -258,7 +258,7 @@ fn exit_codes_tell_ci_what_happened() {
     let gap = report(&["--fail-on", "gap>30s", dir], b"");
     assert_eq!(gap.status.code(), Some(1));
     assert!(
-        stderr(&gap).contains("litellm-5d8f7c9b4-x2k4p had a start-up gap of 42.5s"),
+        stderr(&gap).contains("litellm-5d8f7c9b4-x2k4p had a start-up gap of 43.0s"),
         "{}",
         stderr(&gap)
     );
@@ -594,7 +594,7 @@ fn table_json_ledger_and_html_show_the_same_numbers() {
             assert_eq!(*s, json, "ledger vs json: {key}");
         }
     }
-    assert_eq!(page["longest_gap"], "42.5s");
+    assert_eq!(page["longest_gap"], "43.0s");
     assert!(sums.contains_key("spend_batches_dropped") && sums.contains_key("budget_cache_misses"));
 }
 

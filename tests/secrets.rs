@@ -314,3 +314,188 @@ fn a_malformed_database_url_is_reported_without_echoing_the_password() {
         assert_no_secret(&format!("the error for {url}"), &text);
     }
 }
+
+/// Each form of secret-bearing URL or DSN the agent may print, with the secret in it.
+const URL_FORMS: [(&str, &str); 10] = [
+    (
+        "postgresql://llm:PwUserinfoA1@127.0.0.1:1/litellm",
+        "PwUserinfoA1",
+    ),
+    (
+        "postgresql://llm@127.0.0.1:1/litellm?PassWord=PwQueryB2",
+        "PwQueryB2",
+    ),
+    (
+        "postgresql://llm@127.0.0.1:1/litellm?sslmode=disable&passwd=PwQueryC3",
+        "PwQueryC3",
+    ),
+    (
+        "postgresql://llm@127.0.0.1:1/litellm?PWD=PwQueryD4",
+        "PwQueryD4",
+    ),
+    ("postgresql://llm:Pw/SlashE5@127.0.0.1:1/litellm", "SlashE5"),
+    ("postgresql://llm:Pw?QmarkF6@127.0.0.1:1/litellm", "QmarkF6"),
+    ("postgresql://llm:Pw@AtG7@127.0.0.1:1/litellm", "AtG7"),
+    ("postgresql://llm:Pw#HashH8@127.0.0.1:1/litellm", "HashH8"),
+    (
+        "host=127.0.0.1 port=1 user=llm password=PwLibpqI9 dbname=x",
+        "PwLibpqI9",
+    ),
+    (
+        "host=127.0.0.1 user=llm password='Pw LibpqJ10' dbname=x",
+        "LibpqJ10",
+    ),
+];
+
+/// OTLP endpoints with a secret (query parameters in any case, userinfo).
+const OTLP_FORMS: [(&str, &str); 5] = [
+    ("http://127.0.0.1:9/?token=TokOtlpK1", "TokOtlpK1"),
+    ("http://127.0.0.1:9/base?Secret=TokOtlpL2", "TokOtlpL2"),
+    ("http://127.0.0.1:9?API_KEY=TokOtlpM3", "TokOtlpM3"),
+    ("http://127.0.0.1:9/?x=1&Api_Key=TokOtlpN4", "TokOtlpN4"),
+    ("http://collector:TokOtlpO5@127.0.0.1:9", "TokOtlpO5"),
+];
+
+fn assert_hidden(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !text.contains(s),
+            "{what} leaks {s:?}:\n{}",
+            text.lines()
+                .filter(|l| l.contains(s))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// Every URL/DSN form goes through every output that prints one: `check-config`
+/// (stdout and stderr), the start-up "effective configuration" line, the
+/// probe's logs, the OTLP pusher's logs, and two rejected reloads (a TOML
+/// syntax error on the `database_url` line, and an invalid URL) — at trace
+/// level, so every level's lines are in, alternately as text and JSON. On
+/// main, `?password=`, `?token=` and the syntax-error echo leaked.
+#[test]
+fn every_url_form_stays_out_of_check_config_startup_reload_probe_and_otlp_logs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (i, (db, db_secret)) in URL_FORMS.iter().enumerate() {
+        // The userinfo OTLP form is refused at start: pair it with a form
+        // that is refused anyway, so every other database form runs.
+        let (otlp, otlp_secret) = if i + 1 == URL_FORMS.len() {
+            OTLP_FORMS[4]
+        } else {
+            OTLP_FORMS[i % 4]
+        };
+        let secrets = [*db_secret, otlp_secret];
+        let port = support::free_port();
+        let format = if i % 2 == 0 { "text" } else { "json" };
+        let state = dir.path().join(format!("state-{i}.json"));
+        let body = format!(
+            "role = \"sidecar\"\nlisten = \"127.0.0.1:{port}\"\nstate_file = \"{}\"\nlog_format = \"{format}\"\notlp_endpoint = \"{otlp}\"\notlp_interval = \"200ms\"\n[probe]\nengine_url = \"http://127.0.0.1:1\"\nnamespace = \"llm\"\npod = \"litellm-0\"\nfast_interval = \"100ms\"\nslow_interval = \"200ms\"\ndatabase_url = \"{db}\"\n",
+            state.display()
+        );
+        let cfg = dir.path().join(format!("form-{i}.toml"));
+        std::fs::write(&cfg, &body).expect("config");
+
+        // check-config: prints the effective config, or the reason it is rejected.
+        let out = Command::new(support::bin())
+            .arg("check-config")
+            .arg(&cfg)
+            .env("RUST_LOG", "trace")
+            .output()
+            .expect("check-config");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_hidden(&format!("check-config of {db}"), &shown, &secrets);
+        let accepted = out.status.success();
+        if accepted {
+            assert!(
+                shown.contains("database_url") && shown.contains("***"),
+                "{shown}"
+            );
+        } else {
+            // Refused: the libpq key=value forms (the agent takes URLs) and
+            // credentials in the OTLP URL (HTTP clients trace the authority).
+            assert!(
+                (!db.contains("://") && shown.contains("probe.database_url"))
+                    || (otlp.contains('@') && shown.contains("otlp_endpoint")),
+                "{db} / {otlp} rejected: {shown}"
+            );
+            let log = dir.path().join(format!("run-{i}.log"));
+            let st = Command::new(support::bin())
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .env("RUST_LOG", "trace")
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .status()
+                .expect("run");
+            assert_eq!(st.code(), Some(1));
+            assert_hidden(
+                "run's refusal",
+                &std::fs::read_to_string(&log).expect("log"),
+                &secrets,
+            );
+            continue;
+        }
+
+        let log = dir.path().join(format!("agent-{i}.log"));
+        let agent = AgentProc::start_with(
+            &[OsStr::new("run"), OsStr::new("--config"), cfg.as_os_str()],
+            &[("RUST_LOG", "trace")],
+            port,
+            &log,
+        );
+        wait_until(
+            "database probe and OTLP push failures",
+            Duration::from_secs(20),
+            || {
+                let m = agent.metrics();
+                support::metric_sum(
+                    &m,
+                    "litellm_sentinel_probe_failures_total",
+                    &[("target", "database")],
+                ) >= 1.0
+                    && support::metric_sum(&m, "litellm_sentinel_otlp_export_failures_total", &[])
+                        >= 1.0
+            },
+        );
+        // Reload 1: a TOML syntax error on the database_url line (unterminated string).
+        let broken = body.replace(
+            &format!("database_url = \"{db}\""),
+            &format!("database_url = \"{db}"),
+        );
+        std::fs::write(&cfg, &broken).expect("broken config");
+        wait_until("first reload rejected", Duration::from_secs(20), || {
+            agent.log_text().matches("configuration rejected").count() >= 1
+        });
+        // Reload 2: a valid TOML file whose URLs are refused.
+        let invalid = body
+            .replace(
+                "engine_url = \"http://",
+                &format!("engine_url = \"https://u:{db_secret}@"),
+            )
+            .replace("otlp_endpoint = \"http://", "otlp_endpoint = \"https://");
+        std::fs::write(&cfg, &invalid).expect("invalid config");
+        wait_until("second reload rejected", Duration::from_secs(20), || {
+            agent.log_text().matches("configuration rejected").count() >= 2
+        });
+        assert_hidden("/metrics", &agent.metrics(), &secrets);
+        assert!(agent.sigterm().success());
+        let text = std::fs::read_to_string(&log).expect("log");
+        for needle in ["effective configuration", "TRACE", "database", "OTLP"] {
+            assert!(
+                text.contains(needle) || text.contains(&needle.to_lowercase()),
+                "the agent log has no {needle:?} line (nothing tested):\n{text}"
+            );
+        }
+        assert_hidden(
+            &format!("the agent log ({format}) for {db} / {otlp}"),
+            &text,
+            &secrets,
+        );
+    }
+}

@@ -26,18 +26,22 @@ pub enum Operation {
     GetCredentials,
     BudgetLookup,
     UpdateSpend,
+    /// The database itself failed (Prisma P1001/P1017/P2024, `too many
+    /// clients`): the engine answered, PostgreSQL did not.
+    Database,
     Other,
 }
 
 impl Operation {
     /// Every operation, in label order (for pre-registering series and reports).
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 8] = [
         Operation::SpendLogsQueue,
         Operation::GetGenericData,
         Operation::AddDeployment,
         Operation::GetCredentials,
         Operation::BudgetLookup,
         Operation::UpdateSpend,
+        Operation::Database,
         Operation::Other,
     ];
 
@@ -50,6 +54,7 @@ impl Operation {
             Operation::GetCredentials => "get_credentials",
             Operation::BudgetLookup => "budget_lookup",
             Operation::UpdateSpend => "update_spend",
+            Operation::Database => "database",
             Operation::Other => "other",
         }
     }
@@ -93,12 +98,71 @@ pub enum EventKind {
     BudgetCacheMiss,
     /// Deployments or credentials could not be loaded from the DB.
     ConfigLoadFailure(ConfigKind),
+    /// Key/user/team spend increments were not applied (`Job "update_spend …"
+    /// raised an exception`): spend lost, no amount logged.
+    SpendUpdatesFailed,
+    /// LiteLLM killed or lost one query-engine process (counted once per PID).
+    EngineRestart,
     /// Prisma fell back to another distro's engine (slower engine start).
     EngineDistroFallback,
-    /// Uvicorn is accepting traffic: a start-up gap opens here.
+    /// Uvicorn `Started server process [pid]` (`parent: false`) or `Started
+    /// parent process [pid]` (`parent: true`, `--num_workers` > 1): a process
+    /// of the proxy began; the timeline tells a new container run from a worker.
+    ProcessStarted { parent: bool },
+    /// `Application startup complete.`: a worker accepts traffic. The first
+    /// one of a container run opens the start.
+    ProxyAccepting,
+    /// `Uvicorn running on …` / gunicorn `Listening at:`. With workers the
+    /// parent prints it before any worker accepts, so it opens a start only
+    /// for a server that never logs `Application startup complete.`.
     ProxyListening,
+    /// Uvicorn `Shutting down` / `Waiting for application shutdown.`: the
+    /// run is ending. DB failures from here on are the shutdown's (the engine
+    /// is often gone first): counted, but no gap or outage.
+    ProxyStopping,
     /// A 2xx access-log line for a real (non-health) request.
     RequestServed,
+}
+
+/// Which LiteLLM behaviour a spend-log write failure follows. The versions
+/// differ in what `Error in spend logs queue monitor` means for the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum VersionFamily {
+    /// Up to 1.107 (the user's 1.83.x): the batch was popped before the write
+    /// and is dropped when the write fails.
+    #[serde(rename = "1.83")]
+    V1_83,
+    /// 1.108 and newer: the failed batch is re-queued; losses are logged
+    /// with their own row counts.
+    #[serde(rename = "1.108")]
+    V1_108,
+}
+
+impl VersionFamily {
+    /// `1.83`, `1.83.14`, `v1.110.2`, `1.108` … → the family; None when not a
+    /// `1.N[.M]` version.
+    pub fn parse(s: &str) -> Option<VersionFamily> {
+        let s = s.trim().trim_start_matches('v');
+        let mut parts = s.split('.');
+        let major: u64 = parts.next()?.parse().ok()?;
+        let minor: u64 = parts.next()?.parse().ok()?;
+        if parts.any(|p| p.parse::<u64>().is_err()) {
+            return None;
+        }
+        match (major, minor) {
+            (0, _) => Some(VersionFamily::V1_83),
+            (1, m) if m < 108 => Some(VersionFamily::V1_83),
+            _ => Some(VersionFamily::V1_108),
+        }
+    }
+
+    /// The family's name as written in config and rule packs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionFamily::V1_83 => "1.83",
+            VersionFamily::V1_108 => "1.108",
+        }
+    }
 }
 
 /// An event with the timestamp of the record it came from.

@@ -16,7 +16,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::fold::{self, Fold, FoldOwner};
-use super::{ConfigKind, Event, EventKind, Operation};
+use super::{ConfigKind, Event, EventKind, Operation, VersionFamily};
 use crate::format::{Record, Stream};
 use crate::time::Timestamp;
 
@@ -30,6 +30,11 @@ const REMEMBERED_ROWS_MAX_AGE_NANOS: i64 = 300 * 1_000_000_000;
 const SEEN_WORDS: usize = 8;
 /// The capture group that carries a row count.
 const ROWS_GROUP: &str = "n";
+/// The capture group that carries a query-engine PID (`engine_restart`).
+const PID_GROUP: &str = "pid";
+/// Engine PIDs remembered per file so a SIGTERM, SIGKILL and "is dead" line
+/// about one engine count one restart.
+const ENGINE_PIDS_KEPT: usize = 8;
 
 /// Why a rule pack was rejected; the message names the pack and the rule.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +125,8 @@ struct RuleSpec {
     #[serde(default)]
     remember_rows: bool,
     #[serde(default)]
+    sets_version: Option<String>,
+    #[serde(default)]
     fold: bool,
     #[serde(default = "default_true")]
     enabled: bool,
@@ -147,6 +154,10 @@ enum Action {
     Event(EventKind),
     SpendRowsRequeued(RowsSource),
     SpendRowsLost(RowsSource),
+    /// The spend-log monitor error: dropped or re-queued by version.
+    SpendBatchFailed,
+    /// One engine killed or lost, counted once per PID.
+    EngineRestart,
 }
 
 /// A Uvicorn access-line condition, checked without a regex because access
@@ -216,8 +227,12 @@ struct CompiledRule {
     access: Option<AccessFilter>,
     actions: Vec<Action>,
     remember_rows: bool,
+    /// A line only this LiteLLM family logs: it sets the file's version.
+    sets_version: Option<VersionFamily>,
     fold: bool,
     suppress: bool,
+    /// Whether the pattern has a `pid` group (engine restarts dedupe by it).
+    has_pid_group: bool,
     /// Whether any action needs the `n` capture.
     needs_rows: bool,
     /// `enabled = false`: the rule only removes a built-in rule of its id.
@@ -248,8 +263,13 @@ impl CompiledRule {
 
     /// The `n` group of the pattern as a number, if the line has one.
     fn captured_rows(&self, line: &[u8]) -> Option<u64> {
+        self.captured(line, ROWS_GROUP)
+    }
+
+    /// A numeric named group of the pattern, if the line has one.
+    fn captured(&self, line: &[u8], group: &str) -> Option<u64> {
         let caps = self.pattern.as_ref()?.captures(line)?;
-        parse_u64(caps.name(ROWS_GROUP)?.as_bytes())
+        parse_u64(caps.name(group)?.as_bytes())
     }
 }
 
@@ -268,6 +288,9 @@ pub struct RulePack {
     literal_is_wording: Vec<bool>,
     /// Per literal: the other literals it contains (found with it for free).
     literal_implies: Vec<Vec<u32>>,
+    /// The LiteLLM family the user pinned (config `litellm_version`, `report
+    /// --litellm-version`); overrides what a file's own lines say.
+    version_pin: Option<VersionFamily>,
 }
 
 /// Per-stream state: the open fold and the remembered spend row count.
@@ -311,15 +334,48 @@ pub struct ClassifyState {
     stderr: StreamState,
     #[serde(default)]
     unknown: StreamState,
+    #[serde(default)]
+    facts: FileFacts,
+}
+
+/// What a file's earlier lines tell about the later ones, whatever the stream.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct FileFacts {
+    /// The LiteLLM family the file's own lines showed (retry wordings).
+    #[serde(default)]
+    version: Option<VersionFamily>,
+    /// The engine PIDs whose loss was already counted, newest last.
+    #[serde(default)]
+    engine_pids: Vec<u64>,
+}
+
+impl FileFacts {
+    /// True the first time `pid` is seen (then remembered).
+    fn first_sight_of_engine(&mut self, pid: u64) -> bool {
+        if self.engine_pids.contains(&pid) {
+            return false;
+        }
+        if self.engine_pids.len() >= ENGINE_PIDS_KEPT {
+            self.engine_pids.remove(0);
+        }
+        self.engine_pids.push(pid);
+        true
+    }
 }
 
 impl ClassifyState {
-    fn stream_mut(&mut self, stream: Stream) -> &mut StreamState {
-        match stream {
+    fn split(&mut self, stream: Stream) -> (&mut StreamState, &mut FileFacts) {
+        let s = match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
             Stream::Unknown => &mut self.unknown,
-        }
+        };
+        (s, &mut self.facts)
+    }
+
+    /// The LiteLLM family this file's lines showed so far, if any.
+    pub fn version(&self) -> Option<VersionFamily> {
+        self.facts.version
     }
 
     /// True when a traceback is being folded in some stream (its event may
@@ -366,6 +422,17 @@ impl RulePack {
         RulePack::compile(added, wordings, &user_origin)
     }
 
+    /// Pins the LiteLLM family for every file (None: each file's own lines decide).
+    pub fn with_version_pin(mut self, pin: Option<VersionFamily>) -> RulePack {
+        self.version_pin = pin;
+        self
+    }
+
+    /// The pinned LiteLLM family, if any.
+    pub fn version_pin(&self) -> Option<VersionFamily> {
+        self.version_pin
+    }
+
     /// The built-in pack's TOML, for `litellm-sentinel rules`.
     pub fn builtin_source() -> &'static str {
         BUILTIN_SOURCE
@@ -401,15 +468,15 @@ impl RulePack {
         record: &Record<'_>,
         emit: &mut F,
     ) {
-        let stream = state.stream_mut(record.stream);
+        let (stream, facts) = state.split(record.stream);
         // A line terminator left on the record does not make it multi-line.
         let text = record.text.strip_suffix(b"\n").unwrap_or(record.text);
         if memchr::memchr(b'\n', text).is_none() {
-            self.classify_line(stream, record.ts, trim_cr(text), emit);
+            self.classify_line(stream, facts, record.ts, trim_cr(text), emit);
             return;
         }
         for line in text.split(|&b| b == b'\n') {
-            self.classify_line(stream, record.ts, trim_cr(line), emit);
+            self.classify_line(stream, facts, record.ts, trim_cr(line), emit);
         }
         close_fold(stream, emit);
     }
@@ -425,6 +492,7 @@ impl RulePack {
     fn classify_line<F: FnMut(Event)>(
         &self,
         stream: &mut StreamState,
+        facts: &mut FileFacts,
         ts: Option<Timestamp>,
         line: &[u8],
         emit: &mut F,
@@ -452,10 +520,59 @@ impl RulePack {
         } else {
             None
         };
+        if let Some(v) = rule.sets_version {
+            facts.version = Some(v);
+        }
         let mut counted = false;
         for action in &rule.actions {
             let kind = match *action {
-                Action::DbConnectError(op) if scan.has_wording && !counted => {
+                Action::SpendBatchFailed => {
+                    let rule_index = u32::try_from(index).ok();
+                    let rows = stream.take_remembered(ts);
+                    // No hint and no pin: 1.83's reading (the batch is gone),
+                    // the conservative one for billing.
+                    match self.version_pin.or(facts.version) {
+                        Some(VersionFamily::V1_108) => {
+                            if let Some(n) = rows {
+                                emit(Event {
+                                    ts,
+                                    kind: EventKind::SpendRowsRequeued(n),
+                                    rule: rule_index,
+                                });
+                            }
+                        }
+                        Some(VersionFamily::V1_83) | None => {
+                            emit(Event {
+                                ts,
+                                kind: EventKind::SpendBatchDropped,
+                                rule: rule_index,
+                            });
+                            if let Some(n) = rows {
+                                emit(Event {
+                                    ts,
+                                    kind: EventKind::SpendRowsLost(n),
+                                    rule: rule_index,
+                                });
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Action::EngineRestart => {
+                    let first = match rule.has_pid_group.then(|| rule.captured(line, PID_GROUP)) {
+                        // `PID 0 is dead` names no process: the death was reported already.
+                        Some(Some(0)) => false,
+                        Some(Some(pid)) => facts.first_sight_of_engine(pid),
+                        _ => true,
+                    };
+                    if !first {
+                        continue;
+                    }
+                    EventKind::EngineRestart
+                }
+                Action::DbConnectError(op)
+                    if (scan.has_wording || op == Operation::Database) && !counted =>
+                {
                     counted = true;
                     EventKind::DbConnectError(op)
                 }
@@ -664,6 +781,7 @@ impl RulePack {
             literal_rules,
             literal_is_wording,
             literal_implies,
+            version_pin: None,
         })
     }
 }
@@ -859,7 +977,14 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
                 })?))
             }
             "engine_distro_fallback" => Action::Event(EventKind::EngineDistroFallback),
+            "spend_batch_failed" => Action::SpendBatchFailed,
+            "spend_updates_failed" => Action::Event(EventKind::SpendUpdatesFailed),
+            "engine_restart" => Action::EngineRestart,
+            "process_started" => Action::Event(EventKind::ProcessStarted { parent: false }),
+            "parent_process_started" => Action::Event(EventKind::ProcessStarted { parent: true }),
+            "proxy_accepting" => Action::Event(EventKind::ProxyAccepting),
             "proxy_listening" => Action::Event(EventKind::ProxyListening),
+            "proxy_stopping" => Action::Event(EventKind::ProxyStopping),
             "request_served" => Action::Event(EventKind::RequestServed),
             other => return Err(RuleProblem::UnknownEvent(other.to_owned())),
         };
@@ -902,6 +1027,17 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
             "`operation` is set but `emit` has no `db_connect_error`".to_owned(),
         ));
     }
+    let sets_version = match spec.sets_version.as_deref() {
+        None => None,
+        Some(v) => Some(VersionFamily::parse(v).ok_or_else(|| {
+            RuleProblem::Invalid(format!(
+                "`sets_version` must be a LiteLLM version like \"1.83\" or \"1.108\", not `{v}`"
+            ))
+        })?),
+    };
+    let has_pid_group = pattern
+        .as_ref()
+        .is_some_and(|p| p.capture_names().any(|n| n == Some(PID_GROUP)));
     if spec.config.is_some() && !spec.emit.iter().any(|e| e == "config_load_failure") {
         return Err(RuleProblem::Invalid(
             "`config` is set but `emit` has no `config_load_failure`".to_owned(),
@@ -915,8 +1051,10 @@ fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
         access,
         actions,
         remember_rows: spec.remember_rows,
+        sets_version,
         fold: spec.fold,
         suppress,
+        has_pid_group,
         needs_rows,
         enabled: spec.enabled,
     })
@@ -946,6 +1084,7 @@ mod tests {
     use super::*;
     use crate::classify::EventKind::*;
     use crate::classify::Operation as Op;
+    use crate::classify::VersionFamily;
 
     const SEC: i64 = 1_000_000_000;
 
@@ -1043,6 +1182,105 @@ mod tests {
         events.iter().filter(|e| e.kind == kind).count()
     }
 
+    const MONITOR_1_83: &str = "\x1b[92m18:33:49 - LiteLLM Proxy:ERROR\x1b[0m: utils.py:2721 - Error in spend logs queue monitor: All connection attempts failed";
+
+    fn spend_retries(wording: &str, logs_count: u32) -> String {
+        (1..=4)
+            .map(|k| {
+                format!(
+                    "18:33:4{k} - LiteLLM Proxy:WARNING: utils.py:3000 - Spend tracking - {wording} writing spend logs, retry {k}/3. logs_count={logs_count}, error=All connection attempts failed\n"
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_monitor_error_is_a_drop_in_1_83_and_a_requeue_in_1_108() {
+        let old = format!(
+            "{}{}",
+            spend_retries("DB connection error", 37),
+            MONITOR_1_83
+        );
+        let mut buf = Vec::new();
+        let old =
+            String::from_utf8(crate::format::ansi::strip_ansi(old.as_bytes(), &mut buf).to_vec())
+                .unwrap();
+        let events = run_plain(pack(), &old);
+        assert_eq!(count(&events, SpendBatchDropped), 1);
+        assert_eq!(count(&events, SpendRowsLost(37)), 1);
+        assert_eq!(count(&events, DbConnectError(Op::SpendLogsQueue)), 5);
+
+        let new = format!(
+            "{}18:33:50 - LiteLLM Proxy:ERROR: utils.py:2721 - Error in spend logs queue monitor: All connection attempts failed",
+            spend_retries("transient DB error", 12)
+        );
+        let events = run_plain(pack(), &new);
+        assert_eq!(
+            count(&events, SpendBatchDropped),
+            0,
+            "1.108 re-queued the batch"
+        );
+        assert_eq!(count(&events, SpendRowsRequeued(12)), 1);
+        assert!(!events.iter().any(|e| matches!(e.kind, SpendRowsLost(_))));
+
+        // No hint in the file: the user's pin decides.
+        let bare = "Error in spend logs queue monitor: All connection attempts failed";
+        assert_eq!(count(&run_plain(pack(), bare), SpendBatchDropped), 1);
+        let pinned = RulePack::builtin()
+            .unwrap()
+            .with_version_pin(VersionFamily::parse("1.110.2"));
+        assert_eq!(count(&run_plain(&pinned, bare), SpendBatchDropped), 0);
+        // A pin beats the file's own wording.
+        let pinned_old = RulePack::builtin()
+            .unwrap()
+            .with_version_pin(Some(VersionFamily::V1_83));
+        let events = run_plain(&pinned_old, &new);
+        assert_eq!(count(&events, SpendBatchDropped), 1);
+        assert_eq!(count(&events, SpendRowsLost(12)), 1);
+    }
+
+    #[test]
+    fn rows_lost_on_exit_count_once_with_their_traceback() {
+        let text = "\
+Error flushing spend logs queue on shutdown: All connection attempts failed
+Spend tracking - 4 spend log rows could not be written or parked in Redis and will be lost on exit
+Traceback (most recent call last):
+  File \"litellm/proxy/proxy_server.py\", line 970, in shutdown
+    await flush()
+httpx.ConnectError: All connection attempts failed";
+        let events = run_plain(pack(), text);
+        assert_eq!(
+            kinds(&events),
+            vec![DbConnectError(Op::SpendLogsQueue), SpendRowsLost(4)]
+        );
+    }
+
+    #[test]
+    fn an_engine_killed_then_reaped_is_one_restart_per_pid() {
+        let text = "\
+18:40:01 - LiteLLM Proxy:WARNING: utils.py:1 - Sent SIGTERM to prisma-query-engine PID 812 during reconnect.
+18:40:03 - LiteLLM Proxy:WARNING: utils.py:1 - Sent SIGKILL to prisma-query-engine PID 812 (did not exit after SIGTERM).
+18:40:03 - LiteLLM Proxy:WARNING: utils.py:1 - prisma-query-engine PID 812 is dead; reconnecting.
+18:41:00 - LiteLLM Proxy:ERROR: utils.py:1 - prisma-query-engine PID 990 exited (waitpid thread); triggering reconnect.
+18:41:30 - LiteLLM Proxy:INFO: utils.py:1 - Found prisma-query-engine PID 1200";
+        let events = run_plain(pack(), text);
+        assert_eq!(kinds(&events), vec![EngineRestart, EngineRestart]);
+    }
+
+    #[test]
+    fn version_families_parse_from_release_strings() {
+        assert_eq!(VersionFamily::parse("1.83.14"), Some(VersionFamily::V1_83));
+        assert_eq!(VersionFamily::parse("1.83"), Some(VersionFamily::V1_83));
+        assert_eq!(
+            VersionFamily::parse("v1.108.7"),
+            Some(VersionFamily::V1_108)
+        );
+        assert_eq!(VersionFamily::parse("1.110.2"), Some(VersionFamily::V1_108));
+        assert_eq!(VersionFamily::parse("2.0"), Some(VersionFamily::V1_108));
+        assert_eq!(VersionFamily::parse("latest"), None);
+        assert_eq!(VersionFamily::parse("1.x"), None);
+    }
+
     #[test]
     fn pack_is_shareable_between_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
@@ -1094,6 +1332,8 @@ mod tests {
             vec![
                 EngineDistroFallback,
                 EngineDistroFallback,
+                ProcessStarted { parent: false },
+                ProxyAccepting,
                 ProxyListening,
                 DbConnectError(Op::Other),
                 DbConnectError(Op::GetGenericData),
@@ -1107,8 +1347,8 @@ mod tests {
             ]
         );
         // Events carry the timestamp of their own line.
-        assert_eq!(events[2].ts, Some(Timestamp(7 * SEC)));
-        assert_eq!(events[11].ts, Some(Timestamp(13 * SEC)));
+        assert_eq!(events[4].ts, Some(Timestamp(7 * SEC)));
+        assert_eq!(events[13].ts, Some(Timestamp(13 * SEC)));
     }
 
     #[test]
@@ -1198,6 +1438,7 @@ mod tests {
                 DbConnectError(Op::GetCredentials),
                 BudgetCacheMiss,
                 DbConnectError(Op::BudgetLookup),
+                SpendUpdatesFailed,
                 DbConnectError(Op::UpdateSpend),
                 RequestServed,
             ]
@@ -1210,9 +1451,12 @@ mod tests {
             pack(),
             include_str!("../../tests/fixtures/classify/update_spend_job.log"),
         );
-        assert_eq!(kinds(&events), vec![DbConnectError(Op::UpdateSpend)]);
+        assert_eq!(
+            kinds(&events),
+            vec![SpendUpdatesFailed, DbConnectError(Op::UpdateSpend)]
+        );
         // The header has no wording; the first wording is on line 15.
-        assert_eq!(events[0].ts, Some(Timestamp(15 * SEC)));
+        assert_eq!(events[1].ts, Some(Timestamp(15 * SEC)));
     }
 
     #[test]
@@ -1302,12 +1546,15 @@ mod tests {
     }
 
     #[test]
-    fn look_alikes_count_nothing() {
+    fn look_alikes_count_nothing_but_database_failures_count_as_database() {
         let events = run_plain(
             pack(),
             include_str!("../../tests/fixtures/classify/lookalikes.log"),
         );
-        assert_eq!(kinds(&events), vec![]);
+        // Provider and cost-map connection errors count nothing; the
+        // database's own failures (P1001, P1000, pool timeout) are
+        // `operation="database"`, never the engine start-up.
+        assert_eq!(kinds(&events), vec![DbConnectError(Op::Database); 3]);
     }
 
     #[test]
@@ -1334,7 +1581,7 @@ mod tests {
                 SpendRowsRequeued(2),
                 DbConnectError(Op::UpdateSpend),
                 DbConnectError(Op::Other),
-                SpendBatchDropped,
+                // The shutdown flush is no loss of its own: the next line is.
                 DbConnectError(Op::SpendLogsQueue),
                 SpendRowsLost(4),
                 SpendRowsLost(17),

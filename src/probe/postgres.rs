@@ -29,12 +29,12 @@ impl Secret {
         Secret(value.into())
     }
 
-    /// The connection string with the password (and the query string, which
-    /// may carry `password=`) removed: `postgresql://user:***@host:port/db`.
-    /// When the layout is ambiguous (an unencoded `/`, `?` or `#` before the
-    /// last `@`) everything after the scheme is hidden rather than guessed.
+    /// The connection string as [`crate::redact::redact`] shows it:
+    /// `postgresql://user:***@host:port/db`, secret query parameters and
+    /// libpq `password=` hidden; an ambiguous layout (an unencoded `/`, `?`
+    /// or `#` before the last `@`) hides everything after the scheme.
     pub fn redacted(&self) -> String {
-        redact(&self.0)
+        crate::redact::redact(&self.0)
     }
 
     /// The real value, only for handing to the database driver.
@@ -59,62 +59,6 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
-    }
-}
-
-fn redact(raw: &str) -> String {
-    let s = raw.trim();
-    let scheme = ["postgresql", "postgres"].into_iter().find(|scheme| {
-        s.len() > scheme.len() + 3
-            && s.as_bytes()[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
-            && s.as_bytes()[scheme.len()..].starts_with(b"://")
-    });
-    let Some(scheme) = scheme else {
-        return redact_key_value(s);
-    };
-    // `scheme.len() + 3` is an ASCII boundary: the prefix was matched byte-wise
-    // against ASCII text.
-    let rest = &s[scheme.len() + 3..];
-    let (userinfo, hostpart) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    // Never shown: the query string (libpq reads `?password=`) and fragment.
-    let hostpart = hostpart.split(['?', '#']).next().unwrap_or("");
-    match userinfo {
-        None => format!("{scheme}://{hostpart}"),
-        // The '@' may sit inside a query value or an unencoded password: do not guess.
-        Some(ui) if ui.contains(['/', '?', '#']) => format!("{scheme}://***"),
-        Some(ui) => match ui.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{hostpart}"),
-            None => format!("{scheme}://{ui}@{hostpart}"),
-        },
-    }
-}
-
-/// libpq `key=value` form: keep only keys known to be harmless, stop at the
-/// first quote or backslash (a quoted value can hide `key=value`-looking text).
-fn redact_key_value(s: &str) -> String {
-    const SAFE_KEYS: [&str; 5] = ["host", "hostaddr", "port", "dbname", "user"];
-    let mut kept: Vec<String> = Vec::new();
-    for token in s.split_ascii_whitespace() {
-        if token.contains(['\'', '"', '\\']) {
-            kept.push("…".to_string());
-            break;
-        }
-        let Some((key, value)) = token.split_once('=') else {
-            continue;
-        };
-        if key.eq_ignore_ascii_case("password") {
-            kept.push("password=***".to_string());
-        } else if SAFE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
-            kept.push(format!("{key}={value}"));
-        }
-    }
-    if kept.is_empty() {
-        "<redacted connection string>".to_string()
-    } else {
-        kept.join(" ")
     }
 }
 
@@ -251,7 +195,7 @@ mod tests {
             ),
             (
                 "postgres://litellm:hunter2-S3cr3t@db/litellm?sslmode=require",
-                "postgres://litellm:***@db/litellm",
+                "postgres://litellm:***@db/litellm?sslmode=require",
             ),
             (
                 "POSTGRESQL://u:hunter2-S3cr3t@h/d",
@@ -265,11 +209,11 @@ mod tests {
             // Password in the query string.
             (
                 "postgresql://u@h/d?password=hunter2-S3cr3t",
-                "postgresql://u@h/d",
+                "postgresql://u@h/d?password=***",
             ),
             (
                 "postgresql://h:5432/d?password=hunter2-S3cr3t&x=1",
-                "postgresql://h:5432/d",
+                "postgresql://h:5432/d?password=***&…",
             ),
             // '@' inside a query value after a password-less userinfo: ambiguous.
             (
@@ -307,12 +251,12 @@ mod tests {
             ),
             (
                 "host=db password='hunter2 S3cr3t host=evil' dbname=x",
-                "host=db …",
+                "host=db password=*** dbname=x",
             ),
-            ("password = hunter2-S3cr3t", "<redacted connection string>"),
-            ("hunter2-S3cr3t", "<redacted connection string>"),
-            ("", "<redacted connection string>"),
-            ("postgresql://", "<redacted connection string>"),
+            ("password = hunter2-S3cr3t", "password=***"),
+            ("hunter2-S3cr3t", "***"),
+            ("", ""),
+            ("postgresql://", "postgresql://"),
         ];
         for (input, want) in cases {
             let s = Secret::new(input);

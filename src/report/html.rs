@@ -671,14 +671,10 @@ mod tests {
     #[test]
     fn an_open_gap_is_drawn_open_ended_to_the_end_of_the_logs() {
         let sec = 1_000_000_000;
-        let start = crate::timeline::Start {
-            listening_at: Some(Timestamp(100 * sec)),
-            engine_ready_at: None,
-            last_db_error_at: Some(Timestamp(130 * sec)),
-            gap_seconds: None,
-            method: crate::timeline::Method::Probe,
-            open: true,
-        };
+        let mut start =
+            crate::timeline::Start::new(Some(Timestamp(100 * sec)), crate::timeline::Method::Probe);
+        start.last_db_error_at = Some(Timestamp(130 * sec));
+        start.confirmed = true;
         let page = render(&pod_with(start, Timestamp(160 * sec)));
         let page = pod_part(&page);
         assert!(page.contains(r#"class="gap-open""#), "{page}");
@@ -692,14 +688,12 @@ mod tests {
     #[test]
     fn a_closed_probe_gap_is_solid_and_a_log_gap_hatched() {
         let sec = 1_000_000_000;
-        let mut start = crate::timeline::Start {
-            listening_at: Some(Timestamp(100 * sec)),
-            engine_ready_at: Some(Timestamp(112 * sec)),
-            last_db_error_at: None,
-            gap_seconds: Some(12.0),
-            method: crate::timeline::Method::Probe,
-            open: false,
-        };
+        let mut start =
+            crate::timeline::Start::new(Some(Timestamp(100 * sec)), crate::timeline::Method::Probe);
+        start.engine_ready_at = Some(Timestamp(112 * sec));
+        start.gap_seconds = Some(12.0);
+        start.open = false;
+        start.confirmed = true;
         let page = render(&pod_with(start.clone(), Timestamp(160 * sec)));
         let page = pod_part(&page);
         assert!(page.contains(r#"class="gap-probe""#) && !page.contains(r#"class="gap-open""#));

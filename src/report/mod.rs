@@ -60,10 +60,55 @@ pub enum ReportError {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct StartReport {
     pub listening_at: Option<RfcTimestamp>,
+    /// The closed gap (0: no DB failure confirmed one); null while open.
     pub gap_seconds: Option<f64>,
     pub method: &'static str,
-    /// Still failing when the input ended (the gap is how long it had lasted).
+    /// Still failing when the input ended: never reported as a closed gap.
     pub open: bool,
+    /// A DB failure (or failed engine probe) after the start proved the gap.
+    pub confirmed: bool,
+    /// For an open gap: how long it had been failing (start → last failure).
+    pub failing_seconds: Option<f64>,
+    /// Requests served inside the gap as measured.
+    pub requests: u64,
+    pub outages: Vec<OutageReport>,
+}
+
+/// One mid-life outage as reported.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct OutageReport {
+    pub started_at: Option<RfcTimestamp>,
+    pub ended_at: Option<RfcTimestamp>,
+    /// Duration; for an outage still open at the end of the input, how long it had lasted.
+    pub seconds: Option<f64>,
+    pub method: &'static str,
+    pub requests: u64,
+    pub open: bool,
+}
+
+impl StartReport {
+    fn from_start(s: &Start) -> StartReport {
+        StartReport {
+            listening_at: s.listening_at.map(RfcTimestamp),
+            gap_seconds: s.gap_seconds,
+            method: s.method.as_str(),
+            open: s.open,
+            confirmed: s.confirmed,
+            failing_seconds: if s.open { s.failing_seconds() } else { None },
+            requests: s.requests,
+            outages: model::outages_of(s)
+                .into_iter()
+                .map(|o| OutageReport {
+                    started_at: o.started_at.map(RfcTimestamp),
+                    ended_at: o.ended_at.map(RfcTimestamp),
+                    seconds: o.seconds,
+                    method: o.method,
+                    requests: o.requests,
+                    open: o.open,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Counts in the report's vocabulary (also the JSON field names).
@@ -80,6 +125,10 @@ pub struct ReportCounts {
     pub credential_load_failures: u64,
     pub engine_distro_fallbacks: u64,
     pub requests_during_gap: u64,
+    pub spend_updates_failed: u64,
+    pub engine_restarts: u64,
+    pub db_outages: u64,
+    pub requests_during_outage: u64,
     pub lines: u64,
     pub malformed_lines: u64,
 }
@@ -102,6 +151,10 @@ impl ReportCounts {
             credential_load_failures: c.credential_load_failures,
             engine_distro_fallbacks: c.engine_distro_fallbacks,
             requests_during_gap: c.requests_during_gap,
+            spend_updates_failed: c.spend_updates_failed,
+            engine_restarts: c.engine_restarts,
+            db_outages: c.db_outages,
+            requests_during_outage: c.requests_during_outage,
             lines,
             malformed_lines: malformed,
         }
@@ -379,15 +432,7 @@ pub fn run(
         let mut requests = s.requests;
         requests.sort_unstable();
         pods.push(PodReport {
-            starts: starts
-                .iter()
-                .map(|s| StartReport {
-                    listening_at: s.listening_at.map(RfcTimestamp),
-                    gap_seconds: s.gap_seconds,
-                    method: s.method.as_str(),
-                    open: s.open,
-                })
-                .collect(),
+            starts: starts.iter().map(StartReport::from_start).collect(),
             counts: ReportCounts::from_counts(c, lines, malformed),
             detail: PodDetail {
                 starts,

@@ -20,22 +20,31 @@ pub struct OutageView {
     pub open: bool,
 }
 
-/// The outages of a start. MERGE POINT (issue 12): map `Start.outages` here;
-/// the current timeline has none.
-pub fn outages_of(_start: &Start) -> Vec<OutageView> {
-    Vec::new()
+/// The mid-life outages of a start.
+pub fn outages_of(start: &Start) -> Vec<OutageView> {
+    start
+        .outages
+        .iter()
+        .map(|o| OutageView {
+            started_at: o.started_at,
+            ended_at: o.ended_at,
+            seconds: o.seconds,
+            method: o.method.as_str(),
+            requests: o.requests,
+            open: o.open,
+        })
+        .collect()
 }
 
-/// Key/user/team spend increments not applied. MERGE POINT (issue 12):
-/// `Counts.spend_updates_failed`; the current counts have no such field.
-pub fn spend_updates_failed(_c: &Counts) -> u64 {
-    0
+/// Key/user/team spend increments not applied.
+pub fn spend_updates_failed(c: &Counts) -> u64 {
+    c.spend_updates_failed
 }
 
-/// Whether a start's gap was confirmed by a failure. MERGE POINT (issue 12):
-/// `Start.confirmed`; today every start with a gap counts as confirmed.
+/// Whether a start's gap was confirmed by a failure (a provisional start
+/// without one has gap 0 and nothing at risk).
 pub fn confirmed(start: &Start) -> bool {
-    start.gap_seconds.is_some_and(|g| g > 0.0) || start.open
+    start.confirmed
 }
 
 /// How long a start's gap lasted (closed), or had lasted when the input
@@ -98,7 +107,12 @@ pub fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
             ..plain("config_load_failure")
         },
         EventKind::EngineDistroFallback => plain("engine_distro_fallback"),
+        EventKind::SpendUpdatesFailed => plain("spend_updates_failed"),
+        EventKind::EngineRestart => plain("engine_restart"),
+        EventKind::ProxyAccepting => plain("proxy_accepting"),
         EventKind::ProxyListening => plain("proxy_listening"),
+        // Process and shutdown lines are context, not ledger entries.
+        EventKind::ProcessStarted { .. } | EventKind::ProxyStopping => return None,
         EventKind::RequestServed => return None,
     })
 }
@@ -107,7 +121,7 @@ pub fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
 pub fn is_loss(k: &EventKind) -> bool {
     matches!(
         k,
-        EventKind::SpendBatchDropped | EventKind::SpendRowsLost(_)
+        EventKind::SpendBatchDropped | EventKind::SpendRowsLost(_) | EventKind::SpendUpdatesFailed
     )
 }
 
@@ -117,14 +131,12 @@ mod tests {
     use crate::classify::Operation;
 
     fn start(open: bool, gap: Option<f64>) -> Start {
-        Start {
-            listening_at: Some(Timestamp(0)),
-            engine_ready_at: None,
-            last_db_error_at: Some(Timestamp(5_000_000_000)),
-            gap_seconds: gap,
-            method: Method::Log,
-            open,
-        }
+        let mut s = Start::new(Some(Timestamp(0)), Method::Log);
+        s.last_db_error_at = Some(Timestamp(5_000_000_000));
+        s.gap_seconds = gap;
+        s.open = open;
+        s.confirmed = open || gap.is_some_and(|g| g > 0.0);
+        s
     }
 
     #[test]
