@@ -548,6 +548,10 @@ fn table_totals(table: &str) -> BTreeMap<&'static str, u64> {
         ("budget_cache_misses", num(" budget-cache misses")),
         ("db_connect_errors", num(" DB connect errors")),
         ("requests_during_gap", num(" requests served during a gap")),
+        ("spend_updates_failed", num(" spend updates not applied")),
+        ("db_outages", num(" mid-life DB outages")),
+        ("requests_during_outage", num(" requests during them")),
+        ("engine_restarts", num(" engine restarts")),
     ])
 }
 
