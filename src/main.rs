@@ -84,8 +84,8 @@ struct ReportArgs {
     /// Also write a self-contained HTML page: totals and one SVG timeline per pod.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
-    /// Exit 1 when the logs show this: `drops` (a dropped spend batch or lost
-    /// row), `gap>DURATION` (a start-up gap longer than that, e.g. gap>60s),
+    /// Exit 1 when the logs show this: `drops` (a dropped spend batch, a lost
+    /// row or key/user/team spend not applied), `gap>DURATION` (a start-up gap longer than that, e.g. gap>60s),
     /// `outage` (a mid-life DB outage). Repeat it or give a comma list; quote
     /// `'gap>60s'` in a shell.
     #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_parser = report::failon::FailOn::parse)]
