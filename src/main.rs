@@ -326,6 +326,12 @@ fn report_cmd(args: ReportArgs) -> ExitCode {
         .iter()
         .map(|p| report::input::Input::parse(p))
         .collect();
+    {
+        use std::io::IsTerminal;
+        if inputs.contains(&report::input::Input::Stdin) && std::io::stdin().is_terminal() {
+            eprintln!("hint: reading logs from the terminal (end with Ctrl-D); pipe `kubectl logs --prefix --timestamps` into `report -`");
+        }
+    }
     let r = match report::run(&inputs, rules, &opts) {
         Ok(r) => r,
         Err(e @ ReportError::Usage(_)) => return usage(e.to_string()),
