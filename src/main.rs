@@ -89,8 +89,8 @@ struct ReportArgs {
     /// Also write a self-contained HTML page: totals and one SVG timeline per pod.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
-    /// Exit 1 when the logs show this: `drops` (a dropped spend batch or lost
-    /// row), `gap>DURATION` (a start-up gap longer than that, e.g. gap>60s),
+    /// Exit 1 when the logs show this: `drops` (a dropped spend batch, a lost
+    /// row or key/user/team spend not applied), `gap>DURATION` (a start-up gap longer than that, e.g. gap>60s),
     /// `outage` (a mid-life DB outage). Repeat it or give a comma list; quote
     /// `'gap>60s'` in a shell.
     #[arg(long, value_name = "CONDITION", value_delimiter = ',', value_parser = report::failon::FailOn::parse)]
@@ -360,6 +360,12 @@ fn report_cmd(args: ReportArgs) -> ExitCode {
         .iter()
         .map(|p| report::input::Input::parse(p))
         .collect();
+    {
+        use std::io::IsTerminal;
+        if inputs.contains(&report::input::Input::Stdin) && std::io::stdin().is_terminal() {
+            eprintln!("hint: reading logs from the terminal (end with Ctrl-D); pipe `kubectl logs --prefix --timestamps` into `report -`");
+        }
+    }
     let r = match report::run(&inputs, rules, &opts) {
         Ok(r) => r,
         Err(e @ ReportError::Usage(_)) => return usage(e.to_string()),

@@ -195,6 +195,13 @@ fn pod_flag_names_a_plain_file_and_stdin_gets_a_named_default() {
     let (v, err) = ok_json(&["--json", "--pod", "llm/litellm-x", "-"], &plain);
     assert_eq!(v["pods"][0]["pod"], "litellm-x");
     assert!(err.is_empty(), "{err}");
+    // Paths that name their pod (the kubelet layout) keep it.
+    let dir = fixture();
+    let (v, _) = ok_json(
+        &["--json", "--pod", "llm/litellm-x", dir.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(v["pods"].as_array().map(Vec::len), Some(3));
     let bad = report(&["--pod", "Not A Pod", "-"], b"");
     assert_eq!(bad.status.code(), Some(2));
 }
@@ -334,6 +341,8 @@ fn ledger_totals(lines: &[Value]) -> BTreeMap<String, u64> {
             ("config_load_failure", "deployments") => "deployment_load_failures",
             ("config_load_failure", "credentials") => "credential_load_failures",
             ("engine_distro_fallback", _) => "engine_distro_fallbacks",
+            ("spend_updates_failed", _) => "spend_updates_failed",
+            ("engine_restart", _) => "engine_restarts",
             _ => "",
         };
         if !key.is_empty() {
@@ -411,10 +420,18 @@ fn ledger_totals_equal_the_report_and_each_line_points_at_its_source_line() {
         );
         times.push(e["time"].as_str().unwrap().to_string());
         let file = e["file"].as_str().unwrap();
+        let mut data = Vec::new();
+        let raw = std::fs::File::open(file).expect("the ledger names a readable file");
         if file.ends_with(".gz") {
-            continue;
+            // Offsets of a compressed file count the decompressed bytes.
+            flate2::read::MultiGzDecoder::new(raw)
+                .read_to_end(&mut data)
+                .expect("gunzip");
+        } else {
+            std::io::BufReader::new(raw)
+                .read_to_end(&mut data)
+                .expect("read");
         }
-        let data = std::fs::read(file).expect("the ledger names a readable file");
         let at = e["offset"].as_u64().unwrap() as usize;
         assert!(
             at == 0 || data[at - 1] == b'\n',
@@ -447,6 +464,33 @@ fn ledger_totals_equal_the_report_and_each_line_points_at_its_source_line() {
         .filter(|r| r[3] == "spend_batch_dropped")
         .count() as u64;
     assert_eq!(dropped, sums["spend_batches_dropped"]);
+}
+
+#[test]
+fn a_traceback_no_header_owns_is_pointed_at_by_its_first_line() {
+    let input = b"[pod/litellm-0/litellm] 2026-11-24T10:00:00Z INFO:     Application startup complete.\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:01Z Traceback (most recent call last):\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:01Z   File \"/app/x.py\", line 1, in f\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:01Z httpx.ConnectError: All connection attempts failed\n\
+[pod/litellm-0/litellm] 2026-11-24T10:00:02Z INFO:     10.0.0.7:46642 - \"GET /v1/models HTTP/1.1\" 200 OK\n";
+    let events = jsonl(&report(&["--events", "-"], input));
+    let e = events
+        .iter()
+        .find(|e| e["kind"] == "db_connect_error")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(
+        (
+            e["operation"].as_str(),
+            e["rule"].as_str(),
+            e["file"].as_str()
+        ),
+        (Some("other"), None, Some("-"))
+    );
+    let at = e["offset"].as_u64().unwrap() as usize;
+    assert!(
+        input[at..].starts_with(b"[pod/litellm-0/litellm] 2026-11-24T10:00:01Z Traceback"),
+        "offset {at}"
+    );
 }
 
 #[test]
@@ -504,6 +548,10 @@ fn table_totals(table: &str) -> BTreeMap<&'static str, u64> {
         ("budget_cache_misses", num(" budget-cache misses")),
         ("db_connect_errors", num(" DB connect errors")),
         ("requests_during_gap", num(" requests served during a gap")),
+        ("spend_updates_failed", num(" spend updates not applied")),
+        ("db_outages", num(" mid-life DB outages")),
+        ("requests_during_outage", num(" requests during them")),
+        ("engine_restarts", num(" engine restarts")),
     ])
 }
 
@@ -521,10 +569,8 @@ fn page_totals(html: &str) -> BTreeMap<String, String> {
     t
 }
 
-#[test]
-fn table_json_ledger_and_html_show_the_same_numbers() {
-    let dir = fixture();
-    let dir = dir.to_str().unwrap();
+/// The table, `--json`, `--events` and `--html` of one input agree.
+fn same_numbers_everywhere(dir: &str) -> (Value, BTreeMap<String, String>) {
     let (v, _) = ok_json(&["--json", dir], b"");
     let table = report(&[dir], b"");
     let table = table_totals(&String::from_utf8_lossy(&table.stdout));
@@ -542,18 +588,119 @@ fn table_json_ledger_and_html_show_the_same_numbers() {
         } else {
             v["totals"][key].as_u64().unwrap()
         };
-        assert_eq!(*n, json, "table vs json: {key}");
-        assert_eq!(
-            page.get(*key),
-            Some(&n.to_string()),
-            "html vs json: {key} {page:?}"
-        );
-        if let Some(s) = sums.get(*key) {
-            assert_eq!(*s, json, "ledger vs json: {key}");
+        assert_eq!(*n, json, "{dir}: table vs json: {key}");
+    }
+    for (key, value) in &page {
+        let json = match key.as_str() {
+            "pods" => v["pods"].as_array().unwrap().len().to_string(),
+            "longest_gap" => continue,
+            k => v["totals"][k].to_string(),
+        };
+        assert_eq!(*value, json, "{dir}: html vs json: {key}");
+    }
+    for (key, s) in &sums {
+        if let Some(json) = v["totals"].get(key) {
+            assert_eq!(Some(*s), json.as_u64(), "{dir}: ledger vs json: {key}");
         }
     }
+    assert_eq!(sums, report_totals(&v, &sums), "{dir}: ledger vs json");
+    (v, page)
+}
+
+#[test]
+fn table_json_ledger_and_html_show_the_same_numbers() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (v, page) = same_numbers_everywhere(fixtures.join("rolling-deploy").to_str().unwrap());
     assert_eq!(page["longest_gap"], "43.0s");
-    assert!(sums.contains_key("spend_batches_dropped") && sums.contains_key("budget_cache_misses"));
+    assert!(v["totals"]["spend_batches_dropped"].as_u64() > Some(0));
+    for key in [
+        "spend_batches_dropped",
+        "spend_rows_lost",
+        "requests_during_gap",
+        "db_outages",
+        "spend_updates_failed",
+        "engine_restarts",
+    ] {
+        assert!(page.contains_key(key), "the page has no {key} total");
+    }
+    // Newer versions: rows lost and re-queued, an outage, engine restarts, an open gap.
+    let (v, page) = same_numbers_everywhere(fixtures.join("versions").to_str().unwrap());
+    for key in [
+        "spend_rows_lost",
+        "spend_rows_requeued",
+        "db_outages",
+        "spend_updates_failed",
+        "engine_restarts",
+    ] {
+        assert!(
+            v["totals"][key].as_u64() > Some(0),
+            "versions fixture lacks {key}: {v}"
+        );
+    }
+    assert_eq!(page["longest_gap"], "2m 02s");
+}
+
+#[test]
+fn outages_and_open_gaps_fail_ci_and_are_drawn() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let versions = fixtures.join("versions");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let html = tmp.path().join("v.html");
+    let o = report(
+        &[
+            "--fail-on",
+            "outage",
+            "--html",
+            html.to_str().unwrap(),
+            versions.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outage: 1 mid-life DB outages in llm/litellm-7f9a1b2c3-w2rkq"),
+        "{}",
+        stderr(&o)
+    );
+    let o = report(&["--fail-on", "gap>2m", versions.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("still open after 122.0s"),
+        "{}",
+        stderr(&o)
+    );
+    let o = report(
+        &[
+            "--fail-on",
+            "outage",
+            fixtures.join("rolling-deploy").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "no outage in the rolling deploy: {}",
+        stderr(&o)
+    );
+    let page = std::fs::read_to_string(&html).expect("page");
+    let pods = &page[page.find(r#"<section class="pod""#).expect("pods")..];
+    assert_eq!(
+        pods.matches(r#"<rect class="outage""#).count(),
+        1,
+        "one outage bar"
+    );
+    assert_eq!(
+        pods.matches(r#"<rect class="gap-open""#).count(),
+        1,
+        "one open gap"
+    );
+    assert_eq!(
+        pods.matches(r#"<circle class="restart""#).count(),
+        2,
+        "two engine restarts"
+    );
+    assert!(pods.contains("1 spend update not applied") && pods.contains("1 batch, 25 rows"));
 }
 
 /// Runs a command, killing it when the deadline passes (a hung browser fails the test).
@@ -768,4 +915,53 @@ fn html_timeline_renders_in_headless_chromium() {
         3,
         "one timeline per pod"
     );
+    // Newer versions: an open gap, an outage and engine restarts, for a person to look at.
+    let versions = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/versions");
+    let html = shots.join("versions.html");
+    let (v, _) = ok_json(
+        &[
+            "--json",
+            "--html",
+            html.to_str().unwrap(),
+            versions.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let png = shots.join("versions.png");
+    let _ = std::fs::remove_file(&png);
+    let profile = tempfile::tempdir().expect("profile");
+    let shot = format!("--screenshot={}", png.display());
+    let url = format!("file://{}", html.display());
+    let out = run_with_deadline(&mut chromium(profile.path(), &[&shot, &url]), deadline);
+    assert!(
+        out.status.success() && png.exists(),
+        "chromium screenshot: {}",
+        stderr(&out)
+    );
+    let (variance, drawn) = picture_stats(&png);
+    assert!(
+        variance > 50.0 && drawn > 0.02,
+        "versions.png looks blank: {variance} / {drawn}"
+    );
+    let profile = tempfile::tempdir().expect("profile");
+    let dom = run_with_deadline(
+        &mut chromium(profile.path(), &["--dump-dom", &url]),
+        deadline,
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let totals = page_totals(&dom);
+    for key in [
+        "db_outages",
+        "requests_during_outage",
+        "spend_updates_failed",
+        "engine_restarts",
+        "spend_rows_lost",
+    ] {
+        assert_eq!(
+            totals.get(key),
+            Some(&v["totals"][key].to_string()),
+            "{key} in the DOM"
+        );
+    }
+    assert!(dom.contains(r#"<rect class="outage""#) && dom.contains(r#"<rect class="gap-open""#));
 }

@@ -65,6 +65,8 @@ svg .open-head{fill:var(--open)}
 svg .outage{fill:var(--outage);opacity:.8}
 svg .dberr{stroke:var(--err);stroke-width:1}
 svg .req{fill:var(--req)}
+svg .restart{fill:none;stroke:var(--outage);stroke-width:1.6}
+tr.outage-row td{color:var(--outage)}
 svg .loss{fill:var(--loss)}
 svg .loss-text{fill:var(--loss);font-weight:600}
 .hatch-line{stroke:var(--gap-log);stroke-width:2}
@@ -160,12 +162,7 @@ fn fmt_secs(s: f64) -> String {
 /// The totals as cards; `data-total` names the report field.
 fn cards(r: &Report, o: &mut String) {
     let t = &r.totals;
-    let outages: usize = r
-        .pods
-        .iter()
-        .flat_map(|p| p.detail.starts.iter())
-        .map(|s| model::outages_of(s).len())
-        .sum();
+    let outages = t.db_outages;
     let longest = r
         .pods
         .iter()
@@ -249,6 +246,28 @@ fn cards(r: &Report, o: &mut String) {
         "mid-life DB outages",
         if outages > 0 { "warn" } else { "" },
     );
+    card(
+        "requests_during_outage",
+        t.requests_during_outage.to_string(),
+        "requests served during an outage",
+        if t.requests_during_outage > 0 {
+            "warn"
+        } else {
+            ""
+        },
+    );
+    card(
+        "spend_updates_failed",
+        t.spend_updates_failed.to_string(),
+        "key/user/team spend updates not applied",
+        bad(t.spend_updates_failed),
+    );
+    card(
+        "engine_restarts",
+        t.engine_restarts.to_string(),
+        "query-engine restarts",
+        "",
+    );
     let _ = writeln!(o, "</div>");
 }
 
@@ -259,7 +278,8 @@ const LEGEND: &str = r##"<div class="legend">
 <span><svg width="26" height="12"><rect class="gap-open" x="0.5" y="1.5" width="20" height="9" fill="none"/><path class="open-head" d="M20 0 L26 6 L20 12 Z"/></svg>gap still open at the end of the logs</span>
 <span><svg width="26" height="12"><rect class="outage" x="0" y="1" width="26" height="10"/></svg>mid-life DB outage</span>
 <span><svg width="26" height="12"><line class="dberr" x1="5" y1="1" x2="5" y2="11"/><line class="dberr" x1="9" y1="1" x2="9" y2="11"/><line class="dberr" x1="11" y1="1" x2="11" y2="11"/></svg>DB connect errors</span>
-<span><svg width="26" height="12"><circle class="req" cx="8" cy="6" r="3"/></svg>request served inside a gap</span>
+<span><svg width="26" height="12"><circle class="restart" cx="8" cy="6" r="4.5"/></svg>query engine restarted</span>
+<span><svg width="26" height="12"><circle class="req" cx="8" cy="6" r="3"/></svg>request served inside a gap or outage</span>
 <span><svg width="26" height="12"><path class="loss" d="M8 0 L14 6 L8 12 L2 6 Z"/></svg>spend batch dropped / rows lost</span>
 </div>
 "##;
@@ -315,7 +335,7 @@ fn pod_svg(r: &Report, p: &PodReport, idx: usize, sc: &Scale, o: &mut String) {
     for (y, name) in [
         (Y_BAR + BAR_H / 2.0, "starts, gaps"),
         (Y_ERR, "DB errors"),
-        (Y_REQ, "requests in gaps"),
+        (Y_REQ, "requests at risk"),
         (Y_LOSS, "spend lost"),
     ] {
         let _ = writeln!(o, r#"<text x="0" y="{:.1}">{name}</text>"#, y + 4.0);
@@ -439,7 +459,7 @@ fn pod_svg(r: &Report, p: &PodReport, idx: usize, sc: &Scale, o: &mut String) {
         .ledger
         .iter()
         .filter(|e| e.pod.namespace == p.namespace && e.pod.pod == p.pod);
-    let mut losses: Vec<(f64, u64, u64)> = Vec::new(); // x, batches, rows
+    let mut losses: Vec<(f64, u64, u64, u64)> = Vec::new(); // x, batches, rows, updates not applied
     let mut last_err_x = f64::NEG_INFINITY;
     for e in mine {
         let Some(t) = e.ts else { continue };
@@ -457,25 +477,34 @@ fn pod_svg(r: &Report, p: &PodReport, idx: usize, sc: &Scale, o: &mut String) {
                 );
                 last_err_x = x;
             }
+            EventKind::EngineRestart => {
+                let _ = writeln!(
+                    o,
+                    r#"<circle class="restart" cx="{x:.1}" cy="{Y_ERR}" r="4.5"><title>query engine restarted by LiteLLM at {}</title></circle>"#,
+                    when(t)
+                );
+            }
             ref k if model::is_loss(k) => {
                 let rows = match e.kind {
                     EventKind::SpendRowsLost(n) => n,
                     _ => 0,
                 };
                 let batch = u64::from(e.kind == EventKind::SpendBatchDropped);
+                let update = u64::from(e.kind == EventKind::SpendUpdatesFailed);
                 // Close markers merge, so their count labels never overlap.
                 match losses.last_mut() {
                     Some(l) if x - l.0 < 80.0 => {
                         l.1 += batch;
                         l.2 += rows;
+                        l.3 += update;
                     }
-                    _ => losses.push((x, batch, rows)),
+                    _ => losses.push((x, batch, rows, update)),
                 }
             }
             _ => {}
         }
     }
-    for (x, batches, rows) in losses {
+    for (x, batches, rows, updates) in losses {
         let mut what = Vec::new();
         if batches > 0 {
             what.push(format!(
@@ -485,6 +514,12 @@ fn pod_svg(r: &Report, p: &PodReport, idx: usize, sc: &Scale, o: &mut String) {
         }
         if rows > 0 {
             what.push(format!("{rows} rows"));
+        }
+        if updates > 0 {
+            what.push(format!(
+                "{updates} spend update{} not applied",
+                if updates == 1 { "" } else { "s" }
+            ));
         }
         let what = what.join(", ");
         let _ = writeln!(
@@ -544,6 +579,15 @@ fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mu
     facts.push(format!("{} requests during a gap", c.requests_during_gap));
     facts.push(format!("{} DB connect errors", c.db_connect_errors));
     facts.push(format!("{} budget-cache misses", c.budget_cache_misses));
+    for (n, what) in [
+        (c.db_outages, "mid-life DB outages"),
+        (c.spend_updates_failed, "spend updates not applied"),
+        (c.engine_restarts, "engine restarts"),
+    ] {
+        if n > 0 {
+            facts.push(format!("{n} {what}"));
+        }
+    }
     let _ = writeln!(o, r#"<p class="facts">{}</p>"#, esc(&facts.join(" · ")));
     match sc {
         Some(sc) if p.detail.first_ts.is_some() => pod_svg(r, p, idx, sc, o),
@@ -557,7 +601,7 @@ fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mu
     if !p.detail.starts.is_empty() {
         let _ = writeln!(
             o,
-            "<table><tr><th>start</th><th>proxy accepting (UTC)</th><th>gap</th><th>measured by</th></tr>"
+            "<table><tr><th></th><th>from (UTC)</th><th>how long</th><th>measured by</th><th>requests inside</th></tr>"
         );
         for (i, s) in p.detail.starts.iter().enumerate() {
             let gap = match model::gap_seconds(s, p.detail.last_ts) {
@@ -568,12 +612,28 @@ fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mu
             };
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>start {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 i + 1,
                 s.listening_at.map_or_else(|| "(no time)".into(), when),
                 esc(&gap),
-                model::method_word(s.method)
+                model::method_word(s.method),
+                model::requests_in_gap(s)
             );
+            for out in model::outages_of(s) {
+                let how_long = match out.seconds {
+                    Some(g) if out.open => format!("open, still failing after {}", fmt_secs(g)),
+                    Some(g) => fmt_secs(g),
+                    None => "–".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "<tr class=\"outage-row\"><td>outage</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    out.started_at.map_or_else(|| "(no time)".into(), when),
+                    esc(&how_long),
+                    esc(out.method),
+                    out.requests
+                );
+            }
         }
         let _ = writeln!(o, "</table>");
     }

@@ -348,7 +348,11 @@ fn plan(inputs: &[Input], opts: &ReportOptions) -> Result<Plan, ReportError> {
             plan.demux.push((index, Source::Path(f)));
             continue;
         }
-        let pod = pod_for(opts, PodRef::from_path(&f));
+        // A kubelet path names its pod; any other file is named by --pod.
+        let pod = match PodRef::from_path(&f) {
+            named if !named.namespace.is_empty() => named,
+            unnamed => pod_for(opts, unnamed),
+        };
         let container = f.parent().map(Path::to_path_buf).unwrap_or_default();
         let ts = first_timestamp(&f, opts.max_line_bytes);
         groups
@@ -485,12 +489,12 @@ fn pass(
             opts.max_line_bytes,
             Vec::new(),
         );
-        pipeline.set_observer(Box::new(ReportObserver {
-            seen: seen.clone(),
-            pos: pos.clone(),
+        pipeline.set_observer(Box::new(ReportObserver::new(
+            seen.clone(),
+            pos.clone(),
             window,
             scan_only,
-        }));
+        )));
         Worker {
             pipeline,
             seen,

@@ -58,6 +58,11 @@ pub fn gap_seconds(start: &Start, last_record: Option<Timestamp>) -> Option<f64>
     start.gap_seconds
 }
 
+/// Requests served inside a start's gap as the timeline measured it.
+pub fn requests_in_gap(start: &Start) -> u64 {
+    start.requests
+}
+
 /// The method's word for people ("exact" probe, "estimated" log).
 pub fn method_word(m: Method) -> &'static str {
     match m {

@@ -65,6 +65,8 @@ pub struct PodSeen {
     keep: bool,
     /// Where the last traceback no header owns began (its event is settled later).
     traceback_at: Option<(u32, u64)>,
+    /// The previous record was part of a traceback.
+    in_traceback: bool,
 }
 
 /// Everything observed by one worker.
@@ -99,40 +101,93 @@ fn min_ts(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
-/// The pipeline observer of one report worker.
+/// The pipeline observer of one report worker. It keeps what it sees to
+/// itself (no lock per record: the hot path is one pod comparison) and hands
+/// it over to `seen` once, when the pipeline drops it.
 pub struct ReportObserver {
-    pub seen: Arc<Mutex<Seen>>,
-    pub pos: Arc<Position>,
-    pub window: Window,
+    seen: Arc<Mutex<Seen>>,
+    pos: Arc<Position>,
+    window: Window,
     /// Only scanning for the last record time: classify nothing.
-    pub scan_only: bool,
+    scan_only: bool,
+    pods: Vec<(PodRef, PodSeen)>,
+    index: HashMap<PodRef, usize>,
+    /// The pod of the previous record (records come a file at a time).
+    last: usize,
+    entries: Vec<Entry>,
+    last_ts: Option<Timestamp>,
+}
+
+impl ReportObserver {
+    /// An observer handing its observations to `seen`; `pos` is where the
+    /// reader says each line comes from.
+    pub fn new(
+        seen: Arc<Mutex<Seen>>,
+        pos: Arc<Position>,
+        window: Window,
+        scan_only: bool,
+    ) -> ReportObserver {
+        ReportObserver {
+            seen,
+            pos,
+            window,
+            scan_only,
+            pods: Vec::new(),
+            index: HashMap::new(),
+            last: 0,
+            entries: Vec::new(),
+            last_ts: None,
+        }
+    }
+
+    /// The state of `pod`, created on first sight.
+    fn pod(&mut self, pod: &PodRef) -> &mut PodSeen {
+        if self.pods.get(self.last).is_none_or(|(p, _)| p != pod) {
+            self.last = match self.index.get(pod) {
+                Some(&i) => i,
+                None => {
+                    let keep = self.window.since.is_none();
+                    self.pods.push((
+                        pod.clone(),
+                        PodSeen {
+                            keep,
+                            ..Default::default()
+                        },
+                    ));
+                    self.index.insert(pod.clone(), self.pods.len() - 1);
+                    self.pods.len() - 1
+                }
+            };
+        }
+        &mut self.pods[self.last].1
+    }
+}
+
+impl Drop for ReportObserver {
+    fn drop(&mut self) {
+        let mine = Seen {
+            pods: std::mem::take(&mut self.pods).into_iter().collect(),
+            entries: std::mem::take(&mut self.entries),
+            last_ts: self.last_ts,
+        };
+        // A poisoned lock means a worker panicked: the report fails anyway.
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.merge(mine);
+        }
+    }
 }
 
 impl Observer for ReportObserver {
     fn record(&mut self, pod: &PodRef, record: &Record<'_>) -> bool {
-        let Ok(mut seen) = self.seen.lock() else {
-            return false;
-        };
         if let Some(t) = record.ts {
-            seen.last_ts = seen.last_ts.max(Some(t));
+            self.last_ts = self.last_ts.max(Some(t));
         }
-        if !seen.pods.contains_key(pod) {
-            let keep = self.window.since.is_none();
-            seen.pods.insert(
-                pod.clone(),
-                PodSeen {
-                    keep,
-                    ..Default::default()
-                },
-            );
-        }
-        let Some(p) = seen.pods.get_mut(pod) else {
-            return false;
-        };
+        let (window, scan_only, at) = (self.window, self.scan_only, self.pos.get());
+        let p = self.pod(pod);
         let keep = match record.ts {
             Some(t) => {
                 p.with_ts += 1;
-                p.keep = self.window.contains(t);
+                p.keep = window.contains(t);
                 if p.keep {
                     p.first_ts = min_ts(p.first_ts, Some(t));
                     p.last_ts = p.last_ts.max(Some(t));
@@ -144,37 +199,38 @@ impl Observer for ReportObserver {
                 p.keep
             }
         };
-        if self.scan_only {
+        if scan_only {
             return false;
         }
         if keep {
             p.kept += 1;
             let first = record.text.split(|b| *b == b'\n').next().unwrap_or(&[]);
-            if fold::opens_unattributed(first) {
-                p.traceback_at = Some(self.pos.get());
+            if p.in_traceback {
+                p.in_traceback = fold::shape(first) != fold::LineShape::Other;
+            } else if fold::opens_unattributed(first) {
+                // The first line of the traceback, not a later frame of it.
+                p.traceback_at = Some(at);
+                p.in_traceback = true;
             }
         }
         keep
     }
 
     fn event(&mut self, pod: &PodRef, ev: &Event) {
-        let Ok(mut seen) = self.seen.lock() else {
-            return;
-        };
         if ev.kind == EventKind::RequestServed {
-            if let (Some(t), Some(p)) = (ev.ts, seen.pods.get_mut(pod)) {
-                p.requests.push(t);
+            if let Some(t) = ev.ts {
+                self.pod(pod).requests.push(t);
             }
             return;
         }
         let (mut file, mut offset) = self.pos.get();
         if ev.rule.is_none() {
             // A traceback nobody owns is settled after it ended: point at its start.
-            if let Some((f, o)) = seen.pods.get(pod).and_then(|p| p.traceback_at) {
+            if let Some((f, o)) = self.pod(pod).traceback_at {
                 (file, offset) = (f, o);
             }
         }
-        seen.entries.push(Entry {
+        self.entries.push(Entry {
             ts: ev.ts,
             pod: pod.clone(),
             kind: ev.kind,

@@ -59,10 +59,11 @@ pub fn render_table(r: &Report) -> String {
                 .unwrap_or_else(|| "(no timestamp)".into());
             let _ = writeln!(
                 s,
-                "    start {}: listening at {at}, gap {} ({})",
+                "    start {}: accepting at {at}, gap {} ({}), {} requests inside",
                 i + 1,
                 fmt_start_gap(p, st),
-                model::method_word(st.method)
+                model::method_word(st.method),
+                model::requests_in_gap(st)
             );
             for o in model::outages_of(st) {
                 let _ = writeln!(
@@ -84,6 +85,13 @@ pub fn render_table(r: &Report) -> String {
                 .collect();
             let _ = writeln!(s, "    db connect errors: {}", ops.join(" "));
         }
+        if c.spend_updates_failed + c.engine_restarts > 0 {
+            let _ = writeln!(
+                s,
+                "    key/user/team spend updates not applied: {}, query-engine restarts: {}",
+                c.spend_updates_failed, c.engine_restarts
+            );
+        }
         if c.deployment_load_failures
             + c.credential_load_failures
             + c.engine_distro_fallbacks
@@ -100,15 +108,19 @@ pub fn render_table(r: &Report) -> String {
     let t = &r.totals;
     let _ = writeln!(
         s,
-        "\nTOTAL: {} pods, {} starts, {} spend batches dropped ({} rows lost, {} re-queued), {} budget-cache misses, {} DB connect errors, {} requests served during a gap, {} lines read ({} malformed)",
+        "\nTOTAL: {} pods, {} starts, {} spend batches dropped ({} rows lost, {} re-queued), {} spend updates not applied, {} budget-cache misses, {} DB connect errors, {} requests served during a gap, {} mid-life DB outages ({} requests during them), {} engine restarts, {} lines read ({} malformed)",
         r.pods.len(),
         t.proxy_starts,
         t.spend_batches_dropped,
         t.spend_rows_lost,
         t.spend_rows_requeued,
+        t.spend_updates_failed,
         t.budget_cache_misses,
         t.db_connect_errors,
         t.requests_during_gap,
+        t.db_outages,
+        t.requests_during_outage,
+        t.engine_restarts,
         t.lines,
         t.malformed_lines
     );
