@@ -836,3 +836,36 @@ fn probes_answer_within_a_second_under_slowloris_and_ten_thousand_idle_connectio
     drop(idle);
     assert_healthy(&mut agent);
 }
+
+/// Record times before 2000 or more than a day ahead are malformed time,
+/// not events: a 1677 start line must not open a start whose gap wraps an
+/// i64 (on main it did, and the open gap read 0), a year-2999 error must not
+/// hold a gap open for centuries. Real events around them still count.
+#[test]
+fn timestamps_before_2000_or_a_day_ahead_are_counted_as_malformed_time() {
+    let tree = LogTree::new();
+    let log = tree.log_path("llm", "litellm-epochs");
+    let t = now_ts();
+    let mut text = first_line();
+    text.push_str(&cri(
+        "1677-09-21T00:12:44.000000000Z",
+        "stdout",
+        "INFO:     Application startup complete.",
+    ));
+    text.push_str(&cri(
+        "1999-12-31T23:59:59.999999999Z",
+        "stderr",
+        SPEND_HEADER,
+    ));
+    text.push_str(&cri("2999-01-01T00:00:00Z", "stderr", SPEND_HEADER));
+    text.push_str(&cri(&t, "stderr", BUDGET_LINE));
+    LogTree::append(&log, &text);
+    let port = support::free_port();
+    let mut agent = AgentProc::start(&tree.config(port, ""), port);
+    agent.wait_value(BUDGET, &pod("litellm-epochs"), 1.0);
+    agent.wait_value(MALFORMED, &[("reason", "bad_timestamp")], 3.0);
+    assert_eq!(agent.value(DROPPED, &pod("litellm-epochs")), 0.0);
+    let (_, api) = http_get(agent.addr, "/api/v1/pods").expect("api");
+    assert!(!api.contains("1677") && !api.contains("2999"), "{api}");
+    assert_healthy(&mut agent);
+}
