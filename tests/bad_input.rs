@@ -869,3 +869,59 @@ fn timestamps_before_2000_or_a_day_ahead_are_counted_as_malformed_time() {
     assert!(!api.contains("1677") && !api.contains("2999"), "{api}");
     assert_healthy(&mut agent);
 }
+
+/// The agent logging into a file that its own glob matches (here with
+/// RUST_LOG=debug: on main, a feedback loop of ever more lines) refuses to
+/// start, naming `globs` and the file; a log file outside the globs is fine.
+#[test]
+fn a_glob_matching_the_agents_own_log_file_is_refused() {
+    use std::process::{Command, Stdio};
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = tree.config(port, "");
+    // A file the glob `pods/*_*litellm*_*/*/*.log` matches.
+    let own = tree.log_path("monitoring", "litellm-sentinel-abc");
+    let run = |log: &Path| {
+        Command::new(support::bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("spawn")
+    };
+    let mut child = run(&own);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let size = std::fs::metadata(&own).map(|m| m.len()).unwrap_or(0);
+            panic!("the agent kept running while tailing its own log ({size} bytes of it)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&own).expect("own log");
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("globs") && text.contains("own log output") && text.contains("0.log"),
+        "{text}"
+    );
+    // The same agent logging next to the tree (not under a glob) runs.
+    let outside = tree.dir.path().join("agent.log");
+    let mut child = run(&outside);
+    wait_until("agent /healthz", Duration::from_secs(20), || {
+        http_get(
+            format!("127.0.0.1:{port}").parse().expect("addr"),
+            "/healthz",
+        )
+        .is_some_and(|(s, _)| s == 200)
+    });
+    assert!(child.try_wait().expect("wait").is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+}
