@@ -582,6 +582,19 @@ impl Config {
                 return Err(invalid("globs", format!("`{g}` must be an absolute path")));
             }
         }
+        if self.role == Role::Node {
+            for own in own_log_files() {
+                if let Some(g) = self.globs.iter().find(|g| glob_matches(g, &own)) {
+                    return Err(invalid(
+                        "globs",
+                        format!(
+                            "`{g}` matches the agent's own log output {} (stdout/stderr): the agent would read its own lines, and at debug level every line read logs more; write the agent's log elsewhere or narrow the glob",
+                            own.path.display()
+                        ),
+                    ));
+                }
+            }
+        }
         self.listen.parse::<SocketAddr>().map_err(|e| {
             invalid(
                 "listen",
@@ -671,6 +684,61 @@ impl Config {
         c.probe.proxy_url = c.probe.proxy_url.as_deref().map(redact);
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render config: {e}"))
     }
+}
+
+/// A regular file the agent's stdout or stderr writes to.
+#[derive(Debug)]
+struct OwnLog {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// The files behind fd 1 and 2 (when they are regular files, i.e. the agent
+/// logs to a file rather than a pipe or terminal).
+fn own_log_files() -> Vec<OwnLog> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<OwnLog> = Vec::new();
+    for fd in [1, 2] {
+        let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        let (Ok(path), Ok(meta)) = (std::fs::read_link(&link), std::fs::metadata(&link)) else {
+            continue;
+        };
+        if meta.is_file()
+            && !out
+                .iter()
+                .any(|o| o.dev == meta.dev() && o.ino == meta.ino())
+        {
+            out.push(OwnLog {
+                path,
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+        }
+    }
+    out
+}
+
+/// Whether the tailer would pick `own` up through glob `g`: by its path, or
+/// (through symlinks or bind mounts) as the same file among the glob's matches.
+fn glob_matches(g: &str, own: &OwnLog) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    if glob::Pattern::new(g).is_ok_and(|p| p.matches_path_with(&own.path, opts)) {
+        return true;
+    }
+    let Ok(paths) = glob::glob(g) else {
+        return false;
+    };
+    // Bounded: a glob over a huge tree is checked for its first matches only.
+    paths
+        .take(100_000)
+        .flatten()
+        .any(|p| std::fs::metadata(&p).is_ok_and(|m| m.dev() == own.dev && m.ino() == own.ino))
 }
 
 /// Whether an http URL has a `user[:password]@` part (an `@` before the

@@ -93,22 +93,266 @@ pub fn web_security(
     Err(WebSecurityError::NotBuiltIn(path.to_path_buf()))
 }
 
-/// Connections served at once; more are closed as soon as they are accepted
-/// (a scraper and the kubelet's probes need a handful).
-pub const MAX_CONNECTIONS: usize = 256;
+/// Most connections held at once, whatever the file-descriptor limit allows
+/// (an idle HTTP/1 connection costs a socket and a few KiB).
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// A client must send a request's headers within this time (slow clients
 /// cannot hold connections open); idle keep-alive connections close after it too.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many connections this process can hold: [`MAX_CONNECTIONS`], or half
+/// of what `RLIMIT_NOFILE` leaves after 256 descriptors for log files,
+/// inotify and the state file, whichever is lower (at least 32).
+pub fn connection_cap() -> usize {
+    let soft = nofile_limit().unwrap_or(1024);
+    let spare = usize::try_from(soft.saturating_sub(256)).unwrap_or(usize::MAX) / 2;
+    spare.clamp(32, MAX_CONNECTIONS)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (at most 65536), as Go
+/// programs do at start: the default soft limit of 1024 is what a flood of
+/// idle connections would exhaust first. Failure leaves the limit as it is.
+pub fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want = lim.rlim_max.min(65_536);
+        if want > lim.rlim_cur {
+            lim.rlim_cur = want;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::debug!("cannot raise RLIMIT_NOFILE");
+            }
+        }
+    }
+}
+
+fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed in.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+    (rc == 0).then_some(lim.rlim_cur as u64)
+}
+
+/// What one connection is doing, for admission.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// No request in flight: TLS handshake, headers not yet complete, or
+    /// keep-alive between requests. May be evicted.
+    Idle,
+    /// This many requests in flight: never evicted.
+    Busy(usize),
+    /// Chosen for eviction: its task closes it; no new request starts on it.
+    Evicted,
+    /// Its task has ended.
+    Closed,
+}
+
+/// One admitted connection.
+#[derive(Debug)]
+struct Conn {
+    phase: std::sync::Mutex<Phase>,
+    evicted: tokio::sync::Notify,
+}
+
+impl Conn {
+    /// Marks a request in flight; `None` once the connection is evicted.
+    fn begin(self: &Arc<Self>) -> Option<BusyGuard> {
+        let mut p = self.phase.lock().ok()?;
+        *p = match *p {
+            Phase::Idle => Phase::Busy(1),
+            Phase::Busy(n) => Phase::Busy(n + 1),
+            Phase::Evicted | Phase::Closed => return None,
+        };
+        Some(BusyGuard(self.clone()))
+    }
+
+    /// Evicts the connection if it is idle.
+    fn evict_if_idle(&self) -> bool {
+        let Ok(mut p) = self.phase.lock() else {
+            return false;
+        };
+        if *p != Phase::Idle {
+            return false;
+        }
+        *p = Phase::Evicted;
+        self.evicted.notify_one();
+        true
+    }
+
+    fn phase(&self) -> Phase {
+        self.phase.lock().map_or(Phase::Closed, |p| *p)
+    }
+}
+
+/// Ends a request: the connection is idle again once none is in flight.
+struct BusyGuard(Arc<Conn>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.0.phase.lock() {
+            *p = match *p {
+                Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+                Phase::Busy(_) => Phase::Idle,
+                other => other,
+            };
+        }
+    }
+}
+
+/// Connection admission: at most `cap` connections; when full, a new
+/// connection evicts the oldest idle one (slow clients that never finish
+/// their headers, idle keep-alives, stalled TLS handshakes), so the
+/// kubelet's `/healthz` and `/readyz` and the `/gate` probe always get in:
+/// a new connection can only be evicted after every idle connection admitted
+/// before it. Only when every held connection has a request in flight is the
+/// new one closed (handlers answer from memory, so that is a real overload).
+/// Admission and eviction cost O(1) amortised: a flood of thousands of idle
+/// connections is churned through at accept speed.
+#[derive(Debug)]
+pub struct Admission {
+    cap: usize,
+    state: std::sync::Mutex<AdmissionState>,
+}
+
+#[derive(Debug, Default)]
+struct AdmissionState {
+    /// Admitted and neither evicted nor closed.
+    live: usize,
+    /// Admission order; evicted and closed entries are dropped lazily.
+    order: std::collections::VecDeque<Arc<Conn>>,
+}
+
+/// An admitted connection's slot; freed on drop.
+struct Admitted {
+    admission: Arc<Admission>,
+    conn: Arc<Conn>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.admission.state.lock() {
+            if let Ok(mut p) = self.conn.phase.lock() {
+                if *p != Phase::Evicted {
+                    st.live = st.live.saturating_sub(1);
+                }
+                *p = Phase::Closed;
+            }
+            st.trim_front();
+        }
+    }
+}
+
+impl AdmissionState {
+    fn trim_front(&mut self) {
+        while self
+            .order
+            .front()
+            .is_some_and(|c| matches!(c.phase(), Phase::Evicted | Phase::Closed))
+        {
+            self.order.pop_front();
+        }
+    }
+
+    fn evict_oldest_idle(&mut self) -> bool {
+        self.trim_front();
+        let hit = self.order.iter().position(|c| c.evict_if_idle());
+        if hit.is_some() {
+            self.live = self.live.saturating_sub(1);
+            self.trim_front();
+        }
+        hit.is_some()
+    }
+}
+
+impl Admission {
+    /// Admission for at most `cap` connections (at least 1).
+    pub fn new(cap: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            cap: cap.max(1),
+            state: std::sync::Mutex::new(AdmissionState::default()),
+        })
+    }
+
+    /// Connections held now.
+    pub fn len(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.live)
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let mut st = self.state.lock().ok()?;
+        if st.live >= self.cap && !st.evict_oldest_idle() {
+            return None;
+        }
+        let conn = Arc::new(Conn {
+            phase: std::sync::Mutex::new(Phase::Idle),
+            evicted: tokio::sync::Notify::new(),
+        });
+        st.live += 1;
+        st.order.push_back(conn.clone());
+        // Closed entries behind a long-lived one: compact now and then.
+        if st.order.len() > 2 * self.cap + 16 {
+            st.order
+                .retain(|c| !matches!(c.phase(), Phase::Evicted | Phase::Closed));
+        }
+        Some(Admitted {
+            admission: self.clone(),
+            conn,
+        })
+    }
+
+    /// Frees a slot (and its descriptor, once its task ends) by closing the
+    /// oldest idle connection; `false` when every connection is busy.
+    fn evict_one(&self) -> bool {
+        self.state
+            .lock()
+            .map(|mut st| st.evict_oldest_idle())
+            .unwrap_or(false)
+    }
+}
+
 /// Serves until `shutdown` resolves: HTTPS and basic auth when `web` says so,
-/// at most [`MAX_CONNECTIONS`] connections, each with [`HEADER_READ_TIMEOUT`].
-/// On shutdown it stops accepting, lets requests in flight finish and closes
-/// idle connections, then returns.
+/// at most [`connection_cap`] connections under [`Admission`], each with
+/// [`HEADER_READ_TIMEOUT`]. On shutdown it stops accepting, lets requests in
+/// flight finish and closes idle connections, then returns.
 pub async fn serve_secured(
     listener: tokio::net::TcpListener,
     state: AppState,
     web: Option<WebSecurity>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    raise_nofile_limit();
+    serve_with_admission(
+        listener,
+        state,
+        web,
+        Admission::new(connection_cap()),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_secured`] with a given admission (tests use a small cap).
+pub async fn serve_with_admission(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    web: Option<WebSecurity>,
+    admission: Arc<Admission>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     #[allow(unused_mut)]
@@ -122,7 +366,6 @@ pub async fn serve_secured(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Every connection task holds a receiver; `closed()` resolves once all are gone.
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -130,15 +373,21 @@ pub async fn serve_secured(
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
-                    // E.g. EMFILE: back off instead of spinning.
-                    tracing::debug!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE/ENFILE: close the longest-idle connection and
+                    // retry at once; otherwise back off instead of spinning.
+                    if admission.evict_one() {
+                        tracing::debug!(error = %e, "accept failed; closed the longest-idle connection");
+                        tokio::task::yield_now().await;
+                    } else {
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, limit = MAX_CONNECTIONS, "connection limit reached; closing the new connection");
+        let Some(admitted) = admission.admit() else {
+            tracing::debug!(%peer, limit = admission.cap, "every connection is busy; closing the new one");
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -146,13 +395,22 @@ pub async fn serve_secured(
         #[cfg(feature = "tls")]
         let tls = web.clone().filter(|w| w.serves_tls());
         tokio::spawn(async move {
-            let _slot = slot;
             let _done = done;
-            #[cfg(feature = "tls")]
-            if let Some(w) = tls {
-                return serve_tls_connection(w, tcp, peer, app, stop).await;
+            let conn = admitted.conn.clone();
+            let serve = async {
+                #[cfg(feature = "tls")]
+                if let Some(w) = tls {
+                    return serve_tls_connection(w, tcp, peer, app, conn.clone(), stop).await;
+                }
+                serve_connection(tcp, app, conn.clone(), stop).await;
+            };
+            tokio::select! {
+                () = serve => {}
+                () = conn.evicted.notified() => {
+                    tracing::trace!(%peer, "closed an idle connection to admit a new one");
+                }
             }
-            serve_connection(tcp, app, stop).await;
+            drop(admitted);
         });
     }
     drop(listener);
@@ -169,6 +427,7 @@ async fn serve_tls_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
+    conn: Arc<Conn>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let stream = tokio::select! {
@@ -176,23 +435,46 @@ async fn serve_tls_connection(
         _ = stop.wait_for(|s| *s) => None,
     };
     if let Some(stream) = stream {
-        serve_connection(stream, app, stop).await;
+        serve_connection(stream, app, conn, stop).await;
     }
 }
 
-/// Speaks HTTP/1.1 on one connection until it closes or the server stops.
-async fn serve_connection<I>(io: I, app: Router, mut stop: tokio::sync::watch::Receiver<bool>)
-where
+/// Speaks HTTP/1.1 on one connection until it closes or the server stops;
+/// each request marks the connection busy (not evictable) while it runs.
+async fn serve_connection<I>(
+    io: I,
+    app: Router,
+    conn: Arc<Conn>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let conn = builder.serve_connection(
-        hyper_util::rt::TokioIo::new(io),
-        hyper_util::service::TowerToHyperService::new(app),
-    );
+    let inner = hyper_util::service::TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |req| {
+        use hyper::service::Service;
+        let busy = conn.begin();
+        let fut = busy.is_some().then(|| inner.call(req));
+        async move {
+            match (busy, fut) {
+                (Some(guard), Some(fut)) => {
+                    let r = fut.await;
+                    drop(guard);
+                    r
+                }
+                // Evicted between its headers and now: the connection is closing.
+                _ => Ok((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONNECTION, "close")],
+                )
+                    .into_response()),
+            }
+        }
+    });
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -208,16 +490,30 @@ where
     }
 }
 
+/// Listen backlog: a burst of connections (a flood, or many scrapers at
+/// once) waits in the kernel instead of having its SYNs dropped (the
+/// kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds the listen address with an error that says what to do.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let explain = |e: std::io::Error| {
         std::io::Error::new(
             e.kind(),
             format!(
                 "cannot listen on {addr}: {e} (is another process using the port? set --listen)"
             ),
         )
-    })
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(explain)?;
+    socket.set_reuseaddr(true).map_err(explain)?;
+    socket.bind(addr).map_err(explain)?;
+    socket.listen(LISTEN_BACKLOG).map_err(explain)
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
@@ -414,4 +710,69 @@ async fn pods(State(s): State<AppState>) -> Json<impl Serialize> {
     let mut pods = pod_views(&s.tracker);
     crate::gate::annotate(&mut pods, &s.gates);
     Json(PodsAnswer { pods })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_house_evicts_the_oldest_idle_never_a_busy_one() {
+        let adm = Admission::new(3);
+        let a = adm.admit().unwrap();
+        let b = adm.admit().unwrap();
+        let c = adm.admit().unwrap();
+        let busy_a = a.conn.begin().unwrap();
+        let d = adm.admit().expect("an idle connection to evict");
+        assert_eq!(b.conn.phase(), Phase::Evicted, "b: the oldest idle one");
+        assert!(
+            b.conn.begin().is_none(),
+            "no request starts on an evicted connection"
+        );
+        assert_eq!(adm.len(), 3);
+        let busy_d = d.conn.begin().unwrap();
+        let e = adm.admit().unwrap();
+        assert_eq!(c.conn.phase(), Phase::Evicted);
+        let busy_e = e.conn.begin().unwrap();
+        assert!(
+            adm.admit().is_none(),
+            "every connection busy: the new one is refused"
+        );
+        // A finished request makes its connection evictable again.
+        drop(busy_a);
+        let f = adm.admit().unwrap();
+        assert_eq!(a.conn.phase(), Phase::Evicted);
+        // Dropping an admitted connection frees its slot; dropping evicted ones changes nothing.
+        drop((b, c, a));
+        assert_eq!(adm.len(), 3);
+        drop(f);
+        assert_eq!(adm.len(), 2);
+        assert!(adm.admit().is_some());
+        drop((busy_d, busy_e));
+    }
+
+    #[test]
+    fn churn_keeps_the_queue_bounded() {
+        let adm = Admission::new(4);
+        let keep = adm.admit().unwrap();
+        let _busy = keep.conn.begin().unwrap();
+        for _ in 0..10_000 {
+            drop(adm.admit().unwrap());
+        }
+        let held: Vec<_> = (0..10_000).filter_map(|_| adm.admit()).collect();
+        assert_eq!(adm.len(), 4);
+        assert!(adm.state.lock().unwrap().order.len() <= 2 * 4 + 16 + 1);
+        drop(held);
+    }
+
+    #[test]
+    fn the_cap_follows_the_descriptor_limit() {
+        let cap = connection_cap();
+        assert!((32..=MAX_CONNECTIONS).contains(&cap), "{cap}");
+        let soft = nofile_limit().unwrap();
+        assert!(
+            cap as u64 <= soft.saturating_sub(256) / 2 || cap == 32,
+            "{cap} vs {soft}"
+        );
+    }
 }

@@ -37,8 +37,24 @@ impl Timestamp {
     }
 
     /// `self - earlier` in seconds (negative when `earlier` is later).
+    /// Computed in 128 bits: it never wraps, whatever the two values.
     pub fn seconds_since(self, earlier: Timestamp) -> f64 {
-        (self.0 - earlier.0) as f64 / NANOS_PER_SEC as f64
+        (i128::from(self.0) - i128::from(earlier.0)) as f64 / NANOS_PER_SEC as f64
+    }
+
+    /// 2000-01-01T00:00:00Z: no LiteLLM log line is older.
+    pub const EARLIEST_SANE: Timestamp = Timestamp(946_684_800 * NANOS_PER_SEC);
+
+    /// How far past the wall clock a record time may lie (clock skew between
+    /// nodes, time zones mistaken for UTC) before it is called malformed.
+    pub const MAX_FUTURE_SECS: i64 = 86_400;
+
+    /// Whether a record time is plausible: not before 2000, not more than a
+    /// day after `now`. Anything else (a year 1677 that would wrap an i64
+    /// difference, a year 9999) is a malformed timestamp, never a gap.
+    pub fn is_sane_at(self, now: Timestamp) -> bool {
+        self >= Self::EARLIEST_SANE
+            && self.0 <= now.0.saturating_add(Self::MAX_FUTURE_SECS * NANOS_PER_SEC)
     }
 
     /// Adds whole seconds.
@@ -50,6 +66,11 @@ impl Timestamp {
     /// (containerd trims zeros, CRI-O writes nine), `Z`, a numeric offset, or
     /// no zone at all (LiteLLM's JSON logs; taken as UTC). Returns the
     /// timestamp and the number of bytes consumed.
+    ///
+    /// Times outside [`Timestamp::is_sane_at`] (before 2000, more than a day
+    /// ahead of the wall clock) do not parse: every format then counts the
+    /// record as `lines_malformed_total{reason="bad_timestamp"}` (CRI,
+    /// docker) or ignores the field (LiteLLM JSON keeps the runtime's time).
     pub fn parse_rfc3339_prefix(s: &[u8]) -> Option<(Timestamp, usize)> {
         // YYYY-MM-DD[T ]HH:MM:SS
         if s.len() < 19 {
@@ -112,12 +133,14 @@ impl Timestamp {
                 _ => {}
             }
         }
+        // Cheap pre-filter before any arithmetic (years far out of range).
+        if !(2000..=9999).contains(&year) {
+            return None;
+        }
         let days = days_from_civil(year, month, day);
         let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-        Some((
-            Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?),
-            i,
-        ))
+        let ts = Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?);
+        ts.is_sane_at(Timestamp::now()).then_some((ts, i))
     }
 
     /// Parses a whole RFC 3339 timestamp (nothing may follow it).
@@ -219,9 +242,38 @@ mod tests {
     }
 
     #[test]
-    fn epoch_round_trip() {
-        let t = Timestamp::parse_rfc3339(b"1970-01-01T00:00:00Z").unwrap();
-        assert_eq!(t.0, 0);
+    fn out_of_range_times_do_not_parse_and_differences_never_wrap() {
+        for bad in [
+            &b"1677-09-21T00:12:44Z"[..],
+            b"1970-01-01T00:00:00Z",
+            b"1999-12-31T23:59:59.999Z",
+            b"1999-12-31T23:30:00-01:00",
+            b"2262-04-11T23:47:17Z",
+            b"9999-12-31T23:59:59Z",
+        ] {
+            assert!(
+                Timestamp::parse_rfc3339(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // The limits themselves: 2000-01-01 parses; a day ahead parses, two do not.
+        assert_eq!(
+            Timestamp::parse_rfc3339(b"2000-01-01T00:00:00Z"),
+            Some(Timestamp::EARLIEST_SANE)
+        );
+        let now = Timestamp::now();
+        let ahead = |secs: f64| now.plus_secs(secs).to_string();
+        assert!(Timestamp::parse_rfc3339(ahead(3600.0).as_bytes()).is_some());
+        assert!(Timestamp::parse_rfc3339(ahead(2.0 * 86_400.0).as_bytes()).is_none());
+        // Differences of extreme values are finite and have the right sign.
+        let (lo, hi) = (Timestamp(i64::MIN), Timestamp(i64::MAX));
+        assert!(hi.seconds_since(lo) > 1.8e10);
+        assert!(lo.seconds_since(hi) < -1.8e10);
+    }
+
+    #[test]
+    fn round_trip() {
         let t = Timestamp::parse_rfc3339(b"2000-02-29T23:59:59.5Z").unwrap();
         assert_eq!(t.to_string(), "2000-02-29T23:59:59.500000Z");
     }
