@@ -69,8 +69,11 @@ pub struct InjectOptions {
     pub gate: crate::gate::GateMode,
 }
 
-/// The released sidecar image.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/litellm-sentinel/litellm-sentinel:0.1.0";
+/// The sidecar image of this release (the tag follows the crate version).
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/litellm-sentinel/litellm-sentinel:",
+    env!("CARGO_PKG_VERSION")
+);
 
 impl Default for InjectOptions {
     fn default() -> Self {
