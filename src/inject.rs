@@ -151,9 +151,11 @@ pub fn inject(input: &str, opts: &InjectOptions) -> Result<Injected, InjectError
             out.push_str(doc.text);
             continue;
         }
-        let yaml = serde_saphyr::to_string(&value).map_err(|e| InjectError::Emit {
-            index,
-            message: e.to_string(),
+        let yaml = serde_saphyr::to_string_with_options(&value, emit_options()).map_err(|e| {
+            InjectError::Emit {
+                index,
+                message: e.to_string(),
+            }
         })?;
         out.push_str(doc.header());
         out.push_str(&yaml);
@@ -167,6 +169,16 @@ pub fn inject(input: &str, opts: &InjectOptions) -> Result<Injected, InjectError
         changed,
         already,
     })
+}
+
+/// Block style with sequences indented under their key, as Helm charts and
+/// most hand-written manifests are, so a changed document reads like the input.
+fn emit_options() -> serde_saphyr::SerializerOptions {
+    let mut o = serde_saphyr::SerializerOptions::default();
+    o.compact_list_indent = false;
+    // Long one-line values (URLs, images) stay on one line instead of `>-`.
+    o.folded_wrap_chars = 4096;
+    o
 }
 
 /// One document of the stream: its exact text (including its `---` line).
@@ -741,6 +753,59 @@ spec:
         assert_eq!(again.output, out.output);
         assert!(again.changed.is_empty());
         assert_eq!(again.already, vec!["Deployment llm/litellm".to_string()]);
+    }
+
+    #[test]
+    fn everything_but_the_injected_parts_means_the_same_after_the_round_trip() {
+        let tricky = DEPLOY.replace(
+            "          args:\n",
+            "          command:\n            - sh\n            - -c\n            - |\n              echo 'a: b' # not a comment\n              exec litellm \"$@\"\n          args:\n            - \"null\"\n            - \"0x1F\"\n            - \"1e3\"\n            - \"~\"\n            - \"yes\"\n            - \"- dash\"\n            - \"url: http://x\"\n            - \"\"\n",
+        );
+        assert_ne!(tricky, DEPLOY);
+        let before: Yaml = serde_saphyr::from_str(&tricky).unwrap();
+        let out = inject(&tricky, &InjectOptions::default()).unwrap();
+        // Kubernetes reads YAML 1.1 (sigs.k8s.io/yaml): `yes`, `on`, `~` unquoted
+        // would not be strings there.
+        for quoted in [
+            "\"yes\"", "\"on\"", "\"~\"", "\"null\"", "\"4000\"", "\"true\"",
+        ] {
+            let single = quoted.replace('"', "'");
+            assert!(
+                out.output.contains(quoted) || out.output.contains(&single),
+                "{quoted} unquoted in:\n{}",
+                out.output
+            );
+        }
+        let mut after: Yaml = serde_saphyr::from_str(&out.output).unwrap();
+        let pod = after
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("template"))
+            .and_then(|t| t.get_mut("spec"))
+            .unwrap();
+        let Yaml::Map(fields) = pod else { panic!() };
+        fields.retain(|(k, _)| k != "shareProcessNamespace");
+        let Some(Yaml::Seq(cs)) = pod.get_mut("containers") else {
+            panic!()
+        };
+        assert_eq!(
+            cs.pop().and_then(|c| c.get("name").cloned()),
+            Some(s("litellm-sentinel"))
+        );
+        let original_probe = before
+            .get("spec")
+            .unwrap()
+            .get("template")
+            .unwrap()
+            .get("spec")
+            .unwrap()
+            .get("containers")
+            .and_then(|c| match c {
+                Yaml::Seq(v) => v[0].get("readinessProbe").cloned(),
+                _ => None,
+            })
+            .unwrap();
+        cs[0].set("readinessProbe", original_probe);
+        assert_eq!(after, before, "{}", out.output);
     }
 
     #[test]
