@@ -337,6 +337,15 @@ fn inject_workload(w: &mut Yaml, opts: &InjectOptions) -> Outcome {
     };
     containers[target].set(probe_key, gate_probe(opts));
     containers.push(sidecar_container(opts, proxy_port));
+    // An emptyDir outlives a restart of the sidecar container: the open latch is kept there.
+    let volume = map(vec![
+        ("name", s(STATE_VOLUME)),
+        ("emptyDir", map(vec![("sizeLimit", s("1Mi"))])),
+    ]);
+    match pod.get_mut("volumes") {
+        Some(Yaml::Seq(v)) => v.push(volume),
+        _ => pod.set("volumes", Yaml::Seq(vec![volume])),
+    }
     Outcome::Injected(name)
 }
 
@@ -353,6 +362,10 @@ fn proxy_port(c: &Yaml) -> u64 {
         .or_else(|| ports.iter().find_map(port))
         .unwrap_or(4000)
 }
+
+/// The sidecar's emptyDir (gate latch across sidecar restarts).
+const STATE_VOLUME: &str = "litellm-sentinel-state";
+const STATE_DIR: &str = "/run/litellm-sentinel";
 
 fn s(v: &str) -> Yaml {
     Yaml::Str(v.to_string())
@@ -407,6 +420,8 @@ fn sidecar_container(opts: &InjectOptions, proxy_port: u64) -> Yaml {
         format!("http://127.0.0.1:{proxy_port}"),
         "--gate".into(),
         opts.gate.as_str().into(),
+        "--gate-state-file".into(),
+        format!("{STATE_DIR}/gate.json"),
     ];
     let http = |path: &str| {
         map(vec![
@@ -432,6 +447,13 @@ fn sidecar_container(opts: &InjectOptions, proxy_port: u64) -> Yaml {
                 ("name", s("sentinel")),
                 ("containerPort", Yaml::Int(i64::from(opts.port))),
                 ("protocol", s("TCP")),
+            ])]),
+        ),
+        (
+            "volumeMounts",
+            Yaml::Seq(vec![map(vec![
+                ("name", s(STATE_VOLUME)),
+                ("mountPath", s(STATE_DIR)),
             ])]),
         ),
         (
@@ -745,8 +767,17 @@ spec:
                 "--proxy-url",
                 "http://127.0.0.1:4000",
                 "--gate",
-                "startup"
+                "startup",
+                "--gate-state-file",
+                "/run/litellm-sentinel/gate.json"
             ]
+        );
+        let Some(Yaml::Seq(vols)) = pod.get("volumes") else {
+            panic!()
+        };
+        assert_eq!(
+            vols.last().and_then(|v| v.get("name")),
+            Some(&s("litellm-sentinel-state"))
         );
         // Idempotent.
         let again = inject(&out.output, &InjectOptions::default()).unwrap();
@@ -783,7 +814,8 @@ spec:
             .and_then(|t| t.get_mut("spec"))
             .unwrap();
         let Yaml::Map(fields) = pod else { panic!() };
-        fields.retain(|(k, _)| k != "shareProcessNamespace");
+        // DEPLOY has no volumes: the list is the injected emptyDir alone.
+        fields.retain(|(k, _)| k != "shareProcessNamespace" && k != "volumes");
         let Some(Yaml::Seq(cs)) = pod.get_mut("containers") else {
             panic!()
         };
