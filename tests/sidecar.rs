@@ -320,6 +320,9 @@ fn rfc(v: &serde_json::Value) -> Timestamp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respawn() {
     let root = tempfile::tempdir().expect("proc root");
+    // The whole process tree above the engines is visible, as in a pod: the
+    // proxy identity is known, and a respawn must not look like a new proxy.
+    engine_proc::link_ancestors(root.path());
     let proxy = fake_litellm().await;
     // Two Uvicorn workers: worker 1's engine listens at once, worker 2's 2 s later.
     let mut first = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
@@ -329,6 +332,9 @@ async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respa
         support::free_port(),
         Duration::from_secs(2),
     );
+    let scan = litellm_sentinel::probe::discover::scan(root.path());
+    assert_eq!(scan.engines.len(), 2);
+    assert!(scan.proxy.is_some(), "proxy identity unknown: {scan:?}");
     let agent = sidecar(root.path(), &proxy, None).await;
     let addr = agent.addr;
 
@@ -419,6 +425,7 @@ async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respa
     loop {
         let (code, v) = gate_json(addr).await;
         assert_eq!(code, 200, "the latched gate closed during a respawn: {v}");
+        assert!(v["rearmed_because"].is_null(), "{v}");
         let seen_after_bind = v["engines_up"] == 2 && Timestamp::now() > respawned_bound;
         if seen_after_bind
             && metric_now(addr, "litellm_sentinel_engines_up", &[]).await == Some(2.0)
