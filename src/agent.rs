@@ -215,6 +215,7 @@ impl Agent {
         let mut gate = GateConfig {
             mode: cfg.gate,
             down_after: cfg.gate_down_after.0,
+            state_file: cfg.gate_state_file.clone(),
             ..GateConfig::default()
         };
         for pp in &all_probes {

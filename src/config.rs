@@ -180,6 +180,9 @@ pub struct Config {
     pub gate: crate::gate::GateMode,
     /// `follow` mode: `/gate` closes only after failures spanning this long.
     pub gate_down_after: HumanDuration,
+    /// Where the sidecar remembers an open start-up latch (an `emptyDir`
+    /// survives a restart of the sidecar container alone); unset = not kept.
+    pub gate_state_file: Option<PathBuf>,
     pub probe: ProbeSettings,
 }
 
@@ -246,6 +249,7 @@ impl Default for Config {
             web_config_file: None,
             gate: crate::gate::GateMode::Startup,
             gate_down_after: HumanDuration(crate::gate::DEFAULT_DOWN_AFTER),
+            gate_state_file: None,
             probe: ProbeSettings::default(),
         }
     }
@@ -341,6 +345,9 @@ pub struct Overrides {
     /// follow mode: /gate closes only after failures spanning this long, e.g. 30s.
     #[arg(long, env = "LITELLM_SENTINEL_GATE_DOWN_AFTER", value_parser = HumanDuration::parse)]
     pub gate_down_after: Option<HumanDuration>,
+    /// Keep an open start-up latch in this file (on an emptyDir) across sidecar restarts.
+    #[arg(long, env = "LITELLM_SENTINEL_GATE_STATE_FILE")]
+    pub gate_state_file: Option<PathBuf>,
 }
 
 /// Upper bound of `max_line_bytes` (and its lower bound): a record longer
@@ -556,6 +563,9 @@ impl Config {
         }
         set!(self.gate, o.gate);
         set!(self.gate_down_after, o.gate_down_after);
+        if o.gate_state_file.is_some() {
+            self.gate_state_file = o.gate_state_file.clone();
+        }
     }
 
     /// Checks every setting; the error names the key.

@@ -79,6 +79,12 @@ pub struct GateConfig {
     /// start-up, before its port listens; Ready before that would send
     /// requests to a closed port).
     pub proxy_probed: bool,
+    /// Startup mode: the open latch is kept here (proxy process identity and
+    /// time), so a restart of the sidecar container alone, while the same
+    /// proxy process runs, does not close the gate: if a sidecar bug made
+    /// every sidecar restart during a database outage, re-arming would take
+    /// every replica out of the Service, which is what the latch prevents.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for GateConfig {
@@ -89,8 +95,42 @@ impl Default for GateConfig {
             mode: GateMode::Startup,
             down_after: DEFAULT_DOWN_AFTER,
             proxy_probed: false,
+            state_file: None,
         }
     }
+}
+
+/// An open latch as kept in [`GateConfig::state_file`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct SavedLatch {
+    /// [`EngineRound::proxy`] of the process tree the latch opened for.
+    proxy: u64,
+    /// When it opened (unix seconds).
+    open_since: f64,
+}
+
+fn load_latch(path: &std::path::Path) -> Option<SavedLatch> {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable gate state file");
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the gate state file");
+            None
+        }
+    }
+}
+
+fn save_latch(path: &std::path::Path, latch: SavedLatch) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let body = serde_json::to_vec(&latch).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The engine side of a pod in one word, for triage. A fixed vocabulary.
@@ -173,6 +213,8 @@ pub struct PodProbeState {
     starts_when_opened: u64,
     /// Why the gate was re-armed last (fixed vocabulary).
     rearmed_because: Option<&'static str>,
+    /// The open latch was restored from the state file (sidecar restarted).
+    restored: bool,
 }
 
 fn idx(t: Target) -> usize {
@@ -201,6 +243,7 @@ impl PodProbeState {
         self.failing_since = None;
         self.rearmed_because = Some(why);
         self.closed_by_failures = false;
+        self.restored = false;
         // A start seen in the log is the proxy accepting ("Application startup
         // complete."); a restart seen by the probes must show its port again.
         self.accepting_since_arm = why == "new_proxy_start";
@@ -362,6 +405,9 @@ pub struct GateAnswer {
 pub struct Gates {
     cfg: GateConfig,
     pods: HashMap<PodRef, PodProbeState>,
+    /// A latch read from the state file, until the first engine round with a
+    /// known proxy identity says whether it still applies.
+    restored: Option<SavedLatch>,
 }
 
 /// Shared between the probe tasks (writers), `/gate`, `/api/v1/pods` and `/metrics`.
@@ -370,9 +416,14 @@ pub type SharedGates = Arc<Mutex<Gates>>;
 impl Gates {
     /// A gate with `cfg` and no pod seen yet.
     pub fn new(cfg: GateConfig) -> Gates {
+        let restored = match (&cfg.state_file, cfg.mode) {
+            (Some(path), GateMode::Startup) => load_latch(path),
+            _ => None,
+        };
         Gates {
             cfg,
             pods: HashMap::new(),
+            restored,
         }
     }
 
@@ -387,16 +438,43 @@ impl Gates {
         let cfg = self.cfg.clone();
         let gated = cfg.pod.as_ref() == Some(pod);
         let p = self.pods.entry(pod.clone()).or_default();
+        let was_open = p.open_since.is_some();
         let required = if gated {
-            cfg
+            cfg.clone()
         } else {
             // Pods other than the gated one (the demo's) keep their engine view only.
             GateConfig {
                 required: Vec::new(),
-                ..cfg
+                ..cfg.clone()
             }
         };
         p.observe(o, &required, starts);
+        if !gated || cfg.mode != GateMode::Startup {
+            return;
+        }
+        if let (Some(saved), Some(id)) = (self.restored, p.proxy) {
+            // The first identity seen decides: same proxy process = the latch holds.
+            self.restored = None;
+            if saved.proxy == id && p.open_since.is_none() {
+                p.open_since = Some(Timestamp::from_secs_f64(saved.open_since));
+                p.starts_when_opened = starts;
+                p.restored = true;
+                tracing::info!(
+                    "gate latch restored: the sidecar restarted, the proxy process did not"
+                );
+            }
+        }
+        if let (false, Some(at), Some(id), Some(path)) =
+            (was_open, p.open_since, p.proxy, cfg.state_file.as_deref())
+        {
+            let latch = SavedLatch {
+                proxy: id,
+                open_since: at.as_secs_f64(),
+            };
+            if let Err(e) = save_latch(path, latch) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the gate latch (a sidecar restart will re-arm the gate)");
+            }
+        }
     }
 
     /// Forgets a pod whose probes stopped.
@@ -457,9 +535,14 @@ impl Gates {
             (GateMode::Startup, Some(at), _) => (
                 "open",
                 format!(
-                    "every engine answered SELECT 1 at {}; open for the life of this proxy process ({} now)",
+                    "every engine answered SELECT 1 at {}; open for the life of this proxy process ({} now){}",
                     at,
-                    engine_state_words(engine_state)
+                    engine_state_words(engine_state),
+                    if p.restored {
+                        "; restored after a sidecar restart"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             (GateMode::Follow, Some(_), Some(first)) => (
@@ -713,6 +796,7 @@ mod tests {
             mode,
             down_after: Duration::from_secs(30),
             proxy_probed: false,
+            state_file: None,
         })
     }
 
@@ -936,6 +1020,47 @@ mod tests {
         assert!(a.reason.contains("db_error"), "{}", a.reason);
         g.observe(&p, &engine(62.0, 1, 1, 0), 1);
         assert!(g.answer(Some(1), ts(62.0)).ready);
+    }
+
+    #[test]
+    fn latch_survives_a_sidecar_restart_for_the_same_proxy_process_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gate.json");
+        let cfg = GateConfig {
+            pod: Some(pod()),
+            required: vec![Target::Engine],
+            state_file: Some(file.clone()),
+            ..GateConfig::default()
+        };
+        let round = |at: f64, up: u32, proxy: u64| {
+            let mut o = engine(at, 1, up, 0);
+            if let ProbeDetail::Engines(r) = &mut o.detail {
+                r.proxy = Some(proxy);
+            }
+            o
+        };
+        let p = pod();
+        let mut g = Gates::new(cfg.clone());
+        g.observe(&p, &round(1.0, 1, 42), 1);
+        assert!(g.answer(Some(1), ts(1.0)).ready);
+        assert!(file.exists());
+        // The sidecar restarts during a database outage: same proxy, engines failing.
+        let mut g = Gates::new(cfg.clone());
+        assert!(!g.answer(Some(0), ts(50.0)).ready, "nothing seen yet");
+        g.observe(&p, &round(51.0, 0, 42), 0);
+        let a = g.answer(Some(0), ts(51.0));
+        assert!(a.ready, "{a:?}");
+        assert!(a.reason.contains("restored"), "{}", a.reason);
+        assert_eq!(a.open_since.map(|t| t.0), Some(ts(1.0)));
+        // A new proxy process (other identity): the saved latch does not apply.
+        let mut g = Gates::new(cfg.clone());
+        g.observe(&p, &round(60.0, 0, 43), 0);
+        assert!(!g.answer(Some(0), ts(60.0)).ready);
+        // Follow mode never restores; a garbage file is ignored.
+        std::fs::write(&file, b"not json").unwrap();
+        let mut g = Gates::new(cfg);
+        g.observe(&p, &round(70.0, 0, 42), 0);
+        assert!(!g.answer(Some(0), ts(70.0)).ready);
     }
 
     #[test]

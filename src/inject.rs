@@ -69,8 +69,11 @@ pub struct InjectOptions {
     pub gate: crate::gate::GateMode,
 }
 
-/// The released sidecar image.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/litellm-sentinel/litellm-sentinel:0.1.0";
+/// The sidecar image of this release (the tag follows the crate version).
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/litellm-sentinel/litellm-sentinel:",
+    env!("CARGO_PKG_VERSION")
+);
 
 impl Default for InjectOptions {
     fn default() -> Self {
@@ -148,9 +151,11 @@ pub fn inject(input: &str, opts: &InjectOptions) -> Result<Injected, InjectError
             out.push_str(doc.text);
             continue;
         }
-        let yaml = serde_saphyr::to_string(&value).map_err(|e| InjectError::Emit {
-            index,
-            message: e.to_string(),
+        let yaml = serde_saphyr::to_string_with_options(&value, emit_options()).map_err(|e| {
+            InjectError::Emit {
+                index,
+                message: e.to_string(),
+            }
         })?;
         out.push_str(doc.header());
         out.push_str(&yaml);
@@ -164,6 +169,16 @@ pub fn inject(input: &str, opts: &InjectOptions) -> Result<Injected, InjectError
         changed,
         already,
     })
+}
+
+/// Block style with sequences indented under their key, as Helm charts and
+/// most hand-written manifests are, so a changed document reads like the input.
+fn emit_options() -> serde_saphyr::SerializerOptions {
+    let mut o = serde_saphyr::SerializerOptions::default();
+    o.compact_list_indent = false;
+    // Long one-line values (URLs, images) stay on one line instead of `>-`.
+    o.folded_wrap_chars = 4096;
+    o
 }
 
 /// One document of the stream: its exact text (including its `---` line).
@@ -322,6 +337,15 @@ fn inject_workload(w: &mut Yaml, opts: &InjectOptions) -> Outcome {
     };
     containers[target].set(probe_key, gate_probe(opts));
     containers.push(sidecar_container(opts, proxy_port));
+    // An emptyDir outlives a restart of the sidecar container: the open latch is kept there.
+    let volume = map(vec![
+        ("name", s(STATE_VOLUME)),
+        ("emptyDir", map(vec![("sizeLimit", s("1Mi"))])),
+    ]);
+    match pod.get_mut("volumes") {
+        Some(Yaml::Seq(v)) => v.push(volume),
+        _ => pod.set("volumes", Yaml::Seq(vec![volume])),
+    }
     Outcome::Injected(name)
 }
 
@@ -338,6 +362,10 @@ fn proxy_port(c: &Yaml) -> u64 {
         .or_else(|| ports.iter().find_map(port))
         .unwrap_or(4000)
 }
+
+/// The sidecar's emptyDir (gate latch across sidecar restarts).
+const STATE_VOLUME: &str = "litellm-sentinel-state";
+const STATE_DIR: &str = "/run/litellm-sentinel";
 
 fn s(v: &str) -> Yaml {
     Yaml::Str(v.to_string())
@@ -392,6 +420,8 @@ fn sidecar_container(opts: &InjectOptions, proxy_port: u64) -> Yaml {
         format!("http://127.0.0.1:{proxy_port}"),
         "--gate".into(),
         opts.gate.as_str().into(),
+        "--gate-state-file".into(),
+        format!("{STATE_DIR}/gate.json"),
     ];
     let http = |path: &str| {
         map(vec![
@@ -417,6 +447,13 @@ fn sidecar_container(opts: &InjectOptions, proxy_port: u64) -> Yaml {
                 ("name", s("sentinel")),
                 ("containerPort", Yaml::Int(i64::from(opts.port))),
                 ("protocol", s("TCP")),
+            ])]),
+        ),
+        (
+            "volumeMounts",
+            Yaml::Seq(vec![map(vec![
+                ("name", s(STATE_VOLUME)),
+                ("mountPath", s(STATE_DIR)),
             ])]),
         ),
         (
@@ -730,14 +767,77 @@ spec:
                 "--proxy-url",
                 "http://127.0.0.1:4000",
                 "--gate",
-                "startup"
+                "startup",
+                "--gate-state-file",
+                "/run/litellm-sentinel/gate.json"
             ]
+        );
+        let Some(Yaml::Seq(vols)) = pod.get("volumes") else {
+            panic!()
+        };
+        assert_eq!(
+            vols.last().and_then(|v| v.get("name")),
+            Some(&s("litellm-sentinel-state"))
         );
         // Idempotent.
         let again = inject(&out.output, &InjectOptions::default()).unwrap();
         assert_eq!(again.output, out.output);
         assert!(again.changed.is_empty());
         assert_eq!(again.already, vec!["Deployment llm/litellm".to_string()]);
+    }
+
+    #[test]
+    fn everything_but_the_injected_parts_means_the_same_after_the_round_trip() {
+        let tricky = DEPLOY.replace(
+            "          args:\n",
+            "          command:\n            - sh\n            - -c\n            - |\n              echo 'a: b' # not a comment\n              exec litellm \"$@\"\n          args:\n            - \"null\"\n            - \"0x1F\"\n            - \"1e3\"\n            - \"~\"\n            - \"yes\"\n            - \"- dash\"\n            - \"url: http://x\"\n            - \"\"\n",
+        );
+        assert_ne!(tricky, DEPLOY);
+        let before: Yaml = serde_saphyr::from_str(&tricky).unwrap();
+        let out = inject(&tricky, &InjectOptions::default()).unwrap();
+        // Kubernetes reads YAML 1.1 (sigs.k8s.io/yaml): `yes`, `on`, `~` unquoted
+        // would not be strings there.
+        for quoted in [
+            "\"yes\"", "\"on\"", "\"~\"", "\"null\"", "\"4000\"", "\"true\"",
+        ] {
+            let single = quoted.replace('"', "'");
+            assert!(
+                out.output.contains(quoted) || out.output.contains(&single),
+                "{quoted} unquoted in:\n{}",
+                out.output
+            );
+        }
+        let mut after: Yaml = serde_saphyr::from_str(&out.output).unwrap();
+        let pod = after
+            .get_mut("spec")
+            .and_then(|s| s.get_mut("template"))
+            .and_then(|t| t.get_mut("spec"))
+            .unwrap();
+        let Yaml::Map(fields) = pod else { panic!() };
+        // DEPLOY has no volumes: the list is the injected emptyDir alone.
+        fields.retain(|(k, _)| k != "shareProcessNamespace" && k != "volumes");
+        let Some(Yaml::Seq(cs)) = pod.get_mut("containers") else {
+            panic!()
+        };
+        assert_eq!(
+            cs.pop().and_then(|c| c.get("name").cloned()),
+            Some(s("litellm-sentinel"))
+        );
+        let original_probe = before
+            .get("spec")
+            .unwrap()
+            .get("template")
+            .unwrap()
+            .get("spec")
+            .unwrap()
+            .get("containers")
+            .and_then(|c| match c {
+                Yaml::Seq(v) => v[0].get("readinessProbe").cloned(),
+                _ => None,
+            })
+            .unwrap();
+        cs[0].set("readinessProbe", original_probe);
+        assert_eq!(after, before, "{}", out.output);
     }
 
     #[test]

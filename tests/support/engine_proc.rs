@@ -140,6 +140,30 @@ impl Drop for EngineProc {
     }
 }
 
+/// Links this test process and its ancestors (up to the one whose parent is
+/// 0 or 1) into `proc_root`, so discovery sees a complete process tree above
+/// the engines, as in a pod, and derives the proxy identity from it.
+pub fn link_ancestors(proc_root: &Path) {
+    let mut pid = std::process::id();
+    for _ in 0..64 {
+        let link = proc_root.join(pid.to_string());
+        if !link.exists() {
+            std::os::unix::fs::symlink(format!("/proc/{pid}"), &link).expect("link ancestor");
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let after = &stat[stat.rfind(')').expect("comm") + 1..];
+        let ppid: u32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .expect("ppid");
+        if ppid <= 1 {
+            return;
+        }
+        pid = ppid;
+    }
+}
+
 /// The body of the helper process: a stand-in engine on the `-p` port,
 /// commands on stdin (`db_down`, `healthy`), exit at end of stdin. Returns
 /// at once when not started by [`EngineProc::spawn`].
