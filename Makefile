@@ -1,7 +1,7 @@
 # litellm-sentinel — the commands a newcomer needs.
 #   make demo   the whole job on this machine (same as cargo run --release -- demo)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo test deps fmt-check clippy unit manifests e2e bench bench-compare bench-live fuzz-build
+.PHONY: demo test deps fmt-check clippy unit manifests manifests-gen e2e bench bench-compare bench-live fuzz-build
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
@@ -22,7 +22,14 @@ unit:
 	$(CARGO) test --all-targets
 
 manifests:
+	$(CARGO) build
 	bash scripts/validate-manifests.sh
+
+# Regenerate what the chart and the rule template generate: deploy/*.yaml, the
+# chart's dashboard copy, alerts/litellm-sentinel.rules.yaml.
+manifests-gen:
+	python3 scripts/gen-rules.py -o alerts/litellm-sentinel.rules.yaml
+	.venv-tools/bin/python scripts/chart.py gen-deploy
 
 e2e:
 	$(CARGO) build
