@@ -1,7 +1,7 @@
 # litellm-sentinel — the commands a newcomer needs.
 #   make demo   the whole job on this machine (same as cargo run --release -- demo)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo test deps fmt-check clippy unit manifests manifests-gen e2e bench bench-compare bench-live fuzz-build
+.PHONY: demo test deps fmt-check clippy unit manifests manifests-gen e2e image image-test bench bench-compare bench-live fuzz-build
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
@@ -35,7 +35,19 @@ e2e:
 	$(CARGO) build
 	bash scripts/e2e-prometheus.sh target/debug/litellm-sentinel
 
-test: deps fmt-check clippy unit manifests e2e
+# OCI image (FROM scratch) from a static musl release binary; own target dir
+# so the musl release build never waits on the debug build's lock.
+MUSL_TARGET = x86_64-unknown-linux-musl
+MUSL_BIN = target-musl/$(MUSL_TARGET)/release/litellm-sentinel
+image:
+	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	$(CARGO) build --release --locked --target $(MUSL_TARGET) --target-dir target-musl
+	bash scripts/build-image.sh $(MUSL_BIN)
+
+image-test: image
+	bash scripts/test-image.sh
+
+test: deps fmt-check clippy unit manifests e2e image-test
 	@echo "make test: all suites passed"
 
 bench:
