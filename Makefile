@@ -1,13 +1,24 @@
 # litellm-sentinel — the commands a newcomer needs.
 #   make demo   the whole job on this machine (same as cargo run --release -- demo)
+#   make demo-stack   the same, scraped by a real Prometheus with the shipped alerts
+#   make image  the OCI image (FROM scratch, static musl binary)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo test deps fmt-check clippy unit manifests manifests-gen e2e image image-test bench bench-compare bench-live fuzz-build
+.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen e2e image image-test bench bench-compare bench-live fuzz-build
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
 
 demo:
 	$(CARGO) run --release -- demo
+
+# The demo scraped by a real Prometheus evaluating the shipped rules; prints the URLs to open.
+demo-stack:
+	$(CARGO) build --release
+	bash scripts/demo-stack.sh target/release/litellm-sentinel
+
+demo-stack-test:
+	$(CARGO) build
+	bash scripts/demo-stack.sh target/debug/litellm-sentinel --check
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -47,7 +58,7 @@ image:
 image-test: image
 	bash scripts/test-image.sh
 
-test: deps fmt-check clippy unit manifests e2e image-test
+test: deps fmt-check clippy unit manifests e2e image-test demo-stack-test
 	@echo "make test: all suites passed"
 
 bench:
