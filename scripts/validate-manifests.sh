@@ -452,6 +452,12 @@ if python3 scripts/gen-rules.py --runbook-url-base "$RUNBOOK_BASE" --cluster-lab
 else
   fail "scripts/gen-rules.py with custom settings"
 fi
+if python3 scripts/gen-rules.py --cluster-label k8s_cluster -o "$work/k8s-cluster.rules.yaml"; then
+  check "gen-rules.py --cluster-label k8s_cluster: promtool check rules" \
+    "$PROMTOOL" check rules "$work/k8s-cluster.rules.yaml"
+else
+  fail "scripts/gen-rules.py --cluster-label k8s_cluster"
+fi
 cr=deploy/prometheusrule.yaml
 check "$cr: spec.groups identical to $main_rules" helper same-groups "$main_rules" "$cr"
 
