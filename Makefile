@@ -1,13 +1,24 @@
 # litellm-sentinel — the commands a newcomer needs.
 #   make demo   the whole job on this machine (same as cargo run --release -- demo)
+#   make demo-stack   the same, scraped by a real Prometheus with the shipped alerts
+#   make image  the OCI image (FROM scratch, static musl binary)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo test deps fmt-check clippy unit manifests inject-validate e2e bench bench-compare bench-live fuzz-build fuzz
+.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test bench bench-compare bench-live fuzz-build fuzz
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
 
 demo:
 	$(CARGO) run --release -- demo
+
+# The demo scraped by a real Prometheus evaluating the shipped rules; prints the URLs to open.
+demo-stack:
+	$(CARGO) build --release
+	bash scripts/demo-stack.sh target/release/litellm-sentinel
+
+demo-stack-test:
+	$(CARGO) build
+	bash scripts/demo-stack.sh target/debug/litellm-sentinel --check
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -22,11 +33,18 @@ unit:
 	$(CARGO) test --all-targets
 
 manifests:
+	$(CARGO) build
 	bash scripts/validate-manifests.sh
 
 inject-validate:
 	$(CARGO) build
 	bash scripts/validate-inject.sh target/debug/litellm-sentinel
+
+# Regenerate what the chart and the rule template generate: deploy/*.yaml, the
+# chart's dashboard copy, alerts/litellm-sentinel.rules.yaml.
+manifests-gen:
+	python3 scripts/gen-rules.py -o alerts/litellm-sentinel.rules.yaml
+	.venv-tools/bin/python scripts/chart.py gen-deploy
 
 e2e:
 	$(CARGO) build
@@ -44,7 +62,20 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 -rss_limit_mb=2048 || exit 1; \
 	done
 
-test: deps fmt-check clippy unit manifests inject-validate e2e fuzz
+
+# OCI image (FROM scratch) from a static musl release binary; own target dir
+# so the musl release build never waits on the debug build's lock.
+MUSL_TARGET = x86_64-unknown-linux-musl
+MUSL_BIN = target-musl/$(MUSL_TARGET)/release/litellm-sentinel
+image:
+	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	$(CARGO) build --release --locked --target $(MUSL_TARGET) --target-dir target-musl
+	bash scripts/build-image.sh $(MUSL_BIN)
+
+image-test: image
+	bash scripts/test-image.sh
+
+test: deps fmt-check clippy unit manifests inject-validate e2e image-test demo-stack-test fuzz
 	@echo "make test: all suites passed"
 
 bench:

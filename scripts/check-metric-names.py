@@ -24,6 +24,9 @@ Usage:
                  particular scrape cannot contain, e.g. probe metrics in a
                  node-role scrape: labelled metric families appear only once
                  they have a series. They are reported but do not fail.
+  --allow-absent-file FILE
+                 the same, one name a line (# comments), e.g.
+                 scripts/testdata/pending-metric-names.txt.
   FILE ...       check these files instead of the default set.
 
 Exit status: 0 all names found, 1 names missing (or a bare histogram name),
@@ -135,6 +138,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("metrics_file")
     parser.add_argument("files", nargs="*")
     parser.add_argument("--allow-absent", action="append", default=[], metavar="NAMES")
+    parser.add_argument("--allow-absent-file", action="append", default=[], metavar="FILE")
     parser.add_argument("--repo-root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args = parser.parse_args(argv)
 
@@ -153,6 +157,13 @@ def main(argv: list[str]) -> int:
         return 2
 
     allowed = {n.strip() for item in args.allow_absent for n in item.split(",") if n.strip()}
+    for path in args.allow_absent_file:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                allowed |= {l.strip() for l in handle if l.strip() and not l.lstrip().startswith("#")}
+        except OSError as err:
+            print(f"check-metric-names: cannot read {path}: {err}", file=sys.stderr)
+            return 2
     files = args.files or default_files(args.repo_root)
     if not files:
         print("check-metric-names: no files to check", file=sys.stderr)

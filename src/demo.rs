@@ -52,6 +52,52 @@ pub struct DemoOptions {
     /// Print the live table only at the end (for scripts and tests).
     #[arg(long)]
     pub no_live: bool,
+    /// Keep the agent serving `/metrics` after the simulation, until Ctrl-C
+    /// (so a Prometheus can go on scraping and evaluating alerts).
+    #[arg(long)]
+    pub keep: bool,
+    /// An extra `LABEL=URL` for the header (repeatable); `make demo-stack`
+    /// passes Prometheus' graph and alerts pages.
+    #[arg(long = "link", value_name = "LABEL=URL")]
+    pub links: Vec<String>,
+}
+
+/// What each column and state of the table means, shown under the URLs.
+const LEGEND: &[&str] = &[
+    "POD        the simulated LiteLLM pod (namespace llm), one after the other as in a rolling deploy",
+    "STATE      starting: its proxy has not said it listens yet",
+    "           IN GAP: the proxy accepts traffic, its Prisma query engine does not answer yet",
+    "           ready: the engine answers (probe); replaced: the rollout moved on, its engine is gone",
+    "GAP        start-up gap: proxy listening -> engine's first answer (… = still open)",
+    "DROPPED    spend-log batches LiteLLM dropped: requests that are never billed",
+    "MISSES     budget lookups that failed: the budget cache stays empty, every request hits the DB",
+    "AT RISK    requests served inside the gap (their spend may be lost)",
+    "DB ERRORS  failed database calls (httpx.ConnectError: All connection attempts failed)",
+];
+
+/// The lines above the table: title, URLs, legend. Printed again on every
+/// redraw, so clearing the screen never hides where to look.
+fn header_lines(
+    pods: usize,
+    addr: std::net::SocketAddr,
+    logs: &Path,
+    links: &[String],
+) -> Vec<String> {
+    let mut out = vec![
+        format!("litellm-sentinel demo: rolling deploy of {pods} LiteLLM pods"),
+        format!("  metrics: http://{addr}/metrics   pods: http://{addr}/api/v1/pods"),
+    ];
+    for link in links {
+        match link.split_once('=') {
+            Some((label, url)) => out.push(format!("  {label}: {url}")),
+            None => out.push(format!("  {link}")),
+        }
+    }
+    out.push(format!("  logs:    {}", logs.display()));
+    out.push(String::new());
+    out.extend(LEGEND.iter().map(|l| format!("  {l}")));
+    out.push(String::new());
+    out
 }
 
 /// What the demo wrote for one pod: the counts the agent must find.
@@ -269,24 +315,30 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let agent = Agent::start(cfg, Vec::new())
         .await
         .context("cannot start the agent (is --listen free?)")?;
-    println!(
-        "litellm-sentinel demo: rolling deploy of {} LiteLLM pods",
-        opts.pods
-    );
-    println!("  logs:    {}", pods_dir.display());
-    println!(
-        "  metrics: http://{}/metrics   pods: http://{}/api/v1/pods\n",
-        agent.addr, agent.addr
-    );
+    let header = header_lines(opts.pods, agent.addr, &pods_dir, &opts.links);
+    for line in &header {
+        println!("{line}");
+    }
     // Ctrl-C ends the demo cleanly: the agent stops (final checkpoint), the
     // engine stand-ins close, the temporary tree is removed.
+    let mut interrupted = false;
     let result = tokio::select! {
-        r = deploy(&opts, &plans, &pods_dir, &agent) => r,
+        r = deploy(&opts, &plans, &pods_dir, &agent, &header) => r,
         _ = interrupt.recv() => {
             println!("\ninterrupted: stopping the agent and cleaning up");
+            interrupted = true;
             Ok(())
         }
     };
+    if opts.keep && !interrupted {
+        println!(
+            "\n--keep: the agent goes on serving http://{}/metrics; Ctrl-C to stop",
+            agent.addr
+        );
+        let _ = std::io::stdout().flush();
+        interrupt.recv().await;
+        println!("\ninterrupted: stopping the agent and cleaning up");
+    }
     agent.shutdown().await;
     result
 }
@@ -297,6 +349,7 @@ async fn deploy(
     plans: &[(PodRef, Duration)],
     pods_dir: &Path,
     agent: &Agent,
+    header: &[String],
 ) -> Result<()> {
     let mut expected: Vec<(PodRef, Expected, Duration)> = Vec::new();
     let mut extra = Vec::new();
@@ -317,7 +370,7 @@ async fn deploy(
             .join("0.log");
         let mut w = CriWriter::create(&path)?;
         let live = !opts.no_live;
-        let printer = live.then(|| spawn_table_printer(agent));
+        let printer = live.then(|| spawn_table_printer(agent, header.to_vec()));
         let e = play_pod(&mut w, &engine, opts.tick.0, i as u64).await?;
         // After the engine answers: normal traffic, which must not count as "during the gap".
         wait_until(Duration::from_secs(10), || {
@@ -440,11 +493,14 @@ async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool 
     cond()
 }
 
-fn spawn_table_printer(agent: &Agent) -> tokio::task::JoinHandle<()> {
+fn spawn_table_printer(agent: &Agent, header: Vec<String>) -> tokio::task::JoinHandle<()> {
     let tracker = agent.tracker.clone();
     tokio::spawn(async move {
         loop {
             print!("\x1b[2J\x1b[H");
+            for line in &header {
+                println!("{line}");
+            }
             print_views(&pod_views(&tracker));
             let _ = std::io::stdout().flush();
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -510,4 +566,46 @@ fn tempfile_dir() -> Result<TempDir> {
     ));
     std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(TempDir { path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_has_the_urls_and_a_legend_line_per_column_and_state() {
+        let addr: std::net::SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let h = header_lines(
+            3,
+            addr,
+            Path::new("/tmp/demo/pods"),
+            &["prometheus alerts=http://127.0.0.1:9090/alerts".into()],
+        );
+        let text = h.join("\n");
+        assert!(text.contains("http://127.0.0.1:9464/metrics"), "{text}");
+        assert!(text.contains("http://127.0.0.1:9464/api/v1/pods"), "{text}");
+        assert!(
+            text.contains("prometheus alerts: http://127.0.0.1:9090/alerts"),
+            "{text}"
+        );
+        for column in [
+            "POD",
+            "STATE",
+            "GAP",
+            "DROPPED",
+            "MISSES",
+            "AT RISK",
+            "DB ERRORS",
+        ] {
+            assert!(
+                h.iter().any(|l| l.trim_start().starts_with(column)),
+                "no legend line for {column}: {text}"
+            );
+        }
+        for state in ["starting:", "IN GAP:", "ready:", "replaced:"] {
+            assert!(text.contains(state), "no legend for state {state}: {text}");
+        }
+        // Every legend line fits an 110-column terminal.
+        assert!(h.iter().all(|l| l.chars().count() <= 110), "{text}");
+    }
 }

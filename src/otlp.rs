@@ -6,10 +6,17 @@
 //! [`to_request`], so an OTLP backend sees the same names, units and values
 //! as a scrape (counters keep their `_total` suffix).
 //!
-//! Transport: plain `http://` only, to a collector sidecar or a node-local
-//! collector (e.g. `http://otel-collector:4318`). The agent carries no TLS
-//! stack, so an `https://` endpoint is rejected when the configuration is
-//! read, with a message saying so, instead of failing at every push.
+//! Transport: `http://` to a collector in the cluster, or `https://` straight
+//! to a managed backend (rustls, the `tls` feature): server certificates are
+//! verified against `OTEL_EXPORTER_OTLP_CERTIFICATE` when set, else against
+//! the Mozilla roots compiled in (the image is `FROM scratch`, with no CA
+//! bundle); `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` / `_CLIENT_KEY` add mTLS.
+//! `OTEL_EXPORTER_OTLP_COMPRESSION=gzip` compresses bodies (a 5–10× smaller
+//! push). The resource carries `service.name` (`OTEL_SERVICE_NAME`),
+//! `service.version`, `service.instance.id` (the pod uid `POD_UID` in the
+//! sidecar, else the node name `NODE_NAME`, else the host name) and
+//! `OTEL_RESOURCE_ATTRIBUTES`. Every setting is checked (files read and
+//! parsed) when the configuration is read, not at the first push.
 //!
 //! Header values (`OTEL_EXPORTER_OTLP_HEADERS`) are usually API keys: they
 //! are never logged, never put in an error, and `OtlpConfig`'s `Debug`
@@ -73,20 +80,92 @@ pub mod env {
     pub const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
     /// Signal-specific form of [`PROTOCOL`]; wins over it.
     pub const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+    /// `gzip` or `none`.
+    pub const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+    /// Signal-specific form of [`COMPRESSION`]; wins over it.
+    pub const METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
+    /// PEM file of the CA(s) that verify the server (https).
+    pub const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+    /// Signal-specific form of [`CERTIFICATE`]; wins over it.
+    pub const METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
+    /// PEM client certificate (chain) for mTLS.
+    pub const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+    /// Signal-specific form of [`CLIENT_CERTIFICATE`]; wins over it.
+    pub const METRICS_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
+    /// PEM private key of the client certificate.
+    pub const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+    /// Signal-specific form of [`CLIENT_KEY`]; wins over it.
+    pub const METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
+    /// `k=v,k2=v2` resource attributes, values percent-decoded.
+    pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    /// `service.name`; wins over a `service.name` in [`RESOURCE_ATTRIBUTES`].
+    pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    /// The pod's uid (Downward API `metadata.uid`): `service.instance.id` of a sidecar.
+    pub const POD_UID: &str = "POD_UID";
+    /// The node's name (Downward API `spec.nodeName`): `k8s.node.name`, and
+    /// `service.instance.id` of the node agent.
+    pub const NODE_NAME: &str = "NODE_NAME";
+}
+
+/// Body compression of the pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Plain protobuf (the OTel default).
+    #[default]
+    None,
+    /// `Content-Encoding: gzip`.
+    Gzip,
+}
+
+/// PEM files for an `https://` endpoint (paths only; read when the client is built).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    /// CA certificate(s) that verify the server; `None`: the compiled-in Mozilla roots.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate (chain) for mTLS.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Private key of the client certificate.
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Why the OTLP settings were rejected. Messages name the setting and never
 /// contain a header value (URLs have their password redacted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OtlpError {
-    /// An `https://` endpoint: the agent has no TLS.
-    #[error("{setting} = `{url}`: https is not supported (the agent pushes OTLP over plain http only, without TLS); use the http:// receiver of a collector on the node or in the cluster, e.g. http://otel-collector:4318")]
+    /// An `https://` endpoint in a build without the `tls` feature.
+    #[error("{setting} = `{url}`: this build has no TLS (built without the `tls` feature); use an http:// collector, e.g. http://otel-collector:4318")]
     Https { setting: &'static str, url: String },
-    /// Not an absolute `http://host[:port][/path]` URL.
+    /// Not an absolute `http(s)://host[:port][/path]` URL.
     #[error(
-        "{setting} = `{url}` is not an absolute http:// URL (e.g. http://otel-collector:4318)"
+        "{setting} = `{url}` is not an absolute http:// or https:// URL (e.g. http://otel-collector:4318)"
     )]
     InvalidUrl { setting: &'static str, url: String },
+    /// A compression other than `gzip` / `none`.
+    #[error("{setting} = `{value}`: only gzip and none are supported")]
+    UnsupportedCompression {
+        setting: &'static str,
+        value: String,
+    },
+    /// A certificate or key file that cannot be read or parsed.
+    #[error("{setting} = `{path}`: {problem}")]
+    TlsFile {
+        setting: &'static str,
+        path: String,
+        problem: String,
+    },
+    /// A client certificate without its key or the other way round.
+    #[error(
+        "{} and {} must be set together (mTLS)",
+        env::CLIENT_CERTIFICATE,
+        env::CLIENT_KEY
+    )]
+    ClientCertWithoutKey,
+    /// A resource attribute entry without `=` or with an empty key; only its position is given.
+    #[error(
+        "{}: entry {index} is not `key=value` (entries are comma-separated)",
+        env::RESOURCE_ATTRIBUTES
+    )]
+    MalformedResourceAttribute { index: usize },
     /// A header entry without `=`; only its position is given (it may hold a secret).
     #[error(
         "{}: entry {index} is not `name=value` (entries are comma-separated)",
@@ -131,6 +210,12 @@ pub struct OtlpConfig {
     pub interval: Duration,
     /// Deadline of one push (connect, send, response).
     pub timeout: Duration,
+    /// Body compression.
+    pub compression: Compression,
+    /// Certificate files for `https://` (ignored for `http://`).
+    pub tls: TlsFiles,
+    /// Who pushes: the OTLP resource.
+    pub resource: ResourceInfo,
 }
 
 impl std::fmt::Debug for OtlpConfig {
@@ -145,6 +230,9 @@ impl std::fmt::Debug for OtlpConfig {
             .field("headers", &headers)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("tls", &self.tls)
+            .field("resource", &self.resource)
             .finish()
     }
 }
@@ -214,30 +302,77 @@ impl OtlpConfig {
             Some(v) => parse_millis(env::TIMEOUT, &v)?,
             None => DEFAULT_TIMEOUT,
         };
+        // The signal-specific variable wins over the general one.
+        let pick = |specific: &'static str, general: &'static str| {
+            get(specific)
+                .map(|v| (specific, v))
+                .or_else(|| get(general).map(|v| (general, v)))
+        };
+        let compression = match pick(env::METRICS_COMPRESSION, env::COMPRESSION) {
+            None => Compression::None,
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("none") => Compression::None,
+            Some((_, v)) if v.trim().eq_ignore_ascii_case("gzip") => Compression::Gzip,
+            Some((setting, value)) => {
+                return Err(OtlpError::UnsupportedCompression { setting, value })
+            }
+        };
+        let path = |specific, general| {
+            pick(specific, general).map(|(s, v)| (s, std::path::PathBuf::from(v.trim())))
+        };
+        let ca = path(env::METRICS_CERTIFICATE, env::CERTIFICATE);
+        let client_cert = path(env::METRICS_CLIENT_CERTIFICATE, env::CLIENT_CERTIFICATE);
+        let client_key = path(env::METRICS_CLIENT_KEY, env::CLIENT_KEY);
+        if client_cert.is_some() != client_key.is_some() {
+            return Err(OtlpError::ClientCertWithoutKey);
+        }
+        let tls = TlsFiles {
+            ca: ca.as_ref().map(|(_, p)| p.clone()),
+            client_cert: client_cert.as_ref().map(|(_, p)| p.clone()),
+            client_key: client_key.as_ref().map(|(_, p)| p.clone()),
+        };
+        if is_https(&endpoint) {
+            // Read and parse the files now: a typo fails at start-up, not at every push.
+            #[cfg(feature = "tls")]
+            tls::client_config(&tls, [ca, client_cert, client_key])?;
+        }
+        let resource = ResourceInfo::from_lookup(&lookup)?;
         Ok(Some(OtlpConfig {
             endpoint,
             headers,
             interval,
             timeout,
+            compression,
+            tls,
+            resource,
         }))
     }
 }
 
-/// Checks that `url` is an absolute plain-http URL with a host.
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
 fn checked_url(setting: &'static str, url: &str) -> Result<String, OtlpError> {
     let shown = || redact_url(url);
     let uri: Uri = url.parse().map_err(|_| OtlpError::InvalidUrl {
         setting,
         url: shown(),
     })?;
+    let has_host = uri.host().is_some_and(|h| !h.is_empty());
     match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("http") && uri.host().is_some_and(|h| !h.is_empty()) => {
-            Ok(url.to_string())
+        Some(s) if s.eq_ignore_ascii_case("http") && has_host => Ok(url.to_string()),
+        Some(s) if s.eq_ignore_ascii_case("https") && has_host => {
+            if cfg!(feature = "tls") {
+                Ok(url.to_string())
+            } else {
+                Err(OtlpError::Https {
+                    setting,
+                    url: shown(),
+                })
+            }
         }
-        Some(s) if s.eq_ignore_ascii_case("https") => Err(OtlpError::Https {
-            setting,
-            url: shown(),
-        }),
         _ => Err(OtlpError::InvalidUrl {
             setting,
             url: shown(),
@@ -245,15 +380,26 @@ fn checked_url(setting: &'static str, url: &str) -> Result<String, OtlpError> {
     }
 }
 
-/// The metrics URL of a base endpoint: `/v1/metrics` appended unless already there.
+/// The metrics URL of a base endpoint: `/v1/metrics` joined onto its path
+/// (unless the path already ends so), a query string kept after it.
 fn metrics_url(setting: &'static str, base: &str) -> Result<String, OtlpError> {
     checked_url(setting, base)?;
-    let trimmed = base.trim_end_matches('/');
-    let full = if trimmed.ends_with(METRICS_PATH) {
+    // Split off a fragment (never sent) and a query string, join the path.
+    let without_fragment = base.split('#').next().unwrap_or(base);
+    let (before_query, query) = match without_fragment.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (without_fragment, None),
+    };
+    let trimmed = before_query.trim_end_matches('/');
+    let mut full = if trimmed.ends_with(METRICS_PATH) {
         trimmed.to_string()
     } else {
         format!("{trimmed}{METRICS_PATH}")
     };
+    if let Some(q) = query {
+        full.push('?');
+        full.push_str(q);
+    }
     checked_url(setting, &full)
 }
 
@@ -325,31 +471,119 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
 /// attribute names the *watched* LiteLLM pod on each data point.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceInfo {
+    /// `service.name`: `OTEL_SERVICE_NAME`, else a `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else `litellm-sentinel`.
+    pub service_name: String,
     /// `service.version` (the crate version).
     pub service_version: String,
+    /// `service.instance.id`: tells the agents apart in a backend that has
+    /// no scrape target labels (the pod uid of a sidecar, the node of a node
+    /// agent, else the host name).
+    pub instance_id: Option<String>,
     /// `k8s.node.name`, from the Downward API (`NODE_NAME`).
     pub node_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES` (without `service.name`); they win over the
+    /// attributes above on the same key.
+    pub extra: Vec<(String, String)>,
 }
 
 impl ResourceInfo {
-    /// The resource of this process: crate version, and `NODE_NAME` when set.
-    pub fn from_env() -> ResourceInfo {
-        ResourceInfo {
+    /// The resource of this process from the environment (see [`ResourceInfo::from_lookup`]).
+    pub fn from_env() -> Result<ResourceInfo, OtlpError> {
+        Self::from_lookup(&env_var)
+    }
+
+    /// The resource from variables read through `lookup`: `OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, `POD_UID`, `NODE_NAME`.
+    pub fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<ResourceInfo, OtlpError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut extra = match get(env::RESOURCE_ATTRIBUTES) {
+            Some(text) => parse_resource_attributes(&text)?,
+            None => Vec::new(),
+        };
+        let from_attrs = extra
+            .iter()
+            .position(|(k, _)| k == "service.name")
+            .map(|i| extra.remove(i).1);
+        let node_name = get(env::NODE_NAME);
+        let instance_id = get(env::POD_UID)
+            .or_else(|| node_name.clone())
+            .or_else(hostname);
+        Ok(ResourceInfo {
+            service_name: get(env::SERVICE_NAME)
+                .or(from_attrs)
+                .unwrap_or_else(|| SERVICE_NAME.to_string()),
             service_version: env!("CARGO_PKG_VERSION").to_string(),
-            node_name: env_var("NODE_NAME").filter(|n| !n.trim().is_empty()),
-        }
+            instance_id,
+            node_name,
+            extra,
+        })
     }
 
     fn attributes(&self) -> Vec<KeyValue> {
-        let mut attrs = vec![
-            string_kv("service.name", SERVICE_NAME),
-            string_kv("service.version", &self.service_version),
+        let mut attrs: Vec<(String, String)> = vec![
+            ("service.name".into(), self.service_name.clone()),
+            ("service.version".into(), self.service_version.clone()),
         ];
-        if let Some(node) = &self.node_name {
-            attrs.push(string_kv("k8s.node.name", node));
+        if let Some(id) = &self.instance_id {
+            attrs.push(("service.instance.id".into(), id.clone()));
         }
-        attrs
+        if let Some(node) = &self.node_name {
+            attrs.push(("k8s.node.name".into(), node.clone()));
+        }
+        for (k, v) in &self.extra {
+            match attrs.iter_mut().find(|(key, _)| key == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => attrs.push((k.clone(), v.clone())),
+            }
+        }
+        attrs.iter().map(|(k, v)| string_kv(k, v)).collect()
     }
+}
+
+/// The host name (the pod name in Kubernetes), `None` if it cannot be read.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at
+    // most that many and we stop at the first NUL (or the buffer's end).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..end])
+        .ok()
+        .map(str::to_string)
+        .filter(|h| !h.is_empty())
+}
+
+/// Parses `OTEL_RESOURCE_ATTRIBUTES` (`k=v,k2=v2`, values percent-decoded).
+fn parse_resource_attributes(text: &str) -> Result<Vec<(String, String)>, OtlpError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (index, entry) in text.split(',').enumerate() {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let (key, value) = entry
+            .split_once('=')
+            .ok_or(OtlpError::MalformedResourceAttribute { index })?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(OtlpError::MalformedResourceAttribute { index });
+        }
+        let value = String::from_utf8_lossy(&percent_decode(value.trim().as_bytes())).into_owned();
+        match out.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value,
+            None => out.push((key.to_string(), value)),
+        }
+    }
+    Ok(out)
 }
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
@@ -414,6 +648,7 @@ pub fn to_request(
             }),
             scope_metrics: vec![ScopeMetrics {
                 scope: Some(InstrumentationScope {
+                    // The scope is the instrumenting code, whatever the service is called.
                     name: SERVICE_NAME.to_string(),
                     version: resource.service_version.clone(),
                     ..Default::default()
@@ -568,15 +803,27 @@ pub enum PushError {
     /// The request could not be built (header or URL rejected by hyper).
     #[error("request could not be built")]
     Build,
+    /// The TLS handshake failed (certificate not trusted, name mismatch, mTLS refused).
+    #[error("TLS handshake failed")]
+    Tls,
 }
 
-/// A plain-HTTP OTLP client; connections to the collector are kept alive.
-#[derive(Clone)]
+/// An OTLP/HTTP client; connections to the collector are kept alive.
 struct OtlpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    transport: Transport,
     endpoint: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
+    compression: Compression,
+}
+
+/// How requests reach the endpoint.
+enum Transport {
+    /// `http://`: hyper-util's pooled client.
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    /// `https://`: one kept-alive TLS connection, re-opened when it closes.
+    #[cfg(feature = "tls")]
+    Tls(tls::TlsTransport),
 }
 
 /// How a successful push went.
@@ -589,11 +836,24 @@ struct PushOk {
 }
 
 impl OtlpClient {
-    fn new(cfg: &OtlpConfig) -> OtlpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.timeout));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+    fn new(cfg: &OtlpConfig) -> Result<OtlpClient, OtlpError> {
+        let transport = if is_https(&cfg.endpoint) {
+            #[cfg(feature = "tls")]
+            {
+                let config = tls::client_config(&cfg.tls, [None, None, None])?;
+                Transport::Tls(tls::TlsTransport::new(&cfg.endpoint, config)?)
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(OtlpError::Https {
+                setting: "otlp endpoint",
+                url: redact_url(&cfg.endpoint),
+            });
+        } else {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(cfg.timeout));
+            Transport::Plain(Client::builder(TokioExecutor::new()).build(connector))
+        };
         // Validated at config time; an entry that still fails is skipped, not logged (secret).
         let headers = cfg
             .headers
@@ -609,22 +869,40 @@ impl OtlpClient {
                 (k, v)
             })
             .collect();
-        OtlpClient {
-            client,
+        Ok(OtlpClient {
+            transport,
             endpoint: cfg.endpoint.clone(),
             headers,
             timeout: cfg.timeout,
-        }
+            compression: cfg.compression,
+        })
     }
 
-    /// POSTs one protobuf body; success is any 2xx answer within the timeout.
-    async fn post(&self, body: Vec<u8>) -> Result<PushOk, PushError> {
+    /// The request for one body (built per attempt: a TLS retry needs a fresh one).
+    fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, PushError> {
         let uri: Uri = self.endpoint.parse().map_err(|_| PushError::Build)?;
-        let mut builder = Request::builder().method(Method::POST).uri(uri);
+        let mut builder = Request::builder().method(Method::POST);
+        match &self.transport {
+            Transport::Plain(_) => builder = builder.uri(uri),
+            #[cfg(feature = "tls")]
+            Transport::Tls(t) => {
+                // A bare connection: origin-form target plus Host.
+                let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+                builder = builder
+                    .uri(target)
+                    .header(hyper::header::HOST, t.host_header());
+            }
+        }
         for (k, v) in &self.headers {
             builder = builder.header(k, v);
         }
-        let request = builder
+        if self.compression == Compression::Gzip {
+            builder = builder.header(
+                hyper::header::CONTENT_ENCODING,
+                HeaderValue::from_static("gzip"),
+            );
+        }
+        builder
             .header(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
@@ -633,16 +911,31 @@ impl OtlpClient {
                 USER_AGENT,
                 HeaderValue::from_static(concat!("litellm-sentinel/", env!("CARGO_PKG_VERSION"))),
             )
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| PushError::Build)?;
+            .body(Full::new(body))
+            .map_err(|_| PushError::Build)
+    }
+
+    /// POSTs one protobuf body (gzipped when configured); success is any 2xx
+    /// answer within the timeout.
+    async fn post(&self, body: Vec<u8>) -> Result<PushOk, PushError> {
+        let body = match self.compression {
+            Compression::None => Bytes::from(body),
+            Compression::Gzip => Bytes::from(gzip(&body).map_err(|_| PushError::Build)?),
+        };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    PushError::Connect
-                } else {
-                    PushError::Request
+            let response = match &self.transport {
+                Transport::Plain(client) => {
+                    client.request(self.request(body)?).await.map_err(|e| {
+                        if e.is_connect() {
+                            PushError::Connect
+                        } else {
+                            PushError::Request
+                        }
+                    })?
                 }
-            })?;
+                #[cfg(feature = "tls")]
+                Transport::Tls(t) => t.send(|| self.request(body.clone())).await?,
+            };
             let status = response.status();
             // Read (and bound) the body so the connection can be reused.
             let body = Limited::new(response.into_body(), RESPONSE_LIMIT)
@@ -667,6 +960,17 @@ impl OtlpClient {
             Err(_elapsed) => Err(PushError::Timeout),
         }
     }
+}
+
+/// Gzips a body (level 6, the zlib default: most of the gain for little CPU).
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
+    enc.write_all(body)?;
+    enc.finish()
 }
 
 /// Gathers, converts, encodes and posts the registry once.
@@ -700,8 +1004,15 @@ pub fn spawn_pusher(
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = OtlpClient::new(&cfg);
-        let resource = ResourceInfo::from_env();
+        let client = match OtlpClient::new(&cfg) {
+            Ok(c) => c,
+            Err(error) => {
+                // Checked when the configuration was read; only a file changed since gets here.
+                tracing::error!(%error, "OTLP push disabled: its client cannot be built");
+                return;
+            }
+        };
+        let resource = cfg.resource.clone();
         let start = unix_nanos_now();
         let endpoint = redact_url(&cfg.endpoint);
         let initial_backoff = INITIAL_BACKOFF.min(cfg.interval);
@@ -709,7 +1020,7 @@ pub fn spawn_pusher(
         let mut failing = false;
         let mut partial_warned = false;
         let mut next = Instant::now() + cfg.interval;
-        tracing::info!(%endpoint, interval = ?cfg.interval, headers = cfg.headers.len(), "pushing metrics over OTLP/HTTP");
+        tracing::info!(%endpoint, interval = ?cfg.interval, headers = cfg.headers.len(), compression = ?cfg.compression, service_name = %resource.service_name, "pushing metrics over OTLP/HTTP");
         loop {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep_until(next) => false,
@@ -749,6 +1060,202 @@ pub fn spawn_pusher(
     })
 }
 
+/// `https://` transport: rustls (ring), one kept-alive HTTP/1.1 connection.
+#[cfg(feature = "tls")]
+mod tls {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use http_body_util::Full;
+    use hyper::body::{Bytes, Incoming};
+    use hyper::client::conn::http1;
+    use hyper::{Request, Response, Uri};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::{ClientConfig, RootCertStore};
+    use tokio::sync::Mutex;
+
+    use super::{env, OtlpError, PushError, TlsFiles};
+
+    fn file_error(setting: &'static str, path: &Path, problem: impl Into<String>) -> OtlpError {
+        OtlpError::TlsFile {
+            setting,
+            path: path.display().to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, OtlpError> {
+        std::fs::read(path).map_err(|e| file_error(setting, path, format!("cannot read: {e}")))
+    }
+
+    fn certs(
+        setting: &'static str,
+        path: &Path,
+    ) -> Result<Vec<CertificateDer<'static>>, OtlpError> {
+        let pem = read(setting, path)?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_error(setting, path, format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(file_error(setting, path, "no certificate in the file"));
+        }
+        Ok(certs)
+    }
+
+    /// The rustls client configuration for `files`. `settings` names the
+    /// variables the paths came from (for error messages), else the general names.
+    pub(super) fn client_config(
+        files: &TlsFiles,
+        settings: [Option<(&'static str, std::path::PathBuf)>; 3],
+    ) -> Result<Arc<ClientConfig>, OtlpError> {
+        let [ca_s, cert_s, key_s] = settings.map(|s| s.map(|(name, _)| name));
+        let mut roots = RootCertStore::empty();
+        match &files.ca {
+            Some(path) => {
+                let setting = ca_s.unwrap_or(env::CERTIFICATE);
+                for cert in certs(setting, path)? {
+                    roots.add(cert).map_err(|e| {
+                        file_error(setting, path, format!("unusable CA certificate: {e}"))
+                    })?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| OtlpError::TlsFile {
+                setting: env::CERTIFICATE,
+                path: String::new(),
+                problem: e.to_string(),
+            })?
+            .with_root_certificates(roots);
+        let mut config = match (&files.client_cert, &files.client_key) {
+            (Some(cert_path), Some(key_path)) => {
+                let cert_setting = cert_s.unwrap_or(env::CLIENT_CERTIFICATE);
+                let key_setting = key_s.unwrap_or(env::CLIENT_KEY);
+                let chain = certs(cert_setting, cert_path)?;
+                let key_pem = read(key_setting, key_path)?;
+                // The key's bytes never reach a message.
+                let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|_| file_error(key_setting, key_path, "not a PEM private key"))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    file_error(
+                        key_setting,
+                        key_path,
+                        format!("does not fit the client certificate: {e}"),
+                    )
+                })?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => return Err(OtlpError::ClientCertWithoutKey),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// One kept-alive TLS connection to the endpoint's host.
+    pub(super) struct TlsTransport {
+        connector: tokio_rustls::TlsConnector,
+        host: String,
+        port: u16,
+        server_name: ServerName<'static>,
+        host_header: String,
+        sender: Mutex<Option<http1::SendRequest<Full<Bytes>>>>,
+    }
+
+    impl TlsTransport {
+        pub(super) fn new(
+            endpoint: &str,
+            config: Arc<ClientConfig>,
+        ) -> Result<TlsTransport, OtlpError> {
+            let invalid = || OtlpError::InvalidUrl {
+                setting: env::ENDPOINT,
+                url: crate::redact::redact(endpoint),
+            };
+            let uri: Uri = endpoint.parse().map_err(|_| invalid())?;
+            let host = uri
+                .host()
+                .ok_or_else(invalid)?
+                .trim_matches(['[', ']'])
+                .to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let server_name = ServerName::try_from(host.clone()).map_err(|_| invalid())?;
+            let host_header = match uri.port_u16() {
+                Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
+                None => uri.host().unwrap_or_default().to_string(),
+            };
+            Ok(TlsTransport {
+                connector: tokio_rustls::TlsConnector::from(config),
+                host,
+                port,
+                server_name,
+                host_header,
+                sender: Mutex::new(None),
+            })
+        }
+
+        pub(super) fn host_header(&self) -> &str {
+            &self.host_header
+        }
+
+        async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, PushError> {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|_| PushError::Connect)?;
+            // Pushes are small and rare: do not wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+            let stream = self
+                .connector
+                .connect(self.server_name.clone(), tcp)
+                .await
+                .map_err(|_| PushError::Tls)?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| PushError::Request)?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "OTLP TLS connection ended");
+                }
+            });
+            Ok(sender)
+        }
+
+        /// Sends a request on the kept-alive connection; a connection the
+        /// server closed meanwhile is replaced once.
+        pub(super) async fn send(
+            &self,
+            request: impl Fn() -> Result<Request<Full<Bytes>>, PushError>,
+        ) -> Result<Response<Incoming>, PushError> {
+            let mut slot = self.sender.lock().await;
+            let reused = match slot.take() {
+                Some(mut s) if !s.is_closed() => s.ready().await.is_ok().then_some(s),
+                _ => None,
+            };
+            let was_reused = reused.is_some();
+            let mut sender = match reused {
+                Some(s) => s,
+                None => self.connect().await?,
+            };
+            let response = match sender.send_request(request()?).await {
+                Ok(r) => r,
+                Err(_) if was_reused => {
+                    sender = self.connect().await?;
+                    sender
+                        .send_request(request()?)
+                        .await
+                        .map_err(|_| PushError::Request)?
+                }
+                Err(_) => return Err(PushError::Request),
+            };
+            *slot = Some(sender);
+            Ok(response)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -765,8 +1272,11 @@ mod tests {
 
     fn resource() -> ResourceInfo {
         ResourceInfo {
+            service_name: SERVICE_NAME.into(),
             service_version: "9.9.9".into(),
+            instance_id: Some("node-a".into()),
             node_name: Some("node-a".into()),
+            extra: Vec::new(),
         }
     }
 
@@ -959,9 +1469,128 @@ mod tests {
             .attributes;
         assert!(str_attr(attrs, "k8s.node.name").is_none());
         assert_eq!(
-            ResourceInfo::from_env().service_version,
+            ResourceInfo::from_env().unwrap().service_version,
             env!("CARGO_PKG_VERSION")
         );
+    }
+
+    #[test]
+    fn resource_from_otel_variables_and_the_downward_api() {
+        let attrs_of = |vars: &[(&str, &str)]| {
+            let r = ResourceInfo::from_lookup(&lookup(vars)).unwrap();
+            let req = to_request(&[], &r, 0, 0);
+            req.resource_metrics[0].resource.clone().unwrap().attributes
+        };
+        // Node agent: the node is the instance.
+        let a = attrs_of(&[(env::NODE_NAME, "node-a")]);
+        assert_eq!(
+            str_attr(&a, "service.instance.id").as_deref(),
+            Some("node-a")
+        );
+        assert_eq!(str_attr(&a, "service.name").as_deref(), Some(SERVICE_NAME));
+        // Sidecar: the pod uid wins over the node.
+        let a = attrs_of(&[(env::NODE_NAME, "node-a"), (env::POD_UID, "5e0c-uid")]);
+        assert_eq!(
+            str_attr(&a, "service.instance.id").as_deref(),
+            Some("5e0c-uid")
+        );
+        assert_eq!(str_attr(&a, "k8s.node.name").as_deref(), Some("node-a"));
+        // OTEL_RESOURCE_ATTRIBUTES: percent-decoded, later entries win, they
+        // override detected attributes; service.name from it unless
+        // OTEL_SERVICE_NAME is set.
+        let a = attrs_of(&[
+            (env::NODE_NAME, "node-a"),
+            (
+                env::RESOURCE_ATTRIBUTES,
+                "deployment.environment=prod, k8s.cluster.name=eu%2D1,service.name=from-attrs,team=a,team=llm,service.instance.id=custom",
+            ),
+        ]);
+        assert_eq!(str_attr(&a, "service.name").as_deref(), Some("from-attrs"));
+        assert_eq!(
+            str_attr(&a, "deployment.environment").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(str_attr(&a, "k8s.cluster.name").as_deref(), Some("eu-1"));
+        assert_eq!(str_attr(&a, "team").as_deref(), Some("llm"));
+        assert_eq!(
+            str_attr(&a, "service.instance.id").as_deref(),
+            Some("custom")
+        );
+        assert_eq!(a.iter().filter(|kv| kv.key == "service.name").count(), 1);
+        let a = attrs_of(&[
+            (env::RESOURCE_ATTRIBUTES, "service.name=from-attrs"),
+            (env::SERVICE_NAME, "llm-sentinel-eu"),
+        ]);
+        assert_eq!(
+            str_attr(&a, "service.name").as_deref(),
+            Some("llm-sentinel-eu")
+        );
+        // No Downward API at all: the host name identifies the instance.
+        let a = attrs_of(&[]);
+        assert_eq!(str_attr(&a, "service.instance.id"), hostname());
+        assert!(
+            ResourceInfo::from_lookup(&lookup(&[(env::RESOURCE_ATTRIBUTES, "a=1,oops")]))
+                .is_err_and(|e| e == OtlpError::MalformedResourceAttribute { index: 1 })
+        );
+    }
+
+    #[test]
+    fn compression_and_certificate_settings() {
+        let base = [(env::ENDPOINT, "http://c:4318")];
+        let cfg = |extra: &[(&str, &str)]| {
+            let vars: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            OtlpConfig::from_lookup(None, DEFAULT_INTERVAL, lookup(&vars))
+        };
+        assert_eq!(cfg(&[]).unwrap().unwrap().compression, Compression::None);
+        assert_eq!(
+            cfg(&[(env::COMPRESSION, "gzip")])
+                .unwrap()
+                .unwrap()
+                .compression,
+            Compression::Gzip
+        );
+        assert_eq!(
+            cfg(&[
+                (env::COMPRESSION, "gzip"),
+                (env::METRICS_COMPRESSION, "none")
+            ])
+            .unwrap()
+            .unwrap()
+            .compression,
+            Compression::None
+        );
+        assert_eq!(
+            cfg(&[(env::COMPRESSION, "zstd")]).unwrap_err(),
+            OtlpError::UnsupportedCompression {
+                setting: env::COMPRESSION,
+                value: "zstd".into()
+            }
+        );
+        assert_eq!(
+            cfg(&[(env::CLIENT_CERTIFICATE, "/c.pem")]).unwrap_err(),
+            OtlpError::ClientCertWithoutKey
+        );
+        // For http:// the files are not needed, so not read.
+        let c = cfg(&[(env::CERTIFICATE, "/nonexistent/ca.pem")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.tls.ca.as_deref(),
+            Some(std::path::Path::new("/nonexistent/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let body = b"litellm_sentinel ".repeat(100);
+        let packed = gzip(&body).unwrap();
+        assert!(packed.len() < body.len() / 5, "{} bytes", packed.len());
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
     }
 
     #[test]
@@ -1028,6 +1657,20 @@ mod tests {
             ("http://c:4318", "http://c:4318/v1/metrics"),
             ("http://c:4318/v1/metrics", "http://c:4318/v1/metrics"),
             ("http://gw/otlp", "http://gw/otlp/v1/metrics"),
+            // Joined onto the path, never after a query string.
+            (
+                "http://gw/otlp?tenant=a",
+                "http://gw/otlp/v1/metrics?tenant=a",
+            ),
+            (
+                "https://gw/otlp/?tenant=a&x=1",
+                "https://gw/otlp/v1/metrics?tenant=a&x=1",
+            ),
+            ("http://gw?tenant=a", "http://gw/v1/metrics?tenant=a"),
+            (
+                "https://gw:4318/v1/metrics?t=1",
+                "https://gw:4318/v1/metrics?t=1",
+            ),
         ] {
             let c = OtlpConfig::from_lookup(Some(base.into()), DEFAULT_INTERVAL, lookup(&[]))
                 .unwrap()
@@ -1136,45 +1779,58 @@ mod tests {
     }
 
     #[test]
-    fn https_and_garbage_endpoints_are_rejected_clearly() {
-        let e = OtlpConfig::from_lookup(
-            Some("https://user:pw@collector:4318".into()),
+    fn https_is_accepted_and_its_files_are_checked_when_read() {
+        let c = OtlpConfig::from_lookup(
+            Some("https://otlp.example.com".into()),
             DEFAULT_INTERVAL,
             lookup(&[]),
         )
-        .unwrap_err();
-        let msg = e.to_string();
-        assert!(
-            matches!(
-                e,
-                OtlpError::Https {
-                    setting: "otlp_endpoint",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-        assert!(
-            msg.contains("https is not supported") && msg.contains("otlp_endpoint"),
-            "{msg}"
-        );
-        assert!(!msg.contains("pw@"), "{msg}");
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.endpoint, "https://otlp.example.com/v1/metrics");
+        // A missing CA file fails at start-up, naming the variable, not at every push.
         let e = OtlpConfig::from_lookup(
             None,
             DEFAULT_INTERVAL,
-            lookup(&[(env::METRICS_ENDPOINT, "HTTPS://c/v1/metrics")]),
+            lookup(&[
+                (env::METRICS_ENDPOINT, "HTTPS://c/v1/metrics"),
+                (env::CERTIFICATE, "/nonexistent/ca.pem"),
+            ]),
         )
         .unwrap_err();
         assert!(
             matches!(
                 e,
-                OtlpError::Https {
-                    setting: env::METRICS_ENDPOINT,
+                OtlpError::TlsFile {
+                    setting: env::CERTIFICATE,
                     ..
                 }
             ),
             "{e:?}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("key.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = OtlpConfig::from_lookup(
+            None,
+            DEFAULT_INTERVAL,
+            lookup(&[
+                (env::ENDPOINT, "https://c"),
+                (env::CLIENT_CERTIFICATE, garbage.to_str().unwrap()),
+                (env::CLIENT_KEY, garbage.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err();
+        assert!(matches!(e, OtlpError::TlsFile { .. }), "{e:?}");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    }
+
+    #[test]
+    fn garbage_endpoints_are_rejected_clearly() {
         for bad in [
             "otel-collector:4318",
             "http://",
@@ -1211,13 +1867,18 @@ mod tests {
             .unwrap();
         assert_eq!(o.endpoint, "http://otel-collector:4318/v1/metrics");
         assert_eq!(o.interval, Duration::from_secs(15));
+        let https = Config {
+            otlp_endpoint: Some("https://otlp.example.com".into()),
+            ..Config::default()
+        };
+        https.validate().unwrap();
         let bad = Config {
-            otlp_endpoint: Some("https://otel-collector:4318".into()),
+            otlp_endpoint: Some("ftp://otel-collector:4318".into()),
             ..Config::default()
         };
         let msg = bad.validate().unwrap_err().to_string();
         assert!(
-            msg.starts_with("`otlp_endpoint`") && msg.contains("https"),
+            msg.starts_with("`otlp_endpoint`") && msg.contains("http://"),
             "{msg}"
         );
         let zero = Config {

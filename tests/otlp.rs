@@ -432,3 +432,369 @@ async fn shutdown_pushes_the_final_counts_once() {
         Some(3.0)
     );
 }
+
+// ---------------------------------------------------------------- https, mTLS, gzip
+
+/// A managed-backend stand-in: OTLP/HTTP over TLS on 127.0.0.1 that requires
+/// a client certificate signed by the test CA (mTLS), and records every
+/// request's target, headers and (gunzipped) body.
+#[cfg(feature = "tls")]
+mod tls_receiver {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use prost::Message;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    /// One request as the TLS receiver saw it.
+    #[derive(Clone, Debug)]
+    pub struct Seen {
+        pub target: String,
+        pub host: Option<String>,
+        pub content_encoding: Option<String>,
+        pub client_cert: bool,
+        pub request: Option<ExportMetricsServiceRequest>,
+    }
+
+    /// PEM files of a test PKI: CA, server (localhost), client.
+    pub struct Pki {
+        /// Holds the files below.
+        _dir: tempfile::TempDir,
+        pub ca: std::path::PathBuf,
+        pub client_cert: std::path::PathBuf,
+        pub client_key: std::path::PathBuf,
+        server_cert: String,
+        server_key: String,
+        ca_pem: String,
+    }
+
+    impl Pki {
+        pub fn new() -> Pki {
+            let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+            let server_key = KeyPair::generate().unwrap();
+            let server = CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap()
+                .signed_by(&server_key, &ca)
+                .unwrap();
+            let client_key = KeyPair::generate().unwrap();
+            let client = CertificateParams::new(vec!["litellm-sentinel".to_string()])
+                .unwrap()
+                .signed_by(&client_key, &ca)
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let write = |name: &str, text: &str| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, text).unwrap();
+                p
+            };
+            Pki {
+                ca: write("ca.pem", &ca.pem()),
+                client_cert: write("client.pem", &client.pem()),
+                client_key: write("client-key.pem", &client_key.serialize_pem()),
+                server_cert: server.pem(),
+                server_key: server_key.serialize_pem(),
+                ca_pem: ca.pem(),
+                _dir: dir,
+            }
+        }
+    }
+
+    pub struct TlsReceiver {
+        pub addr: SocketAddr,
+        pub seen: Arc<Mutex<Vec<Seen>>>,
+        pub handshakes_failed: Arc<Mutex<usize>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for TlsReceiver {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl TlsReceiver {
+        pub async fn start(pki: &Pki) -> TlsReceiver {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .unwrap();
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
+                    .map(|c| c.unwrap())
+                    .collect();
+            let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).unwrap();
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain, key)
+                .unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+            let handshakes_failed: Arc<Mutex<usize>> = Arc::default();
+            let (seen2, failed2) = (seen.clone(), handshakes_failed.clone());
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let acceptor = acceptor.clone();
+                    let (seen, failed) = (seen2.clone(), failed2.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            *failed.lock().unwrap() += 1;
+                            return;
+                        };
+                        let client_cert = tls.get_ref().1.peer_certificates().is_some();
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let seen = seen.clone();
+                            async move {
+                                let target = req.uri().to_string();
+                                let header = |n: &str| {
+                                    req.headers()
+                                        .get(n)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(str::to_string)
+                                };
+                                let (host, content_encoding) =
+                                    (header("host"), header("content-encoding"));
+                                let body = req.into_body().collect().await?.to_bytes();
+                                let raw = if content_encoding.as_deref() == Some("gzip") {
+                                    let mut out = Vec::new();
+                                    std::io::Read::read_to_end(
+                                        &mut flate2::read::GzDecoder::new(&body[..]),
+                                        &mut out,
+                                    )
+                                    .map(|_| out)
+                                    .ok()
+                                } else {
+                                    Some(body.to_vec())
+                                };
+                                let request = raw
+                                    .and_then(|b| ExportMetricsServiceRequest::decode(&b[..]).ok());
+                                seen.lock().unwrap().push(Seen {
+                                    target,
+                                    host,
+                                    content_encoding,
+                                    client_cert,
+                                    request,
+                                });
+                                Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(
+                                    ExportMetricsServiceResponse::default().encode_to_vec(),
+                                ))))
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+            TlsReceiver {
+                addr,
+                seen,
+                handshakes_failed,
+                task,
+            }
+        }
+    }
+}
+
+/// A child agent started with its own environment; killed on drop.
+#[cfg(feature = "tls")]
+struct AgentChild {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+#[cfg(feature = "tls")]
+impl Drop for AgentChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The agent binary with OTLP settings in its environment (never this process's).
+#[cfg(feature = "tls")]
+fn spawn_agent_with_env(tree: &LogTree, vars: &[(&str, String)]) -> (AgentChild, SocketAddr) {
+    let port = support::free_port();
+    let config = tree.config(port, "");
+    let log = config.with_extension("otlp-tls.log");
+    let mut cmd = std::process::Command::new(support::bin());
+    cmd.args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for v in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_SERVICE_NAME",
+        "NODE_NAME",
+        "POD_UID",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let child = AgentChild {
+        child: cmd.spawn().unwrap(),
+        log,
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    (child, addr)
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_mtls_gzip_and_resource_attributes_reach_a_managed_backend() {
+    let pki = tls_receiver::Pki::new();
+    let receiver = tls_receiver::TlsReceiver::start(&pki).await;
+    let tree = LogTree::new();
+    std::fs::create_dir_all(tree.pods()).unwrap();
+    let port = receiver.addr.port();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (agent, _) = spawn_agent_with_env(
+        &tree,
+        &[
+            // A gateway path and a query string: /v1/metrics joins the path.
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("https://localhost:{port}/otlp?tenant=llm-eu"),
+            ),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.ca)),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                path(&pki.client_cert),
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", path(&pki.client_key)),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200".into()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,k8s.cluster.name=eu%2D1".into(),
+            ),
+            ("OTEL_SERVICE_NAME", "litellm-sentinel-eu".into()),
+            ("NODE_NAME", "node-tls-1".into()),
+        ],
+    );
+    write_burst(&tree);
+
+    let want = [("k8s.pod.name", POD), ("k8s.namespace.name", "llm")];
+    let end = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let seen = receiver.seen.lock().unwrap().clone();
+        if let Some(s) = seen.iter().rev().find(|s| {
+            s.request
+                .as_ref()
+                .is_some_and(|r| sum_value(r, DROPPED, &want) == Some(3.0))
+        }) {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < end,
+            "no push with 3 dropped batches; seen {} requests ({} undecodable), {} failed handshakes\nagent log:\n{}",
+            seen.len(),
+            seen.iter().filter(|s| s.request.is_none()).count(),
+            receiver.handshakes_failed.lock().unwrap(),
+            std::fs::read_to_string(&agent.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(got.target, "/otlp/v1/metrics?tenant=llm-eu");
+    assert_eq!(
+        got.host.as_deref(),
+        Some(format!("localhost:{port}").as_str())
+    );
+    assert_eq!(got.content_encoding.as_deref(), Some("gzip"));
+    assert!(got.client_cert, "the agent presented no client certificate");
+    let req = got.request.unwrap();
+    let res = &req.resource_metrics[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
+    assert_eq!(attr(res, "service.name"), Some("litellm-sentinel-eu"));
+    assert_eq!(attr(res, "service.instance.id"), Some("node-tls-1"));
+    assert_eq!(attr(res, "k8s.node.name"), Some("node-tls-1"));
+    assert_eq!(attr(res, "deployment.environment"), Some("prod"));
+    assert_eq!(attr(res, "k8s.cluster.name"), Some("eu-1"));
+    assert_eq!(
+        attr(res, "service.version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    // Every body was gzipped and decoded (none fell back to plain protobuf).
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert!(seen
+        .iter()
+        .all(|s| s.content_encoding.as_deref() == Some("gzip") && s.request.is_some()));
+    assert_eq!(*receiver.handshakes_failed.lock().unwrap(), 0);
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_an_untrusted_server_fails_and_is_counted() {
+    let pki = tls_receiver::Pki::new();
+    let receiver = tls_receiver::TlsReceiver::start(&pki).await;
+    let tree = LogTree::new();
+    std::fs::create_dir_all(tree.pods()).unwrap();
+    // No OTEL_EXPORTER_OTLP_CERTIFICATE: the compiled-in public roots do not
+    // trust the test CA, so the handshake must fail (verification is real).
+    let (agent, addr) = spawn_agent_with_env(
+        &tree,
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("https://localhost:{}", receiver.addr.port()),
+            ),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200".into()),
+        ],
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let failures = scrape(addr)
+            .await
+            .and_then(|(_, text)| prom_metric(&text, FAILURES, &[]));
+        if failures.is_some_and(|f| f >= 2.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{FAILURES} = {failures:?}\nagent log:\n{}",
+            std::fs::read_to_string(&agent.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        receiver.seen.lock().unwrap().is_empty(),
+        "a request got through"
+    );
+    assert!(*receiver.handshakes_failed.lock().unwrap() >= 1);
+}

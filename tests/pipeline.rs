@@ -569,6 +569,73 @@ fn demo_stops_cleanly_on_ctrl_c() {
 }
 
 #[test]
+fn demo_keep_serves_after_the_simulation_until_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let port = support::free_port();
+    let mut child = Command::new(support::bin())
+        .args([
+            "demo",
+            "--pods",
+            "1",
+            "--min-engine-delay",
+            "1s",
+            "--max-engine-delay",
+            "1s",
+            "--tick",
+            "100ms",
+            "--no-live",
+            "--keep",
+            "--link",
+            "alerts=http://127.0.0.1:1/alerts",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.starts_with("--keep:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("All counts match"), "{text}");
+    assert!(text.contains("alerts: http://127.0.0.1:1/alerts"), "{text}");
+    assert!(
+        text.contains("AT RISK    requests served inside the gap"),
+        "{text}"
+    );
+    // The simulation is over and the agent still answers, with its counts.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (status, body) =
+        support::http_get(addr, "/metrics").expect("/metrics after the simulation");
+    assert_eq!(status, 200);
+    let starts: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("litellm_sentinel_proxy_starts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(starts, 1.0, "{body}");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "--keep exited on its own"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "demo exit after Ctrl-C: {status:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+}
+
+#[test]
 fn a_headerless_traceback_at_the_end_of_a_file_counts_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let f = dir.path().join("litellm-tail.log");
