@@ -1,7 +1,7 @@
 # litellm-sentinel — the commands a newcomer needs.
 #   make demo   the whole job on this machine (same as cargo run --release -- demo)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo test deps fmt-check clippy unit manifests e2e bench bench-compare bench-live fuzz-build
+.PHONY: demo test deps fmt-check clippy unit manifests e2e test-litellm bench bench-compare bench-live fuzz-build
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
@@ -28,7 +28,14 @@ e2e:
 	$(CARGO) build
 	bash scripts/e2e-prometheus.sh target/debug/litellm-sentinel
 
-test: deps fmt-check clippy unit manifests e2e
+# The real LiteLLM proxy from PyPI (two releases) against a real PostgreSQL,
+# checked against `report --json`. Cache: $$LITELLM_E2E_CACHE
+# (default ~/.cache/litellm-sentinel-e2e); captures under target/litellm-e2e/.
+test-litellm:
+	$(CARGO) build
+	python3 tests/litellm/test_litellm.py
+
+test: deps fmt-check clippy unit manifests e2e test-litellm
 	@echo "make test: all suites passed"
 
 bench:
