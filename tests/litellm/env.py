@@ -193,7 +193,12 @@ def site_packages(version: str) -> Path:
 
 
 def prisma_versions(version: str) -> tuple[str, str]:
-    """(Prisma CLI version, engine hash) the installed prisma-client-py expects."""
+    """(Prisma CLI version, engine hash) the installed prisma-client-py expects
+    (cached in the venv: importing the generated client takes seconds)."""
+    cached = venv_dir(version) / ".sentinel-prisma-versions.json"
+    if cached.exists():
+        cli, engine = json.loads(cached.read_text())
+        return cli, engine
     out = _run(
         [python(version), "-c",
          "import json; from prisma import config as c; "
@@ -201,6 +206,7 @@ def prisma_versions(version: str) -> tuple[str, str]:
         what="reading prisma-client-py's expected Prisma version",
     )
     cli, engine = json.loads(out)
+    cached.write_text(json.dumps([cli, engine]))
     return cli, engine
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,15 @@ import harness
 OUT = envmod.REPO / "target" / "litellm-e2e"
 
 
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # SIGTERM/SIGINT end the run through the cleanup paths (proxy process
+    # group, PostgreSQL cluster); a background shell ignores SIGINT otherwise.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", action="append", choices=sorted(envmod.RELEASES))
     ap.add_argument("--scenario", action="append", choices=sorted(harness.SCENARIOS))
