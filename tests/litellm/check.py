@@ -89,6 +89,12 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
     c.eq("pod name from the CRI path", pod.get("pod"), truth["pod"])
     counts = pod.get("counts", {})
     exp = truth["expected"]
+    if not exp.get("accepted", True):
+        # the proxy never accepted a connection (e.g. its workers never came
+        # up): no start, nothing at risk
+        c.eq("never accepted: no start", counts.get("proxy_starts"), 0)
+        c.eq("never accepted: no requests at risk", counts.get("requests_during_gap"), 0)
+        return c
     c.eq("proxy_starts (one container run, whatever the workers)", counts.get("proxy_starts"),
          exp["starts"])
     starts = pod.get("starts", [])
@@ -156,4 +162,50 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
             c.near("requests during the outage", got.get("requests"), o["requests"], TOL_REQ)
     else:
         c.eq("no mid-life outage", len(outages), 0)
+    mfile = capdir / "metrics.txt"
+    if mfile.exists():
+        check_live(c, parse_metrics(mfile.read_text()), truth, counts, s)
     return c
+
+
+def parse_metrics(text: str) -> dict:
+    """{(name, frozenset(labels)): value} of a Prometheus text exposition."""
+    import re
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$', line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def _pod_value(metrics: dict, name: str, pod: str, **want) -> float | None:
+    vals = [v for (n, labels), v in metrics.items()
+            if n == "litellm_sentinel_" + name and ("pod", pod) in labels
+            and all((k, w) in labels for k, w in want.items())]
+    return sum(vals) if vals else None
+
+
+def check_live(c: Checks, m: dict, truth: dict, counts: dict, s: dict) -> None:
+    """The node agent tailing the capture while it was written must give the
+    numbers `report` gives over the finished file."""
+    pod = truth["pod"]
+    for metric, field in (("proxy_starts_total", "proxy_starts"),
+                          ("requests_during_gap_total", "requests_during_gap"),
+                          ("spend_batches_dropped_total", "spend_batches_dropped"),
+                          ("spend_rows_lost_total", "spend_rows_lost"),
+                          ("spend_rows_requeued_total", "spend_rows_requeued"),
+                          ("db_outages_total", "db_outages"),
+                          ("requests_during_outage_total", "requests_during_outage")):
+        if field not in counts:
+            continue
+        got = _pod_value(m, metric, pod)
+        c.eq(f"live /metrics {metric} = report {field}", got if got is not None else 0.0,
+             float(counts[field]))
+    if s.get("gap_seconds") is not None and not s.get("open"):
+        got = _pod_value(m, "last_startup_gap_seconds", pod)
+        c.near("live last_startup_gap_seconds = report gap_seconds", got, s["gap_seconds"], 0.01)

@@ -28,6 +28,10 @@ from pathlib import Path
 import env as envmod
 import schema_topup
 
+# How long the proxy may take from launch to its first accepted connection
+# (1.110.2 needed 100 s on a loaded 2-core machine).
+ACCEPT_TIMEOUT = 240.0
+
 # containerd splits a line longer than this into `P` records.
 CRI_MAX_LINE = 16 * 1024
 
@@ -247,6 +251,57 @@ def http(method: str, url: str, body=None, headers=None, timeout=10.0):
         return e.code, dict(e.headers or {}), e.read()
 
 
+class LiveAgent:
+    """The node agent tailing the capture's CRI tree while it is written."""
+
+    def __init__(self, binary: Path, out: Path, quiet_period: str | None) -> None:
+        self.port = free_port()
+        self.out = out
+        cfg = out / "agent.toml"
+        cfg.write_text(
+            f'globs = ["{out}/pods/*_*litellm*_*/*/*.log"]\n'
+            f'state_file = "{out}/agent-state.json"\n'
+            f'listen = "127.0.0.1:{self.port}"\n'
+            'read_from = "beginning"\n'
+            + (f'quiet_period = "{quiet_period}"\n' if quiet_period else ""))
+        self.log = open(out / "agent.log", "wb")
+        self.proc = subprocess.Popen([str(binary), "run", "--config", str(cfg)],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        wait_for(self._up, 60, "the agent's /metrics")
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"agent exited with {self.proc.returncode}; see {self.out}/agent.log")
+        try:
+            return self.metrics()
+        except (OSError, urllib.error.URLError):
+            return None
+
+    def metrics(self) -> str:
+        st, _, body = http("GET", f"http://127.0.0.1:{self.port}/metrics", timeout=5)
+        return body.decode() if st == 200 else ""
+
+    def finish(self, size: int) -> str:
+        """Waits until the agent has read every byte of the capture, then
+        returns /metrics."""
+        def caught_up():
+            text = self.metrics()
+            total = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                        if l.startswith("litellm_sentinel_bytes_read_total"))
+            return text if total >= size else None
+        try:
+            return wait_for(caught_up, 60, f"the agent to read {size} bytes", 0.25)
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.log.close()
+
+
 @dataclass
 class Scenario:
     name: str
@@ -389,14 +444,19 @@ class Run:
         connection somewhere between send and response (a listening socket
         alone is not enough: with workers the parent listens long before any
         worker accepts)."""
-        while proc.poll() is None:
+        deadline = time.monotonic() + ACCEPT_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
             t0 = now()
             try:
                 st, _, _ = http("GET", self.base + "/health/liveliness", timeout=2.0)
                 return {"sent_at": t0, "response_at": now(), "status": st}
             except (OSError, urllib.error.URLError):
                 time.sleep(0.1)
-        raise RuntimeError(f"proxy exited with {proc.returncode} before accepting a connection")
+        if proc.poll() is not None:
+            self.notes.append(f"proxy exited with {proc.returncode} before accepting a connection")
+        else:
+            self.notes.append(f"proxy accepted no connection within {ACCEPT_TIMEOUT:.0f} s")
+        return None
 
     def run(self) -> dict:
         sc = self.sc
@@ -442,6 +502,12 @@ class Run:
         if sc.workers > 1:
             argv += ["--num_workers", str(sc.workers)]
         cap = Capture(self.out, self.cri_path)
+        agent = None
+        agent_bin = os.environ.get("SENTINEL_LIVE_AGENT")
+        if agent_bin:
+            # the tree must exist before the agent's first scan: the capture
+            # created 0.log already
+            agent = LiveAgent(Path(agent_bin), self.out, sc.quiet_period)
         launch = now()
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, cwd=self.out, start_new_session=True)
@@ -459,6 +525,8 @@ class Run:
         kill = None
         try:
             self.accepted = self._first_accept(proc)
+            if self.accepted is None:
+                raise _NoAccept()
             threads = [threading.Thread(target=self._traffic, daemon=True),
                        threading.Thread(target=self._kubelet, daemon=True)]
             for t in threads:
@@ -509,6 +577,8 @@ class Run:
                              "spend-log rows", 0.5)
                 except TimeoutError:
                     self.notes.append("not every served request had a spend-log row after 45 s")
+        except _NoAccept:
+            pass
         finally:
             self.stop_traffic.set()
             stopped_at = now()
@@ -540,6 +610,11 @@ class Run:
         truth["proxy_exit_code"] = proc.returncode
         truth.update(self._truth(kill))
         truth["capture_lines"] = cap.lines
+        if agent is not None:
+            try:
+                (self.out / "metrics.txt").write_text(agent.finish(self.cri_path.stat().st_size))
+            except (TimeoutError, RuntimeError) as e:
+                self.notes.append(f"live agent: {e}")
         truth["notes"] = self.notes
         (self.out / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
         return truth
@@ -593,7 +668,7 @@ class Run:
             "served_without_id": sum(1 for r in served
                                      if not r.get("call_id") and not r.get("response_id")),
         }
-        exp: dict = {"starts": 1}
+        exp: dict = {"starts": 1 if acc is not None else 0, "accepted": acc is not None}
         if acc is not None:
             gap_end = first_bind
             exp["gap_start_at"] = acc
@@ -619,6 +694,10 @@ class Run:
                                                  if after and kill["at"] <= r["sent_at"] < after[0])}
         t["expected"] = exp
         return t
+
+
+class _NoAccept(Exception):
+    """The proxy never accepted a connection: the run ends there."""
 
 
 def _missing(served: list, ids: set) -> list:

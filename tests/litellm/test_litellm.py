@@ -2,7 +2,7 @@
 each, checked against `litellm-sentinel report --json`.
 
     python3 tests/litellm/test_litellm.py [--version V] [--scenario S]
-        [--reuse] [--bin PATH] [--jobs N]
+        [--reuse] [--bin PATH] [--jobs N] [--no-live]
 
 --reuse checks the captures already under target/litellm-e2e/ instead of
 running the proxy again. Exit 0 only when every check passed; 2 when an
@@ -30,11 +30,15 @@ import harness  # noqa: E402
 OUT = envmod.REPO / "target" / "litellm-e2e"
 
 
-def run_version(version: str, scenarios: list[str]) -> int:
+def run_version(version: str, scenarios: list[str], live_agent: Path | None) -> int:
     """One process per release (its own PostgreSQL cluster), so two releases
     run side by side."""
+    env = dict(os.environ)
+    env.pop("SENTINEL_LIVE_AGENT", None)
+    if live_agent is not None:
+        env["SENTINEL_LIVE_AGENT"] = str(live_agent)
     p = subprocess.run([sys.executable, str(HERE / "run.py"), "--version", version]
-                       + sum((["--scenario", s] for s in scenarios), []))
+                       + sum((["--scenario", s] for s in scenarios), []), env=env)
     return p.returncode
 
 
@@ -46,6 +50,8 @@ def main() -> int:
     ap.add_argument("--bin", default=os.environ.get(
         "SENTINEL_BIN", str(envmod.REPO / "target" / "debug" / "litellm-sentinel")))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-live", action="store_true",
+                    help="do not run the node agent tailing each capture as it is written")
     a = ap.parse_args()
     versions = a.version or [envmod.NEWEST, envmod.USER]
     scenarios = a.scenario or list(harness.SCENARIOS)
@@ -64,7 +70,8 @@ def main() -> int:
             print(f"test-litellm: {e}", file=sys.stderr)
             return 2
         with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-            rcs = list(ex.map(lambda v: run_version(v, scenarios), versions))
+            live = None if a.no_live else binary
+            rcs = list(ex.map(lambda v: run_version(v, scenarios, live), versions))
         if any(rcs):
             print(f"test-litellm: a scenario run failed (exit codes {rcs})", file=sys.stderr)
             return 1
