@@ -33,6 +33,7 @@ e2e:
 # (default ~/.cache/litellm-sentinel-e2e); captures under target/litellm-e2e/.
 test-litellm:
 	$(CARGO) build
+	python3 -m unittest tests/litellm/test_units.py
 	python3 tests/litellm/test_litellm.py
 
 test: deps fmt-check clippy unit manifests e2e test-litellm
