@@ -193,6 +193,7 @@ class Capture:
         self.text = open(outdir / "output.txt", "wb")
         self.lock = threading.Lock()
         self.lines = 0
+        self.last_t = 0.0
         self.threads: list[threading.Thread] = []
 
     def attach(self, pipe, stream: str) -> None:
@@ -203,6 +204,7 @@ class Capture:
     def _emit(self, stream: str, line: bytes, complete: bool, t: float) -> None:
         with self.lock:
             self.lines += 1
+            self.last_t = max(self.last_t, t)
             self.raw.write(json.dumps({"t": t, "stream": stream,
                                        "line": line.decode("utf-8", "replace"),
                                        "complete": complete}) + "\n")
@@ -612,6 +614,8 @@ class Run:
         truth["proxy_exit_code"] = proc.returncode
         truth.update(self._truth(kill))
         truth["capture_lines"] = cap.lines
+        truth["capture_last_line_at"] = cap.last_t
+        truth["live_agent"] = str(Path(agent_bin).resolve()) if agent is not None else None
         if agent is not None:
             try:
                 (self.out / "metrics.txt").write_text(agent.finish(self.cri_path.stat().st_size))

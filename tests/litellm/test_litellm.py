@@ -92,6 +92,8 @@ def main() -> int:
                 continue
             for name, ok, detail in c.results:
                 print(f"{'ok  ' if ok else 'FAIL'} {c.label}: {name}: {detail}")
+            for n in c.notes:
+                print(f"note {c.label}: {n}")
             failed += len(c.failed)
             summary.append({"capture": c.label, "checks": len(c.results),
                             "failed": [r[0] for r in c.failed]})
