@@ -95,6 +95,7 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
         # up): no start, nothing at risk
         c.eq("never accepted: no start", counts.get("proxy_starts"), 0)
         c.eq("never accepted: no requests at risk", counts.get("requests_during_gap"), 0)
+        _live(c, binary, capdir, truth, counts, {})
         return c
     c.eq("proxy_starts (one container run, whatever the workers)", counts.get("proxy_starts"),
          exp["starts"])
@@ -162,13 +163,19 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
             c.near("requests during the outage", got.get("requests"), o["requests"], TOL_REQ)
     else:
         c.eq("no mid-life outage", len(outages), 0)
+    _live(c, binary, capdir, truth, counts, s)
+    return c
+
+
+def _live(c: Checks, binary: Path, capdir: Path, truth: dict, counts: dict, s: dict) -> None:
     mfile = capdir / "metrics.txt"
     live_bin = truth.get("live_agent")
     if mfile.exists() and live_bin and Path(live_bin).resolve() == Path(binary).resolve():
         check_live(c, parse_metrics(mfile.read_text()), truth, counts, s)
     elif mfile.exists():
         c.notes.append(f"live /metrics not compared: they came from {live_bin}, not {binary}")
-    return c
+    elif live_bin:
+        c.check("live agent produced /metrics", False, f"no metrics.txt in {capdir}")
 
 
 def parse_metrics(text: str) -> dict:
