@@ -24,8 +24,20 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
+# Checks no log-based agent can pass, with why. Reported as XFAIL (and
+# XPASS if they ever pass), not counted as failures. Keyed by (release
+# prefix, scenario, check name).
+KNOWN_BLIND = {
+    ("1.83", "engine-never", "spend rows lost (PostgreSQL)"):
+        "1.83.14 drops its Prisma client when the engine misses the 10 s at start-up "
+        "and never tries to write spend logs again: no line states the loss",
+    ("1.83", "engine-never", "1.83 drops batches iff rows were lost"):
+        "same: no batch is ever attempted, so none is logged as dropped",
+}
+
 TOL_S = 2.0          # seconds: the issue's tolerance for gap and outage times
 TOL_REQ = 2          # requests: one per second, so 2 s of boundary is 2 requests
+PROBE_TIMEOUT_S = 2.0  # the harness's accept probe (harness.Run._first_accept)
 
 
 def ts(s: str | None) -> float | None:
@@ -54,13 +66,18 @@ def report(binary: Path, tree: Path, quiet_period: str | None = None) -> dict:
 class Checks:
     """Collects named pass/fail results for one capture."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, version: str = "", scenario: str = "") -> None:
         self.label = label
+        self.version = version
+        self.scenario = scenario
         self.results: list[tuple[str, bool, str]] = []
         self.notes: list[str] = []
 
     def check(self, name: str, ok: bool, detail: str) -> None:
         self.results.append((name, bool(ok), detail))
+
+    def known_blind(self, name: str) -> str | None:
+        return KNOWN_BLIND.get((self.version[:4], self.scenario, name))
 
     def near(self, name: str, got, want, tol) -> None:
         ok = got is not None and want is not None and abs(got - want) <= tol
@@ -71,7 +88,7 @@ class Checks:
 
     @property
     def failed(self) -> list:
-        return [r for r in self.results if not r[1]]
+        return [r for r in self.results if not r[1] and not self.known_blind(r[0])]
 
 
 def _fmt(v):
@@ -80,7 +97,7 @@ def _fmt(v):
 
 def check_capture(binary: Path, capdir: Path) -> Checks:
     truth = json.loads((capdir / "truth.json").read_text())
-    c = Checks(f"{truth['version']} {truth['scenario']}")
+    c = Checks(f"{truth['version']} {truth['scenario']}", truth["version"], truth["scenario"])
     rep = report(binary, capdir / "pods", truth.get("report_quiet_period"))
     pods = rep.get("pods", [])
     c.eq("one pod in the report", len(pods), 1)
@@ -108,8 +125,12 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
     # The start opens when the proxy accepts: at or before the first HTTP
     # response, and not more than TOL_S before the probe that got it was sent.
     la = ts(s.get("listening_at"))
+    # The probe before the successful one may have been accepted and not
+    # answered within its timeout (a loaded worker): the accept lies in
+    # [sent_at - PROBE_TIMEOUT, response_at].
     c.check("start opens at the first accepted connection",
-            la is not None and acc["sent_at"] - TOL_S <= la <= acc["response_at"] + 0.5,
+            la is not None
+            and acc["sent_at"] - PROBE_TIMEOUT_S - TOL_S <= la <= acc["response_at"] + 0.5,
             f"listening_at {_fmt(la and la - truth['proxy_launch_at'])} s after launch, "
             f"first accepted between {_fmt(acc['sent_at'] - truth['proxy_launch_at'])} and "
             f"{_fmt(acc['response_at'] - truth['proxy_launch_at'])} s")
@@ -127,8 +148,10 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
         pass
     elif not exp["gap_open_at_end"]:
         c.eq("gap closed", s.get("open"), False)
-        c.near("log-method gap vs first engine bind after accept", s.get("gap_seconds"),
-               exp["gap_seconds"], TOL_S)
+        gap = s.get("gap_seconds")
+        c.near("log-method gap ends at the first engine bind after accept",
+               la + gap if la is not None and gap is not None else None,
+               truth["first_bind_after_accept_at"], TOL_S)
         c.near("requests inside the gap", in_gap, exp["requests_in_gap"], TOL_REQ)
     else:
         c.eq("gap open at the end of the input", s.get("open"), True)
@@ -158,8 +181,10 @@ def check_capture(binary: Path, capdir: Path) -> Checks:
         if outages:
             got = outages[0]
             c.near("outage starts at the kill", ts(got.get("started_at")), o["started_at"], TOL_S)
-            c.near("outage length vs kill -> next engine bind", got.get("seconds"), o["seconds"],
-                   TOL_S)
+            start, secs = ts(got.get("started_at")), got.get("seconds")
+            c.near("outage ends at the next engine bind",
+                   start + secs if start is not None and secs is not None else None,
+                   o["ended_at"], TOL_S)
             c.near("requests during the outage", got.get("requests"), o["requests"], TOL_REQ)
     else:
         c.eq("no mid-life outage", len(outages), 0)
