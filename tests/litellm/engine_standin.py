@@ -480,6 +480,18 @@ def _unreachable_exit(url: str) -> None:
     os._exit(1)
 
 
+def _set_comm(name: bytes) -> None:
+    """Names the process like the debian engine build (``/proc/<pid>/comm``
+    is ``query-engine-de``, 15 bytes) so engine discovery sees what it sees
+    in a real pod. Best effort: without prctl the name stays ``python``."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
     if "--version" in argv or "version" in argv[:1]:
         print(f"query-engine {os.environ.get('SENTINEL_ENGINE_HASH', DEFAULT_HASH)}")
@@ -496,6 +508,7 @@ def main(argv: list[str]) -> int:
         record("exit", signal=signum, port=port)
         os._exit(0)
 
+    _set_comm(b"query-engine-de")
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     record("spawn", port=port, argv=argv)
