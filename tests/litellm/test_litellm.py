@@ -47,6 +47,8 @@ def main() -> int:
     ap.add_argument("--version", action="append", choices=sorted(envmod.RELEASES))
     ap.add_argument("--scenario", action="append", choices=sorted(harness.SCENARIOS))
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--fixtures", action="store_true",
+                    help="only check the small committed captures in tests/litellm/fixtures/")
     ap.add_argument("--bin", default=os.environ.get(
         "SENTINEL_BIN", str(envmod.REPO / "target" / "debug" / "litellm-sentinel")))
     ap.add_argument("--jobs", type=int, default=2)
@@ -60,6 +62,9 @@ def main() -> int:
         print(f"test-litellm: {binary} not found (cargo build first)", file=sys.stderr)
         return 2
     t0 = time.monotonic()
+    if a.fixtures:
+        return check_dirs(binary, sorted(p for p in (HERE / "fixtures").iterdir()
+                                          if (p / "truth.json").exists()), t0)
     if not a.reuse:
         # build environments first, in this process, so a registry outage
         # is reported once and clearly
@@ -75,31 +80,39 @@ def main() -> int:
         if any(rcs):
             print(f"test-litellm: a scenario run failed (exit codes {rcs})", file=sys.stderr)
             return 1
+    return check_dirs(binary, [OUT / f"{v}-{s}" for v in versions for s in scenarios], t0,
+                      OUT / "checks.json")
+
+
+def check_dirs(binary: Path, caps: list[Path], t0: float, summary_file: Path | None = None) -> int:
     failed = 0
     summary = []
-    for v in versions:
-        for s in scenarios:
-            cap = OUT / f"{v}-{s}"
-            if not (cap / "truth.json").exists():
-                print(f"FAIL {v} {s}: no capture at {cap}")
-                failed += 1
-                continue
-            try:
-                c = check.check_capture(binary, cap)
-            except AssertionError as e:
-                print(f"FAIL {v} {s}: {e}")
-                failed += 1
-                continue
-            for name, ok, detail in c.results:
-                why = c.known_blind(name)
-                tag = ("XPASS" if ok else "XFAIL") if why else ("ok  " if ok else "FAIL")
-                print(f"{tag} {c.label}: {name}: {detail}" + (f" [known blind spot: {why}]" if why else ""))
-            for n in c.notes:
-                print(f"note {c.label}: {n}")
-            failed += len(c.failed)
-            summary.append({"capture": c.label, "checks": len(c.results),
-                            "failed": [r[0] for r in c.failed]})
-    (OUT / "checks.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not caps:
+        print("test-litellm: nothing to check")
+        return 1
+    for cap in caps:
+        v, s = cap.name.split("-", 1)
+        if not (cap / "truth.json").exists():
+            print(f"FAIL {v} {s}: no capture at {cap}")
+            failed += 1
+            continue
+        try:
+            c = check.check_capture(binary, cap)
+        except AssertionError as e:
+            print(f"FAIL {v} {s}: {e}")
+            failed += 1
+            continue
+        for name, ok, detail in c.results:
+            why = c.known_blind(name)
+            tag = ("XPASS" if ok else "XFAIL") if why else ("ok  " if ok else "FAIL")
+            print(f"{tag} {c.label}: {name}: {detail}" + (f" [known blind spot: {why}]" if why else ""))
+        for n in c.notes:
+            print(f"note {c.label}: {n}")
+        failed += len(c.failed)
+        summary.append({"capture": c.label, "checks": len(c.results),
+                        "failed": [r[0] for r in c.failed]})
+    if summary_file is not None:
+        summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"test-litellm: {sum(x['checks'] for x in summary)} checks, {failed} failed, "
           f"{time.monotonic() - t0:.0f} s")
     return 1 if failed else 0
