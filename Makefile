@@ -34,7 +34,8 @@ e2e:
 test-litellm:
 	$(CARGO) build
 	python3 -m unittest tests/litellm/test_units.py
-	python3 tests/litellm/test_litellm.py
+	python3 tests/litellm/test_litellm.py --fixtures; f=$$?; \
+	python3 tests/litellm/test_litellm.py; r=$$?; test $$f -eq 0 && test $$r -eq 0
 
 test: deps fmt-check clippy unit manifests e2e test-litellm
 	@echo "make test: all suites passed"
