@@ -22,7 +22,7 @@ use crate::gate::{EngineView, SharedGates};
 use crate::metrics::{Metrics, SharedTracker};
 use crate::probe::Target;
 use crate::time::{RfcTimestamp, Timestamp};
-use crate::timeline::{Counts, PodTimeline};
+use crate::timeline::{Counts, Outage, PodTimeline};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -599,24 +599,13 @@ pub struct StartView {
     pub confirmed: bool,
     /// Requests served inside the gap (attributed when it closed).
     pub requests: u64,
-    pub outages: Vec<OutageView>,
+    pub outages: Vec<crate::timeline::OutageSummary>,
     /// Sidecar: the first probe round in which one engine answered after this start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engines_first_ready_at: Option<RfcTimestamp>,
     /// Sidecar: the first round in which every engine answered (the gap closed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engines_last_ready_at: Option<RfcTimestamp>,
-}
-
-/// One mid-life outage, as the API shows it.
-#[derive(Serialize)]
-pub struct OutageView {
-    pub started_at: Option<RfcTimestamp>,
-    pub ended_at: Option<RfcTimestamp>,
-    pub seconds: Option<f64>,
-    pub method: &'static str,
-    pub requests: u64,
-    pub open: bool,
 }
 
 /// A tracked pod, as `/api/v1/pods` shows it.
@@ -670,18 +659,7 @@ impl PodView {
                     open: s.open,
                     confirmed: s.confirmed,
                     requests: s.requests,
-                    outages: s
-                        .outages
-                        .iter()
-                        .map(|o| OutageView {
-                            started_at: ts(o.started_at),
-                            ended_at: ts(o.ended_at),
-                            seconds: o.seconds,
-                            method: o.method.as_str(),
-                            requests: o.requests,
-                            open: o.open,
-                        })
-                        .collect(),
+                    outages: s.outages.iter().map(Outage::summary).collect(),
                     engines_first_ready_at: None,
                     engines_last_ready_at: None,
                 })

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::classify::{ConfigKind, Event, EventKind, Operation};
 use crate::format::PodRef;
 use crate::probe::{FailureReason, ProbeOutcome, Target};
-use crate::time::Timestamp;
+use crate::time::{RfcTimestamp, Timestamp};
 
 /// How a start-up gap was measured; the `method` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -260,6 +260,32 @@ pub struct Outage {
     /// Requests inside the burst so far (log method: up to its last failure).
     #[serde(default)]
     provisional_requests: u64,
+}
+
+/// An outage as the API and `report --json` show it (RFC 3339 times).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutageSummary {
+    pub started_at: Option<RfcTimestamp>,
+    pub ended_at: Option<RfcTimestamp>,
+    /// Duration; for one still open at the end of the input, how long it had lasted.
+    pub seconds: Option<f64>,
+    pub method: &'static str,
+    pub requests: u64,
+    pub open: bool,
+}
+
+impl Outage {
+    /// The outage in the outputs' vocabulary.
+    pub fn summary(&self) -> OutageSummary {
+        OutageSummary {
+            started_at: self.started_at.map(RfcTimestamp),
+            ended_at: self.ended_at.map(RfcTimestamp),
+            seconds: self.seconds,
+            method: self.method.as_str(),
+            requests: self.requests,
+            open: self.open,
+        }
+    }
 }
 
 /// One start of the proxy in a pod (one container run, whatever the number

@@ -73,19 +73,7 @@ pub struct StartReport {
     pub requests: u64,
     /// The proxy shut down while the gap (or its open outage) was still failing.
     pub ended_while_failing: bool,
-    pub outages: Vec<OutageReport>,
-}
-
-/// One mid-life outage as reported.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct OutageReport {
-    pub started_at: Option<RfcTimestamp>,
-    pub ended_at: Option<RfcTimestamp>,
-    /// Duration; for an outage still open at the end of the input, how long it had lasted.
-    pub seconds: Option<f64>,
-    pub method: &'static str,
-    pub requests: u64,
-    pub open: bool,
+    pub outages: Vec<crate::timeline::OutageSummary>,
 }
 
 impl StartReport {
@@ -99,16 +87,10 @@ impl StartReport {
             failing_seconds: if s.open { s.failing_seconds() } else { None },
             requests: s.requests,
             ended_while_failing: s.ended_while_failing,
-            outages: model::outages_of(s)
-                .into_iter()
-                .map(|o| OutageReport {
-                    started_at: o.started_at.map(RfcTimestamp),
-                    ended_at: o.ended_at.map(RfcTimestamp),
-                    seconds: o.seconds,
-                    method: o.method,
-                    requests: o.requests,
-                    open: o.open,
-                })
+            outages: s
+                .outages
+                .iter()
+                .map(crate::timeline::Outage::summary)
                 .collect(),
         }
     }
