@@ -489,7 +489,9 @@ impl Tailer {
 
     /// Expands the globs, opens new files, and (first scan) resumes checkpointed ones.
     fn scan<S: TailSink + ?Sized>(&mut self, sink: &mut S, refresh_watches: bool) {
+        let mut incomplete = false;
         let found = discover::expand(&self.cfg.globs, &mut |path, err| {
+            incomplete = true;
             if self.failed.insert(path.to_path_buf()) {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read path");
                 sink.read_error(path, ReadErrorReason::of(&err));
@@ -505,14 +507,19 @@ impl Tailer {
         }
         let found_map: HashMap<&Path, FileKey> =
             found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
+        // A directory that could not be read (out of descriptors, say) hides
+        // files that are still there: absence proves nothing this time.
+        let absent = |p: &Path| !incomplete && !found_map.contains_key(p);
         let mut lost = 0u64;
-        self.unopened.retain(|p, (k, size)| {
-            if found_map.get(p.as_path()) == Some(k) {
-                return true;
-            }
-            lost += *size;
-            false
-        });
+        self.unopened
+            .retain(|p, (k, size)| match found_map.get(p.as_path()) {
+                Some(fk) if fk == k => true,
+                None if !absent(p) => true,
+                _ => {
+                    lost += *size;
+                    false
+                }
+            });
         self.count_unread(lost);
         // A path that names another inode now (rename rotation: the old
         // file is under its new name, a new file under the old), or nothing
@@ -520,7 +527,11 @@ impl Tailer {
         // left of the file, then close it.
         let mut newly_draining = Vec::new();
         for f in self.files.values_mut() {
-            if f.lifecycle == Lifecycle::Active && found_map.get(f.path.as_path()) != Some(&f.key) {
+            let moved = match found_map.get(f.path.as_path()) {
+                Some(k) => *k != f.key,
+                None => absent(&f.path),
+            };
+            if f.lifecycle == Lifecycle::Active && moved {
                 tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
                 f.lifecycle = Lifecycle::Draining;
                 f.idle_passes = 0;
@@ -528,7 +539,10 @@ impl Tailer {
             }
         }
         self.by_path
-            .retain(|p, k| found_map.get(p.as_path()) == Some(k));
+            .retain(|p, k| match found_map.get(p.as_path()) {
+                Some(fk) => fk == k,
+                None => !absent(p),
+            });
         // The old generation's last lines come before the new one's first.
         for key in newly_draining {
             self.read_file(key, false, sink);
