@@ -676,7 +676,13 @@ impl Tailer {
                 path: f.path.clone(),
                 offset: p.offset,
             });
-        followed.chain(closed).max_by_key(|p| p.offset)
+        // A copy holds at least what was read of the original; a file that
+        // is shorter is something else that merely starts the same way.
+        let size = f.size().unwrap_or(0);
+        followed
+            .chain(closed)
+            .filter(|p| p.offset <= size)
+            .max_by_key(|p| p.offset)
     }
 
     /// Finds and removes the checkpointed position of a file with this
