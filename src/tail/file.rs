@@ -195,6 +195,11 @@ impl TailedFile {
             .unwrap_or(0)
     }
 
+    /// Read up to `size` with a known first line: nothing to do for a file of that size.
+    pub fn idle_at(&self, size: u64) -> bool {
+        self.read_pos == size && self.fingerprint.is_some()
+    }
+
     /// Bytes not read yet as of the last read's size check (no system call).
     pub fn known_lag(&self) -> u64 {
         self.last_len.saturating_sub(self.read_pos)

@@ -166,6 +166,10 @@ const WATCH_REFRESH_PASSES: u32 = 6;
 /// or the checkpoint; what is left is read on the next pass, right away.
 pub const READ_BUDGET: u64 = 1024 * 1024;
 
+/// Every this many full passes, each file's fingerprint is checked even if
+/// its size did not change (2 minutes at the default `poll_interval`).
+const VERIFY_EVERY_PASSES: u32 = 4;
+
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
 
@@ -192,6 +196,9 @@ pub struct Tailer {
     /// without waiting for inotify.
     backlog: HashSet<FileKey>,
     rescan: bool,
+    /// Sizes of the followed files as the last scan stat'ed them.
+    scan_sizes: HashMap<FileKey, u64>,
+    full_passes: u32,
     next_full_pass: Instant,
     passes_since_watch_refresh: u32,
     buf: Vec<u8>,
@@ -234,6 +241,8 @@ impl Tailer {
             dirty: HashSet::new(),
             backlog: HashSet::new(),
             rescan: true,
+            scan_sizes: HashMap::new(),
+            full_passes: 0,
             next_full_pass: Instant::now(),
             passes_since_watch_refresh: 0,
             buf: vec![0u8; 256 * 1024],
@@ -357,7 +366,24 @@ impl Tailer {
         }
         let keys: Vec<FileKey> = if full {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
-            self.files.keys().copied().collect()
+            self.full_passes += 1;
+            let verify = self.full_passes % VERIFY_EVERY_PASSES == 0;
+            // The scan just stat'ed every path: a followed file whose size
+            // is where we are costs nothing more (no read, no fstat), except
+            // for the fingerprint check every few passes (a copytruncate that
+            // regrew to the very same size).
+            let sizes = std::mem::take(&mut self.scan_sizes);
+            self.files
+                .values_mut()
+                .filter_map(|f| {
+                    let idle = f.lifecycle == Lifecycle::Active
+                        && sizes.get(&f.key).is_some_and(|&n| f.idle_at(n));
+                    if verify {
+                        f.verify_next = true;
+                    }
+                    (!idle || verify).then_some(f.key)
+                })
+                .collect()
         } else {
             let mut keys: Vec<FileKey> = Vec::with_capacity(self.dirty.len());
             let mut unknown = structural;
@@ -402,9 +428,6 @@ impl Tailer {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        // One pread per file per full pass: a copytruncate that regrew to
-        // the very size we had read is still noticed.
-        f.verify_next |= full;
         let mut lines = 0u64;
         let result = {
             let mut h = |line: &[u8], truncated: bool| {
@@ -507,6 +530,7 @@ impl Tailer {
         }
         let found_map: HashMap<&Path, FileKey> =
             found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
+        self.scan_sizes = found.iter().map(|(_, k, n)| (*k, *n)).collect();
         // A directory that could not be read (out of descriptors, say) hides
         // files that are still there: absence proves nothing this time.
         let absent = |p: &Path| !incomplete && !found_map.contains_key(p);
