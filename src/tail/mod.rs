@@ -366,8 +366,8 @@ impl Tailer {
         }
         let keys: Vec<FileKey> = if full {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
-            self.full_passes += 1;
-            let verify = self.full_passes % VERIFY_EVERY_PASSES == 0;
+            self.full_passes = self.full_passes.wrapping_add(1);
+            let verify = self.full_passes.is_multiple_of(VERIFY_EVERY_PASSES);
             // The scan just stat'ed every path: a followed file whose size
             // is where we are costs nothing more (no read, no fstat), except
             // for the fingerprint check every few passes (a copytruncate that
