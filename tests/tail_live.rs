@@ -277,3 +277,39 @@ fn flooding_pod_cannot_starve_another_pod_or_the_checkpoint() {
         "the flood was read up: the test did not flood"
     );
 }
+
+/// A glob removed by a hot reload and added back later (the issue: spend
+/// drops 1 → 2): the file resumes at its position; only what was written
+/// meanwhile is counted.
+#[test]
+fn glob_removed_and_re_added_by_reload_counts_nothing_twice() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    // A short safety rescan so the unmatched file closes within the test.
+    let cfg = default_config(&tree, port, "poll_interval = \"300ms\"\n");
+    let log = tree.log_path("llm", "litellm-edge");
+    LogTree::append(&log, &budget_lines(2));
+    let agent = AgentProc::start(&cfg, port);
+    let l = [("pod", "litellm-edge")];
+    counted_within(&agent, &l, 2.0, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&cfg).expect("cfg");
+    let elsewhere = text.replacen(
+        &format!("{}/", tree.pods().display()),
+        &format!("{}/", tree.dir.path().join("nowhere").display()),
+        1,
+    );
+    assert_ne!(elsewhere, text);
+    std::fs::write(&cfg, &elsewhere).expect("cfg");
+    let reloads = "litellm_sentinel_config_reloads_total";
+    agent.wait_value(reloads, &[("result", "success")], 1.0);
+    agent.wait_value("litellm_sentinel_files_watched", &[], 0.0);
+    LogTree::append(&log, &budget_lines(1));
+    std::fs::write(&cfg, &text).expect("cfg");
+    agent.wait_value(reloads, &[("result", "success")], 2.0);
+    counted_within(&agent, &l, 3.0, Duration::from_secs(10));
+    let c0 = agent.value("litellm_sentinel_checkpoint_writes_total", &[]);
+    support::wait_until("settle", Duration::from_secs(15), || {
+        agent.value("litellm_sentinel_checkpoint_writes_total", &[]) >= c0 + 2.0
+    });
+    assert_eq!(agent.value(BUDGET, &l), 3.0);
+}

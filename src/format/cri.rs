@@ -37,7 +37,19 @@ pub fn parse_cri_line(line: &[u8]) -> Result<CriLine<'_>, MalformedReason> {
         None => return Err(MalformedReason::MissingFields),
         Some(_) => return Err(MalformedReason::BadTimestamp),
     }
-    let rest = &line[n + 1..];
+    let (stream, partial, message) = parse_cri_fields(&line[n + 1..])?;
+    Ok(CriLine {
+        ts,
+        stream,
+        partial,
+        message,
+    })
+}
+
+/// The fields after a CRI line's timestamp: stream, partial tag, message.
+/// Also used on its own when the timestamp is unreadable, so that a bad
+/// timestamp loses the timestamp, not the event.
+pub fn parse_cri_fields(rest: &[u8]) -> Result<(Stream, bool, &[u8]), MalformedReason> {
     let stream = match rest.get(..6) {
         Some(b"stdout") => Stream::Stdout,
         Some(b"stderr") => Stream::Stderr,
@@ -57,12 +69,7 @@ pub fn parse_cri_line(line: &[u8]) -> Result<CriLine<'_>, MalformedReason> {
         _ => return Err(MalformedReason::MissingFields),
     };
     let message = rest.get(tag_end + 1..).unwrap_or(&[]);
-    Ok(CriLine {
-        ts,
-        stream,
-        partial,
-        message,
-    })
+    Ok((stream, partial, message))
 }
 
 #[cfg(test)]

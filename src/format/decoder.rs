@@ -101,6 +101,8 @@ pub struct Decoder {
     /// Decoded docker `log` text.
     docker_log: Vec<u8>,
     emit: EmitBuffers,
+    /// A line with its stray NUL bytes removed (reused).
+    scratch: Vec<u8>,
 }
 
 impl Decoder {
@@ -113,6 +115,7 @@ impl Decoder {
             slots: Default::default(),
             docker_log: Vec::new(),
             emit: EmitBuffers::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -131,24 +134,46 @@ impl Decoder {
     /// dropped). Emits zero or one record and reports malformed input.
     pub fn push_line<S: RecordSink + ?Sized>(&mut self, line: &[u8], sink: &mut S) {
         let mut line = strip_cr(line);
+        let mut cleaned = Vec::new();
         if let Some(first_nul) = memchr(0, line) {
             sink.malformed(MalformedReason::Binary);
             // A file truncated in place while its writer kept its offset gets
             // a hole of NULs before the next real line: keep that line.
-            let rest_start = line[first_nul..]
-                .iter()
-                .position(|&b| b != 0)
-                .map(|p| first_nul + p);
-            match rest_start {
-                Some(start) if first_nul == 0 && memchr(0, &line[start..]).is_none() => {
-                    line = &line[start..]
+            if first_nul == 0 {
+                match line.iter().position(|&b| b != 0) {
+                    Some(start) => line = &line[start..],
+                    None => return,
                 }
-                _ => return,
+            }
+            // A stray NUL inside a text line costs the NUL, not the event;
+            // a line of mostly NULs is binary, not a log line.
+            let nuls = line.iter().filter(|&&b| b == 0).count();
+            if nuls > 0 {
+                if nuls * 10 > line.len() {
+                    return;
+                }
+                cleaned = std::mem::take(&mut self.scratch);
+                cleaned.clear();
+                cleaned.extend(line.iter().copied().filter(|&b| b != 0));
             }
         }
+        let line = if cleaned.is_empty() {
+            line
+        } else {
+            &cleaned[..]
+        };
         match self.format {
             Format::Cri => match cri::parse_cri_line(line) {
                 Ok(l) => self.assemble(Some(l.ts), l.stream, l.partial, l.message, sink),
+                Err(MalformedReason::BadTimestamp) => {
+                    sink.malformed(MalformedReason::BadTimestamp);
+                    // Out of range or garbled, but the rest is a CRI record:
+                    // keep the event, without a timestamp.
+                    let rest = memchr(b' ', line).map(|sp| &line[sp + 1..]);
+                    if let Some(Ok((stream, partial, msg))) = rest.map(cri::parse_cri_fields) {
+                        self.assemble(None, stream, partial, msg, sink);
+                    }
+                }
                 Err(reason) => sink.malformed(reason),
             },
             Format::Docker => self.push_docker(line, sink),
@@ -157,6 +182,9 @@ impl Decoder {
                 let text = cap(text, self.max_line_bytes, sink);
                 emit(&mut self.emit, ts, Stream::Unknown, text, sink);
             }
+        }
+        if cleaned.capacity() > 0 {
+            self.scratch = cleaned;
         }
     }
 
@@ -560,6 +588,20 @@ garbage line from a truncated write\n\
     }
 
     #[test]
+    fn bad_cri_timestamp_loses_the_timestamp_not_the_event() {
+        let input =
+            b"10000-01-01T00:00:00Z stderr F httpx.ConnectError: All connection attempts failed\n\
+2026-13-45T99:99:99Z stdout P par\n\
+2026-11-24T10:15:00Z stdout F t\n";
+        let got = decode(Format::Cri, 1024, input);
+        assert_eq!(
+            got.texts(),
+            ["httpx.ConnectError: All connection attempts failed", "part"]
+        );
+        assert_eq!(got.malformed, [MalformedReason::BadTimestamp; 2]);
+    }
+
+    #[test]
     fn nul_bytes_are_binary() {
         let input = b"2026-11-24T10:15:00Z stdout F a\0b\n\
 \0\0\0\0\n\
@@ -567,7 +609,9 @@ garbage line from a truncated write\n\
 \0\0x\0\n\
 2026-11-24T10:15:02Z stdout F ok";
         let got = decode(Format::Cri, 1024, input);
-        assert_eq!(got.texts(), ["after hole", "ok"]);
+        // The stray NUL costs the NUL, not the event; a line of NULs, or
+        // mostly NULs, is no event.
+        assert_eq!(got.texts(), ["ab", "after hole", "ok"]);
         assert_eq!(got.malformed, [MalformedReason::Binary; 4]);
         let got = decode(Format::Plain, 1024, b"ELF\0\0\x01\nfine");
         assert_eq!(got.texts(), ["fine"]);

@@ -195,6 +195,11 @@ impl TailedFile {
             .unwrap_or(0)
     }
 
+    /// Read up to `size` with a known first line: nothing to do for a file of that size.
+    pub fn idle_at(&self, size: u64) -> bool {
+        self.read_pos == size && self.fingerprint.is_some()
+    }
+
     /// Bytes not read yet as of the last read's size check (no system call).
     pub fn known_lag(&self) -> u64 {
         self.last_len.saturating_sub(self.read_pos)
@@ -210,49 +215,58 @@ impl TailedFile {
         h: &mut H,
     ) -> std::io::Result<ReadStats> {
         let mut stats = ReadStats::default();
-        let len = self.file.metadata()?.len();
-        self.last_len = len;
         let verify = std::mem::take(&mut self.verify_next);
-        if len == self.read_pos && self.fingerprint.is_some() && !verify {
-            // Nothing new (the common case of an idle file). A copytruncate
-            // that regrew to exactly this size is caught by the fingerprint
-            // check of the next full pass (`verify_next`), or the next append.
-            return Ok(stats);
-        }
-        // Truncated in place: shorter than our position, or (copytruncate followed
-        // by fresh writes that already grew past it) a different first line.
-        let regrown = self.fingerprint.is_some()
-            && self.read_pos > 0
-            && len > 0
-            && read_fingerprint(&self.file)?.is_some_and(|f| Some(f) != self.fingerprint);
-        if len < self.read_pos || regrown {
-            stats.replaced = Some((self.id(), self.committed_offset()));
-            self.fingerprint = None;
-            // copytruncate (or CRI-O truncating in place): the content we knew is gone.
-            self.file.seek(SeekFrom::Start(0))?;
-            self.read_pos = 0;
-            self.splitter.reset();
-            stats.truncated = true;
-        }
+        let mut first = true;
+        // Read first: on an append that is one `read` (a short read ends
+        // it) plus the fingerprint `pread`; `fstat` only when there was
+        // nothing to read.
         loop {
             let n = match self.file.read(buf) {
-                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            if std::mem::take(&mut first) {
+                let known = self.fingerprint.is_some() && self.read_pos > 0;
+                let replaced = if n == 0 {
+                    // Nothing at our position: shorter than it (copytruncate,
+                    // CRI-O truncating in place), or, checked on full passes,
+                    // the same size with other content.
+                    let len = self.file.metadata()?.len();
+                    self.last_len = len;
+                    len < self.read_pos || (verify && known && len > 0 && self.content_changed()?)
+                } else {
+                    // New bytes: still the content we know, or a copytruncate
+                    // whose new content already outgrew our position?
+                    known && self.content_changed()?
+                };
+                if replaced {
+                    stats.replaced = Some((self.id(), self.committed_offset()));
+                    self.fingerprint = None;
+                    self.file.seek(SeekFrom::Start(0))?;
+                    self.read_pos = 0;
+                    self.splitter.reset();
+                    stats.truncated = true;
+                    continue;
+                }
+            }
+            if n == 0 {
+                break;
+            }
             self.read_pos += n as u64;
             stats.bytes += n as u64;
             self.splitter.feed(&buf[..n], h);
             // A short read of a regular file is its end for now: skip the empty
             // read that would confirm it (one system call less per append).
             if n < buf.len() {
+                self.last_len = self.read_pos;
                 break;
             }
             if stats.bytes >= budget {
                 // One fast writer must not hold the tail thread: the others,
                 // the clocks and the checkpoint get their turn first.
                 stats.more = true;
+                self.last_len = self.file.metadata()?.len();
                 break;
             }
         }
@@ -260,6 +274,11 @@ impl TailedFile {
             self.fingerprint = read_fingerprint(&self.file)?;
         }
         Ok(stats)
+    }
+
+    /// The first line on disk is not the one we fingerprinted.
+    fn content_changed(&self) -> std::io::Result<bool> {
+        Ok(read_fingerprint(&self.file)?.is_some_and(|f| Some(f) != self.fingerprint))
     }
 
     /// The file is done for good (drained after rotation/deletion): deliver an unfinished last line.

@@ -166,6 +166,10 @@ const WATCH_REFRESH_PASSES: u32 = 6;
 /// or the checkpoint; what is left is read on the next pass, right away.
 pub const READ_BUDGET: u64 = 1024 * 1024;
 
+/// Every this many full passes, each file's fingerprint is checked even if
+/// its size did not change (2 minutes at the default `poll_interval`).
+const VERIFY_EVERY_PASSES: u32 = 4;
+
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
 
@@ -192,6 +196,9 @@ pub struct Tailer {
     /// without waiting for inotify.
     backlog: HashSet<FileKey>,
     rescan: bool,
+    /// Sizes of the followed files as the last scan stat'ed them.
+    scan_sizes: HashMap<FileKey, u64>,
+    full_passes: u32,
     next_full_pass: Instant,
     passes_since_watch_refresh: u32,
     buf: Vec<u8>,
@@ -234,6 +241,8 @@ impl Tailer {
             dirty: HashSet::new(),
             backlog: HashSet::new(),
             rescan: true,
+            scan_sizes: HashMap::new(),
+            full_passes: 0,
             next_full_pass: Instant::now(),
             passes_since_watch_refresh: 0,
             buf: vec![0u8; 256 * 1024],
@@ -357,7 +366,24 @@ impl Tailer {
         }
         let keys: Vec<FileKey> = if full {
             self.next_full_pass = Instant::now() + self.full_pass_interval();
-            self.files.keys().copied().collect()
+            self.full_passes = self.full_passes.wrapping_add(1);
+            let verify = self.full_passes.is_multiple_of(VERIFY_EVERY_PASSES);
+            // The scan just stat'ed every path: a followed file whose size
+            // is where we are costs nothing more (no read, no fstat), except
+            // for the fingerprint check every few passes (a copytruncate that
+            // regrew to the very same size).
+            let sizes = std::mem::take(&mut self.scan_sizes);
+            self.files
+                .values_mut()
+                .filter_map(|f| {
+                    let idle = f.lifecycle == Lifecycle::Active
+                        && sizes.get(&f.key).is_some_and(|&n| f.idle_at(n));
+                    if verify {
+                        f.verify_next = true;
+                    }
+                    (!idle || verify).then_some(f.key)
+                })
+                .collect()
         } else {
             let mut keys: Vec<FileKey> = Vec::with_capacity(self.dirty.len());
             let mut unknown = structural;
@@ -402,9 +428,6 @@ impl Tailer {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        // One pread per file per full pass: a copytruncate that regrew to
-        // the very size we had read is still noticed.
-        f.verify_next |= full;
         let mut lines = 0u64;
         let result = {
             let mut h = |line: &[u8], truncated: bool| {
@@ -489,7 +512,9 @@ impl Tailer {
 
     /// Expands the globs, opens new files, and (first scan) resumes checkpointed ones.
     fn scan<S: TailSink + ?Sized>(&mut self, sink: &mut S, refresh_watches: bool) {
+        let mut incomplete = false;
         let found = discover::expand(&self.cfg.globs, &mut |path, err| {
+            incomplete = true;
             if self.failed.insert(path.to_path_buf()) {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read path");
                 sink.read_error(path, ReadErrorReason::of(&err));
@@ -505,14 +530,20 @@ impl Tailer {
         }
         let found_map: HashMap<&Path, FileKey> =
             found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
+        self.scan_sizes = found.iter().map(|(_, k, n)| (*k, *n)).collect();
+        // A directory that could not be read (out of descriptors, say) hides
+        // files that are still there: absence proves nothing this time.
+        let absent = |p: &Path| !incomplete && !found_map.contains_key(p);
         let mut lost = 0u64;
-        self.unopened.retain(|p, (k, size)| {
-            if found_map.get(p.as_path()) == Some(k) {
-                return true;
-            }
-            lost += *size;
-            false
-        });
+        self.unopened
+            .retain(|p, (k, size)| match found_map.get(p.as_path()) {
+                Some(fk) if fk == k => true,
+                None if !absent(p) => true,
+                _ => {
+                    lost += *size;
+                    false
+                }
+            });
         self.count_unread(lost);
         // A path that names another inode now (rename rotation: the old
         // file is under its new name, a new file under the old), or nothing
@@ -520,7 +551,11 @@ impl Tailer {
         // left of the file, then close it.
         let mut newly_draining = Vec::new();
         for f in self.files.values_mut() {
-            if f.lifecycle == Lifecycle::Active && found_map.get(f.path.as_path()) != Some(&f.key) {
+            let moved = match found_map.get(f.path.as_path()) {
+                Some(k) => *k != f.key,
+                None => absent(&f.path),
+            };
+            if f.lifecycle == Lifecycle::Active && moved {
                 tracing::debug!(path = %f.path.display(), "file rotated or deleted; draining");
                 f.lifecycle = Lifecycle::Draining;
                 f.idle_passes = 0;
@@ -528,7 +563,10 @@ impl Tailer {
             }
         }
         self.by_path
-            .retain(|p, k| found_map.get(p.as_path()) == Some(k));
+            .retain(|p, k| match found_map.get(p.as_path()) {
+                Some(fk) => fk == k,
+                None => !absent(p),
+            });
         // The old generation's last lines come before the new one's first.
         for key in newly_draining {
             self.read_file(key, false, sink);
@@ -662,7 +700,13 @@ impl Tailer {
                 path: f.path.clone(),
                 offset: p.offset,
             });
-        followed.chain(closed).max_by_key(|p| p.offset)
+        // A copy holds at least what was read of the original; a file that
+        // is shorter is something else that merely starts the same way.
+        let size = f.size().unwrap_or(0);
+        followed
+            .chain(closed)
+            .filter(|p| p.offset <= size)
+            .max_by_key(|p| p.offset)
     }
 
     /// Finds and removes the checkpointed position of a file with this
