@@ -443,6 +443,68 @@ async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respa
     drop((second, respawned));
 }
 
+/// An engine that dies after the gap closed is a mid-life outage measured
+/// by the probe: from the first failed round to the first round in which
+/// its replacement answers; the start-up gap stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_engine_is_a_probe_outage_with_its_duration() {
+    let root = tempfile::tempdir().expect("proc root");
+    engine_proc::link_ancestors(root.path());
+    let proxy = fake_litellm().await;
+    let mut engine = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    engine.wait_bound(Duration::from_secs(20));
+    let agent = sidecar(root.path(), &proxy, None).await;
+    let addr = agent.addr;
+    wait_for_async("/gate 200", || async { gate_json(addr).await.0 == 200 }).await;
+    let gap_before = metric_now(addr, "litellm_sentinel_last_startup_gap_seconds", &[]).await;
+
+    let killed_at = Timestamp::now();
+    engine.kill();
+    wait_for_async("the outage is seen", || async {
+        metric_now(addr, "litellm_sentinel_in_db_outage", &[]).await == Some(1.0)
+    })
+    .await;
+    let mut respawned = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_millis(1500),
+    );
+    let bound_at = respawned.wait_bound(Duration::from_secs(20));
+    wait_for_async("the outage ends", || async {
+        metric_now(addr, "litellm_sentinel_in_db_outage", &[]).await == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        metric_now(addr, "litellm_sentinel_db_outages_total", &[]).await,
+        Some(1.0)
+    );
+    // The histogram is per namespace and method (no pod label).
+    let (_, m) = get_async(addr, "/metrics").await.expect("metrics");
+    let hist = [("namespace", "llm"), ("method", "probe")];
+    assert_eq!(
+        support::metric(&m, "litellm_sentinel_db_outage_seconds_count", &hist),
+        Some(1.0)
+    );
+    let measured = support::metric(&m, "litellm_sentinel_db_outage_seconds_sum", &hist)
+        .expect("outage duration");
+    let truth = bound_at.seconds_since(killed_at);
+    let slack = FAST.as_secs_f64() + 0.45;
+    assert!(
+        (measured - truth).abs() <= slack,
+        "outage measured {measured:.3}s, engine down {truth:.3}s"
+    );
+    assert_eq!(
+        metric_now(addr, "litellm_sentinel_last_startup_gap_seconds", &[]).await,
+        gap_before,
+        "the start-up gap stays as it was"
+    );
+    let (code, _) = gate_json(addr).await;
+    assert_eq!(code, 200, "the latched gate stays open through the outage");
+    agent.shutdown().await;
+    drop(respawned);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_behind_a_running_engine_startup_holds_follow_closes_after_hysteresis() {
     const DOWN_AFTER: Duration = Duration::from_secs(2);
