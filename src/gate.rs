@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use prometheus::proto::{self, MetricFamily, MetricType};
 use serde::{Deserialize, Serialize};
 
 use crate::format::PodRef;
@@ -718,25 +718,6 @@ impl GateCollector {
     }
 }
 
-fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
-    let mut m = proto::Metric::default();
-    m.set_label(
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                let mut l = LabelPair::default();
-                l.set_name(k.to_string());
-                l.set_value(v.to_string());
-                l
-            })
-            .collect(),
-    );
-    let mut g = proto::Gauge::default();
-    g.set_value(v);
-    m.set_gauge(g);
-    m
-}
-
 impl Collector for GateCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -755,11 +736,14 @@ impl Collector for GateCollector {
                 ("pod", pod.pod.as_str()),
             ];
             if let Some(r) = p.engines {
-                fams[0].push(gauge(&base, f64::from(r.discovered)));
-                fams[1].push(gauge(&base, f64::from(r.up)));
+                fams[0].push(crate::metrics::gauge(&base, f64::from(r.discovered)));
+                fams[1].push(crate::metrics::gauge(&base, f64::from(r.up)));
             }
             if let Some(v) = &p.version {
-                fams[2].push(gauge(&[base[0], base[1], ("version", v.as_str())], 1.0));
+                fams[2].push(crate::metrics::gauge(
+                    &[base[0], base[1], ("version", v.as_str())],
+                    1.0,
+                ));
             }
         }
         FAMILIES

@@ -301,7 +301,8 @@ fn counter(pairs: &[(&str, &str)], v: u64) -> proto::Metric {
     m
 }
 
-fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
+/// One gauge sample (also used by the gate's collector).
+pub(crate) fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
     let mut m = proto::Metric::default();
     m.set_label(labels(pairs));
     let mut g = proto::Gauge::default();
