@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-const FIXTURE: &str = include_str!("fixtures/inject/litellm-helm.yaml");
+const FIXTURE: &str = include_str!("../fixtures/inject/litellm-helm.yaml");
 
 fn inject(input: &str, args: &[&str]) -> (String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_litellm-sentinel"))

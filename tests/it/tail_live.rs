@@ -2,8 +2,7 @@
 //! 5 s), against the real agent binary: what a node does between two full
 //! passes must be seen within one tick, not at the next safety rescan.
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -4,8 +4,7 @@
 //! connection strings, API keys and bearer tokens inside the very events the
 //! agent counts, so those events are fed through every output.
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -16,7 +16,7 @@
 //! returns `None`, unless `SENTINEL_REQUIRE_POSTGRES` is set (CI sets it), in
 //! which case it panics so a missing PostgreSQL cannot silently pass CI.
 
-#![allow(dead_code)] // not every test binary uses every helper
+#![allow(dead_code)] // not every area uses every helper
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

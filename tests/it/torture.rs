@@ -24,8 +24,7 @@
 //!
 //! `TORTURE_SCALE=<n>` multiplies the number of lines (default 40,000).
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,6 +1,9 @@
 //! Out of file descriptors (the issue: `ulimit -n 256` with 400 files
-//! closed and reopened files from offset 0 in a loop, counts climbing). Its
-//! own test binary: it lowers this process's RLIMIT_NOFILE.
+//! closed and reopened files from offset 0 in a loop, counts climbing).
+//!
+//! The test lowers RLIMIT_NOFILE, which is per process: it re-runs itself in
+//! a child process of this test binary so the other areas, running on other
+//! threads of this one, keep their descriptors.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -48,8 +51,36 @@ fn set_soft_nofile(n: u64) {
     }
 }
 
+/// Set in the child process that runs the body of the test.
+const CHILD_ENV: &str = "SENTINEL_TAIL_FDS_CHILD";
+
 #[test]
 fn out_of_descriptors_never_rereads_and_counts_what_vanished_unread() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        out_of_descriptors_body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "tail_fds::out_of_descriptors_never_rereads_and_counts_what_vanished_unread",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child run failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn out_of_descriptors_body() {
     let d = tempfile::tempdir().expect("tempdir");
     let files = 40;
     for i in 0..files {

@@ -3,8 +3,7 @@
 //! or `read_errors_total{reason}`, keeps counting real events around it, and
 //! (where memory is at stake) keeps its RSS bounded.
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -5,8 +5,7 @@
 //!
 //! No fixed sleeps: every wait is a condition polled against a deadline.
 
-#[path = "support/postgres.rs"]
-mod postgres_support;
+use crate::support::postgres as postgres_support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -335,7 +334,7 @@ fn real_proc_discovery_through_listening_socket() {
     let mut child = Command::new(exe)
         .arg0("query-engine-sentinel-selftest")
         .args([
-            "helper_fake_query_engine_process",
+            "probe::helper_fake_query_engine_process",
             "--exact",
             "--ignored",
             "--nocapture",

@@ -11,10 +11,8 @@
 //! engine killed and respawned on a new port, and the database going away
 //! behind a running engine (Prisma P1001) under both gate modes.
 
-#[path = "support/engine_proc.rs"]
-mod engine_proc;
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
+use crate::support::engine_proc;
 
 use std::time::Duration;
 
@@ -233,7 +231,7 @@ async fn gate_flips_at_engine_readiness_and_the_gap_is_exact() {
 use engine_proc::EngineProc;
 use litellm_sentinel::gate::GateMode;
 
-const HELPER: &str = "helper_engine_standin_process";
+const HELPER: &str = "sidecar::helper_engine_standin_process";
 
 /// Not a real test: the body of the stand-in engine processes.
 #[test]

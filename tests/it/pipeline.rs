@@ -3,8 +3,7 @@
 //! counts, the user's seed lines, look-alikes, and `report` on a fixture
 //! rolling deploy. Waits are conditions with deadlines, never fixed sleeps.
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::Command;

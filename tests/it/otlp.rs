@@ -4,8 +4,7 @@
 //!
 //! No fixed sleeps: every wait polls a condition against a deadline.
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};

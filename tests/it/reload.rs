@@ -1,8 +1,7 @@
 //! Hot reload (file change and SIGHUP), a rejected bad config, and the
 //! agent's own log formats — with the real binary.
 
-#[path = "support/agent.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

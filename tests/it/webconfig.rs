@@ -2,7 +2,6 @@
 //! with a certificate made at test time (rcgen, signed by a test CA) and
 //! requires basic auth (bcrypt) everywhere except the kubelet's probe paths.
 //! A rustls client trusting only the test CA plays Prometheus.
-#![cfg(feature = "tls")]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
