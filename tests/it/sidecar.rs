@@ -330,8 +330,18 @@ async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respa
         support::free_port(),
         Duration::from_secs(2),
     );
-    let scan = litellm_sentinel::probe::discover::scan(root.path());
-    assert_eq!(scan.engines.len(), 2);
+    // A process just spawned can be missing from one scan (seen: one engine
+    // of two, its cmdline complete a moment later); the agent rescans every
+    // interval, so the test waits for a scan that sees both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let scan = loop {
+        let scan = litellm_sentinel::probe::discover::scan(root.path());
+        if scan.engines.len() == 2 || std::time::Instant::now() > deadline {
+            break scan;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(scan.engines.len(), 2, "{scan:?}");
     assert!(scan.proxy.is_some(), "proxy identity unknown: {scan:?}");
     let agent = sidecar(root.path(), &proxy, None).await;
     let addr = agent.addr;
