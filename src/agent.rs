@@ -33,23 +33,15 @@ use crate::timeline::{TimelineConfig, Tracker};
 /// 400 files under `ulimit -n 256` made /healthz unreachable). Returns
 /// (before, after).
 pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let before = lim.current.unwrap_or(u64::MAX);
+    if before < lim.maximum.unwrap_or(u64::MAX) {
+        lim.current = lim.maximum;
+        setrlimit(Resource::Nofile, lim)?;
     }
-    let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((before, lim.rlim_cur))
+    Ok((before, lim.current.unwrap_or(u64::MAX)))
 }
 
 /// Probes of one pod, beyond what the config describes (the demo probes one engine per pod).

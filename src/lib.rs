@@ -6,6 +6,9 @@
 //! (per-pod state) → `metrics` → `server`. `probe` feeds engine readiness into
 //! the timeline. `report` and `demo` drive the same stages offline.
 
+// System calls std lacks go through rustix's safe wrappers.
+#![forbid(unsafe_code)]
+
 pub mod classify;
 pub mod config;
 pub mod format;

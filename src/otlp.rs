@@ -549,15 +549,10 @@ impl ResourceInfo {
 
 /// The host name (the pod name in Kubernetes), `None` if it cannot be read.
 fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at
-    // most that many and we stop at the first NUL (or the buffer's end).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    std::str::from_utf8(&buf[..end])
+    // uname's nodename is what gethostname(2) returns on Linux.
+    let uts = rustix::system::uname();
+    uts.nodename()
+        .to_str()
         .ok()
         .map(str::to_string)
         .filter(|h| !h.is_empty())
