@@ -20,6 +20,7 @@ pub mod agent;
 pub mod demo;
 pub mod engine_standin;
 pub mod gate;
+pub mod http_client;
 pub mod inject;
 pub mod metrics;
 pub mod otlp;
