@@ -349,7 +349,7 @@ impl tower_service::Service<Uri> for Connector {
                     .connect(name, tcp)
                     .await
                     .map_err(|_| TlsHandshakeError)?;
-                return Ok(Stream::Tls(TokioIo::new(stream)));
+                return Ok(Stream::Tls(Box::new(TokioIo::new(stream))));
             }
             Err(NoTls.into())
         })
@@ -360,7 +360,8 @@ impl tower_service::Service<Uri> for Connector {
 enum Stream {
     Plain(TokioIo<TcpStream>),
     #[cfg(feature = "tls")]
-    Tls(TokioIo<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Boxed: a TLS session is a kilobyte, a TCP stream a few words.
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
 }
 
 impl Connection for Stream {
@@ -382,7 +383,7 @@ impl hyper::rt::Read for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -396,7 +397,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -404,7 +405,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -412,7 +413,7 @@ impl hyper::rt::Write for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             #[cfg(feature = "tls")]
-            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }
