@@ -132,8 +132,9 @@ impl Agent {
         })));
         let metrics = Arc::new(Metrics::new(tracker.clone()).context("cannot register metrics")?);
         metrics.agent.rules_loaded.set(rules.len() as i64);
-        let otlp_cfg = crate::otlp::OtlpConfig::from_env_and_config(&cfg)
-            .context("OTLP push settings (otlp_endpoint, OTEL_EXPORTER_OTLP_*)")?;
+        let otlp_cfg =
+            crate::otlp::OtlpConfig::from_env(cfg.otlp_endpoint.clone(), cfg.otlp_interval.0)
+                .context("OTLP push settings (otlp_endpoint, OTEL_EXPORTER_OTLP_*)")?;
         let web = crate::server::web_security(cfg.web_config_file.as_deref())
             .context("web config (--web.config.file)")?;
 
