@@ -421,6 +421,8 @@ impl hyper::rt::Write for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -535,6 +537,180 @@ mod tests {
                 HttpError::InvalidUrl,
                 "{bad}"
             );
+        }
+    }
+
+    /// Connections accepted and requests served on an already-used connection.
+    #[derive(Default)]
+    struct Counts {
+        accepted: AtomicUsize,
+        reused: AtomicUsize,
+    }
+
+    /// Serves `200 ok` to every request on every connection of `listener`
+    /// (TLS when `tls` is given), counting connections and reuse.
+    async fn counting_server(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Arc<Counts> {
+        let counts = Arc::new(Counts::default());
+        let all = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                all.accepted.fetch_add(1, Ordering::SeqCst);
+                let (tls, all) = (tls.clone(), all.clone());
+                tokio::spawn(async move {
+                    let served = Arc::new(AtomicUsize::new(0));
+                    let service = hyper::service::service_fn(move |_req| {
+                        if served.fetch_add(1, Ordering::SeqCst) > 0 {
+                            all.reused.fetch_add(1, Ordering::SeqCst);
+                        }
+                        async {
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    });
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                        None => http.serve_connection(TokioIo::new(tcp), service).await,
+                    };
+                });
+            }
+        });
+        counts
+    }
+
+    /// Sends requests until one is served on a kept-alive connection (the
+    /// pool returns a connection asynchronously, so the second request may
+    /// still race a fresh connect); fails after a deadline.
+    async fn until_reused(c: &HttpClient, url: &str, counts: &Counts) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counts.reused.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "no connection was ever reused");
+            let r = c.get(url, soon()).await.unwrap();
+            assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"ok"[..]));
+        }
+    }
+
+    #[tokio::test]
+    async fn probe_clients_open_a_fresh_connection_every_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/status", listener.local_addr().unwrap());
+        let counts = counting_server(listener, None).await;
+        let c = HttpClient::new();
+        for _ in 0..5 {
+            let r = c.get(&url, soon()).await.unwrap();
+            assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"ok"[..]));
+        }
+        assert_eq!(counts.accepted.load(Ordering::SeqCst), 5);
+        assert_eq!(counts.reused.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn kept_alive_clients_reuse_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/metrics", listener.local_addr().unwrap());
+        let counts = counting_server(listener, None).await;
+        let c = HttpClient::kept_alive(Duration::from_secs(5), None);
+        until_reused(&c, &url, &counts).await;
+        // Without a TLS configuration, https is not spoken.
+        assert_eq!(
+            c.get("https://localhost:1/", soon()).await.unwrap_err(),
+            HttpError::InvalidUrl
+        );
+    }
+
+    #[cfg(feature = "tls")]
+    mod tls {
+        use super::*;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        /// A TLS acceptor for a self-signed `localhost` certificate, and the certificate.
+        fn acceptor() -> (tokio_rustls::TlsAcceptor, CertificateDer<'static>) {
+            let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+            let cert = ck.cert.der().clone();
+            let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.clone()], key)
+                .unwrap();
+            (tokio_rustls::TlsAcceptor::from(Arc::new(config)), cert)
+        }
+
+        fn client_trusting(roots: Vec<CertificateDer<'static>>) -> HttpClient {
+            let mut store = rustls::RootCertStore::empty();
+            for c in roots {
+                store.add(c).unwrap();
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            HttpClient::kept_alive(Duration::from_secs(5), Some(Arc::new(config)))
+        }
+
+        #[tokio::test]
+        async fn https_is_verified_and_kept_alive() {
+            let (acceptor, cert) = acceptor();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let counts = counting_server(listener, Some(acceptor)).await;
+            let c = client_trusting(vec![cert]);
+            let url = format!("https://localhost:{port}/v1/metrics");
+            until_reused(&c, &url, &counts).await;
+            // The same client still speaks plain http.
+            let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let plain_url = format!("http://{}/", plain.local_addr().unwrap());
+            counting_server(plain, None).await;
+            assert_eq!(
+                c.get(&plain_url, soon()).await.unwrap().status,
+                StatusCode::OK
+            );
+        }
+
+        #[tokio::test]
+        async fn an_untrusted_or_misnamed_server_is_a_tls_error() {
+            let (acceptor, cert) = acceptor();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            counting_server(listener, Some(acceptor)).await;
+            let untrusting = client_trusting(Vec::new());
+            let url = format!("https://localhost:{port}/");
+            assert_eq!(
+                untrusting.get(&url, soon()).await.unwrap_err(),
+                HttpError::Tls
+            );
+            // Trusted certificate, but for another name than the one dialled.
+            let trusting = client_trusting(vec![cert]);
+            let by_ip = format!("https://127.0.0.1:{port}/");
+            assert_eq!(
+                trusting.get(&by_ip, soon()).await.unwrap_err(),
+                HttpError::Tls
+            );
+        }
+
+        #[tokio::test]
+        async fn plain_http_on_the_https_port_is_not_mistaken_for_success() {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            counting_server(listener, None).await;
+            let err = client_trusting(Vec::new())
+                .get(&format!("https://localhost:{port}/"), soon())
+                .await
+                .unwrap_err();
+            assert_eq!(err, HttpError::Tls);
         }
     }
 }
