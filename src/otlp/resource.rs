@@ -1,7 +1,7 @@
 //! Who pushes: the OTLP resource (`service.*`, `k8s.node.name`,
 //! `OTEL_RESOURCE_ATTRIBUTES`) from the environment.
 
-use super::config::{env, env_var, percent_decoded, OtlpError};
+use super::config::{env, percent_decoded, OtlpError};
 use super::SERVICE_NAME;
 
 /// Who is pushing: becomes the OTLP resource.
@@ -27,11 +27,6 @@ pub struct ResourceInfo {
 }
 
 impl ResourceInfo {
-    /// The resource of this process from the environment (see [`ResourceInfo::from_lookup`]).
-    pub fn from_env() -> Result<ResourceInfo, OtlpError> {
-        Self::from_lookup(&env_var)
-    }
-
     /// The resource from variables read through `lookup`: `OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`, `POD_UID`, `NODE_NAME`.
     pub fn from_lookup(
@@ -102,6 +97,7 @@ fn parse_resource_attributes(text: &str) -> Result<Vec<(String, String)>, OtlpEr
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::env_var;
     use super::super::test_util::{lookup, resource, str_attr};
     use super::super::to_request;
     use super::*;
@@ -135,7 +131,7 @@ mod tests {
             .attributes;
         assert!(str_attr(attrs, "k8s.node.name").is_none());
         assert_eq!(
-            ResourceInfo::from_env().unwrap().service_version,
+            ResourceInfo::from_lookup(&env_var).unwrap().service_version,
             env!("CARGO_PKG_VERSION")
         );
     }
