@@ -154,13 +154,18 @@ impl WebConfig {
     /// Reads and validates a web config, including its certificate and key
     /// (readable, valid PEM, key matches certificate) and its password hashes.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let cfg = WebConfig::read(path)?;
+        cfg.tls_server_config()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses the file (the PEM files it names are not read).
+    pub(super) fn read(path: &Path) -> Result<WebConfig, WebConfigError> {
         let bytes = std::fs::read(path).map_err(|source| WebConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg = WebConfig::from_yaml(&bytes, path)?;
-        cfg.tls_server_config()?;
-        Ok(cfg)
+        WebConfig::from_yaml(&bytes, path)
     }
 
     /// Parses web config YAML (no files are read); relative paths are

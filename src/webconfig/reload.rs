@@ -58,11 +58,7 @@ impl Active {
         // Each file is stamped before it is read: a change while loading is
         // then seen at the next check.
         let mut stamps = stamp(&[path.to_path_buf()]);
-        let bytes = std::fs::read(path).map_err(|source| WebConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config = WebConfig::from_yaml(&bytes, path)?;
+        let config = WebConfig::read(path)?;
         stamps.extend(stamp(config.watched_files().get(1..).unwrap_or_default()));
         let acceptor = config.tls_server_config()?.map(TlsAcceptor::from);
         let mut headers = HeaderMap::new();
