@@ -671,44 +671,6 @@ mod tests {
     }
 
     #[test]
-    fn config_keys_validate_like_the_pusher() {
-        use crate::config::Config;
-        let c = Config::from_toml(
-            "otlp_endpoint = \"http://otel-collector:4318\"\notlp_interval = \"15s\"\n",
-        )
-        .unwrap();
-        c.validate().unwrap();
-        let o = OtlpConfig::from_lookup(c.otlp_endpoint.clone(), c.otlp_interval.0, lookup(&[]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(o.endpoint, "http://otel-collector:4318/v1/metrics");
-        assert_eq!(o.interval, Duration::from_secs(15));
-        let https = Config {
-            otlp_endpoint: Some("https://otlp.example.com".into()),
-            ..Config::default()
-        };
-        https.validate().unwrap();
-        let bad = Config {
-            otlp_endpoint: Some("ftp://otel-collector:4318".into()),
-            ..Config::default()
-        };
-        let msg = bad.validate().unwrap_err().to_string();
-        assert!(
-            msg.starts_with("`otlp_endpoint`") && msg.contains("http://"),
-            "{msg}"
-        );
-        let zero = Config {
-            otlp_interval: crate::config::HumanDuration(Duration::ZERO),
-            ..Config::default()
-        };
-        assert!(zero
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("otlp_interval"));
-    }
-
-    #[test]
     fn bad_numbers_and_protocols_are_rejected() {
         let with = |k: &str, v: &str| {
             OtlpConfig::from_lookup(
