@@ -33,23 +33,15 @@ use crate::timeline::{TimelineConfig, Tracker};
 /// 400 files under `ulimit -n 256` made /healthz unreachable). Returns
 /// (before, after).
 pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let before = lim.current.unwrap_or(u64::MAX);
+    if before < lim.maximum.unwrap_or(u64::MAX) {
+        lim.current = lim.maximum;
+        setrlimit(Resource::Nofile, lim)?;
     }
-    let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((before, lim.rlim_cur))
+    Ok((before, lim.current.unwrap_or(u64::MAX)))
 }
 
 /// Probes of one pod, beyond what the config describes (the demo probes one engine per pod).
@@ -140,8 +132,9 @@ impl Agent {
         })));
         let metrics = Arc::new(Metrics::new(tracker.clone()).context("cannot register metrics")?);
         metrics.agent.rules_loaded.set(rules.len() as i64);
-        let otlp_cfg = crate::otlp::OtlpConfig::from_env_and_config(&cfg)
-            .context("OTLP push settings (otlp_endpoint, OTEL_EXPORTER_OTLP_*)")?;
+        let otlp_cfg =
+            crate::otlp::OtlpConfig::from_env(cfg.otlp_endpoint.clone(), cfg.otlp_interval.0)
+                .context("OTLP push settings (otlp_endpoint, OTEL_EXPORTER_OTLP_*)")?;
         let web = crate::server::web_security(cfg.web_config_file.as_deref())
             .context("web config (--web.config.file)")?;
 

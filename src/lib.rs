@@ -6,6 +6,9 @@
 //! (per-pod state) → `metrics` → `server`. `probe` feeds engine readiness into
 //! the timeline. `report` and `demo` drive the same stages offline.
 
+// System calls std lacks go through rustix's safe wrappers.
+#![forbid(unsafe_code)]
+
 pub mod classify;
 pub mod config;
 pub mod format;
@@ -17,6 +20,7 @@ pub mod agent;
 pub mod demo;
 pub mod engine_standin;
 pub mod gate;
+pub mod http_client;
 pub mod inject;
 pub mod metrics;
 pub mod otlp;

@@ -1,5 +1,7 @@
 //! The `litellm-sentinel` binary: argument parsing, logging, signals.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

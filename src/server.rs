@@ -105,7 +105,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// of what `RLIMIT_NOFILE` leaves after 256 descriptors for log files,
 /// inotify and the state file, whichever is lower (at least 32).
 pub fn connection_cap() -> usize {
-    let soft = nofile_limit().unwrap_or(1024);
+    let soft = nofile_limit();
     let spare = usize::try_from(soft.saturating_sub(256)).unwrap_or(usize::MAX) / 2;
     spare.clamp(32, MAX_CONNECTIONS)
 }
@@ -114,34 +114,24 @@ pub fn connection_cap() -> usize {
 /// programs do at start: the default soft limit of 1024 is what a flood of
 /// idle connections would exhaust first. Failure leaves the limit as it is.
 pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        let want = lim.rlim_max.min(65_536);
-        if want > lim.rlim_cur {
-            lim.rlim_cur = want;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::debug!("cannot raise RLIMIT_NOFILE");
-            }
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let hard = lim.maximum.unwrap_or(u64::MAX);
+    let want = hard.min(65_536);
+    if lim.current.is_some_and(|cur| want > cur) {
+        lim.current = Some(want);
+        if setrlimit(Resource::Nofile, lim).is_err() {
+            tracing::debug!("cannot raise RLIMIT_NOFILE");
         }
     }
 }
 
-fn nofile_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed in.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-    (rc == 0).then_some(lim.rlim_cur as u64)
+/// The soft `RLIMIT_NOFILE` (`u64::MAX` when unlimited).
+fn nofile_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
 }
 
 /// What one connection is doing, for admission.
@@ -747,7 +737,7 @@ mod tests {
     fn the_cap_follows_the_descriptor_limit() {
         let cap = connection_cap();
         assert!((32..=MAX_CONNECTIONS).contains(&cap), "{cap}");
-        let soft = nofile_limit().unwrap();
+        let soft = nofile_limit();
         assert!(
             cap as u64 <= soft.saturating_sub(256) / 2 || cap == 32,
             "{cap} vs {soft}"

@@ -200,24 +200,21 @@ pub struct StateLock {
 /// when the process dies, SIGKILL included). A second agent on the same
 /// state directory gets [`StateError::Locked`].
 pub fn lock_dir(path: &Path) -> Result<StateLock, StateError> {
-    use std::os::fd::AsRawFd;
     let dir = state_dir(path);
     let file = std::fs::File::open(dir).map_err(|source| StateError::Lock {
         dir: dir.to_path_buf(),
         source,
     })?;
-    // SAFETY: flock on a descriptor we own and keep open in the returned guard.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    // The lock lives as long as the descriptor, which the returned guard keeps open.
+    if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        return Err(if e == rustix::io::Errno::WOULDBLOCK {
             StateError::Locked {
                 dir: dir.to_path_buf(),
             }
         } else {
             StateError::Lock {
                 dir: dir.to_path_buf(),
-                source: e,
+                source: e.into(),
             }
         });
     }

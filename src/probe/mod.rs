@@ -15,7 +15,6 @@
 
 pub mod discover;
 pub mod engine;
-pub mod http;
 pub mod postgres;
 pub mod proxy;
 
@@ -97,13 +96,13 @@ impl FailureReason {
     }
 }
 
-impl From<http::HttpError> for FailureReason {
+impl From<crate::http_client::HttpError> for FailureReason {
     /// Connection-level failures are "refused" (nothing usable listens),
     /// a deadline is "timeout", and a broken or oversized answer is "bad_body".
-    fn from(e: http::HttpError) -> Self {
-        use http::HttpError as H;
+    fn from(e: crate::http_client::HttpError) -> Self {
+        use crate::http_client::HttpError as H;
         match e {
-            H::InvalidUrl | H::Refused | H::Connect => FailureReason::Refused,
+            H::InvalidUrl | H::Refused | H::Connect | H::Tls => FailureReason::Refused,
             H::Timeout => FailureReason::Timeout,
             H::Request | H::BodyTooLarge | H::Body => FailureReason::BadBody,
         }
@@ -306,7 +305,7 @@ pub fn spawn_probes(
         slow: cfg.slow_interval.max(Duration::from_millis(1)),
         timeout: cfg.timeout.max(Duration::from_millis(1)),
     };
-    let client = http::HttpClient::new();
+    let client = crate::http_client::HttpClient::new();
 
     if cfg.engine_url.is_some() || cfg.discover_engine {
         let prober = engine::EngineProber::new(
@@ -551,7 +550,7 @@ mod tests {
 
     #[test]
     fn http_errors_map_to_reasons() {
-        use http::HttpError as H;
+        use crate::http_client::HttpError as H;
         assert_eq!(FailureReason::from(H::Refused), FailureReason::Refused);
         assert_eq!(FailureReason::from(H::Connect), FailureReason::Refused);
         assert_eq!(FailureReason::from(H::Timeout), FailureReason::Timeout);

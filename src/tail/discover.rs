@@ -200,24 +200,15 @@ impl DirWatcher {
     /// Waits up to `timeout` for the inotify fd to become readable. Returns
     /// true when there are events to read.
     pub fn wait_readable(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
-        use std::os::fd::AsRawFd;
-        let mut pfd = libc::pollfd {
-            fd: self.inotify.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd for the duration of the call; the fd is
-        // owned by `self.inotify`, which outlives it.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e);
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+        // A timeout too large for a timespec waits without limit.
+        let timeout = Timespec::try_from(timeout).ok();
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => Ok(n > 0 && fds[0].revents().contains(PollFlags::IN)),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
     }
 
     /// Reads every queued event without blocking into `out`.

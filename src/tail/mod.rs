@@ -1094,9 +1094,14 @@ mod tests {
         let saved = read_first_line_then_stop(d.path(), &log);
         std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
         let fifo = d.path().join("0.log.20261124-101400");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo on a NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let dir = d.path().to_path_buf();
         std::thread::spawn(move || {
