@@ -16,6 +16,7 @@ pub mod timeline;
 pub mod agent;
 pub mod demo;
 pub mod engine_standin;
+pub mod error;
 pub mod gate;
 pub mod inject;
 pub mod metrics;

@@ -256,14 +256,6 @@ impl OtlpConfig {
         Self::from_lookup(flag_endpoint, DEFAULT_INTERVAL, env_var)
     }
 
-    /// The agent's settings: `otlp_endpoint` and `otlp_interval` from the
-    /// config, the rest (and overrides) from the OTel environment variables.
-    pub fn from_env_and_config(
-        cfg: &crate::config::Config,
-    ) -> Result<Option<OtlpConfig>, OtlpError> {
-        Self::from_lookup(cfg.otlp_endpoint.clone(), cfg.otlp_interval.0, env_var)
-    }
-
     /// [`OtlpConfig::from_env_and_flag`] with the variables read through
     /// `lookup` (tests, and the agent passing its own default interval from
     /// the config file; `OTEL_METRIC_EXPORT_INTERVAL` overrides it).
@@ -1852,44 +1844,6 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
-    }
-
-    #[test]
-    fn config_keys_validate_like_the_pusher() {
-        use crate::config::Config;
-        let c = Config::from_toml(
-            "otlp_endpoint = \"http://otel-collector:4318\"\notlp_interval = \"15s\"\n",
-        )
-        .unwrap();
-        c.validate().unwrap();
-        let o = OtlpConfig::from_lookup(c.otlp_endpoint.clone(), c.otlp_interval.0, lookup(&[]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(o.endpoint, "http://otel-collector:4318/v1/metrics");
-        assert_eq!(o.interval, Duration::from_secs(15));
-        let https = Config {
-            otlp_endpoint: Some("https://otlp.example.com".into()),
-            ..Config::default()
-        };
-        https.validate().unwrap();
-        let bad = Config {
-            otlp_endpoint: Some("ftp://otel-collector:4318".into()),
-            ..Config::default()
-        };
-        let msg = bad.validate().unwrap_err().to_string();
-        assert!(
-            msg.starts_with("`otlp_endpoint`") && msg.contains("http://"),
-            "{msg}"
-        );
-        let zero = Config {
-            otlp_interval: crate::config::HumanDuration(Duration::ZERO),
-            ..Config::default()
-        };
-        assert!(zero
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("otlp_interval"));
     }
 
     #[test]

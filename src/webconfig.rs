@@ -86,7 +86,7 @@ const ALLOWED_HEADERS: &[(&str, &[&str])] = &[
 /// Why a web config was rejected. Each message names the file, the key and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read the web config file {path}: {source} (check --web.config.file / web_config_file)")]
+    #[error("cannot read the web config file {path} (check --web.config.file / web_config_file)")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -99,7 +99,7 @@ pub enum WebConfigError {
         key: String,
         reason: String,
     },
-    #[error("web config file {path}: `{key}`: cannot read {file}: {source} (the path is relative to the web config file's directory)")]
+    #[error("web config file {path}: `{key}`: cannot read {file} (the path is relative to the web config file's directory)")]
     ReadReferenced {
         path: PathBuf,
         key: &'static str,
@@ -966,7 +966,7 @@ impl WebRuntime {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "web config changed but is invalid; the previous one stays in force");
+                tracing::warn!(error = %crate::error::chain(&e), "web config changed but is invalid; the previous one stays in force");
                 *rejected = Some(now);
             }
         }
