@@ -97,3 +97,47 @@ fn json_logs_are_one_object_per_line_with_the_effective_config() {
         .iter()
         .all(|v| v["level"].is_string() && v["timestamp"].is_string()));
 }
+
+/// A reload builds the new settings once: one compile of the rule pack at
+/// start, one per reload (on main a reload compiled it three times: the
+/// check, the load, and the check of the user pack). A reload rejected for
+/// a broken user pack compiles nothing and keeps the old pack.
+#[test]
+fn a_reload_compiles_the_rule_pack_once() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let rules = tree.dir.path().join("rules.toml");
+    std::fs::write(&rules, "").expect("empty user pack");
+    let cfg = tree.config(port, &format!("rules = \"{}\"\n", rules.display()));
+    let agent = AgentProc::start(&cfg, port);
+    let compiles = || {
+        agent
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("compiled the rule pack"))
+            .count()
+    };
+    assert_eq!(compiles(), 1, "{}", agent.log_text());
+    for n in 1..=2 {
+        unsafe {
+            libc::kill(agent.child.id() as i32, libc::SIGHUP);
+        }
+        agent.wait_value(RELOADS, &[("result", "success")], n as f64);
+        assert_eq!(compiles(), 1 + n, "{}", agent.log_text());
+    }
+    // A broken user pack: rejected, nothing compiled, the old pack stays.
+    std::fs::write(&rules, "[[rule]]\nid = 1\n").expect("bad pack");
+    unsafe {
+        libc::kill(agent.child.id() as i32, libc::SIGHUP);
+    }
+    // The write itself may trigger a reload too: one failure or two.
+    wait_until("rejected reload", Duration::from_secs(20), || {
+        agent.value(RELOADS, &[("result", "failure")]) >= 1.0
+    });
+    assert_eq!(compiles(), 3, "{}", agent.log_text());
+    let log = agent.log_text();
+    assert!(
+        log.contains("configuration rejected") && log.contains("`rules`"),
+        "{log}"
+    );
+}
