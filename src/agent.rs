@@ -102,19 +102,7 @@ impl Agent {
             (None, None)
         };
         let first_start = restored.is_none();
-        let (files, retained) = match restored {
-            Some(snap) => {
-                if let Ok(mut t) = tracker.lock() {
-                    t.restore(snap.tracker);
-                }
-                tracing::info!(
-                    files = snap.files.len(),
-                    "restored checkpoint: counters continue from their saved values"
-                );
-                (snap.files, snap.retained)
-            }
-            None => (Vec::new(), Vec::new()),
-        };
+        let (files, retained) = restore(&tracker, restored);
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let watching = Arc::new(AtomicBool::new(!s.tailing));
@@ -128,10 +116,10 @@ impl Agent {
             });
         }
         let gates = gates_for(s.gate.clone(), &all_probes, &metrics)?;
-        let tasks = all_probes
-            .iter()
-            .map(|pp| spawn_pod_probes(pp.clone(), &tracker, &metrics, &gates, shutdown_rx.clone()))
-            .collect();
+        let spawn = |pp: &PodProbes| {
+            spawn_pod_probes(pp.clone(), &tracker, &metrics, &gates, shutdown_rx.clone())
+        };
+        let tasks = all_probes.iter().map(spawn).collect();
 
         let (reload_tx, reload_rx) = std::sync::mpsc::channel::<Reload>();
         let tail_thread = if s.tailing {
@@ -157,18 +145,11 @@ impl Agent {
                 shutdown: shutdown_rx.clone(),
                 reloads: reload_rx,
             };
-            Some(
-                std::thread::Builder::new()
-                    .name("tail".into())
-                    .spawn(move || tail_loop.run())
-                    .context("cannot start the tail thread")?,
-            )
+            Some(tail_loop.spawn()?)
         } else {
             None
         };
 
-        let listener = crate::server::bind(s.listen).await?;
-        let addr = listener.local_addr()?;
         let state = AppState {
             metrics: metrics.clone(),
             tracker: tracker.clone(),
@@ -176,16 +157,9 @@ impl Agent {
             watching,
             state_file: s.tailing.then(|| s.state_file.clone()),
         };
-        let mut rx = shutdown_rx.clone();
-        let server = tokio::spawn(crate::server::serve_secured(
-            listener,
-            state,
-            web,
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
-        ));
+        let (addr, server) = start_server(s.listen, state, web, shutdown_rx.clone()).await?;
         tracing::info!(%addr, role = ?s.role, tailing = s.tailing, "litellm-sentinel listening");
+        // Its own stop signal: the final push comes after the tail loop's final pass.
         let otlp = s.otlp.clone().map(|oc| {
             let (stop, stop_rx) = watch::channel(false);
             (
@@ -274,6 +248,48 @@ impl Agent {
         }
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.server).await;
     }
+}
+
+/// Puts a checkpoint's counters into the tracker; returns its per-file
+/// state and the positions of closed files.
+fn restore(
+    tracker: &SharedTracker,
+    restored: Option<Snapshot>,
+) -> (
+    Vec<crate::state::FileState>,
+    Vec<crate::tail::RetainedPosition>,
+) {
+    let Some(snap) = restored else {
+        return (Vec::new(), Vec::new());
+    };
+    if let Ok(mut t) = tracker.lock() {
+        t.restore(snap.tracker);
+    }
+    tracing::info!(
+        files = snap.files.len(),
+        "restored checkpoint: counters continue from their saved values"
+    );
+    (snap.files, snap.retained)
+}
+
+/// Binds `listen` and serves until `shutdown` turns true.
+async fn start_server(
+    listen: SocketAddr,
+    state: AppState,
+    web: Option<crate::server::WebSecurity>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = crate::server::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(crate::server::serve_secured(
+        listener,
+        state,
+        web,
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        },
+    ));
+    Ok((addr, server))
 }
 
 /// Settings that a reload cannot apply: they only take effect after a restart.
@@ -484,6 +500,14 @@ struct LoopState {
 }
 
 impl TailLoop {
+    /// Runs the loop on its own thread (reading files blocks).
+    fn spawn(self) -> Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("tail".into())
+            .spawn(move || self.run())
+            .context("cannot start the tail thread")
+    }
+
     fn run(mut self) {
         let mut tailer = Tailer::new(self.tail.clone(), std::mem::take(&mut self.positions));
         tailer.restore_retained(std::mem::take(&mut self.retained));

@@ -276,7 +276,7 @@ impl Default for Config {
 /// both: the binary prints the chain, so a cause in both would print twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path} (check --config / LITELLM_SENTINEL_CONFIG)")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]
