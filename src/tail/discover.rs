@@ -482,4 +482,127 @@ mod tests {
         assert!(expand(&g, &mut |_, _| errs += 1).is_empty());
         assert_eq!(errs, 1);
     }
+    /// The compiled walk finds exactly what `glob::glob` (which the tailer
+    /// used to call on every pass) finds: hidden names, classes, `?`,
+    /// symlinked files and directories, literal components, `**`.
+    #[test]
+    fn compiled_globs_find_what_glob_found() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in [
+            "llm_litellm-0_u1/litellm",
+            "llm_litellm-1_u2/litellm",
+            "llm_litellm-1_u2/.hidden",
+            "other_redis-0_u3/redis",
+            "deep/a/b/c",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in [
+            "llm_litellm-0_u1/litellm/0.log",
+            "llm_litellm-0_u1/litellm/1.log",
+            "llm_litellm-0_u1/litellm/0.log.20260101-000000",
+            "llm_litellm-0_u1/litellm/0.log.1.gz",
+            "llm_litellm-1_u2/litellm/0.log",
+            "llm_litellm-1_u2/.hidden/0.log",
+            "other_redis-0_u3/redis/0.log",
+            "deep/a/b/c/x.log",
+            "deep/a/y.log",
+            "deep/z.log",
+        ] {
+            std::fs::write(r.join(f), b"x\n").unwrap();
+        }
+        std::os::unix::fs::symlink(r.join("deep/z.log"), r.join("deep/a/b/link.log")).unwrap();
+        std::os::unix::fs::symlink(r.join("deep/a"), r.join("linked_litellm-9_u9")).unwrap();
+        std::os::unix::fs::symlink(r.join("gone.log"), r.join("deep/dangling.log")).unwrap();
+        let base = r.display().to_string();
+        for pattern in [
+            "/*_*litellm*_*/*/*.log",
+            "/*_*litellm*_*/*/*.log*",
+            "/llm_litellm-[01]_u?/litellm/0.log",
+            "/llm_litellm-0_u1/litellm/1.log",
+            "/*/*",
+            "/*/*/*.log",
+            "/deep/**/*.log",
+            "/**/x.log",
+            "/nothing/*.log",
+        ] {
+            let text = format!("{base}{pattern}");
+            let compiled = Glob::new(&text).unwrap();
+            let mut errors = 0;
+            let ours: Vec<PathBuf> =
+                expand(std::slice::from_ref(&compiled), &mut |_, _| errors += 1)
+                    .into_iter()
+                    .map(|(p, _, _)| p)
+                    .collect();
+            // One deliberate difference: `**` does not descend into a
+            // symlinked directory (glob's does, and loops with a cycle).
+            let through_link =
+                |p: &Path| pattern.contains("**") && p.starts_with(r.join("linked_litellm-9_u9"));
+            let all: Vec<PathBuf> = glob::glob(&text)
+                .unwrap()
+                .flatten()
+                .filter(|p| p.extension().is_none_or(|e| e != "gz") && !through_link(p))
+                .collect();
+            let mut theirs: Vec<PathBuf> = all.iter().filter(|p| p.is_file()).cloned().collect();
+            theirs.sort();
+            theirs.dedup();
+            assert_eq!(ours, theirs, "{pattern}");
+            // A directory matched where files are expected is reported, as before.
+            let not_files = all.iter().filter(|p| p.exists() && !p.is_file()).count();
+            assert_eq!(errors, not_files, "{pattern}");
+        }
+        // The directories to watch are the base and what can hold a match below it.
+        let g = Glob::new(&format!("{base}/deep/**/*.log")).unwrap();
+        let dirs = dirs_to_watch(std::slice::from_ref(&g));
+        for d in ["deep", "deep/a", "deep/a/b", "deep/a/b/c"] {
+            assert!(dirs.contains(&r.join(d)), "{d}: {dirs:?}");
+        }
+        assert!(!dirs.contains(&r.to_path_buf()), "{dirs:?}");
+    }
+
+    #[test]
+    fn a_glob_is_compiled_or_refused_with_a_reason() {
+        assert!(matches!(
+            Glob::new("/var/log/["),
+            Err(GlobError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Glob::new("/a/b**/x"),
+            Err(GlobError::Invalid { .. })
+        ));
+        assert_eq!(
+            Glob::new("var/*.log"),
+            Err(GlobError::NotAbsolute("var/*.log".into()))
+        );
+        for g in ["/", "/var/log/**", "/var/log/"] {
+            assert_eq!(Glob::new(g), Err(GlobError::NoFileName(g.into())), "{g}");
+        }
+        let g = Glob::new("/var/log/pods/*_*litellm*_*/*/*.log").unwrap();
+        assert!(g.matches_path(Path::new("/var/log/pods/llm_litellm-0_u/litellm/0.log")));
+        assert!(!g.matches_path(Path::new("/var/log/pods/llm_litellm-0_u/a/b/0.log")));
+        assert_eq!(g.to_string(), "/var/log/pods/*_*litellm*_*/*/*.log");
+    }
+
+    #[test]
+    fn a_listing_failure_is_reported_not_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let locked = root.path().join("llm_litellm-0_u1");
+        std::fs::create_dir_all(&locked).unwrap();
+        // A file where the walk expects a directory it must list is not an
+        // error (nothing can match under it); a directory it cannot list is.
+        let g = Glob::new(&format!("{}/*/*.log", root.path().display())).unwrap();
+        let mut seen = Vec::new();
+        let mut w = Walk {
+            on_dir: &mut |_, _| {},
+            on_leaf: None,
+            on_error: &mut |p, e| seen.push((p.to_path_buf(), e.kind())),
+        };
+        // Listing a path that is not a directory fails like an unreadable one.
+        let f = root.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(sorted_entries(&f, &mut w).is_empty());
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(expand(&[g], &mut |_, _| panic!("nothing unreadable")).is_empty());
+    }
 }
