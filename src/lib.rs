@@ -5,6 +5,11 @@
 //! `tail` (bytes) → `format` (records) → `classify` (events) → `timeline`
 //! (per-pod state) → `metrics` → `server`. `probe` feeds engine readiness into
 //! the timeline. `report` and `demo` drive the same stages offline.
+//!
+//! `config` turns the file, the environment and the flags into one
+//! [`config::Settings`] (each subsystem's own config, compiled once); it
+//! depends on the subsystems, never the reverse. [`error`] prints an error
+//! with each cause once.
 
 pub mod classify;
 pub mod config;

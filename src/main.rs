@@ -172,7 +172,7 @@ async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
     let raw = Config::read(config.as_deref(), &overrides)?;
     init_logging(raw.log_format, "info");
     let settings = Settings::try_from(raw)?;
-    tracing::info!(config = %settings.to_redacted_toml().replace('\n', "; "), "effective configuration");
+    tracing::info!(config = %settings.to_redacted_toml().trim_end().replace('\n', "; "), "effective configuration");
     let watched: Vec<PathBuf> = config
         .iter()
         .chain(settings.rules_file.iter())

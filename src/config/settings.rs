@@ -185,7 +185,11 @@ impl Settings {
             if self.tailing { "yes" } else { "no" },
             if targets.is_empty() { "none".to_string() } else { targets.join(", ") },
         );
-        header + &c.to_redacted_toml()
+        let mut out = header + &c.to_redacted_toml();
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out
     }
 }
 
