@@ -1098,4 +1098,30 @@ mod tests {
             "{top} / {cause}"
         );
     }
+    /// The web config is read once by the conversion and summarised (no user names, no hashes).
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_web_config_is_read_by_the_conversion() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.yml");
+        std::fs::write(&web, "").unwrap();
+        let c = Config {
+            web_config_file: Some(web.clone()),
+            ..Config::default()
+        };
+        let s = convert(c.clone()).unwrap();
+        assert!(s.web.as_ref().is_some_and(|w| w.config.tls.is_none()));
+        assert!(
+            s.to_redacted_toml()
+                .contains(": plain HTTP, 0 basic-auth user(s), 0 extra header(s)"),
+            "{s:?}"
+        );
+        std::fs::remove_file(&web).unwrap();
+        let e = convert(c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("`web_config_file`") && e.contains("web.yml"),
+            "{e}"
+        );
+        assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    }
 }

@@ -63,6 +63,26 @@ pub struct WebSettings {
     pub config: crate::webconfig::WebConfig,
 }
 
+impl WebSettings {
+    /// What the file turns on (user names and hashes are not shown).
+    fn summary(&self) -> String {
+        #[cfg(feature = "tls")]
+        return format!(
+            "{}: {}, {} basic-auth user(s), {} extra header(s)",
+            self.path.display(),
+            if self.config.tls.is_some() {
+                "TLS"
+            } else {
+                "plain HTTP"
+            },
+            self.config.basic_auth_users.len(),
+            self.config.headers.len()
+        );
+        #[cfg(not(feature = "tls"))]
+        self.path.display().to_string()
+    }
+}
+
 impl std::fmt::Debug for Settings {
     /// The redacted effective config: a `Settings` never prints a secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,12 +199,15 @@ impl Settings {
             .rules_file
             .as_ref()
             .map_or(String::new(), |p| format!(" + {}", p.display()));
-        let header = format!(
+        let mut header = format!(
             "# effective configuration\n# rules: {} compiled (built-in{user})\n# tailing: {}; probes: {}; otlp: {otlp}\n",
             self.rules.len(),
             if self.tailing { "yes" } else { "no" },
             if targets.is_empty() { "none".to_string() } else { targets.join(", ") },
         );
+        if let Some(w) = &self.web {
+            header.push_str(&format!("# web: {}\n", w.summary()));
+        }
         let mut out = header + &c.to_redacted_toml();
         if !out.ends_with('\n') {
             out.push('\n');
