@@ -142,7 +142,7 @@ impl Settings {
             role: raw.role,
             log_format: raw.log_format,
             listen,
-            tailing: raw.role == Role::Node || raw.globs != Config::default().globs,
+            tailing: raw.role == Role::Node || raw.globs != [super::DEFAULT_GLOB],
             tail,
             state_file: raw.state_file.clone(),
             checkpoint_interval: raw.checkpoint_interval.0,
