@@ -308,7 +308,7 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         poll_interval: HumanDuration(Duration::from_secs(1)),
         ..Config::default()
     };
-    cfg.validate()?;
+    let cfg = crate::config::Settings::try_from(cfg)?;
     // Registered before the banner: a Ctrl-C from then on stops the demo cleanly.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("cannot install the Ctrl-C handler")?;

@@ -1048,31 +1048,6 @@ mod tests {
     }
 
     #[test]
-    fn config_keys() {
-        use crate::config::Config;
-        let c = Config::from_toml("gate = \"follow\"\ngate_down_after = \"45s\"\n").unwrap();
-        assert_eq!(c.gate, GateMode::Follow);
-        assert_eq!(c.gate_down_after.0, Duration::from_secs(45));
-        let d = Config::default();
-        assert_eq!(
-            (d.gate, d.gate_down_after.0),
-            (GateMode::Startup, DEFAULT_DOWN_AFTER)
-        );
-        let e = Config::from_toml("gate = \"sometimes\"\n").unwrap_err();
-        assert!(e.contains("gate"), "{e}");
-        let zero = Config {
-            gate_down_after: crate::config::HumanDuration(Duration::ZERO),
-            ..Config::default()
-        };
-        assert!(zero
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("gate_down_after"));
-        assert!(d.to_redacted_toml().contains("gate = \"startup\""));
-    }
-
-    #[test]
     fn unconfigured_and_ungated_pods() {
         let mut g = Gates::new(GateConfig::default());
         let a = g.answer(None, ts(0.0));

@@ -51,7 +51,7 @@ pub struct Snapshot {
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read state file {path}: {source}")]
+    #[error("cannot read state file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -62,7 +62,7 @@ pub enum StateError {
         reason: String,
         moved_to: PathBuf,
     },
-    #[error("cannot write state file {path}: {source}")]
+    #[error("cannot write state file {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -71,7 +71,7 @@ pub enum StateError {
     TooNew { path: PathBuf, found: u32 },
     #[error("state directory {dir} is locked by another litellm-sentinel (two agents on one state file would overwrite each other's checkpoints): stop the other agent or give this one its own --state-file")]
     Locked { dir: PathBuf },
-    #[error("cannot lock state directory {dir}: {source}")]
+    #[error("cannot lock state directory {dir}")]
     Lock {
         dir: PathBuf,
         source: std::io::Error,

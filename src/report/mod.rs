@@ -42,7 +42,7 @@ use window::{Window, WindowSpec};
 /// Why a report could not be made; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Unreadable {
         path: PathBuf,
         source: std::io::Error,

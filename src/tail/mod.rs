@@ -131,7 +131,8 @@ pub trait TailSink {
 /// Tailer settings.
 #[derive(Clone, Debug)]
 pub struct TailConfig {
-    pub globs: Vec<String>,
+    /// Compiled once, when the settings are built.
+    pub globs: Vec<discover::Glob>,
     pub max_line_bytes: usize,
     /// Full rescan interval (with inotify), or the polling interval (without).
     pub poll_interval: Duration,
@@ -291,7 +292,7 @@ impl Tailer {
 
     /// Replaces the globs (config reload): new ones are picked up on the next pass,
     /// files no longer matched are drained and dropped.
-    pub fn set_globs(&mut self, globs: Vec<String>) {
+    pub fn set_globs(&mut self, globs: Vec<discover::Glob>) {
         self.cfg.globs = globs;
         self.rescan = true;
     }
@@ -909,7 +910,7 @@ mod tests {
 
     fn config(dir: &Path) -> TailConfig {
         TailConfig {
-            globs: vec![format!("{}/*.log", dir.display())],
+            globs: vec![discover::Glob::new(&format!("{}/*.log", dir.display())).unwrap()],
             max_line_bytes: 1024,
             poll_interval: Duration::from_millis(10),
             force_polling: true,
@@ -1036,7 +1037,7 @@ mod tests {
         let log = d.path().join("0.log");
         append(&log, "a\n");
         let mut cfg = config(d.path());
-        cfg.globs = vec![format!("{}/*", d.path().display())];
+        cfg.globs = vec![discover::Glob::new(&format!("{}/*", d.path().display())).unwrap()];
         let mut t = Tailer::new(cfg, Vec::new());
         let mut rec = Recorder::default();
         t.pass(&mut rec);
@@ -1068,7 +1069,7 @@ mod tests {
         let log = d.path().join("0.log");
         append(&log, "a\nb\n");
         let mut cfg = config(d.path());
-        cfg.globs = vec![format!("{}/*", d.path().display())];
+        cfg.globs = vec![discover::Glob::new(&format!("{}/*", d.path().display())).unwrap()];
         let mut t = Tailer::new(cfg, Vec::new());
         let mut rec = Recorder::default();
         t.pass(&mut rec);

@@ -63,7 +63,7 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a web config was rejected. Each message names the file, the key and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read the web config file {path}: {source} (check --web.config.file / web_config_file)")]
+    #[error("cannot read the web config file {path} (check --web.config.file / web_config_file)")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -76,7 +76,7 @@ pub enum WebConfigError {
         key: String,
         reason: String,
     },
-    #[error("web config file {path}: `{key}`: cannot read {file}: {source} (the path is relative to the web config file's directory)")]
+    #[error("web config file {path}: `{key}`: cannot read {file} (the path is relative to the web config file's directory)")]
     ReadReferenced {
         path: PathBuf,
         key: &'static str,

@@ -215,7 +215,7 @@ impl WebRuntime {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "web config changed but is invalid; the previous one stays in force");
+                tracing::warn!(error = %crate::error::chain(&e), "web config changed but is invalid; the previous one stays in force");
                 *rejected = Some(now);
             }
         }

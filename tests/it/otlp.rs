@@ -260,7 +260,7 @@ async fn pushes_the_same_series_as_metrics_with_otel_conventions() {
     let tree = LogTree::new();
     std::fs::create_dir_all(tree.pods()).unwrap();
     let cfg = agent_config(&tree, &receiver.base_url(), Duration::from_millis(200));
-    cfg.validate().unwrap();
+    let cfg = litellm_sentinel::config::Settings::try_from(cfg).unwrap();
     let agent = Agent::start(cfg, vec![]).await.unwrap();
     write_burst(&tree);
 
@@ -796,47 +796,4 @@ async fn https_to_an_untrusted_server_fails_and_is_counted() {
         "a request got through"
     );
     assert!(*receiver.handshakes_failed.lock().unwrap() >= 1);
-}
-
-/// The config file's `otlp_endpoint` / `otlp_interval` are checked at load,
-/// and what passes builds the pusher's settings.
-#[test]
-fn config_keys_validate_like_the_pusher() {
-    let c = Config::from_toml(
-        "otlp_endpoint = \"http://otel-collector:4318\"\notlp_interval = \"15s\"\n",
-    )
-    .unwrap();
-    c.validate().unwrap();
-    let o = litellm_sentinel::otlp::OtlpConfig::from_lookup(
-        c.otlp_endpoint.clone(),
-        c.otlp_interval.0,
-        |_| None,
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(o.endpoint, "http://otel-collector:4318/v1/metrics");
-    assert_eq!(o.interval, Duration::from_secs(15));
-    let https = Config {
-        otlp_endpoint: Some("https://otlp.example.com".into()),
-        ..Config::default()
-    };
-    https.validate().unwrap();
-    let bad = Config {
-        otlp_endpoint: Some("ftp://otel-collector:4318".into()),
-        ..Config::default()
-    };
-    let msg = bad.validate().unwrap_err().to_string();
-    assert!(
-        msg.starts_with("`otlp_endpoint`") && msg.contains("http://"),
-        "{msg}"
-    );
-    let zero = Config {
-        otlp_interval: HumanDuration(Duration::ZERO),
-        ..Config::default()
-    };
-    assert!(zero
-        .validate()
-        .unwrap_err()
-        .to_string()
-        .contains("otlp_interval"));
 }

@@ -489,6 +489,44 @@ fn check_config_rejects_unknown_keys_and_prints_effective_config() {
         text.contains("quiet_period") && text.contains("llm:***@db") && !text.contains("hunter2"),
         "{text}"
     );
+    // The effective settings: what was compiled, and what the conversion resolved.
+    assert!(
+        text.starts_with("# effective configuration\n# rules: ")
+            && text.contains("compiled (built-in)")
+            && text.contains("tailing: yes; probes: database")
+            && text.contains("discover_engine = false"),
+        "{text}"
+    );
+    // What it prints is itself a config that converts to the same settings.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, text.as_bytes()).expect("write");
+    let out = Command::new(support::bin())
+        .args(["check-config"])
+        .arg(&again)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+    // A conversion error names the key and what to do, and nothing twice.
+    let bad = dir.path().join("listen.toml");
+    std::fs::write(&bad, "listen = \"localhost\"\n").expect("write");
+    let out = Command::new(support::bin())
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: `listen`: `localhost` is not host:port")
+            && err.contains("e.g. 0.0.0.0:9464"),
+        "{err}"
+    );
+    assert_eq!(err.matches("invalid socket address").count(), 1, "{err}");
 }
 
 #[test]
