@@ -491,26 +491,32 @@ fn check_config_rejects_unknown_keys_and_prints_effective_config() {
     );
 }
 
-#[test]
-fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
+/// `demo` with short delays on a free port; returns its output.
+fn run_demo(extra: &[&str]) -> std::process::Output {
     let port = support::free_port();
-    let out = Command::new(support::bin())
+    Command::new(support::bin())
         .args([
             "demo",
-            "--pods",
-            "2",
             "--min-engine-delay",
             "1s",
             "--max-engine-delay",
             "2s",
             "--tick",
             "100ms",
+            "--quiet-period",
+            "1s",
             "--no-live",
             "--listen",
         ])
         .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
         .output()
-        .expect("demo");
+        .expect("demo")
+}
+
+#[test]
+fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
+    let out = run_demo(&["--pods", "3"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -521,9 +527,166 @@ fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
         stdout.contains("All counts match what was simulated"),
         "{stdout}"
     );
+    // The three set-ups: both LiteLLM families with a sidecar, and a
+    // logs-only pod (the node DaemonSet path).
+    for heading in [
+        "LiteLLM 1.83.14, sidecar probe",
+        "LiteLLM 1.110.2, sidecar probe",
+        "LiteLLM 1.83.14, logs only (node DaemonSet, no sidecar)",
+    ] {
+        assert!(stdout.contains(heading), "no pod {heading:?}:\n{stdout}");
+    }
+    let lines: Vec<&str> = stdout.lines().collect();
+    let checks: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("    ok ") || l.starts_with("    FAIL "))
+        .collect();
+    assert!(checks.len() >= 30, "{stdout}");
+    assert!(checks.iter().all(|l| l.starts_with("    ok ")), "{stdout}");
+    // Gaps: two from the probe, one from the logs, each against the bind.
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|l| l.contains("start-up gap (probe)"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|l| l.contains("start-up gap (logs)"))
+            .count(),
+        1,
+        "{stdout}"
+    );
+    // 1.83 drops batches, 1.110 re-queues them: both appear with numbers.
+    let value = |what: &str, nth: usize| -> u64 {
+        let l = checks
+            .iter()
+            .filter(|l| l.contains(what))
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no {what:?} #{nth}: {stdout}"));
+        let rest = &l[l.find(what).unwrap() + what.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(value("spend batches dropped", 0) > 0, "{stdout}");
+    assert_eq!(value("spend batches dropped", 1), 0, "{stdout}");
+    assert!(value("spend rows re-queued", 1) > 0, "{stdout}");
+    assert_eq!(value("spend rows re-queued", 0), 0, "{stdout}");
+    assert!(value("requests at risk", 2) > 0, "{stdout}");
+}
+
+#[test]
+fn demo_fails_and_names_what_differed_when_an_expectation_is_wrong() {
+    // A hidden test-only flag makes the demo expect one more lost row and a
+    // gap one second longer for its first pod: the check must catch both.
+    let out = run_demo(&[
+        "--pods",
+        "1",
+        "--check-skew",
+        "spend_rows_lost",
+        "--check-skew",
+        "gap",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("All counts match"), "{stdout}");
     assert!(
-        stdout.contains("(probe)"),
-        "gaps should be measured by the probe: {stdout}"
+        stdout.contains("2 of ") && stdout.contains("checks FAILED"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("2 of ") && stderr.contains("checks failed"),
+        "{stderr}"
+    );
+    // The lost-rows line names both numbers and the series; they differ by
+    // exactly the injected one, so the measured side is the agent's.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("spend rows lost: simulated "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("litellm_sentinel_spend_rows_lost_total{namespace=\"llm\",pod=\""),
+        "{line}"
+    );
+    let num = |after: &str| -> u64 {
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(num("simulated "), num("/metrics ") + 1, "{line}");
+    assert!(
+        stderr.contains("start-up gap (probe): simulated ")
+            && stderr.contains("last_startup_gap_seconds{namespace=\"llm\",pod=\""),
+        "{stderr}"
+    );
+    // Every other check passed.
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("    FAIL "))
+            .count()
+            == 2,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn demo_help_explains_what_it_does_and_every_flag() {
+    let out = Command::new(support::bin())
+        .args(["demo", "--help"])
+        .output()
+        .expect("demo --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "rolling deploy",
+        "1.83.14",
+        "1.110.2",
+        "logs only",
+        "/metrics",
+        "bind",
+        "Exit status",
+        "Ctrl-C",
+        "--pods",
+        "--min-engine-delay",
+        "--max-engine-delay",
+        "--tick",
+        "--quiet-period",
+        "--seed",
+        "--listen",
+        "--dir",
+        "--no-live",
+        "--keep",
+        "--link",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("check-skew"),
+        "a test-only flag is shown:\n{text}"
+    );
+    // A wrong test-only expectation name is a usage error, before anything runs.
+    let out = Command::new(support::bin())
+        .args([
+            "demo",
+            "--check-skew",
+            "nonsense",
+            "--listen",
+            "127.0.0.1:1",
+        ])
+        .output()
+        .expect("demo");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown check \"nonsense\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
