@@ -276,6 +276,10 @@ fn gap_check(plan: &PodPlan, played: &Played, m: &Exposition, tol: &Tolerance, s
                 simulated: format!("{truth:.3}s"),
                 measured: measured.map_or("absent".into(), |g| format!("{g:.3}s")),
                 meaning: match late {
+                    Some(d) if d < -EXACT => format!(
+                        "the probe saw the engine answer {:.0} ms before it bound its port: impossible, the gap is wrong",
+                        ms(-d)
+                    ),
                     Some(d) => format!(
                         "the proxy took traffic {truth:.2} s before its engine bound; the probe saw it {:.0} ms after the bind (allowed: one {:.0} ms probe interval + {:.0} ms)",
                         ms(d),

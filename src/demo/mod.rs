@@ -354,8 +354,8 @@ fn print_summary(plans: &[PodPlan], played: &[Played], checks: &[Vec<Check>], m:
         "\nSummary: what the demo simulated = what the agent's /metrics say (scraped over HTTP)"
     );
     println!(
-        "    {:<4} {:<28} {:>9}   {:<9} {}",
-        "", "", "simulated", "/metrics", "meaning"
+        "    {:<4} {:<28} {:>9}   {:<9} meaning",
+        "", "", "simulated", "/metrics"
     );
     for ((plan, p), cs) in plans.iter().zip(played).zip(checks) {
         println!("  {}", check::pod_heading(plan, p));
