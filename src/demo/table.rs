@@ -20,7 +20,7 @@ const LEGEND: &[&str] = &[
     "DROPPED    spend-log batches LiteLLM dropped: requests that are never billed",
     "LOST       spend-log rows in the dropped batches; REQUEUED: rows put back on the queue (not lost)",
     "MISSES     budget lookups that failed: the budget cache stays empty, every request hits the DB",
-    "AT RISK    requests served inside the gap (their spend may be lost)",
+    "AT RISK    requests served inside the gap (their spend may be lost); counted when the gap closes",
     "DB ERRORS  failed database calls (httpx.ConnectError: All connection attempts failed)",
 ];
 
@@ -102,7 +102,12 @@ pub fn table(plans: &[PodPlan], m: &Exposition, now: Timestamp) -> Vec<String> {
             n("spend_rows_lost_total"),
             n("spend_rows_requeued_total"),
             n("budget_cache_misses_total"),
-            n("requests_during_gap_total"),
+            // Attributed when the gap closes (until then: …).
+            if in_gap {
+                "…".to_string()
+            } else {
+                n("requests_during_gap_total").to_string()
+            },
             db_errors
         ));
     }
@@ -194,6 +199,10 @@ mod tests {
         .unwrap();
         let t = table(&plans, &m, Timestamp::from_secs_f64(103.5));
         assert!(t[1].contains("IN GAP") && t[1].contains("3.5s…"), "{t:?}");
+        assert!(
+            t[1].contains(" … "),
+            "requests at risk are counted at the close: {t:?}"
+        );
         assert!(t[2].contains("ready") && t[2].contains("7.25s"), "{t:?}");
         assert!(t[2].trim_end().ends_with(" 7"), "DB errors summed: {t:?}");
         assert!(t[3].contains("starting"), "{t:?}");
