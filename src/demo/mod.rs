@@ -254,8 +254,15 @@ async fn deploy(
     began: Instant,
 ) -> Result<()> {
     let started = Arc::new(AtomicUsize::new(0));
-    let printer = (!opts.no_live)
-        .then(|| spawn_table_printer(agent.addr, header.to_vec(), plans.to_vec(), started.clone()));
+    // Stops redrawing when `deploy` ends, however it ends (an error stays on screen).
+    let printer = (!opts.no_live).then(|| {
+        AbortOnDrop(Some(spawn_table_printer(
+            agent.addr,
+            header.to_vec(),
+            plans.to_vec(),
+            started.clone(),
+        )))
+    });
     let mut played: Vec<Played> = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
         let engine = EngineStandin::start(StandinOptions {
@@ -312,7 +319,8 @@ async fn deploy(
     .await
     .context("cannot read the agent's /metrics")?;
     if let Some(p) = printer {
-        p.abort();
+        // Wait until it has stopped: a redraw must not clear the summary.
+        p.stop().await;
     }
     let checks = checks_of(&last, skews);
     println!();
@@ -458,6 +466,28 @@ fn spawn_table_printer(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits until it no longer runs.
+    async fn stop(mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+            // A cancelled task's JoinError is the expected outcome.
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
 }
 
 /// A temporary directory removed on drop (no extra crate in the binary).

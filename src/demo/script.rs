@@ -413,3 +413,94 @@ pub fn after_gap(w: &mut CriWriter, serial: u64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_log(family: Family, f: impl FnOnce(&mut Pod<'_>)) -> (String, Truth, Option<Timestamp>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut w = CriWriter::create(&path).unwrap();
+        let mut pod = Pod {
+            w: &mut w,
+            family,
+            truth: Truth::default(),
+            last_failure_at: None,
+        };
+        f(&mut pod);
+        let (truth, last) = (pod.truth, pod.last_failure_at);
+        (std::fs::read_to_string(&path).unwrap(), truth, last)
+    }
+
+    #[test]
+    fn a_failed_spend_batch_is_dropped_by_1_83_and_requeued_by_1_110() {
+        for family in [Family::V1_83, Family::V1_110] {
+            let (text, truth, _) = pod_log(family, |p| {
+                for attempt in 1..=4 {
+                    p.spend_write(attempt, 17).unwrap();
+                }
+            });
+            let wording = match family {
+                Family::V1_83 => "DB connection error",
+                Family::V1_110 => "transient DB error",
+            };
+            assert!(
+                text.contains(&format!(
+                    "Spend tracking - {wording} writing spend logs, retry 4/3. logs_count=17"
+                )),
+                "{text}"
+            );
+            assert!(text.contains("Error in spend logs queue monitor"), "{text}");
+            assert_eq!(truth.db_connect_errors["spend_logs_queue"], 5);
+            match family {
+                Family::V1_83 => {
+                    assert_eq!(
+                        (truth.spend_batches_dropped, truth.spend_rows_lost),
+                        (1, 17)
+                    );
+                    assert_eq!(truth.spend_rows_requeued, 0);
+                    assert!(text.contains("\x1b[92m"), "1.83 colours its lines");
+                }
+                Family::V1_110 => {
+                    assert_eq!((truth.spend_batches_dropped, truth.spend_rows_lost), (0, 0));
+                    assert_eq!(truth.spend_rows_requeued, 17);
+                    assert!(!text.contains('\x1b'), "1.110 does not colour off a TTY");
+                }
+            }
+            // Every record is a CRI line with a µs timestamp.
+            for line in text.lines() {
+                let (ts, rest) = line.split_once(' ').unwrap();
+                assert!(Timestamp::parse_rfc3339(ts.as_bytes()).is_some(), "{line}");
+                assert!(
+                    rest.starts_with("stderr F ") || rest.starts_with("stdout F "),
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_beat_logs_its_request_before_its_failures() {
+        let (text, truth, last) = pod_log(Family::V1_83, |p| {
+            let mut rows = Rng(7);
+            let mut batch = 0;
+            p.beat(0, 1, &mut rows, &mut batch).unwrap();
+        });
+        let request = text.find("POST /v1/chat/completions").unwrap();
+        let budget = text.find("Budget lookup failed").unwrap();
+        assert!(request < budget, "{text}");
+        assert_eq!(truth.requests_during_gap, 1);
+        assert_eq!(truth.budget_cache_misses, 1);
+        // The request's record time is not after the beat's last failure.
+        let req_line = text.lines().find(|l| l.contains("POST /v1")).unwrap();
+        let req_ts =
+            Timestamp::parse_rfc3339(req_line.split(' ').next().unwrap().as_bytes()).unwrap();
+        assert!(last.unwrap() >= req_ts);
+        assert_eq!(
+            truth.db_connect_errors.values().sum::<u64>(),
+            3,
+            "budget lookup, get_generic_data, spend retry 1/3: {truth:?}"
+        );
+    }
+}
