@@ -125,21 +125,25 @@ const SETUPS: [(Family, Watch); 3] = [
     (Family::V1_83, Watch::LogsOnly),
 ];
 
-/// What keeps running until the demo ends: the engines and the sidecar probes.
+/// What keeps running until the demo ends: the engines, the sidecar probes
+/// and the pods' logs.
 #[derive(Default)]
 struct Fleet {
     engines: Vec<EngineStandin>,
     probes: Vec<tokio::task::JoinHandle<()>>,
+    logs: Vec<CriWriter>,
 }
 
 impl Fleet {
-    async fn stop(self) {
+    /// Stops the probes and engines; returns the logs, still open.
+    async fn stop(self) -> Vec<CriWriter> {
         for p in self.probes {
             p.abort();
         }
         for e in self.engines {
             e.shutdown().await;
         }
+        self.logs
     }
 }
 
@@ -236,8 +240,22 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         interrupt.recv().await;
         println!("\ninterrupted: stopping the agent and cleaning up");
     }
-    fleet.stop().await;
+    let logs = fleet.stop().await;
     agent.shutdown().await;
+    // The pods end with the demo: their logs say so as Uvicorn does, after
+    // the agent stopped reading, so `report` over them sees complete runs.
+    for mut w in logs {
+        if let Err(e) = script::shut_down(&mut w) {
+            tracing::warn!(error = %e, "cannot finish a simulated log");
+        }
+    }
+    if let (Some(dir), Ok(())) = (&opts.dir, &result) {
+        println!(
+            "\nThe logs stay in {}: `litellm-sentinel report {}` tells the same story after the fact (gaps estimated from the logs).",
+            dir.display(),
+            pods_dir.display()
+        );
+    }
     result
 }
 
@@ -293,6 +311,7 @@ async fn deploy(
                 .context("cannot read the agent's /metrics")?;
         }
         script::after_gap(&mut w, i as u64)?;
+        fleet.logs.push(w);
         played.push(p);
     }
     // Wait until the agent has read everything and closed every gap (the

@@ -414,6 +414,15 @@ pub fn after_gap(w: &mut CriWriter, serial: u64) -> Result<()> {
     Ok(())
 }
 
+/// The pod is stopped (the demo ends): Uvicorn's shutdown lines.
+pub fn shut_down(w: &mut CriWriter) -> Result<()> {
+    w.write(
+        "stderr",
+        "INFO:     Shutting down\nINFO:     Waiting for application shutdown.\nINFO:     Application shutdown complete.\nINFO:     Finished server process [1]",
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -516,7 +516,9 @@ fn run_demo(extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
-    let out = run_demo(&["--pods", "3"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let dir_arg = dir.path().to_str().expect("utf-8 path").to_string();
+    let out = run_demo(&["--pods", "3", "--dir", &dir_arg]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -575,6 +577,30 @@ fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
     assert!(value("spend rows re-queued", 1) > 0, "{stdout}");
     assert_eq!(value("spend rows re-queued", 0), 0, "{stdout}");
     assert!(value("requests at risk", 2) > 0, "{stdout}");
+    // The logs stay (--dir) and the post-mortem over them agrees with the
+    // live agent on the money: batches, rows, requests at risk.
+    assert!(stdout.contains("litellm-sentinel report "), "{stdout}");
+    let rollout = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("Across the rollout:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<u64> = rollout
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let v = report_json(&dir.path().join("pods"));
+    let t = &v["totals"];
+    assert_eq!(
+        numbers,
+        [
+            t["spend_batches_dropped"].as_u64().unwrap(),
+            t["spend_rows_lost"].as_u64().unwrap(),
+            t["spend_rows_requeued"].as_u64().unwrap(),
+            t["requests_during_gap"].as_u64().unwrap(),
+        ],
+        "{rollout}\n{t}"
+    );
+    assert_eq!(t["proxy_starts"], 3, "{t}");
 }
 
 #[test]
