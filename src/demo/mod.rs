@@ -64,7 +64,11 @@ probe interval) and the log gap against the last DB failure (one log beat),
 printing one line per number. Exit status: 0 all checks passed, 1 a check
 failed (the line says simulated vs /metrics and the series) or the demo
 could not run. Ctrl-C stops it cleanly at any time. The default run takes
-about 25 s.";
+about 25 s.
+
+--dir DIR keeps the simulated logs: `litellm-sentinel report DIR/pods` then
+gives the post-mortem of the same rollout. --keep goes on serving /metrics
+(for a Prometheus: `make demo-stack`).";
 
 /// Options of the demo.
 #[derive(Clone, Debug, clap::Args)]
@@ -249,12 +253,17 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             tracing::warn!(error = %e, "cannot finish a simulated log");
         }
     }
-    if let (Some(dir), Ok(())) = (&opts.dir, &result) {
-        println!(
-            "\nThe logs stay in {}: `litellm-sentinel report {}` tells the same story after the fact (gaps estimated from the logs).",
-            dir.display(),
-            pods_dir.display()
-        );
+    if result.is_ok() && !interrupted {
+        match &opts.dir {
+            Some(dir) => println!(
+                "\nThe logs stay in {}: `litellm-sentinel report {}` tells the same story after the fact (gaps estimated from the logs).",
+                dir.display(),
+                pods_dir.display()
+            ),
+            None => println!(
+                "\nNext: `demo --dir DIR` keeps these logs for `litellm-sentinel report`; deploy/ and `litellm-sentinel inject` put the agent on your cluster."
+            ),
+        }
     }
     result
 }
