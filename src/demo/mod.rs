@@ -193,6 +193,12 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     let began = Instant::now();
     let tmp;
     let root = match &opts.dir {
+        // A second run into the same tree would append to the first run's
+        // logs and resume its checkpoint: its numbers would be doubled.
+        Some(d) if d.join("pods").exists() || d.join("state.json").exists() => bail!(
+            "--dir {} holds an earlier demo's logs or state: remove it or choose another directory",
+            d.display()
+        ),
         Some(d) => d.clone(),
         None => {
             tmp = tempfile_dir()?;

@@ -601,6 +601,14 @@ fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
         "{rollout}\n{t}"
     );
     assert_eq!(t["proxy_starts"], 3, "{t}");
+    // A second run into the same tree would double every number: refused.
+    let again = run_demo(&["--pods", "1", "--dir", &dir_arg]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("holds an earlier demo's logs"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]
