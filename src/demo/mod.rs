@@ -182,8 +182,14 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
     if opts.max_engine_delay.0 < opts.min_engine_delay.0 {
         bail!("--max-engine-delay must not be shorter than --min-engine-delay");
     }
+    if opts.min_engine_delay.0 < Duration::from_millis(100) {
+        bail!("--min-engine-delay must be at least 100ms: the race needs an engine that binds after the proxy takes traffic");
+    }
     if opts.tick.0.is_zero() {
         bail!("--tick must be longer than 0");
+    }
+    if opts.quiet_period.0 < 2 * opts.tick.0 {
+        bail!("--quiet-period must be at least twice --tick: a logs-only gap would end between two beats of its own errors");
     }
     let skews = opts
         .check_skews
