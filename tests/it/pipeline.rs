@@ -705,23 +705,33 @@ fn demo_help_explains_what_it_does_and_every_flag() {
         !text.contains("check-skew"),
         "a test-only flag is shown:\n{text}"
     );
-    // A wrong test-only expectation name is a usage error, before anything runs.
-    let out = Command::new(support::bin())
-        .args([
-            "demo",
-            "--check-skew",
-            "nonsense",
-            "--listen",
-            "127.0.0.1:1",
-        ])
-        .output()
-        .expect("demo");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown check \"nonsense\""),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Options the check could not hold are refused before anything runs
+    // (a wrong test-only expectation name too).
+    for (args, says) in [
+        (
+            &["--check-skew", "nonsense"][..],
+            "unknown check \"nonsense\"",
+        ),
+        (
+            &["--min-engine-delay", "0s"][..],
+            "--min-engine-delay must be at least 100ms",
+        ),
+        (
+            &["--tick", "2s", "--quiet-period", "3s"][..],
+            "--quiet-period must be at least twice --tick",
+        ),
+        (&["--pods", "0"][..], "--pods must be at least 1"),
+    ] {
+        let out = Command::new(support::bin())
+            .arg("demo")
+            .args(args)
+            .args(["--listen", "127.0.0.1:1"])
+            .output()
+            .expect("demo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
