@@ -46,22 +46,40 @@ pub fn header_lines(pods: usize, addr: SocketAddr, logs: &Path, links: &[String]
 
 const P: &str = "litellm_sentinel_";
 
+/// The table's columns: heading and width (negative: left-aligned).
+const COLUMNS: [(&str, i8); 11] = [
+    ("POD", -22),
+    ("LITELLM", -8),
+    ("WATCHED", -8),
+    ("STATE", -8),
+    ("GAP", 8),
+    ("DROPPED", 7),
+    ("LOST", 5),
+    ("REQUEUED", 8),
+    ("MISSES", 6),
+    ("AT RISK", 7),
+    ("DB ERRORS", 9),
+];
+
+fn row(cells: [String; 11]) -> String {
+    let mut out = String::new();
+    for (i, (cell, (_, width))) in cells.iter().zip(COLUMNS).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let w = usize::from(width.unsigned_abs());
+        if width < 0 {
+            out.push_str(&format!("{cell:<w$}"));
+        } else {
+            out.push_str(&format!("{cell:>w$}"));
+        }
+    }
+    out
+}
+
 /// The table of the pods started so far, from one scrape.
 pub fn table(plans: &[PodPlan], m: &Exposition, now: Timestamp) -> Vec<String> {
-    let mut out = vec![format!(
-        "{:<22} {:<8} {:<8} {:<8} {:>8} {:>7} {:>5} {:>8} {:>6} {:>7} {:>9}",
-        "POD",
-        "LITELLM",
-        "WATCHED",
-        "STATE",
-        "GAP",
-        "DROPPED",
-        "LOST",
-        "REQUEUED",
-        "MISSES",
-        "AT RISK",
-        "DB ERRORS"
-    )];
+    let mut out = vec![row(COLUMNS.map(|(h, _)| h.to_string()))];
     for plan in plans {
         let with = [
             ("namespace", plan.pod.namespace.as_str()),
@@ -88,28 +106,28 @@ pub fn table(plans: &[PodPlan], m: &Exposition, now: Timestamp) -> Vec<String> {
             .select(&format!("{P}db_connect_errors_total"), &with)
             .map(|s| s.value)
             .sum();
-        out.push(format!(
-            "{:<22} {:<8} {:<8} {:<8} {:>8} {:>7} {:>5} {:>8} {:>6} {:>7} {:>9}",
-            plan.pod.pod,
-            plan.family.version(),
+        out.push(row([
+            plan.pod.pod.clone(),
+            plan.family.version().into(),
             match plan.watch {
                 Watch::Sidecar => "sidecar",
                 Watch::LogsOnly => "logs",
-            },
-            state,
+            }
+            .into(),
+            state.into(),
             gap,
-            n("spend_batches_dropped_total"),
-            n("spend_rows_lost_total"),
-            n("spend_rows_requeued_total"),
-            n("budget_cache_misses_total"),
+            n("spend_batches_dropped_total").to_string(),
+            n("spend_rows_lost_total").to_string(),
+            n("spend_rows_requeued_total").to_string(),
+            n("budget_cache_misses_total").to_string(),
             // Attributed when the gap closes (until then: …).
             if in_gap {
                 "…".to_string()
             } else {
                 n("requests_during_gap_total").to_string()
             },
-            db_errors
-        ));
+            db_errors.to_string(),
+        ]));
     }
     out
 }
@@ -138,19 +156,7 @@ mod tests {
             "{text}"
         );
         let columns = table(&[], &Exposition::default(), Timestamp(0));
-        for column in [
-            "POD",
-            "LITELLM",
-            "WATCHED",
-            "STATE",
-            "GAP",
-            "DROPPED",
-            "LOST",
-            "REQUEUED",
-            "MISSES",
-            "AT RISK",
-            "DB ERRORS",
-        ] {
+        for (column, _) in COLUMNS {
             assert!(columns[0].contains(column), "{columns:?}");
             assert!(
                 h.iter().any(
