@@ -735,6 +735,45 @@ fn demo_help_explains_what_it_does_and_every_flag() {
 }
 
 #[test]
+fn demo_live_table_redraws_from_metrics_and_never_clears_the_summary() {
+    let port = support::free_port();
+    let out = Command::new(support::bin())
+        .args([
+            "demo",
+            "--pods",
+            "1",
+            "--min-engine-delay",
+            "1500ms",
+            "--max-engine-delay",
+            "1500ms",
+            "--tick",
+            "100ms",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // The first redraw comes at once; each one repeats the URLs and legend.
+    let frames: Vec<&str> = stdout.split("\x1b[2J\x1b[H").collect();
+    assert!(frames.len() >= 2, "no redraw: {stdout}");
+    for frame in &frames[1..frames.len() - 1] {
+        assert!(
+            frame.contains("/metrics") && frame.contains("AT RISK "),
+            "{frame}"
+        );
+        assert!(frame.contains("POD "), "{frame}");
+    }
+    // The last frame ends with the final table and the whole summary.
+    let last = frames.last().unwrap();
+    assert!(
+        last.contains("Summary:") && last.contains("All counts match"),
+        "{last}"
+    );
+}
+
+#[test]
 fn demo_stops_cleanly_on_ctrl_c() {
     use std::io::{BufRead, BufReader};
     let port = support::free_port();
