@@ -28,7 +28,10 @@ const LEGEND: &[&str] = &[
 /// redraw, so clearing the screen never hides where to look.
 pub fn header_lines(pods: usize, addr: SocketAddr, logs: &Path, links: &[String]) -> Vec<String> {
     let mut out = vec![
-        format!("litellm-sentinel demo: rolling deploy of {pods} LiteLLM pods, watched by the real agent"),
+        format!(
+            "litellm-sentinel demo: rolling deploy of {pods} LiteLLM pod{}, watched by the real agent",
+            if pods == 1 { "" } else { "s" }
+        ),
         format!("  metrics: http://{addr}/metrics   pods: http://{addr}/api/v1/pods"),
     ];
     for link in links {
