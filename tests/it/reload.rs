@@ -146,6 +146,10 @@ fn a_reload_compiles_the_rule_pack_once() {
     wait_until("rejected reload", Duration::from_secs(20), || {
         agent.value(RELOADS, &[("result", "failure")]) >= 1.0
     });
+    // The counter moves just before the ERROR line is written.
+    wait_until("the rejection logged", Duration::from_secs(20), || {
+        agent.log_text().contains("configuration rejected")
+    });
     assert_eq!(compiles(), 3, "{}", agent.log_text());
     let log = agent.log_text();
     assert!(
