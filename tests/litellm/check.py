@@ -402,6 +402,12 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
                     f"{len(during)} polls between kill and re-bind: "
                     f"{sorted({p.get('status') for p in during}, key=str)}")
     pod = parse_sidecar_pod(capdir, truth)
+    if acc is None:
+        # never accepted: no start; the pod may be listed (probes ran) or not
+        if pod is not None:
+            c.eq("sidecar: no start without an accepted connection",
+                 len(pod.get("starts") or []), 0)
+        return
     c.check("sidecar: the pod in /api/v1/pods", pod is not None,
             f"namespace {truth['namespace']}, pod {truth['pod']}")
     if pod is None:
@@ -422,9 +428,6 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
         c.eq("sidecar: LiteLLM version from /health/readiness", engines.get("litellm_version"),
              said[-1])
     starts = pod.get("starts") or []
-    if acc is None:
-        c.eq("sidecar: no start without an accepted connection", len(starts), 0)
-        return
     c.eq("sidecar: one start", len(starts), 1)
     if not starts:
         return

@@ -687,6 +687,9 @@ class Run:
             pass
         finally:
             self.stop_traffic.set()
+            if sidecar is not None and "sidecar_snapshot" not in truth:
+                # the run ended early (no accept): what the sidecar says then
+                truth["sidecar_snapshot"] = sidecar.snapshot()
             stopped_at = now()
             if proc.poll() is None:
                 # as the kubelet stops a container: SIGTERM to PID 1 only (the
