@@ -336,6 +336,18 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
             f"{len(answered)} of {len(polls)} polls answered 200/503")
     if not answered:
         return
+    spawned = [e for e in truth["engines"] if e.get("spawn_at") is not None]
+    if spawned:
+        # what the sidecar's discovery reads must be what a real engine shows:
+        # prisma-client-py's argv (src/prisma/engine/_query.py) and the
+        # kernel's 15-byte comm of `query-engine-debian-openssl-3.0.x`
+        unlike = [e["pid"] for e in spawned
+                  if e.get("comm") != "query-engine-de" or not e.get("cmdline")
+                  or Path(e["cmdline"][0]).name != "query-engine-debian-openssl-3.0.x"
+                  or e["cmdline"][1:] != ["-p", str(e.get("port")), "--enable-metrics",
+                                          "--enable-raw-queries"]]
+        c.check("stand-in engines look like the real engine in /proc (cmdline, comm)",
+                not unlike, f"{len(spawned)} spawned, unlike a real engine: {unlike}")
     ready = every_worker_ready_at(truth)
     acc = truth.get("first_accepted")
     m = parse_metrics((capdir / "sidecar-metrics.txt").read_text()) \
