@@ -56,6 +56,19 @@ def run_version(version: str, scenarios: list[str], live_agent: Path | None,
     return p.returncode
 
 
+def pod_preflight() -> str | None:
+    """Why pod.py cannot make a pod here (None: it can)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="litellm-e2e-preflight") as d:
+        (Path(d) / "proc").mkdir()
+        p = subprocess.run([sys.executable, str(HERE / "pod.py"), "--proc", f"{d}/proc", "--",
+                            "test", "-e", f"{d}/proc/1/cmdline"],
+                           capture_output=True, text=True, timeout=60)
+    if p.returncode == 0:
+        return None
+    return (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", action="append", choices=sorted(envmod.RELEASES))
@@ -81,6 +94,12 @@ def main() -> int:
     if a.fixtures:
         return check_dirs(binary, sorted(p for p in (HERE / "fixtures").iterdir()
                                           if (p / "truth.json").exists()), t0)
+    if not a.reuse and not a.no_sidecar:
+        why = pod_preflight()
+        if why:
+            print(f"test-litellm: the sidecar runs in a PID namespace of its own and cannot "
+                  f"here ({why}); run as root, or pass --no-sidecar", file=sys.stderr)
+            return 2
     if not a.reuse:
         # build environments first, in this process, so a registry outage
         # is reported once and clearly
