@@ -454,6 +454,14 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
         c.eq("sidecar: gap open at the end (no engine ever listened)", s.get("open"), True)
         return
     er = ts(s.get("engine_ready_at"))
+    last = ts(s.get("engines_last_ready_at"))
+    if last is not None:
+        # the first round in which every engine answered, whatever the proxy
+        # port did: the engine probe's own accuracy
+        lag = last - ready
+        c.check("sidecar: every engine answered within one probe interval of the last bind",
+                -0.05 <= lag <= fast + PROBE_SLACK_S,
+                f"engines_last_ready_at {_fmt(lag)} s after the bind (≤ {fast} + {PROBE_SLACK_S})")
     if ready > acc["response_at"]:
         # the bind record is written right after the socket listens: the
         # probe may get in a few ms before it
@@ -474,6 +482,14 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
     if "outage" in exp and exp["outage"].get("ended_at") is not None:
         o = exp["outage"]
         outages = s.get("outages") or []
+        if not outages and o["seconds"] < sc["probe_slow_interval"]:
+            why = (f"agent defect: the engine was down {o['seconds']:.1f} s, between two rounds "
+                   f"of the {sc['probe_slow_interval']:.0f} s slow interval, and /proc is not "
+                   "looked at in between: the kill is missed (src/probe/mod.rs run_loop, "
+                   "src/probe/engine.rs round)")
+            for name in ("sidecar: the engine kill is one probe outage",
+                         "sidecar: db_outage_seconds (probe) has the outage"):
+                c.agent_defects[name] = why
         c.eq("sidecar: the engine kill is one probe outage", len(outages), 1)
         hist = [v for (n, labels), v in m.items()
                 if n == "litellm_sentinel_db_outage_seconds_sum"
