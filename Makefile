@@ -71,12 +71,14 @@ image-test: image
 	bash scripts/test-image.sh
 
 # The real LiteLLM proxy from PyPI (two releases) against a real PostgreSQL,
-# checked against `report --json`. Cache: $$LITELLM_E2E_CACHE
+# checked against `report --json`, the live node agent and the agent as the pod's
+# sidecar (own PID namespace: needs root). Cache: $$LITELLM_E2E_CACHE
 # (default ~/.cache/litellm-sentinel-e2e); captures under target/litellm-e2e/.
 # `make test` runs three live scenarios per release (two-workers-json is in the
 # committed captures, checked by --fixtures: under CPU contention uvicorn kills
 # workers that miss its ping, so a live two-worker start can take minutes);
-# `make test-litellm-full` runs all four.
+# `make test-litellm-full` runs all four (two-workers-json: the sidecar with
+# two workers' engines).
 LITELLM_SCENARIOS ?= late-engine engine-kill engine-never
 test-litellm:
 	$(CARGO) build
