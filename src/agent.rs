@@ -441,7 +441,9 @@ fn spawn_pod_probes(
             let mut starts = 0;
             if let Ok(mut t) = tracker.lock() {
                 t.apply_probe(&pod, &o);
-                starts = t.pod(&pod).map_or(0, |p| p.counts.proxy_starts);
+                starts = t
+                    .pod(&pod)
+                    .map_or(0, |p| p.counts[crate::model::Counter::ProxyStarts]);
             }
             if let Ok(mut g) = gates.lock() {
                 g.observe(&pod, &o, starts);

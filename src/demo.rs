@@ -21,6 +21,7 @@ use crate::classify::Operation;
 use crate::config::{Config, HumanDuration, ReadFrom};
 use crate::engine_standin::{EngineStandin, StandinOptions};
 use crate::format::PodRef;
+use crate::model::{ConfigKind, Counter};
 use crate::probe::ProbeConfig;
 use crate::server::pod_views;
 use crate::time::Timestamp;
@@ -467,13 +468,13 @@ fn measured(agent: &Agent, pod: &PodRef) -> Option<Expected> {
     let t = agent.tracker.lock().ok()?;
     let c = &t.pod(pod)?.counts;
     Some(Expected {
-        proxy_starts: c.proxy_starts,
-        spend_batches_dropped: c.spend_batches_dropped,
-        budget_cache_misses: c.budget_cache_misses,
-        requests_during_gap: c.requests_during_gap,
-        deployment_load_failures: c.deployment_load_failures,
-        credential_load_failures: c.credential_load_failures,
-        engine_distro_fallbacks: c.engine_distro_fallbacks,
+        proxy_starts: c[Counter::ProxyStarts],
+        spend_batches_dropped: c[Counter::SpendBatchesDropped],
+        budget_cache_misses: c[Counter::BudgetCacheMisses],
+        requests_during_gap: c[Counter::RequestsDuringGap],
+        deployment_load_failures: c[Counter::ConfigLoadFailures(ConfigKind::Deployments)],
+        credential_load_failures: c[Counter::ConfigLoadFailures(ConfigKind::Credentials)],
+        engine_distro_fallbacks: c[Counter::EngineDistroFallbacks],
         db_connect_errors: Operation::ALL
             .iter()
             .map(|o| (o.as_str(), c.db_connect_errors_for(*o)))
@@ -539,9 +540,9 @@ fn print_views(views: &[crate::server::PodView]) {
             v.pod,
             state,
             gap,
-            c.spend_batches_dropped,
-            c.budget_cache_misses,
-            c.requests_during_gap,
+            c[Counter::SpendBatchesDropped],
+            c[Counter::BudgetCacheMisses],
+            c[Counter::RequestsDuringGap],
             c.db_connect_errors_total()
         );
     }

@@ -8,6 +8,7 @@
 //! tracker at scrape time. The tracker is checkpointed with the read offsets,
 //! so the exported counters continue across restarts instead of resetting.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
@@ -17,8 +18,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::classify::Operation;
-use crate::probe::{FailureReason, ProbeOutcome, Target};
+use crate::model::{Counter, FailureReason, Target};
+use crate::probe::ProbeOutcome;
 use crate::timeline::{GapHistogram, Tracker, GAP_BUCKETS};
 
 /// Every metric name starts with this.
@@ -207,36 +208,13 @@ impl Metrics {
 struct PodCollector {
     tracker: SharedTracker,
     descs: Vec<Desc>,
+    /// Family name → its row in [`POD_FAMILIES`].
+    index: HashMap<&'static str, usize>,
 }
 
-/// The pod families, in exposition order; `Family as usize` indexes [`POD_FAMILIES`].
-#[derive(Clone, Copy)]
-enum Family {
-    DbConnectErrors,
-    SpendBatchesDropped,
-    SpendRowsRequeued,
-    SpendRowsLost,
-    SpendUpdatesFailed,
-    BudgetCacheMisses,
-    ConfigLoadFailures,
-    EngineDistroFallback,
-    EngineRestarts,
-    ProxyStarts,
-    RequestsDuringGap,
-    LastStartupGap,
-    InStartupGap,
-    StartupGapOpenSince,
-    DbOutages,
-    InDbOutage,
-    RequestsDuringOutage,
-    EngineUp,
-    StartupGap,
-    DbOutageSeconds,
-    PodsTracked,
-    PodsDropped,
-}
-
-/// (name, help, type, variable labels) of every pod family, in [`Family`] order.
+/// (name, help, type, variable labels) of every pod family. A pod counter's
+/// family is the model's ([`Counter::family`]); each has its row here (a test
+/// checks), so a new counter needs one help line and nothing else.
 const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("db_connect_errors_total", "DB calls that failed because the query engine or database could not be reached, by operation (database: the database itself failed).", MetricType::COUNTER, &["namespace", "pod", "operation"]),
     ("spend_batches_dropped_total", "Spend-log batches LiteLLM dropped (unbilled spend; 1.83.x). Re-queued batches of 1.108+ are not counted here.", MetricType::COUNTER, &["namespace", "pod"]),
@@ -262,6 +240,35 @@ const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("pods_dropped_total", "Pod events dropped because the tracked-pod cap was reached.", MetricType::COUNTER, &[]),
 ];
 
+/// The families of the collector that are not pod counters.
+mod family {
+    pub const LAST_STARTUP_GAP: &str = "last_startup_gap_seconds";
+    pub const IN_STARTUP_GAP: &str = "in_startup_gap";
+    pub const STARTUP_GAP_OPEN_SINCE: &str = "startup_gap_open_since_timestamp_seconds";
+    pub const IN_DB_OUTAGE: &str = "in_db_outage";
+    pub const ENGINE_UP: &str = "engine_up";
+    pub const STARTUP_GAP: &str = "startup_gap_seconds";
+    pub const DB_OUTAGE_SECONDS: &str = "db_outage_seconds";
+    pub const PODS_TRACKED: &str = "pods_tracked";
+    pub const PODS_DROPPED: &str = "pods_dropped_total";
+}
+
+/// The samples of one scrape, by family (in [`POD_FAMILIES`] order).
+struct Samples<'a> {
+    index: &'a HashMap<&'static str, usize>,
+    by_family: Vec<Vec<proto::Metric>>,
+}
+
+impl Samples<'_> {
+    fn push(&mut self, family: &str, m: proto::Metric) {
+        match self.index.get(family) {
+            Some(&i) => self.by_family[i].push(m),
+            // Unreachable: `every_counter_family_has_a_row` checks the table.
+            None => debug_assert!(false, "no row for family {family}"),
+        }
+    }
+}
+
 impl PodCollector {
     fn new(tracker: SharedTracker) -> PodCollector {
         let descs = POD_FAMILIES
@@ -276,7 +283,16 @@ impl PodCollector {
                 .ok()
             })
             .collect();
-        PodCollector { tracker, descs }
+        let index = POD_FAMILIES
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.0, i))
+            .collect();
+        PodCollector {
+            tracker,
+            descs,
+            index,
+        }
     }
 }
 
@@ -343,50 +359,26 @@ impl Collector for PodCollector {
         let Ok(t) = self.tracker.lock() else {
             return Vec::new();
         };
-        let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
-        let mut push = |f: Family, m: proto::Metric| fams[f as usize].push(m);
+        let mut out = Samples {
+            index: &self.index,
+            by_family: vec![Vec::new(); POD_FAMILIES.len()],
+        };
         let mut pods: Vec<_> = t.pods().collect();
         pods.sort_by(|a, b| a.0.cmp(b.0));
         for (pod, p) in pods {
             let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
             let base = [("namespace", ns), ("pod", po)];
-            let c = &p.counts;
-            for op in Operation::ALL {
-                push(
-                    Family::DbConnectErrors,
-                    counter(
-                        &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
-                        c.db_connect_errors_for(op),
-                    ),
-                );
-            }
-            for (f, v) in [
-                (Family::SpendBatchesDropped, c.spend_batches_dropped),
-                (Family::SpendRowsRequeued, c.spend_rows_requeued),
-                (Family::SpendRowsLost, c.spend_rows_lost),
-                (Family::SpendUpdatesFailed, c.spend_updates_failed),
-                (Family::BudgetCacheMisses, c.budget_cache_misses),
-                (Family::EngineDistroFallback, c.engine_distro_fallbacks),
-                (Family::EngineRestarts, c.engine_restarts),
-                (Family::ProxyStarts, c.proxy_starts),
-                (Family::RequestsDuringGap, c.requests_during_gap),
-                (Family::DbOutages, c.db_outages),
-                (Family::RequestsDuringOutage, c.requests_during_outage),
-            ] {
-                push(f, counter(&base, v));
-            }
-            for (kind, v) in [
-                ("deployments", c.deployment_load_failures),
-                ("credentials", c.credential_load_failures),
-            ] {
-                push(
-                    Family::ConfigLoadFailures,
-                    counter(&[("namespace", ns), ("pod", po), ("kind", kind)], v),
-                );
+            for c in Counter::all() {
+                let v = p.counts[c];
+                let m = match c.label() {
+                    Some(label) => counter(&[base[0], base[1], label], v),
+                    None => counter(&base, v),
+                };
+                out.push(c.family(), m);
             }
             if let Some((gap, method)) = p.last_gap() {
-                push(
-                    Family::LastStartupGap,
+                out.push(
+                    family::LAST_STARTUP_GAP,
                     gauge(
                         &[("namespace", ns), ("pod", po), ("method", method.as_str())],
                         gap,
@@ -398,50 +390,48 @@ impl Collector for PodCollector {
                 .back()
                 .filter(|s| s.in_gap())
                 .and_then(|s| s.listening_at);
-            push(
-                Family::InStartupGap,
+            out.push(
+                family::IN_STARTUP_GAP,
                 gauge(&base, if p.in_gap() { 1.0 } else { 0.0 }),
             );
             if let Some(since) = gap_since {
-                push(
-                    Family::StartupGapOpenSince,
+                out.push(
+                    family::STARTUP_GAP_OPEN_SINCE,
                     gauge(&base, since.0 as f64 / 1e9),
                 );
             }
-            push(
-                Family::InDbOutage,
+            out.push(
+                family::IN_DB_OUTAGE,
                 gauge(&base, if p.in_outage() { 1.0 } else { 0.0 }),
             );
-            for (i, target) in Target::ALL.iter().enumerate() {
-                if let Some(up) = p.probe_up[i] {
-                    push(
-                        Family::EngineUp,
-                        gauge(
-                            &[("namespace", ns), ("pod", po), ("target", target.as_str())],
-                            if up { 1.0 } else { 0.0 },
-                        ),
-                    );
-                }
+            for (target, up) in &p.probe_up {
+                out.push(
+                    family::ENGINE_UP,
+                    gauge(
+                        &[("namespace", ns), ("pod", po), ("target", target.as_str())],
+                        if *up { 1.0 } else { 0.0 },
+                    ),
+                );
             }
         }
         for (family, hists) in [
-            (Family::StartupGap, t.histograms().collect::<Vec<_>>()),
-            (Family::DbOutageSeconds, t.outage_histograms().collect()),
+            (family::STARTUP_GAP, t.histograms().collect::<Vec<_>>()),
+            (family::DB_OUTAGE_SECONDS, t.outage_histograms().collect()),
         ] {
             let mut hists = hists;
             hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
             for (ns, method, h) in hists {
-                push(
+                out.push(
                     family,
                     histogram(&[("namespace", ns), ("method", method.as_str())], h),
                 );
             }
         }
-        push(Family::PodsTracked, gauge(&[], t.pods().count() as f64));
-        push(Family::PodsDropped, counter(&[], t.pods_dropped()));
+        out.push(family::PODS_TRACKED, gauge(&[], t.pods().count() as f64));
+        out.push(family::PODS_DROPPED, counter(&[], t.pods_dropped()));
         POD_FAMILIES
             .iter()
-            .zip(fams)
+            .zip(out.by_family)
             .filter(|(_, metrics)| !metrics.is_empty())
             .map(|((n, help, ty, _), metrics)| {
                 let mut f = MetricFamily::default();
@@ -452,5 +442,37 @@ impl Collector for PodCollector {
                 f
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_family_has_a_row_with_its_labels() {
+        for c in Counter::all() {
+            let row = POD_FAMILIES
+                .iter()
+                .find(|f| f.0 == c.family())
+                .unwrap_or_else(|| panic!("no row for {}", c.family()));
+            let mut want = vec!["namespace", "pod"];
+            want.extend(c.label().map(|l| l.0));
+            assert_eq!(row.3, want.as_slice(), "{}", c.family());
+            assert_eq!(row.2, MetricType::COUNTER, "{}", c.family());
+        }
+        for f in [
+            family::LAST_STARTUP_GAP,
+            family::IN_STARTUP_GAP,
+            family::STARTUP_GAP_OPEN_SINCE,
+            family::IN_DB_OUTAGE,
+            family::ENGINE_UP,
+            family::STARTUP_GAP,
+            family::DB_OUTAGE_SECONDS,
+            family::PODS_TRACKED,
+            family::PODS_DROPPED,
+        ] {
+            assert!(POD_FAMILIES.iter().any(|r| r.0 == f), "no row for {f}");
+        }
     }
 }

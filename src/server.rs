@@ -20,7 +20,6 @@ use serde::Serialize;
 use crate::format::PodRef;
 use crate::gate::{EngineView, SharedGates};
 use crate::metrics::{Metrics, SharedTracker};
-use crate::probe::Target;
 use crate::time::{RfcTimestamp, Timestamp};
 use crate::timeline::{Counts, Outage, PodTimeline};
 
@@ -567,7 +566,8 @@ async fn gate(State(s): State<AppState>) -> Response {
         .and_then(|g| g.config().pod.clone())
         .and_then(|pod| {
             let t = s.tracker.lock().ok()?;
-            t.pod(&pod).map(|p| p.counts.proxy_starts)
+            t.pod(&pod)
+                .map(|p| p.counts[crate::model::Counter::ProxyStarts])
         });
     let Ok(mut g) = s.gates.lock() else {
         return (
@@ -641,11 +641,7 @@ impl PodView {
             engine_ready_at: ts(latest.and_then(|s| s.engine_ready_at)),
             gap_seconds: latest.and_then(|s| s.gap_seconds),
             method: latest.map(|s| s.method.as_str()),
-            engine_up: Target::ALL
-                .iter()
-                .zip(p.probe_up)
-                .filter_map(|(t, up)| up.map(|u| (t.as_str(), u)))
-                .collect(),
+            engine_up: p.probe_up.iter().map(|(t, up)| (t.as_str(), *up)).collect(),
             counts: p.counts.clone(),
             starts: p
                 .starts

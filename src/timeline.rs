@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{ConfigKind, Event, EventKind, Operation};
-use crate::format::PodRef;
-use crate::probe::{FailureReason, ProbeOutcome, Target};
+pub use crate::model::Counts;
+use crate::model::{Counter, Event, EventKind, FailureReason, PodRef, Target};
+use crate::probe::ProbeOutcome;
 use crate::time::{RfcTimestamp, Timestamp};
 
 /// How a start-up gap was measured; the `method` label.
@@ -77,103 +77,36 @@ impl Default for TimelineConfig {
     }
 }
 
-/// Per-pod event counters (the `*_total` pod metrics).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// DB connect errors by operation (serialised by name; a v1 state file's
-    /// positional array is read too).
-    #[serde(deserialize_with = "ops::deserialize")]
-    pub db_connect_errors: BTreeMap<Operation, u64>,
-    pub spend_batches_dropped: u64,
-    pub spend_rows_requeued: u64,
-    pub spend_rows_lost: u64,
-    pub budget_cache_misses: u64,
-    pub deployment_load_failures: u64,
-    pub credential_load_failures: u64,
-    pub engine_distro_fallbacks: u64,
-    pub proxy_starts: u64,
-    pub requests_during_gap: u64,
-    #[serde(default)]
-    pub spend_updates_failed: u64,
-    #[serde(default)]
-    pub engine_restarts: u64,
-    #[serde(default)]
-    pub db_outages: u64,
-    #[serde(default)]
-    pub requests_during_outage: u64,
-}
-
-impl Counts {
-    /// DB connect errors of one operation.
-    pub fn db_connect_errors_for(&self, op: Operation) -> u64 {
-        self.db_connect_errors.get(&op).copied().unwrap_or(0)
-    }
-
-    /// All DB connect errors.
-    pub fn db_connect_errors_total(&self) -> u64 {
-        self.db_connect_errors.values().sum()
-    }
-
-    /// Adds another pod's counts (for totals).
-    pub fn add(&mut self, o: &Counts) {
-        for (op, n) in &o.db_connect_errors {
-            *self.db_connect_errors.entry(*op).or_default() += n;
-        }
-        self.spend_batches_dropped += o.spend_batches_dropped;
-        self.spend_rows_requeued += o.spend_rows_requeued;
-        self.spend_rows_lost += o.spend_rows_lost;
-        self.budget_cache_misses += o.budget_cache_misses;
-        self.deployment_load_failures += o.deployment_load_failures;
-        self.credential_load_failures += o.credential_load_failures;
-        self.engine_distro_fallbacks += o.engine_distro_fallbacks;
-        self.proxy_starts += o.proxy_starts;
-        self.requests_during_gap += o.requests_during_gap;
-        self.spend_updates_failed += o.spend_updates_failed;
-        self.engine_restarts += o.engine_restarts;
-        self.db_outages += o.db_outages;
-        self.requests_during_outage += o.requests_during_outage;
-    }
-}
-
-/// The operation map of [`Counts`], read from a map (v2) or the v1 array.
-mod ops {
+/// A pod's probe states, read by name (v2) or from the v1 array.
+mod probe_states {
     use std::collections::BTreeMap;
 
     use serde::{Deserialize, Deserializer};
 
-    use crate::classify::Operation;
+    use crate::model::Target;
 
-    /// The v1 state file's array order (before `database` existed).
-    const V1_ORDER: [Operation; 7] = [
-        Operation::SpendLogsQueue,
-        Operation::GetGenericData,
-        Operation::AddDeployment,
-        Operation::GetCredentials,
-        Operation::BudgetLookup,
-        Operation::UpdateSpend,
-        Operation::Other,
-    ];
+    /// The v1 state file's array order ([`Target::ALL`] when it was written).
+    const V1_ORDER: [Target; 3] = [Target::Engine, Target::ProxyReadiness, Target::Database];
 
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
-        Map(BTreeMap<Operation, u64>),
-        V1(Vec<u64>),
+        ByName(BTreeMap<Target, bool>),
+        Positional(Vec<Option<bool>>),
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<BTreeMap<Operation, u64>, D::Error> {
+    ) -> Result<BTreeMap<Target, bool>, D::Error> {
         match Either::deserialize(d)? {
-            Either::Map(m) => Ok(m),
-            Either::V1(v) if v.len() == V1_ORDER.len() => Ok(V1_ORDER
-                .iter()
-                .copied()
+            Either::ByName(m) => Ok(m),
+            Either::Positional(v) if v.len() == V1_ORDER.len() => Ok(V1_ORDER
+                .into_iter()
                 .zip(v)
-                .filter(|(_, n)| *n > 0)
+                .filter_map(|(t, up)| up.map(|u| (t, u)))
                 .collect()),
-            Either::V1(v) => Err(serde::de::Error::custom(format!(
-                "db_connect_errors: expected {} counters, found {}",
+            Either::Positional(v) => Err(serde::de::Error::custom(format!(
+                "probe_up: expected {} targets, found {}",
                 V1_ORDER.len(),
                 v.len()
             ))),
@@ -404,9 +337,10 @@ pub struct PodTimeline {
     pub starts: VecDeque<Start>,
     /// Newest record timestamp seen for this pod.
     pub last_record_at: Option<Timestamp>,
-    /// Probe state per target (indexed like [`Target::ALL`]): None = not probed.
-    #[serde(default)]
-    pub probe_up: [Option<bool>; 3],
+    /// The last probe result per target (up or not); absent = not probed.
+    /// Stored by name (a v1 state file's positional array is read too).
+    #[serde(default, deserialize_with = "probe_states::deserialize")]
+    pub probe_up: BTreeMap<Target, bool>,
     /// Since when the gap-closing probe target has been up (down→up transition).
     #[serde(default)]
     pub up_since: Option<Timestamp>,
@@ -638,10 +572,11 @@ impl Tracker {
         if let Some(ts) = ev.ts {
             close_if_quiet(p, ts, &cfg, &mut observed);
         }
-        let c = &mut p.counts;
+        if let Some((counter, n)) = ev.kind.counter() {
+            p.counts.add(counter, n);
+        }
         match ev.kind {
-            EventKind::DbConnectError(op) => {
-                *c.db_connect_errors.entry(op).or_default() += 1;
+            EventKind::DbConnectError(_) => {
                 if p.run.stopping {
                     // The run is shutting down (its engine often dies first).
                 } else if !p.run.accepted && !p.run.parent {
@@ -663,19 +598,15 @@ impl Tracker {
                 }
                 p.run.stopping = true;
             }
-            EventKind::SpendBatchDropped => c.spend_batches_dropped += 1,
-            EventKind::SpendRowsRequeued(n) => c.spend_rows_requeued += n,
-            EventKind::SpendRowsLost(n) => c.spend_rows_lost += n,
-            EventKind::SpendUpdatesFailed => c.spend_updates_failed += 1,
-            EventKind::EngineRestart => c.engine_restarts += 1,
-            EventKind::BudgetCacheMiss => c.budget_cache_misses += 1,
-            EventKind::ConfigLoadFailure(ConfigKind::Deployments) => {
-                c.deployment_load_failures += 1
-            }
-            EventKind::ConfigLoadFailure(ConfigKind::Credentials) => {
-                c.credential_load_failures += 1
-            }
-            EventKind::EngineDistroFallback => c.engine_distro_fallbacks += 1,
+            // Counted above; nothing else to do.
+            EventKind::SpendBatchDropped
+            | EventKind::SpendRowsRequeued(_)
+            | EventKind::SpendRowsLost(_)
+            | EventKind::SpendUpdatesFailed
+            | EventKind::EngineRestart
+            | EventKind::BudgetCacheMiss
+            | EventKind::ConfigLoadFailure(_)
+            | EventKind::EngineDistroFallback => {}
             EventKind::RequestServed => {
                 if !p.run.accepted && p.run.bound {
                     // Serving without ever logging `Application startup
@@ -772,7 +703,8 @@ impl Tracker {
                         s.provisional_requests += p.pending.take_until(e, true);
                     }
                     s.requests += s.provisional_requests;
-                    p.counts.requests_during_gap += s.provisional_requests;
+                    p.counts
+                        .add(Counter::RequestsDuringGap, s.provisional_requests);
                     s.provisional_requests = 0;
                     p.pending.clear();
                 } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
@@ -780,7 +712,8 @@ impl Tracker {
                         o.provisional_requests += p.pending.take_until(l, true);
                     }
                     o.requests += o.provisional_requests;
-                    p.counts.requests_during_outage += o.provisional_requests;
+                    p.counts
+                        .add(Counter::RequestsDuringOutage, o.provisional_requests);
                     o.provisional_requests = 0;
                     p.pending.clear();
                     o.seconds = match (o.started_at, o.last_failure_at) {
@@ -801,10 +734,9 @@ impl Tracker {
         let kept = self.cfg.starts_kept;
         let Some(p) = self.entry(pod) else { return };
         p.last_activity = Some(o.at);
-        let idx = Target::ALL.iter().position(|t| *t == o.target).unwrap_or(0);
-        let was_up = p.probe_up[idx] == Some(true);
+        let was_up = p.probe_up.get(&o.target) == Some(&true);
         let up = o.result.is_ok();
-        p.probe_up[idx] = Some(up);
+        p.probe_up.insert(o.target, up);
         let mut new_start = false;
         if o.target == Target::ProxyReadiness {
             // The proxy port answered at all (even "db": "Not connected"): it takes traffic.
@@ -815,7 +747,7 @@ impl Tracker {
             // In a sidecar without logs, the port starting to accept is the start.
             new_start = accepting
                 && !p.proxy_accepting
-                && p.counts.proxy_starts == 0
+                && p.counts[Counter::ProxyStarts] == 0
                 && p.last_record_at.is_none();
             p.proxy_accepting = accepting;
         }
@@ -879,7 +811,7 @@ fn open_start(
 ) {
     supersede(p, observed);
     p.run.accepted = true;
-    p.counts.proxy_starts += 1;
+    p.counts.add(Counter::ProxyStarts, 1);
     let method = if p.gap_target().is_some() {
         Method::Probe
     } else {
@@ -948,7 +880,7 @@ fn db_failure(p: &mut PodTimeline, ts: Option<Timestamp>) {
             }
         }
         None => {
-            p.counts.db_outages += 1;
+            p.counts.add(Counter::DbOutages, 1);
             p.pending.clear();
             s.outages.push_back(Outage {
                 started_at: ts,
@@ -996,7 +928,7 @@ fn request_served(p: &mut PodTimeline, ts: Option<Timestamp>) {
     }
     if s.gap_covers(t) {
         s.requests += 1;
-        p.counts.requests_during_gap += 1;
+        p.counts.add(Counter::RequestsDuringGap, 1);
         return;
     }
     if let Some(o) = s
@@ -1006,7 +938,7 @@ fn request_served(p: &mut PodTimeline, ts: Option<Timestamp>) {
         .find(|o| !o.open && outage_covers(o, t))
     {
         o.requests += 1;
-        p.counts.requests_during_outage += 1;
+        p.counts.add(Counter::RequestsDuringOutage, 1);
     }
 }
 
@@ -1039,7 +971,7 @@ fn engine_answered(p: &mut PodTimeline, at: Timestamp, observed: &mut Vec<Observ
         o.seconds = o.started_at.map(|a| at.seconds_since(a).max(0.0));
         o.requests = p.pending.take_until(at, false);
         p.pending.clear();
-        p.counts.requests_during_outage += o.requests;
+        p.counts.add(Counter::RequestsDuringOutage, o.requests);
         observed.push((Measured::Outage, o.seconds.unwrap_or(0.0), Method::Probe));
     }
 }
@@ -1058,7 +990,7 @@ fn engine_failed(p: &mut PodTimeline, at: Timestamp, was_up: bool) {
     if s.method != Method::Probe || !was_up || s.open_outage().is_some() {
         return;
     }
-    p.counts.db_outages += 1;
+    p.counts.add(Counter::DbOutages, 1);
     p.pending.clear();
     s.outages.push_back(Outage {
         started_at: Some(at),
@@ -1112,7 +1044,7 @@ fn close_gap(
         }
     }
     pending.clear();
-    counts.requests_during_gap += s.requests;
+    counts.add(Counter::RequestsDuringGap, s.requests);
     if let Some(g) = s.gap_seconds {
         observed.push((Measured::Gap, g, s.method));
     }
@@ -1169,7 +1101,7 @@ fn close_log_outage(
     };
     o.requests = o.provisional_requests;
     pending.clear();
-    counts.requests_during_outage += o.requests;
+    counts.add(Counter::RequestsDuringOutage, o.requests);
     if let Some(v) = o.seconds {
         observed.push((Measured::Outage, v, o.method));
     }
@@ -1193,11 +1125,13 @@ fn stop_run(p: &mut PodTimeline, observed: &mut Vec<Observation>) {
     s.ended_while_failing = true;
     if s.open {
         s.requests += s.provisional_requests;
-        p.counts.requests_during_gap += s.provisional_requests;
+        p.counts
+            .add(Counter::RequestsDuringGap, s.provisional_requests);
         s.provisional_requests = 0;
     } else if let Some(o) = s.outages.back_mut().filter(|o| o.open) {
         o.requests += o.provisional_requests;
-        p.counts.requests_during_outage += o.provisional_requests;
+        p.counts
+            .add(Counter::RequestsDuringOutage, o.provisional_requests);
         o.provisional_requests = 0;
         o.seconds = match (o.started_at, o.last_failure_at) {
             (Some(a), Some(b)) => Some(b.seconds_since(a).max(0.0)),
@@ -1239,6 +1173,7 @@ fn supersede(p: &mut PodTimeline, observed: &mut Vec<Observation>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Operation;
     use std::time::Duration;
 
     fn ts(s: f64) -> Option<Timestamp> {
@@ -1297,13 +1232,18 @@ mod tests {
         );
         let pt = t.pod(&pod()).unwrap();
         assert!(pt.in_gap());
-        assert_eq!(pt.counts.requests_during_gap, 0, "attributed at close");
+        assert_eq!(
+            pt.counts[Counter::RequestsDuringGap],
+            0,
+            "attributed at close"
+        );
         t.advance(&pod(), ts(103.0).unwrap());
         let pt = t.pod(&pod()).unwrap();
         assert!(!pt.in_gap() && pt.open_start().is_none());
         assert_eq!(pt.last_gap(), Some((42.5, Method::Log)));
         assert_eq!(
-            pt.counts.requests_during_gap, 1,
+            pt.counts[Counter::RequestsDuringGap],
+            1,
             "the request at 50 s was after the burst"
         );
         assert_eq!(pt.counts.db_connect_errors_total(), 3);
@@ -1322,8 +1262,8 @@ mod tests {
         t.advance(&pod(), ts(200.0).unwrap());
         let pt = t.pod(&pod()).unwrap();
         assert_eq!(pt.last_gap(), Some((0.0, Method::Log)));
-        assert_eq!(pt.counts.requests_during_gap, 0);
-        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(pt.counts[Counter::RequestsDuringGap], 0);
+        assert_eq!(pt.counts[Counter::ProxyStarts], 1);
     }
 
     #[test]
@@ -1347,7 +1287,7 @@ mod tests {
         );
         t.advance(&pod(), ts(200.0).unwrap());
         let pt = t.pod(&pod()).unwrap();
-        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(pt.counts[Counter::ProxyStarts], 1);
         assert_eq!(pt.starts.len(), 1);
         assert_eq!(pt.starts[0].listening_at, ts(43.0));
         assert_eq!(pt.last_gap(), Some((17.0, Method::Log)));
@@ -1374,7 +1314,7 @@ mod tests {
             ],
         );
         let pt = t.pod(&pod()).unwrap();
-        assert_eq!(pt.counts.proxy_starts, 2);
+        assert_eq!(pt.counts[Counter::ProxyStarts], 2);
         assert_eq!(pt.starts[0].gap_seconds, Some(5.0));
         assert!(pt.starts[1].open && !pt.starts[1].confirmed);
         t.finish();
@@ -1397,7 +1337,7 @@ mod tests {
         let pt = t.pod(&pod()).unwrap();
         assert_eq!(pt.starts[0].listening_at, ts(2.0));
         assert_eq!(pt.last_gap(), Some((7.0, Method::Log)));
-        assert_eq!(pt.counts.requests_during_gap, 1);
+        assert_eq!(pt.counts[Counter::RequestsDuringGap], 1);
     }
 
     #[test]
@@ -1443,7 +1383,7 @@ mod tests {
         );
         let pt = t.pod(&pod()).unwrap();
         assert!(pt.in_outage() && !pt.in_gap());
-        assert_eq!(pt.counts.db_outages, 1);
+        assert_eq!(pt.counts[Counter::DbOutages], 1);
         t.advance(&pod(), ts(400.0).unwrap());
         let pt = t.pod(&pod()).unwrap();
         assert!(!pt.in_outage());
@@ -1452,8 +1392,8 @@ mod tests {
             (o.seconds, o.requests, o.method),
             (Some(40.0), 1, Method::Log)
         );
-        assert_eq!(pt.counts.requests_during_outage, 1);
-        assert_eq!(pt.counts.proxy_starts, 1);
+        assert_eq!(pt.counts[Counter::RequestsDuringOutage], 1);
+        assert_eq!(pt.counts[Counter::ProxyStarts], 1);
         assert_eq!(
             pt.last_gap(),
             Some((5.0, Method::Log)),
@@ -1484,8 +1424,8 @@ mod tests {
             Some((20.0, Method::Log)),
             "closed at the last failure before shutdown"
         );
-        assert_eq!(pt.counts.requests_during_gap, 0);
-        assert_eq!(pt.counts.db_outages, 0);
+        assert_eq!(pt.counts[Counter::RequestsDuringGap], 0);
+        assert_eq!(pt.counts[Counter::DbOutages], 0);
         assert_eq!(
             pt.counts.db_connect_errors_total(),
             2,
@@ -1501,7 +1441,7 @@ mod tests {
             ],
         );
         let pt = t.pod(&pod()).unwrap();
-        assert_eq!(pt.counts.proxy_starts, 2);
+        assert_eq!(pt.counts[Counter::ProxyStarts], 2);
         assert!(pt.in_gap());
     }
 
@@ -1523,7 +1463,7 @@ mod tests {
         let s = &pt.starts[0];
         assert!(s.open && s.ended_while_failing, "never closed: {s:?}");
         assert!(!pt.in_gap(), "a stopped run is not in its gap any more");
-        assert_eq!((s.requests, pt.counts.requests_during_gap), (1, 1));
+        assert_eq!((s.requests, pt.counts[Counter::RequestsDuringGap]), (1, 1));
         t.advance(&pod(), ts(500.0).unwrap());
         t.finish();
         let pt = t.pod(&pod()).unwrap();
@@ -1532,7 +1472,7 @@ mod tests {
             "the quiet period does not close it later"
         );
         assert_eq!(pt.starts[0].failing_seconds(), Some(28.0));
-        assert_eq!(pt.counts.requests_during_gap, 1, "counted once");
+        assert_eq!(pt.counts[Counter::RequestsDuringGap], 1, "counted once");
         assert_eq!(hist_count(&t), 0);
     }
 
@@ -1549,10 +1489,14 @@ mod tests {
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((7.25, Method::Probe)));
         assert_eq!(pt.starts[0].engine_ready_at, ts(7.25));
-        assert_eq!(pt.counts.requests_during_gap, 1, "8 s is after readiness");
+        assert_eq!(
+            pt.counts[Counter::RequestsDuringGap],
+            1,
+            "8 s is after readiness"
+        );
         // A request read late whose time is inside the gap still counts.
         t.apply_event(&p, &ev(5.0, EventKind::RequestServed));
-        assert_eq!(t.pod(&p).unwrap().counts.requests_during_gap, 2);
+        assert_eq!(t.pod(&p).unwrap().counts[Counter::RequestsDuringGap], 2);
     }
 
     #[test]
@@ -1565,7 +1509,7 @@ mod tests {
         t.apply_probe(&p, &probe(0.9, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((0.0, Method::Probe)));
-        assert_eq!(pt.counts.requests_during_gap, 0);
+        assert_eq!(pt.counts[Counter::RequestsDuringGap], 0);
     }
 
     #[test]
@@ -1602,7 +1546,10 @@ mod tests {
         let o = &pt.starts[0].outages[0];
         assert_eq!((o.seconds, o.requests, o.open), (Some(30.0), 1, false));
         assert_eq!(
-            (pt.counts.db_outages, pt.counts.requests_during_outage),
+            (
+                pt.counts[Counter::DbOutages],
+                pt.counts[Counter::RequestsDuringOutage]
+            ),
             (1, 1)
         );
         assert_eq!(pt.last_gap(), Some((4.0, Method::Probe)));
@@ -1617,7 +1564,7 @@ mod tests {
             &p,
             &probe(0.0, Target::ProxyReadiness, Err(FailureReason::Refused)),
         );
-        assert_eq!(t.pod(&p).unwrap().counts.proxy_starts, 0);
+        assert_eq!(t.pod(&p).unwrap().counts[Counter::ProxyStarts], 0);
         t.apply_probe(
             &p,
             &probe(2.0, Target::ProxyReadiness, Err(FailureReason::BadBody)),
@@ -1664,32 +1611,16 @@ mod tests {
         t2.apply_event(&p, &fail(2.0));
         t2.advance(&p, ts(100.0).unwrap());
         let pt = t2.pod(&p).unwrap();
-        assert_eq!(pt.counts.spend_batches_dropped, 1);
+        assert_eq!(pt.counts[Counter::SpendBatchesDropped], 1);
         assert_eq!(pt.last_gap(), Some((2.0, Method::Log)));
         assert_eq!(
-            pt.counts.requests_during_gap, 1,
+            pt.counts[Counter::RequestsDuringGap],
+            1,
             "the pending request survived"
         );
         // A later worker's line is not a new start after a restore.
         t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting));
-        assert_eq!(t2.pod(&p).unwrap().counts.proxy_starts, 1);
-    }
-
-    #[test]
-    fn v1_counts_with_the_positional_operation_array_are_read() {
-        let v1 = r#"{"db_connect_errors":[1,2,3,4,5,6,7],"spend_batches_dropped":1,
-            "spend_rows_requeued":0,"spend_rows_lost":37,"budget_cache_misses":2,
-            "deployment_load_failures":0,"credential_load_failures":0,
-            "engine_distro_fallbacks":0,"proxy_starts":1,"requests_during_gap":9}"#;
-        let c: Counts = serde_json::from_str(v1).unwrap();
-        assert_eq!(c.db_connect_errors_for(Operation::SpendLogsQueue), 1);
-        assert_eq!(c.db_connect_errors_for(Operation::UpdateSpend), 6);
-        assert_eq!(c.db_connect_errors_for(Operation::Other), 7);
-        assert_eq!(c.db_connect_errors_for(Operation::Database), 0);
-        assert_eq!((c.spend_rows_lost, c.requests_during_gap), (37, 9));
-        let again: Counts = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
-        assert_eq!(again, c, "v2 writes by name and reads it back");
-        assert!(serde_json::from_str::<Counts>(&v1.replace("[1,2,3,4,5,6,7]", "[1,2]")).is_err());
+        assert_eq!(t2.pod(&p).unwrap().counts[Counter::ProxyStarts], 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::classify::{ConfigKind, EventKind};
 use crate::time::Timestamp;
-use crate::timeline::{Counts, Method, Start};
+use crate::timeline::{Method, Start};
 
 /// A mid-life outage of one start, as the report draws and checks it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -34,11 +34,6 @@ pub fn outages_of(start: &Start) -> Vec<OutageView> {
             open: o.open,
         })
         .collect()
-}
-
-/// Key/user/team spend increments not applied.
-pub fn spend_updates_failed(c: &Counts) -> u64 {
-    c.spend_updates_failed
 }
 
 /// Whether a start's gap was confirmed by a failure (a provisional start
