@@ -22,7 +22,7 @@ use crate::metrics::{Metrics, SharedTracker};
 use crate::pipeline::Pipeline;
 use crate::probe::{ProbeConfig, ProbeOutcome, Secret, Target};
 use crate::server::AppState;
-use crate::state::{Snapshot, STATE_VERSION};
+use crate::state::{Checkpointer, Snapshot};
 use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
 use crate::timeline::{TimelineConfig, Tracker};
@@ -518,9 +518,9 @@ impl TailLoop {
         let mut tailer = Tailer::new(self.tail.clone(), positions);
         tailer.restore_retained(retained);
         crate::state::set_checkpoint_interval(self.checkpoint_interval);
-        // The last snapshot written, and the inode and size it has on disk:
-        // an unchanged state is not rewritten while that file is still there.
-        let mut last_saved: Option<(Vec<u8>, (u64, u64, u64))> = None;
+        // Remembers the last snapshot written: an unchanged state is not
+        // rewritten while that file is still on disk.
+        let mut checkpointer = Checkpointer::new(&self.state_file);
         let mut next_checkpoint = Instant::now() + self.checkpoint_interval;
         let mut next_expiry = Instant::now() + Duration::from_secs(30);
         let mut last = crate::tail::TailStats::default();
@@ -582,34 +582,16 @@ impl TailLoop {
                 // Offsets, per-file state and counters, all as of this instant:
                 // this thread is the only writer of counters and offsets.
                 let snap = Snapshot {
-                    version: STATE_VERSION,
                     files: pipeline.file_states(tailer.positions()),
                     tracker: tracker.lock().map(|t| t.snapshot()).unwrap_or_default(),
                     retained: tailer.retained(),
                 };
-                let saved = serde_json::to_vec(&snap)
-                    .map_err(|e| crate::state::StateError::Write {
-                        path: self.state_file.clone(),
-                        source: std::io::Error::other(e),
-                    })
-                    .and_then(|bytes| {
-                        // Unchanged since the last write (idle node) and still on
-                        // disk (one stat): that file already is this checkpoint;
-                        // no rewrite, no fsync.
-                        let on_disk = crate::state::file_identity(&self.state_file);
-                        let unchanged = last_saved
-                            .as_ref()
-                            .is_some_and(|(b, id)| *b == bytes && on_disk == Some(*id));
-                        if !unchanged {
-                            crate::state::save_bytes(&self.state_file, &bytes)?;
-                            last_saved =
-                                crate::state::file_identity(&self.state_file).map(|id| (bytes, id));
-                        }
-                        Ok(())
-                    });
+                // Unchanged since the last write (idle node) and still on disk:
+                // no rewrite, no fsync.
+                let saved = checkpointer.save(&snap);
                 crate::state::record_checkpoint(&self.state_file, saved.is_ok());
                 match saved {
-                    Ok(()) => {
+                    Ok(_) => {
                         a.checkpoint_writes.inc();
                         if checkpoint_failing {
                             tracing::info!("checkpoint writes work again");

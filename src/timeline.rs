@@ -469,20 +469,8 @@ impl Tracker {
 
     /// Replaces the state with a checkpointed one (counters continue from it).
     pub fn restore(&mut self, state: TrackerState) {
-        self.pods = state
-            .pods
-            .into_iter()
-            .map(|(k, mut p)| {
-                // A v1 file knows no runs: a pod with starts is inside one.
-                if !p.run.accepted && !p.starts.is_empty() {
-                    p.run.accepted = true;
-                }
-                for s in p.starts.iter_mut() {
-                    s.confirmed |= s.last_db_error_at.is_some();
-                }
-                (k, p)
-            })
-            .collect();
+        // Older layouts were migrated when the file was read (`state::StateFile`).
+        self.pods = state.pods.into_iter().collect();
         let to_map = |v: Vec<(String, Method, GapHistogram)>| {
             v.into_iter().map(|(ns, m, h)| ((ns, m), h)).collect()
         };
@@ -491,19 +479,26 @@ impl Tracker {
         self.pods_dropped = state.pods_dropped;
     }
 
-    /// A copy of the state for the checkpoint.
+    /// A copy of the state for the checkpoint, sorted (pods by name,
+    /// histograms by namespace and method): the same state is the same bytes,
+    /// so an unchanged checkpoint is recognised and not rewritten.
     pub fn snapshot(&self) -> TrackerState {
         let to_vec = |m: &HashMap<(String, Method), GapHistogram>| {
-            m.iter()
-                .map(|((ns, m), h)| (ns.clone(), *m, h.clone()))
-                .collect()
-        };
-        TrackerState {
-            pods: self
-                .pods
+            let mut v: Vec<_> = m
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+                .map(|((ns, m), h)| (ns.clone(), *m, h.clone()))
+                .collect();
+            v.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+            v
+        };
+        let mut pods: Vec<_> = self
+            .pods
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        pods.sort_by(|a, b| a.0.cmp(&b.0));
+        TrackerState {
+            pods,
             histograms: to_vec(&self.histograms),
             pods_dropped: self.pods_dropped,
             outage_histograms: to_vec(&self.outage_histograms),
