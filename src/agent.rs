@@ -18,14 +18,14 @@ use crate::classify::RulePack;
 use crate::config::{Config, ReadFrom, Role};
 use crate::format::PodRef;
 use crate::gate::{GateCollector, GateConfig, Gates, SharedGates};
-use crate::metrics::{Metrics, SharedTracker};
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::probe::{ProbeConfig, ProbeOutcome, Secret, Target};
 use crate::server::AppState;
 use crate::state::{Checkpointer, Snapshot};
 use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
-use crate::timeline::{TimelineConfig, Tracker};
+use crate::timeline::{SharedTracker, TimelineConfig, Tracker};
 
 /// Raises the soft limit on open descriptors to the hard limit: a node
 /// agent holds one per followed file (plus rotated ones draining), and the
@@ -132,12 +132,12 @@ impl Agent {
         let rules = Arc::new(load_rules(&cfg)?);
         let cfg_for_reload = cfg.clone();
         let tailing = cfg.role == Role::Node || cfg.globs != Config::default().globs;
-        let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(TimelineConfig {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig {
             quiet_period_secs: cfg.quiet_period.0.as_secs_f64(),
             max_pods: cfg.max_pods,
             pod_ttl_secs: cfg.pod_ttl.0.as_secs_f64(),
             ..Default::default()
-        })));
+        }));
         let metrics = Arc::new(Metrics::new(tracker.clone()).context("cannot register metrics")?);
         metrics.agent.rules_loaded.set(rules.len() as i64);
         let otlp_cfg = crate::otlp::OtlpConfig::from_env_and_config(&cfg)
@@ -196,9 +196,7 @@ impl Agent {
             None => (Vec::new(), None, Vec::new()),
         };
         if let Some(ts) = tracker_state {
-            if let Ok(mut t) = tracker.lock() {
-                t.restore(ts);
-            }
+            tracker.lock().restore(ts);
             tracing::info!(
                 files = files.len(),
                 "restored checkpoint: counters continue from their saved values"
@@ -424,9 +422,9 @@ fn spawn_pod_probes(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let targets = pp.probes.targets();
-    if let Ok(mut t) = tracker.lock() {
-        t.register_probes(&pp.pod, &targets);
-    }
+    tracker
+        .lock()
+        .register_probes(&pp.pod, &targets, Timestamp::now());
     metrics.register_probe_targets(&targets);
     let (tx, mut rx) = mpsc::channel::<ProbeOutcome>(64);
     let probe_tasks = crate::probe::spawn_probes(pp.probes.clone(), tx, shutdown);
@@ -438,13 +436,12 @@ fn spawn_pod_probes(
         let _forget = ForgetOnDrop(gates.clone(), pod.clone());
         while let Some(o) = rx.recv().await {
             metrics.observe_probe(&o);
-            let mut starts = 0;
-            if let Ok(mut t) = tracker.lock() {
+            let starts = {
+                let mut t = tracker.lock();
                 t.apply_probe(&pod, &o);
-                starts = t
-                    .pod(&pod)
-                    .map_or(0, |p| p.counts[crate::model::Counter::ProxyStarts]);
-            }
+                t.pod(&pod)
+                    .map_or(0, |p| p.counts[crate::model::Counter::ProxyStarts])
+            };
             if let Ok(mut g) = gates.lock() {
                 g.observe(&pod, &o, starts);
             }
@@ -537,9 +534,7 @@ impl TailLoop {
             pipeline.advance_clocks();
             watching.store(true, Ordering::Relaxed);
             // Every file was read to its end: a silent pod's log-method gap may close.
-            if let Ok(mut t) = tracker.lock() {
-                t.tick(Timestamp::now());
-            }
+            tracker.lock().tick(Timestamp::now());
             let st = tailer.stats();
             let a = &metrics.agent;
             a.files_watched.set(st.files_watched as i64);
@@ -557,7 +552,7 @@ impl TailLoop {
                 a.read_errors.with_label_values(&[reason]).inc_by(n);
             }
             // Rate-limited: a flood of new pods must not flood the agent's own log.
-            let dropped = tracker.lock().map(|t| t.pods_dropped()).unwrap_or(0);
+            let dropped = tracker.lock().pods_dropped();
             if dropped > last_dropped
                 && last_cap_warning.is_none_or(|w| w.elapsed() >= Duration::from_secs(60))
             {
@@ -572,10 +567,8 @@ impl TailLoop {
                 next_expiry = Instant::now() + Duration::from_secs(30);
                 let mut live: HashSet<PodRef> = pipeline.live_pods().cloned().collect();
                 live.extend(self.probed_pods.iter().cloned());
-                if let Ok(mut t) = tracker.lock() {
-                    let n = t.expire(Timestamp::now(), &live);
-                    a.series_expired.inc_by(n as u64);
-                }
+                let n = tracker.lock().expire(Timestamp::now(), &live);
+                a.series_expired.inc_by(n as u64);
             }
             if stopping || Instant::now() >= next_checkpoint {
                 next_checkpoint = Instant::now() + self.checkpoint_interval;
@@ -583,7 +576,7 @@ impl TailLoop {
                 // this thread is the only writer of counters and offsets.
                 let snap = Snapshot {
                     files: pipeline.file_states(tailer.positions()),
-                    tracker: tracker.lock().map(|t| t.snapshot()).unwrap_or_default(),
+                    tracker: tracker.lock().snapshot(),
                     retained: tailer.retained(),
                 };
                 // Unchanged since the last write (idle node) and still on disk:

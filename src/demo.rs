@@ -459,13 +459,13 @@ fn agent_probe(agent: &Agent, pod: &PodRef, engine: &EngineStandin) -> tokio::ta
 }
 
 fn agent_in_gap(agent: &Agent, pod: &PodRef) -> Option<bool> {
-    let t = agent.tracker.lock().ok()?;
+    let t = agent.tracker.lock();
     let p = t.pod(pod)?;
     Some(p.open_start().is_some() || p.starts.is_empty())
 }
 
 fn measured(agent: &Agent, pod: &PodRef) -> Option<Expected> {
-    let t = agent.tracker.lock().ok()?;
+    let t = agent.tracker.lock();
     let c = &t.pod(pod)?.counts;
     Some(Expected {
         proxy_starts: c[Counter::ProxyStarts],

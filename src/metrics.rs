@@ -9,7 +9,6 @@
 //! so the exported counters continue across restarts instead of resetting.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
@@ -20,13 +19,13 @@ use prometheus::{
 
 use crate::model::{Counter, FailureReason, Target};
 use crate::probe::ProbeOutcome;
-use crate::timeline::{GapHistogram, Tracker, GAP_BUCKETS};
+use crate::timeline::{GapHistogram, GAP_BUCKETS};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "litellm_sentinel_";
 
-/// The tracker as shared between the pipeline (writer) and the server (reader).
-pub type SharedTracker = Arc<Mutex<Tracker>>;
+/// The tracker handle lives in the timeline; this path stays for its users.
+pub use crate::timeline::SharedTracker;
 
 /// The agent's own health counters.
 pub struct SelfMetrics {
@@ -238,6 +237,7 @@ const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("db_outage_seconds", "Duration of DB outages after the start-up gap.", MetricType::HISTOGRAM, &["namespace", "method"]),
     ("pods_tracked", "Pods the agent currently tracks.", MetricType::GAUGE, &[]),
     ("pods_dropped_total", "Pod events dropped because the tracked-pod cap was reached.", MetricType::COUNTER, &[]),
+    ("pod_state_poisoned_total", "Panics that interrupted an update of the pod state; counting went on from the state as left (the event being applied may be counted partly or not at all). Any value above 0 is a bug to report.", MetricType::COUNTER, &[]),
 ];
 
 /// The families of the collector that are not pod counters.
@@ -251,6 +251,7 @@ mod family {
     pub const DB_OUTAGE_SECONDS: &str = "db_outage_seconds";
     pub const PODS_TRACKED: &str = "pods_tracked";
     pub const PODS_DROPPED: &str = "pods_dropped_total";
+    pub const POD_STATE_POISONED: &str = "pod_state_poisoned_total";
 }
 
 /// The samples of one scrape, by family (in [`POD_FAMILIES`] order).
@@ -356,9 +357,8 @@ impl Collector for PodCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(t) = self.tracker.lock() else {
-            return Vec::new();
-        };
+        let t = self.tracker.lock();
+        let poisoned = self.tracker.poisoned();
         let mut out = Samples {
             index: &self.index,
             by_family: vec![Vec::new(); POD_FAMILIES.len()],
@@ -429,6 +429,7 @@ impl Collector for PodCollector {
         }
         out.push(family::PODS_TRACKED, gauge(&[], t.pods().count() as f64));
         out.push(family::PODS_DROPPED, counter(&[], t.pods_dropped()));
+        out.push(family::POD_STATE_POISONED, counter(&[], poisoned));
         POD_FAMILIES
             .iter()
             .zip(out.by_family)
@@ -471,6 +472,7 @@ mod tests {
             family::DB_OUTAGE_SECONDS,
             family::PODS_TRACKED,
             family::PODS_DROPPED,
+            family::POD_STATE_POISONED,
         ] {
             assert!(POD_FAMILIES.iter().any(|r| r.0 == f), "no row for {f}");
         }

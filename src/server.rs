@@ -19,8 +19,9 @@ use serde::Serialize;
 
 use crate::format::PodRef;
 use crate::gate::{EngineView, SharedGates};
-use crate::metrics::{Metrics, SharedTracker};
+use crate::metrics::Metrics;
 use crate::time::{RfcTimestamp, Timestamp};
+use crate::timeline::SharedTracker;
 use crate::timeline::{Counts, Outage, PodTimeline};
 
 /// Shared state of the handlers.
@@ -565,7 +566,7 @@ async fn gate(State(s): State<AppState>) -> Response {
         .ok()
         .and_then(|g| g.config().pod.clone())
         .and_then(|pod| {
-            let t = s.tracker.lock().ok()?;
+            let t = s.tracker.lock();
             t.pod(&pod)
                 .map(|p| p.counts[crate::model::Counter::ProxyStarts])
         });
@@ -667,9 +668,7 @@ impl PodView {
 
 /// Every tracked pod, sorted by namespace and name.
 pub fn pod_views(tracker: &SharedTracker) -> Vec<PodView> {
-    let Ok(t) = tracker.lock() else {
-        return Vec::new();
-    };
+    let t = tracker.lock();
     let mut v: Vec<PodView> = t.pods().map(|(k, p)| PodView::new(k, p)).collect();
     v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
     v

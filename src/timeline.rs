@@ -10,6 +10,8 @@
 //! as the read offsets. That is what makes counts exactly-once across a
 //! restart: nothing can be counted that the snapshot's offsets have not passed.
 
+mod handle;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ pub use crate::model::Counts;
 use crate::model::{Counter, Event, EventKind, FailureReason, PodRef, Target};
 use crate::probe::ProbeOutcome;
 use crate::time::{RfcTimestamp, Timestamp};
+pub use handle::{SharedTracker, TrackerGuard, TrackerHandle};
 
 /// How a start-up gap was measured; the `method` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -450,6 +453,54 @@ pub struct Tracker {
     histograms: HashMap<(String, Method), GapHistogram>,
     outage_histograms: HashMap<(String, Method), GapHistogram>,
     pods_dropped: u64,
+    /// Changes whenever anything the outputs show may have changed (see
+    /// [`Tracker::generation`]).
+    generation: u64,
+}
+
+/// What a quiet period or a probe can change of a pod, cheap to compare: a
+/// change moves the generation, an idle pass or a repeated probe result not.
+type PodKey = (
+    Option<Timestamp>,
+    Option<Timestamp>,
+    Option<Timestamp>,
+    bool,
+    BTreeMap<Target, bool>,
+    Counts,
+    Option<StartKey>,
+);
+
+/// The parts of the latest start a quiet period or a probe changes.
+type StartKey = (
+    Option<Timestamp>,
+    bool,
+    bool,
+    Option<Timestamp>,
+    bool,
+    usize,
+    Option<bool>,
+);
+
+fn pod_key(p: &PodTimeline) -> PodKey {
+    (
+        p.last_record_at,
+        p.up_since,
+        p.last_down_probe_at,
+        p.proxy_accepting,
+        p.probe_up.clone(),
+        p.counts.clone(),
+        p.starts.back().map(|s| {
+            (
+                s.listening_at,
+                s.open,
+                s.confirmed,
+                s.engine_ready_at,
+                s.ended_while_failing,
+                s.outages.len(),
+                s.outages.back().map(|o| o.open),
+            )
+        }),
+    )
 }
 
 /// Outages kept per start for the API and reports.
@@ -467,8 +518,23 @@ impl Tracker {
         }
     }
 
+    /// A number that changes whenever pod state the outputs show may have
+    /// changed (counts, starts, gaps, outages, probe states, histograms, the
+    /// set of pods): equal numbers mean equal `/metrics` and `/api/v1/pods`
+    /// pod sections, so a rendering can be cached by it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Marks a change (also after recovering from a panic mid-update, whose
+    /// partial change is unknown).
+    pub(crate) fn bump(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
     /// Replaces the state with a checkpointed one (counters continue from it).
     pub fn restore(&mut self, state: TrackerState) {
+        self.bump();
         // Older layouts were migrated when the file was read (`state::StateFile`).
         self.pods = state.pods.into_iter().collect();
         let to_map = |v: Vec<(String, Method, GapHistogram)>| {
@@ -537,6 +603,7 @@ impl Tracker {
     /// The pod's state, created on first sight unless the cap is reached.
     fn entry(&mut self, pod: &PodRef) -> Option<&mut PodTimeline> {
         if !self.pods.contains_key(pod) {
+            self.bump();
             if self.pods.len() >= self.cfg.max_pods {
                 self.pods_dropped += 1;
                 return None;
@@ -548,18 +615,22 @@ impl Tracker {
 
     /// Declares which probe targets watch this pod (sidecar, demo): its gaps
     /// then close on the first successful probe instead of the quiet period.
-    pub fn register_probes(&mut self, pod: &PodRef, targets: &[Target]) {
+    /// `now`: wall time (the pod counts as active).
+    pub fn register_probes(&mut self, pod: &PodRef, targets: &[Target], now: Timestamp) {
         if let Some(p) = self.entry(pod) {
             p.probed_targets = targets.to_vec();
-            p.last_activity = Some(Timestamp::now());
+            p.last_activity = Some(now);
+            self.bump();
         }
     }
 
-    /// Applies one log event of `pod`.
-    pub fn apply_event(&mut self, pod: &PodRef, ev: &Event) {
+    /// Applies one log event of `pod`. `now`: wall time, for expiry only
+    /// (everything measured comes from the event's record time).
+    pub fn apply_event(&mut self, pod: &PodRef, ev: &Event, now: Timestamp) {
         let cfg = self.cfg.clone();
+        self.bump();
         let Some(p) = self.entry(pod) else { return };
-        p.last_activity = Some(Timestamp::now());
+        p.last_activity = Some(now);
         if let Some(ts) = ev.ts {
             p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
         }
@@ -635,6 +706,9 @@ impl Tracker {
     }
 
     fn record(&mut self, namespace: &str, observed: Vec<Observation>) {
+        if !observed.is_empty() {
+            self.bump();
+        }
         for (what, v, method) in observed {
             let map = match what {
                 Measured::Gap => &mut self.histograms,
@@ -653,9 +727,13 @@ impl Tracker {
         let Some(p) = self.pods.get_mut(pod) else {
             return;
         };
+        let before = pod_key(p);
         p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
         let mut observed = Vec::new();
         close_if_quiet(p, ts, &cfg, &mut observed);
+        if pod_key(p) != before {
+            self.bump();
+        }
         self.record(&pod.namespace, observed);
     }
 
@@ -665,6 +743,7 @@ impl Tracker {
     pub fn tick(&mut self, now: Timestamp) {
         let cfg = self.cfg.clone();
         let mut closed = Vec::new();
+        let mut changed = false;
         for (pod, p) in self.pods.iter_mut() {
             let Some(s) = p.starts.back() else { continue };
             if s.method != Method::Log || !(s.open || s.open_outage().is_some()) {
@@ -672,10 +751,15 @@ impl Tracker {
             }
             let last = p.last_record_at.or(s.listening_at);
             if last.is_some_and(|l| now.seconds_since(l) > cfg.quiet_period_secs) {
+                let before = pod_key(p);
                 let mut observed = Vec::new();
                 close_if_quiet(p, now, &cfg, &mut observed);
+                changed |= pod_key(p) != before;
                 closed.push((pod.namespace.clone(), observed));
             }
+        }
+        if changed {
+            self.bump();
         }
         for (ns, observed) in closed {
             self.record(&ns, observed);
@@ -687,6 +771,7 @@ impl Tracker {
     /// failing when the logs end), with the requests up to its last failure;
     /// so does an outage.
     pub fn finish(&mut self) {
+        self.bump();
         let mut closed = Vec::new();
         for (pod, p) in self.pods.iter_mut() {
             let mut observed = Vec::new();
@@ -728,6 +813,7 @@ impl Tracker {
     pub fn apply_probe(&mut self, pod: &PodRef, o: &ProbeOutcome) {
         let kept = self.cfg.starts_kept;
         let Some(p) = self.entry(pod) else { return };
+        let before = pod_key(p);
         p.last_activity = Some(o.at);
         let was_up = p.probe_up.get(&o.target) == Some(&true);
         let up = o.result.is_ok();
@@ -761,6 +847,9 @@ impl Tracker {
             open_start(p, Some(o.at), kept, &mut observed);
             p.run.accepted = true;
         }
+        if pod_key(p) != before {
+            self.bump();
+        }
         self.record(&pod.namespace, observed);
     }
 
@@ -792,6 +881,7 @@ impl Tracker {
                 map.retain(|(ns, _), _| namespaces.contains(ns.as_str()));
                 expired += n - map.len();
             }
+            self.bump();
         }
         expired
     }
@@ -1169,6 +1259,9 @@ fn supersede(p: &mut PodTimeline, observed: &mut Vec<Observation>) {
 mod tests {
     use super::*;
     use crate::model::Operation;
+
+    /// The wall clock the tests pass in (expiry is the only thing that reads it).
+    const WALL: Timestamp = Timestamp(1_800_000_000_000_000_000);
     use std::time::Duration;
 
     fn ts(s: f64) -> Option<Timestamp> {
@@ -1204,7 +1297,7 @@ mod tests {
     }
     fn apply(t: &mut Tracker, events: &[Event]) {
         for e in events {
-            t.apply_event(&pod(), e);
+            t.apply_event(&pod(), e, WALL);
         }
     }
     fn hist_count(t: &Tracker) -> u64 {
@@ -1251,7 +1344,7 @@ mod tests {
         let mut t = Tracker::new(TimelineConfig::default());
         apply(&mut t, &[ev(0.0, EventKind::ProxyAccepting)]);
         for i in 1..50 {
-            t.apply_event(&pod(), &ev(f64::from(i), EventKind::RequestServed));
+            t.apply_event(&pod(), &ev(f64::from(i), EventKind::RequestServed), WALL);
             assert!(!t.pod(&pod()).unwrap().in_gap(), "never in gap");
         }
         t.advance(&pod(), ts(200.0).unwrap());
@@ -1475,11 +1568,11 @@ mod tests {
     fn probe_closes_a_confirmed_gap_exactly() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.register_probes(&p, &[Target::Engine]);
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.register_probes(&p, &[Target::Engine], WALL);
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting), WALL);
         t.apply_probe(&p, &probe(1.0, Target::Engine, Err(FailureReason::Refused)));
-        t.apply_event(&p, &ev(3.0, EventKind::RequestServed));
-        t.apply_event(&p, &ev(8.0, EventKind::RequestServed));
+        t.apply_event(&p, &ev(3.0, EventKind::RequestServed), WALL);
+        t.apply_event(&p, &ev(8.0, EventKind::RequestServed), WALL);
         t.apply_probe(&p, &probe(7.25, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((7.25, Method::Probe)));
@@ -1490,7 +1583,7 @@ mod tests {
             "8 s is after readiness"
         );
         // A request read late whose time is inside the gap still counts.
-        t.apply_event(&p, &ev(5.0, EventKind::RequestServed));
+        t.apply_event(&p, &ev(5.0, EventKind::RequestServed), WALL);
         assert_eq!(t.pod(&p).unwrap().counts[Counter::RequestsDuringGap], 2);
     }
 
@@ -1498,9 +1591,9 @@ mod tests {
     fn an_engine_ready_at_the_first_probe_is_no_gap() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.register_probes(&p, &[Target::Engine]);
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
-        t.apply_event(&p, &ev(0.5, EventKind::RequestServed));
+        t.register_probes(&p, &[Target::Engine], WALL);
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting), WALL);
+        t.apply_event(&p, &ev(0.5, EventKind::RequestServed), WALL);
         t.apply_probe(&p, &probe(0.9, Target::Engine, Ok(())));
         let pt = t.pod(&p).unwrap();
         assert_eq!(pt.last_gap(), Some((0.0, Method::Probe)));
@@ -1511,10 +1604,10 @@ mod tests {
     fn probe_success_read_before_the_start_line_still_gives_the_gap() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.register_probes(&p, &[Target::Engine]);
+        t.register_probes(&p, &[Target::Engine], WALL);
         t.apply_probe(&p, &probe(2.0, Target::Engine, Err(FailureReason::Refused)));
         t.apply_probe(&p, &probe(5.0, Target::Engine, Ok(())));
-        t.apply_event(&p, &ev(1.0, EventKind::ProxyAccepting));
+        t.apply_event(&p, &ev(1.0, EventKind::ProxyAccepting), WALL);
         assert_eq!(t.pod(&p).unwrap().last_gap(), Some((4.0, Method::Probe)));
     }
 
@@ -1522,16 +1615,16 @@ mod tests {
     fn an_engine_lost_after_the_gap_is_a_probe_outage() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.register_probes(&p, &[Target::Engine]);
+        t.register_probes(&p, &[Target::Engine], WALL);
         t.apply_probe(&p, &probe(0.5, Target::Engine, Err(FailureReason::Refused)));
-        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting), WALL);
         t.apply_probe(&p, &probe(4.0, Target::Engine, Ok(())));
         t.apply_probe(
             &p,
             &probe(100.0, Target::Engine, Err(FailureReason::Refused)),
         );
         assert!(t.pod(&p).unwrap().in_outage());
-        t.apply_event(&p, &ev(110.0, EventKind::RequestServed));
+        t.apply_event(&p, &ev(110.0, EventKind::RequestServed), WALL);
         t.apply_probe(
             &p,
             &probe(101.0, Target::Engine, Err(FailureReason::Refused)),
@@ -1554,7 +1647,7 @@ mod tests {
     fn sidecar_without_log_opens_at_first_accepting_readiness_probe() {
         let mut t = Tracker::new(TimelineConfig::default());
         let p = pod();
-        t.register_probes(&p, &[Target::Engine, Target::ProxyReadiness]);
+        t.register_probes(&p, &[Target::Engine, Target::ProxyReadiness], WALL);
         t.apply_probe(
             &p,
             &probe(0.0, Target::ProxyReadiness, Err(FailureReason::Refused)),
@@ -1581,7 +1674,7 @@ mod tests {
                 namespace: "ns".into(),
                 pod: format!("p{i}"),
             };
-            t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting));
+            t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting), WALL);
         }
         assert_eq!(t.pods().count(), 2);
         assert_eq!(t.pods_dropped(), 3);
@@ -1603,7 +1696,7 @@ mod tests {
         let json = serde_json::to_string(&t.snapshot()).unwrap();
         let mut t2 = Tracker::new(TimelineConfig::default());
         t2.restore(serde_json::from_str(&json).unwrap());
-        t2.apply_event(&p, &fail(2.0));
+        t2.apply_event(&p, &fail(2.0), WALL);
         t2.advance(&p, ts(100.0).unwrap());
         let pt = t2.pod(&p).unwrap();
         assert_eq!(pt.counts[Counter::SpendBatchesDropped], 1);
@@ -1614,7 +1707,7 @@ mod tests {
             "the pending request survived"
         );
         // A later worker's line is not a new start after a restore.
-        t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting));
+        t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting), WALL);
         assert_eq!(t2.pod(&p).unwrap().counts[Counter::ProxyStarts], 1);
     }
 
@@ -1643,13 +1736,13 @@ mod tests {
             pod: "gone".into(),
         };
         for p in [&a, &b] {
-            t.apply_event(p, &ev(0.0, EventKind::ProxyAccepting));
-            t.apply_event(p, &fail(1.0));
+            t.apply_event(p, &ev(0.0, EventKind::ProxyAccepting), WALL);
+            t.apply_event(p, &fail(1.0), WALL);
             t.advance(p, ts(100.0).unwrap());
         }
         assert_eq!(t.histograms().count(), 2);
         let live: HashSet<PodRef> = [a.clone()].into();
-        assert_eq!(t.expire(Timestamp::now().plus_secs(60.0), &live), 2);
+        assert_eq!(t.expire(WALL.plus_secs(60.0), &live), 2);
         assert!(t.pod(&a).is_some() && t.pod(&b).is_none());
         assert_eq!(t.histograms().count(), 1);
         assert_eq!(t.histograms().next().unwrap().0, "llm");

@@ -29,12 +29,11 @@ use serde::Serialize;
 use crate::classify::{Operation, RulePack};
 use crate::format::decoder::Decoder;
 use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
-use crate::metrics::SharedTracker;
 use crate::model::Counter;
 use crate::pipeline::Pipeline;
 use crate::tail::FileKey;
 use crate::time::{RfcTimestamp, Timestamp};
-use crate::timeline::{Counts, Start, TimelineConfig, Tracker};
+use crate::timeline::{Counts, SharedTracker, Start, TimelineConfig, Tracker};
 
 use input::{Input, Source};
 use observe::{Position, ReportObserver, Seen};
@@ -471,12 +470,12 @@ fn pass(
     window: Window,
     scan_only: bool,
 ) -> Result<PassResult, ReportError> {
-    let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(TimelineConfig {
+    let tracker = SharedTracker::new(Tracker::new(TimelineConfig {
         quiet_period_secs: opts.quiet_period_secs,
         max_pods: usize::MAX,
         starts_kept: usize::MAX,
         ..Default::default()
-    })));
+    }));
     let worker = |next_key: u64| {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let pos = Arc::new(Position::default());
@@ -556,10 +555,9 @@ fn pass(
             e.1 += m;
         }
     }
-    let tracker = Arc::try_unwrap(tracker)
-        .map_err(|_| ReportError::Internal("tracker still shared"))?
+    let tracker = tracker
         .into_inner()
-        .map_err(|_| ReportError::Internal("tracker lock poisoned"))?;
+        .map_err(|_| ReportError::Internal("tracker still shared"))?;
     Ok(PassResult {
         tracker,
         seen,
