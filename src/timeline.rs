@@ -11,6 +11,7 @@
 //! restart: nothing can be counted that the snapshot's offsets have not passed.
 
 mod handle;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
