@@ -12,7 +12,12 @@ use crate::support::{self, wait_until, AgentProc, LogTree};
 
 /// The metric contract (DESIGN.md) for each counter name of the v1 file,
 /// written out here, independently of the code under test.
-const SERIES: [(&str, &str, Option<(&str, &str)>); 13] = [
+type Label = Option<(&'static str, &'static str)>;
+
+/// A series and its value: (metric name, labels, value).
+type Sample = (String, Vec<(String, String)>, f64);
+
+const SERIES: [(&str, &str, Label); 13] = [
     ("spend_batches_dropped", "spend_batches_dropped_total", None),
     ("spend_rows_requeued", "spend_rows_requeued_total", None),
     ("spend_rows_lost", "spend_rows_lost_total", None),
@@ -46,7 +51,7 @@ const SERIES: [(&str, &str, Option<(&str, &str)>); 13] = [
 
 /// `(labels, value)` of every pod series the v1 file holds, read from the
 /// file itself (not through the code under test).
-fn expected(raw: &serde_json::Value) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn expected(raw: &serde_json::Value) -> Vec<Sample> {
     let mut out = Vec::new();
     for entry in raw["tracker"]["pods"].as_array().expect("pods") {
         let (pod, p) = (&entry[0], &entry[1]);
@@ -117,7 +122,7 @@ fn expected(raw: &serde_json::Value) -> Vec<(String, Vec<(String, String)>, f64)
     out
 }
 
-fn assert_served(agent: &AgentProc, want: &[(String, Vec<(String, String)>, f64)], what: &str) {
+fn assert_served(agent: &AgentProc, want: &[Sample], what: &str) {
     let body = agent.metrics();
     for (name, labels, v) in want {
         let l: Vec<(&str, &str)> = labels
