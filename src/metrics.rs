@@ -209,6 +209,8 @@ struct PodCollector {
     descs: Vec<Desc>,
     /// Family name → its row in [`POD_FAMILIES`].
     index: HashMap<&'static str, usize>,
+    /// Every pod counter with its family's row, resolved once (the bulk of a scrape).
+    counter_rows: Vec<(Counter, usize)>,
 }
 
 /// (name, help, type, variable labels) of every pod family. A pod counter's
@@ -261,6 +263,10 @@ struct Samples<'a> {
 }
 
 impl Samples<'_> {
+    fn push_row(&mut self, row: usize, m: proto::Metric) {
+        self.by_family[row].push(m);
+    }
+
     fn push(&mut self, family: &str, m: proto::Metric) {
         match self.index.get(family) {
             Some(&i) => self.by_family[i].push(m),
@@ -284,15 +290,19 @@ impl PodCollector {
                 .ok()
             })
             .collect();
-        let index = POD_FAMILIES
+        let index: HashMap<&'static str, usize> = POD_FAMILIES
             .iter()
             .enumerate()
             .map(|(i, f)| (f.0, i))
+            .collect();
+        let counter_rows = Counter::all()
+            .filter_map(|c| index.get(c.family()).map(|row| (c, *row)))
             .collect();
         PodCollector {
             tracker,
             descs,
             index,
+            counter_rows,
         }
     }
 }
@@ -368,13 +378,13 @@ impl Collector for PodCollector {
         for (pod, p) in pods {
             let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
             let base = [("namespace", ns), ("pod", po)];
-            for c in Counter::all() {
+            for &(c, row) in &self.counter_rows {
                 let v = p.counts[c];
                 let m = match c.label() {
                     Some(label) => counter(&[base[0], base[1], label], v),
                     None => counter(&base, v),
                 };
-                out.push(c.family(), m);
+                out.push_row(row, m);
             }
             if let Some((gap, method)) = p.last_gap() {
                 out.push(
@@ -476,5 +486,46 @@ mod tests {
         ] {
             assert!(POD_FAMILIES.iter().any(|r| r.0 == f), "no row for {f}");
         }
+    }
+
+    #[test]
+    fn every_pod_counter_is_rendered_from_the_model_with_its_value() {
+        use crate::model::{ConfigKind, Event, EventKind, Operation, PodRef};
+        use crate::time::Timestamp;
+        use crate::timeline::{TimelineConfig, Tracker};
+
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+        let metrics = Metrics::new(tracker.clone()).unwrap();
+        let p = PodRef::new("llm", "litellm-0");
+        let now = Timestamp(2_000_000_000_000_000_000);
+        for kind in [
+            EventKind::DbConnectError(Operation::Database),
+            EventKind::ConfigLoadFailure(ConfigKind::Credentials),
+            EventKind::SpendRowsLost(37),
+        ] {
+            let ev = Event {
+                ts: Some(Timestamp(1_000_000_000)),
+                kind,
+                rule: None,
+            };
+            tracker.lock().apply_event(&p, &ev, now);
+        }
+        let text = metrics.render().unwrap();
+        let pod = "namespace=\"llm\",pod=\"litellm-0\"";
+        for want in [
+            format!("litellm_sentinel_db_connect_errors_total{{{pod},operation=\"database\"}} 1"),
+            format!("litellm_sentinel_db_connect_errors_total{{{pod},operation=\"other\"}} 0"),
+            format!("litellm_sentinel_config_load_failures_total{{{pod},kind=\"credentials\"}} 1"),
+            format!("litellm_sentinel_spend_rows_lost_total{{{pod}}} 37"),
+            format!("litellm_sentinel_proxy_starts_total{{{pod}}} 0"),
+            "litellm_sentinel_pod_state_poisoned_total 0".to_string(),
+        ] {
+            assert!(text.contains(&want), "{want} missing:\n{text}");
+        }
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("_total{") && l.contains(pod))
+            .count();
+        assert_eq!(series, Counter::all().count(), "one series per pod counter");
     }
 }

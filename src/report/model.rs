@@ -5,7 +5,7 @@
 //! the model (issue 12: outages, open gaps, new counts and event kinds) is
 //! made here once and every output follows.
 
-use crate::classify::{ConfigKind, EventKind};
+use crate::classify::EventKind;
 use crate::time::Timestamp;
 use crate::timeline::{Method, Start};
 
@@ -100,10 +100,7 @@ pub fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
         },
         EventKind::BudgetCacheMiss => plain("budget_cache_miss"),
         EventKind::ConfigLoadFailure(kind) => LedgerKind {
-            operation: Some(match kind {
-                ConfigKind::Deployments => "deployments",
-                ConfigKind::Credentials => "credentials",
-            }),
+            operation: Some(kind.as_str()),
             ..plain("config_load_failure")
         },
         EventKind::EngineDistroFallback => plain("engine_distro_fallback"),
