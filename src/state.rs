@@ -569,6 +569,26 @@ mod tests {
                 p["probe_up"] = m.into();
             }
         }
+        const BOUNDS: [&str; 14] = [
+            "0.5", "1", "2.5", "5", "10", "20", "30", "60", "120", "180", "300", "600", "900",
+            "1800",
+        ];
+        for list in ["histograms", "outage_histograms"] {
+            let Some(hs) = raw["tracker"].get_mut(list).and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            for h in hs {
+                if let Some(a) = h[2]["buckets"].as_array().cloned() {
+                    let m: serde_json::Map<_, _> = BOUNDS
+                        .iter()
+                        .zip(a)
+                        .filter(|(_, n)| *n != 0)
+                        .map(|(k, n)| (k.to_string(), n))
+                        .collect();
+                    h[2]["buckets"] = m.into();
+                }
+            }
+        }
         raw.as_object_mut().unwrap().remove("version");
     }
 

@@ -410,7 +410,11 @@ impl PodTimeline {
 /// A histogram's state, kept here (not in the registry) so it survives restarts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GapHistogram {
-    /// Cumulative-free bucket counts, one per [`GAP_BUCKETS`] entry (+Inf is `count`).
+    /// Cumulative-free bucket counts, one per [`GAP_BUCKETS`] entry (+Inf is
+    /// `count`). Stored by upper bound (`{"0.5": n, …}`), so changing the
+    /// buckets re-buckets a saved histogram instead of shifting it; v1's
+    /// positional array is read too.
+    #[serde(with = "buckets_by_bound")]
     pub buckets: Vec<u64>,
     pub sum: f64,
     pub count: u64,
@@ -426,6 +430,66 @@ impl GapHistogram {
         }
         self.sum += v;
         self.count += 1;
+    }
+}
+
+/// [`GapHistogram::buckets`] by upper bound.
+mod buckets_by_bound {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::GAP_BUCKETS;
+
+    pub fn serialize<S: Serializer>(buckets: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let by_bound: Vec<(String, u64)> = GAP_BUCKETS
+            .iter()
+            .zip(buckets)
+            .filter(|(_, n)| **n > 0)
+            .map(|(b, n)| (b.to_string(), *n))
+            .collect();
+        s.collect_map(by_bound.iter().map(|(b, n)| (b.as_str(), n)))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        ByBound(BTreeMap<String, u64>),
+        Positional(Vec<u64>),
+    }
+
+    /// A count saved under a bound this build does not have goes to the
+    /// first bucket above it (every cumulative `le` stays a correct upper
+    /// count); above the largest bound, only `count` (+Inf) holds it.
+    fn add(buckets: &mut [u64], bound: f64, n: u64) {
+        if let Some(i) = GAP_BUCKETS.iter().position(|b| bound <= *b) {
+            buckets[i] += n;
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        let mut buckets = vec![0; GAP_BUCKETS.len()];
+        match Either::deserialize(d)? {
+            Either::ByBound(m) => {
+                for (bound, n) in m {
+                    let b: f64 = bound.parse().map_err(|_| {
+                        serde::de::Error::custom(format!("histogram bucket bound {bound:?}"))
+                    })?;
+                    add(&mut buckets, b, n);
+                }
+            }
+            // v1: in the order of GAP_BUCKETS as it was (unchanged since).
+            Either::Positional(v) if v.is_empty() => {}
+            Either::Positional(v) if v.len() == GAP_BUCKETS.len() => buckets = v,
+            Either::Positional(v) => {
+                return Err(serde::de::Error::custom(format!(
+                    "histogram: expected {} buckets, found {}",
+                    GAP_BUCKETS.len(),
+                    v.len()
+                )))
+            }
+        }
+        Ok(buckets)
     }
 }
 
@@ -1710,6 +1774,37 @@ mod tests {
         // A later worker's line is not a new start after a restore.
         t2.apply_event(&p, &ev(101.0, EventKind::ProxyAccepting), WALL);
         assert_eq!(t2.pod(&p).unwrap().counts[Counter::ProxyStarts], 1);
+    }
+
+    #[test]
+    fn histograms_are_stored_by_bound_and_rebucketed_when_bounds_change() {
+        let mut h = GapHistogram::default();
+        h.observe(0.3);
+        h.observe(20.25);
+        h.observe(5000.0);
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["buckets"], serde_json::json!({"0.5": 1, "30": 1}));
+        let back: GapHistogram = serde_json::from_value(json).unwrap();
+        assert_eq!(back, h);
+        // v1's positional array.
+        let v1: GapHistogram = serde_json::from_str(
+            r#"{"buckets":[1,0,0,0,0,0,1,2,0,1,0,0,0,0],"sum":219.25,"count":5}"#,
+        )
+        .unwrap();
+        assert_eq!(v1.buckets[7], 2);
+        // A bound this build lacks: into the next one up.
+        let other: GapHistogram =
+            serde_json::from_str(r#"{"buckets":{"45":3,"3600":1},"sum":1.0,"count":4}"#).unwrap();
+        let i60 = GAP_BUCKETS.iter().position(|b| *b == 60.0).unwrap();
+        assert_eq!(other.buckets[i60], 3);
+        assert_eq!(
+            other.buckets.iter().sum::<u64>(),
+            3,
+            "above every bound: +Inf only"
+        );
+        assert!(
+            serde_json::from_str::<GapHistogram>(r#"{"buckets":[1],"sum":0,"count":1}"#).is_err()
+        );
     }
 
     #[test]
