@@ -437,7 +437,7 @@ impl GapHistogram {
 mod buckets_by_bound {
     use std::collections::BTreeMap;
 
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
 
     use super::GAP_BUCKETS;
 

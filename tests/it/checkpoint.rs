@@ -178,8 +178,18 @@ fn a_v1_state_file_of_the_previous_release_keeps_every_counter() {
                 pod[1]["probe_up"]
             );
         }
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&state).expect("state file").ino();
         let agent = AgentProc::start(&cfg, port);
         assert_served(&agent, &want, &format!("{fixture}, after the v2 restart"));
+        // Its first checkpoint replaces the file (a new inode): the agent is
+        // past its start-up (main.rs installs its SIGTERM handler only after
+        // the server answers: a SIGTERM before that kills it).
+        wait_until(
+            "the restarted agent's first checkpoint",
+            Duration::from_secs(10),
+            || std::fs::metadata(&state).is_ok_and(|m| m.ino() != ino),
+        );
         let st = agent.sigterm();
         assert!(st.success(), "{fixture}: exit after SIGTERM: {st:?}");
     }
