@@ -1,6 +1,6 @@
 //! The metric contract (DESIGN.md), rendered for Prometheus.
 //!
-//! Input: the [`Tracker`] (pod series) plus the agent's own counters.
+//! Input: the [`Tracker`](crate::timeline::Tracker) (pod series) plus the agent's own counters.
 //! Output: a `prometheus::Registry` — text exposition for `/metrics`, and
 //! `gather()` for the OTLP push, so metric definitions exist once.
 //!
