@@ -1027,6 +1027,33 @@ mod tests {
     }
 
     #[test]
+    fn generation_moves_on_probe_changes_not_on_repeated_answers() {
+        let mut t = Tracker::new(TimelineConfig::default());
+        let p = pod();
+        t.register_probes(&p, &[Target::Engine], WALL);
+        t.apply_event(&p, &ev(0.0, EventKind::ProxyAccepting), WALL);
+        t.apply_probe(&p, &probe(1.0, Target::Engine, Err(FailureReason::Refused)));
+        let g = t.generation();
+        t.apply_probe(&p, &probe(2.0, Target::Engine, Ok(())));
+        assert_ne!(t.generation(), g, "the gap closed");
+        let g = t.generation();
+        for s in [3.0, 4.0, 5.0] {
+            t.apply_probe(&p, &probe(s, Target::Engine, Ok(())));
+        }
+        assert_eq!(
+            t.generation(),
+            g,
+            "the same answer again changes nothing shown"
+        );
+        t.tick(ts(500.0).unwrap());
+        let live: HashSet<PodRef> = [p.clone()].into();
+        assert_eq!(t.expire(WALL, &live), 0);
+        assert_eq!(t.generation(), g, "an idle tick or expiry pass neither");
+        t.apply_probe(&p, &probe(6.0, Target::Engine, Err(FailureReason::Timeout)));
+        assert_ne!(t.generation(), g, "the engine went away");
+    }
+
+    #[test]
     fn pending_requests_are_bounded() {
         let mut pr = PendingRequests::default();
         for i in 0..(PENDING_KEPT as i64 + 100) {
