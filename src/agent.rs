@@ -18,14 +18,14 @@ use crate::classify::RulePack;
 use crate::config::{Config, Settings};
 use crate::format::PodRef;
 use crate::gate::{GateCollector, GateConfig, Gates, SharedGates};
-use crate::metrics::{Metrics, SharedTracker};
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::probe::{ProbeConfig, ProbeOutcome, Target};
 use crate::server::AppState;
-use crate::state::{Snapshot, STATE_VERSION};
+use crate::state::{Checkpointer, Snapshot};
 use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
-use crate::timeline::Tracker;
+use crate::timeline::{SharedTracker, Tracker};
 
 /// Raises the soft limit on open descriptors to the hard limit: a node
 /// agent holds one per followed file (plus rotated ones draining), and the
@@ -82,7 +82,7 @@ impl Agent {
         S::Error: std::error::Error + Send + Sync + 'static,
     {
         let s: Settings = settings.try_into()?;
-        let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(s.timeline.clone())));
+        let tracker = SharedTracker::new(Tracker::new(s.timeline.clone()));
         let metrics = Arc::new(Metrics::new(tracker.clone()).context("cannot register metrics")?);
         metrics.agent.rules_loaded.set(s.rules.len() as i64);
         // The runtime follows the file (certificates, users) from here on.
@@ -254,9 +254,7 @@ fn restore(
     let Some(snap) = restored else {
         return (Vec::new(), Vec::new());
     };
-    if let Ok(mut t) = tracker.lock() {
-        t.restore(snap.tracker);
-    }
+    tracker.lock().restore(snap.tracker);
     tracing::info!(
         files = snap.files.len(),
         "restored checkpoint: counters continue from their saved values"
@@ -402,9 +400,9 @@ fn spawn_pod_probes(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let targets = pp.probes.targets();
-    if let Ok(mut t) = tracker.lock() {
-        t.register_probes(&pp.pod, &targets);
-    }
+    tracker
+        .lock()
+        .register_probes(&pp.pod, &targets, Timestamp::now());
     metrics.register_probe_targets(&targets);
     let (tx, mut rx) = mpsc::channel::<ProbeOutcome>(64);
     let probe_tasks = crate::probe::spawn_probes(pp.probes.clone(), tx, shutdown);
@@ -416,11 +414,12 @@ fn spawn_pod_probes(
         let _forget = ForgetOnDrop(gates.clone(), pod.clone());
         while let Some(o) = rx.recv().await {
             metrics.observe_probe(&o);
-            let mut starts = 0;
-            if let Ok(mut t) = tracker.lock() {
+            let starts = {
+                let mut t = tracker.lock();
                 t.apply_probe(&pod, &o);
-                starts = t.pod(&pod).map_or(0, |p| p.counts.proxy_starts);
-            }
+                t.pod(&pod)
+                    .map_or(0, |p| p.counts[crate::model::Counter::ProxyStarts])
+            };
             if let Ok(mut g) = gates.lock() {
                 g.observe(&pod, &o, starts);
             }
@@ -479,9 +478,9 @@ struct TailLoop {
 
 /// What the tail loop remembers between passes.
 struct LoopState {
-    /// The last snapshot written, and the inode and size it has on disk:
-    /// an unchanged state is not rewritten while that file is still there.
-    last_saved: Option<(Vec<u8>, (u64, u64, u64))>,
+    /// Remembers the last snapshot written: an unchanged state is not
+    /// rewritten while that file is still on disk.
+    checkpointer: Checkpointer,
     next_checkpoint: Instant,
     next_expiry: Instant,
     /// Tail counters as of the last pass (the metrics get the differences).
@@ -505,7 +504,7 @@ impl TailLoop {
         tailer.restore_retained(std::mem::take(&mut self.retained));
         crate::state::set_checkpoint_interval(self.checkpoint_interval);
         let mut st = LoopState {
-            last_saved: None,
+            checkpointer: Checkpointer::new(&self.state_file),
             next_checkpoint: Instant::now() + self.checkpoint_interval,
             next_expiry: Instant::now() + Duration::from_secs(30),
             last: crate::tail::TailStats::default(),
@@ -524,9 +523,7 @@ impl TailLoop {
             self.pipeline.advance_clocks();
             self.watching.store(true, Ordering::Relaxed);
             // Every file was read to its end: a silent pod's log-method gap may close.
-            if let Ok(mut t) = self.tracker.lock() {
-                t.tick(Timestamp::now());
-            }
+            self.tracker.lock().tick(Timestamp::now());
             self.export_counts(&tailer, &mut st);
             self.warn_pod_cap(&mut st);
             if Instant::now() >= st.next_expiry {
@@ -570,7 +567,7 @@ impl TailLoop {
 
     /// Rate-limited: a flood of new pods must not flood the agent's own log.
     fn warn_pod_cap(&self, st: &mut LoopState) {
-        let dropped = self.tracker.lock().map(|t| t.pods_dropped()).unwrap_or(0);
+        let dropped = self.tracker.lock().pods_dropped();
         if dropped > st.last_dropped
             && st
                 .last_cap_warning
@@ -589,50 +586,25 @@ impl TailLoop {
     fn expire_pods(&self) {
         let mut live: HashSet<PodRef> = self.pipeline.live_pods().cloned().collect();
         live.extend(self.probed_pods.iter().cloned());
-        if let Ok(mut t) = self.tracker.lock() {
-            let n = t.expire(Timestamp::now(), &live);
-            self.metrics.agent.series_expired.inc_by(n as u64);
-        }
+        let n = self.tracker.lock().expire(Timestamp::now(), &live);
+        self.metrics.agent.series_expired.inc_by(n as u64);
     }
 
     /// Offsets, per-file state and counters, all as of this instant: this
     /// thread is the only writer of counters and offsets.
     fn checkpoint(&self, tailer: &Tailer, st: &mut LoopState) {
         let snap = Snapshot {
-            version: STATE_VERSION,
             files: self.pipeline.file_states(tailer.positions()),
-            tracker: self
-                .tracker
-                .lock()
-                .map(|t| t.snapshot())
-                .unwrap_or_default(),
+            tracker: self.tracker.lock().snapshot(),
             retained: tailer.retained(),
         };
-        let saved = serde_json::to_vec(&snap)
-            .map_err(|e| crate::state::StateError::Write {
-                path: self.state_file.clone(),
-                source: std::io::Error::other(e),
-            })
-            .and_then(|bytes| {
-                // Unchanged since the last write (idle node) and still on
-                // disk (one stat): that file already is this checkpoint;
-                // no rewrite, no fsync.
-                let on_disk = crate::state::file_identity(&self.state_file);
-                let unchanged = st
-                    .last_saved
-                    .as_ref()
-                    .is_some_and(|(b, id)| *b == bytes && on_disk == Some(*id));
-                if !unchanged {
-                    crate::state::save_bytes(&self.state_file, &bytes)?;
-                    st.last_saved =
-                        crate::state::file_identity(&self.state_file).map(|id| (bytes, id));
-                }
-                Ok(())
-            });
+        // Unchanged since the last write (idle node) and still on disk: no
+        // rewrite, no fsync.
+        let saved = st.checkpointer.save(&snap);
         crate::state::record_checkpoint(&self.state_file, saved.is_ok());
         let a = &self.metrics.agent;
         match saved {
-            Ok(()) => {
+            Ok(_) => {
                 a.checkpoint_writes.inc();
                 if st.checkpoint_failing {
                     tracing::info!("checkpoint writes work again");

@@ -652,29 +652,6 @@ impl EngineView {
     }
 }
 
-/// Adds the engine view and each start's first/last engine-ready times to
-/// the `/api/v1/pods` views of probed pods.
-pub fn annotate(views: &mut [crate::server::PodView], gates: &SharedGates) {
-    let Ok(g) = gates.lock() else { return };
-    for v in views {
-        let key = PodRef {
-            namespace: v.namespace.clone(),
-            pod: v.pod.clone(),
-        };
-        let Some(p) = g.pod(&key) else { continue };
-        v.engines = Some(EngineView::new(p));
-        for s in &mut v.starts {
-            let Some(ready) = s.engine_ready_at else {
-                continue;
-            };
-            if let Some(first) = p.first_ready_for(ready.0) {
-                s.engines_first_ready_at = Some(RfcTimestamp(first));
-                s.engines_last_ready_at = Some(ready);
-            }
-        }
-    }
-}
-
 /// `engines_discovered`, `engines_up` and `litellm_build_info`, rendered
 /// from [`Gates`] at scrape time.
 pub struct GateCollector {

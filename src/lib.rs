@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod config;
 pub mod format;
+pub mod model;
 pub mod tail;
 pub mod time;
 pub mod timeline;

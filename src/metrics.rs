@@ -1,6 +1,6 @@
 //! The metric contract (DESIGN.md), rendered for Prometheus.
 //!
-//! Input: the [`Tracker`] (pod series) plus the agent's own counters.
+//! Input: the [`Tracker`](crate::timeline::Tracker) (pod series) plus the agent's own counters.
 //! Output: a `prometheus::Registry` — text exposition for `/metrics`, and
 //! `gather()` for the OTLP push, so metric definitions exist once.
 //!
@@ -8,7 +8,7 @@
 //! tracker at scrape time. The tracker is checkpointed with the read offsets,
 //! so the exported counters continue across restarts instead of resetting.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
@@ -17,15 +17,15 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::classify::Operation;
-use crate::probe::{FailureReason, ProbeOutcome, Target};
-use crate::timeline::{GapHistogram, Tracker, GAP_BUCKETS};
+use crate::model::{Counter, FailureReason, Target};
+use crate::probe::ProbeOutcome;
+use crate::timeline::{GapHistogram, GAP_BUCKETS};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "litellm_sentinel_";
 
-/// The tracker as shared between the pipeline (writer) and the server (reader).
-pub type SharedTracker = Arc<Mutex<Tracker>>;
+/// The tracker handle lives in the timeline; this path stays for its users.
+pub use crate::timeline::SharedTracker;
 
 /// The agent's own health counters.
 pub struct SelfMetrics {
@@ -207,36 +207,15 @@ impl Metrics {
 struct PodCollector {
     tracker: SharedTracker,
     descs: Vec<Desc>,
+    /// Family name → its row in [`POD_FAMILIES`].
+    index: HashMap<&'static str, usize>,
+    /// Every pod counter with its family's row, resolved once (the bulk of a scrape).
+    counter_rows: Vec<(Counter, usize)>,
 }
 
-/// The pod families, in exposition order; `Family as usize` indexes [`POD_FAMILIES`].
-#[derive(Clone, Copy)]
-enum Family {
-    DbConnectErrors,
-    SpendBatchesDropped,
-    SpendRowsRequeued,
-    SpendRowsLost,
-    SpendUpdatesFailed,
-    BudgetCacheMisses,
-    ConfigLoadFailures,
-    EngineDistroFallback,
-    EngineRestarts,
-    ProxyStarts,
-    RequestsDuringGap,
-    LastStartupGap,
-    InStartupGap,
-    StartupGapOpenSince,
-    DbOutages,
-    InDbOutage,
-    RequestsDuringOutage,
-    EngineUp,
-    StartupGap,
-    DbOutageSeconds,
-    PodsTracked,
-    PodsDropped,
-}
-
-/// (name, help, type, variable labels) of every pod family, in [`Family`] order.
+/// (name, help, type, variable labels) of every pod family. A pod counter's
+/// family is the model's ([`Counter::family`]); each has its row here (a test
+/// checks), so a new counter needs one help line and nothing else.
 const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("db_connect_errors_total", "DB calls that failed because the query engine or database could not be reached, by operation (database: the database itself failed).", MetricType::COUNTER, &["namespace", "pod", "operation"]),
     ("spend_batches_dropped_total", "Spend-log batches LiteLLM dropped (unbilled spend; 1.83.x). Re-queued batches of 1.108+ are not counted here.", MetricType::COUNTER, &["namespace", "pod"]),
@@ -260,7 +239,42 @@ const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("db_outage_seconds", "Duration of DB outages after the start-up gap.", MetricType::HISTOGRAM, &["namespace", "method"]),
     ("pods_tracked", "Pods the agent currently tracks.", MetricType::GAUGE, &[]),
     ("pods_dropped_total", "Pod events dropped because the tracked-pod cap was reached.", MetricType::COUNTER, &[]),
+    ("pod_state_poisoned_total", "Panics that interrupted an update of the pod state; counting went on from the state as left (the event being applied may be counted partly or not at all). Any value above 0 is a bug to report.", MetricType::COUNTER, &[]),
 ];
+
+/// The families of the collector that are not pod counters.
+mod family {
+    pub const LAST_STARTUP_GAP: &str = "last_startup_gap_seconds";
+    pub const IN_STARTUP_GAP: &str = "in_startup_gap";
+    pub const STARTUP_GAP_OPEN_SINCE: &str = "startup_gap_open_since_timestamp_seconds";
+    pub const IN_DB_OUTAGE: &str = "in_db_outage";
+    pub const ENGINE_UP: &str = "engine_up";
+    pub const STARTUP_GAP: &str = "startup_gap_seconds";
+    pub const DB_OUTAGE_SECONDS: &str = "db_outage_seconds";
+    pub const PODS_TRACKED: &str = "pods_tracked";
+    pub const PODS_DROPPED: &str = "pods_dropped_total";
+    pub const POD_STATE_POISONED: &str = "pod_state_poisoned_total";
+}
+
+/// The samples of one scrape, by family (in [`POD_FAMILIES`] order).
+struct Samples<'a> {
+    index: &'a HashMap<&'static str, usize>,
+    by_family: Vec<Vec<proto::Metric>>,
+}
+
+impl Samples<'_> {
+    fn push_row(&mut self, row: usize, m: proto::Metric) {
+        self.by_family[row].push(m);
+    }
+
+    fn push(&mut self, family: &str, m: proto::Metric) {
+        match self.index.get(family) {
+            Some(&i) => self.by_family[i].push(m),
+            // Unreachable: `every_counter_family_has_a_row` checks the table.
+            None => debug_assert!(false, "no row for family {family}"),
+        }
+    }
+}
 
 impl PodCollector {
     fn new(tracker: SharedTracker) -> PodCollector {
@@ -276,7 +290,20 @@ impl PodCollector {
                 .ok()
             })
             .collect();
-        PodCollector { tracker, descs }
+        let index: HashMap<&'static str, usize> = POD_FAMILIES
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.0, i))
+            .collect();
+        let counter_rows = Counter::all()
+            .filter_map(|c| index.get(c.family()).map(|row| (c, *row)))
+            .collect();
+        PodCollector {
+            tracker,
+            descs,
+            index,
+            counter_rows,
+        }
     }
 }
 
@@ -340,53 +367,28 @@ impl Collector for PodCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(t) = self.tracker.lock() else {
-            return Vec::new();
+        let t = self.tracker.lock();
+        let poisoned = self.tracker.poisoned();
+        let mut out = Samples {
+            index: &self.index,
+            by_family: vec![Vec::new(); POD_FAMILIES.len()],
         };
-        let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
-        let mut push = |f: Family, m: proto::Metric| fams[f as usize].push(m);
         let mut pods: Vec<_> = t.pods().collect();
         pods.sort_by(|a, b| a.0.cmp(b.0));
         for (pod, p) in pods {
             let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
             let base = [("namespace", ns), ("pod", po)];
-            let c = &p.counts;
-            for op in Operation::ALL {
-                push(
-                    Family::DbConnectErrors,
-                    counter(
-                        &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
-                        c.db_connect_errors_for(op),
-                    ),
-                );
-            }
-            for (f, v) in [
-                (Family::SpendBatchesDropped, c.spend_batches_dropped),
-                (Family::SpendRowsRequeued, c.spend_rows_requeued),
-                (Family::SpendRowsLost, c.spend_rows_lost),
-                (Family::SpendUpdatesFailed, c.spend_updates_failed),
-                (Family::BudgetCacheMisses, c.budget_cache_misses),
-                (Family::EngineDistroFallback, c.engine_distro_fallbacks),
-                (Family::EngineRestarts, c.engine_restarts),
-                (Family::ProxyStarts, c.proxy_starts),
-                (Family::RequestsDuringGap, c.requests_during_gap),
-                (Family::DbOutages, c.db_outages),
-                (Family::RequestsDuringOutage, c.requests_during_outage),
-            ] {
-                push(f, counter(&base, v));
-            }
-            for (kind, v) in [
-                ("deployments", c.deployment_load_failures),
-                ("credentials", c.credential_load_failures),
-            ] {
-                push(
-                    Family::ConfigLoadFailures,
-                    counter(&[("namespace", ns), ("pod", po), ("kind", kind)], v),
-                );
+            for &(c, row) in &self.counter_rows {
+                let v = p.counts[c];
+                let m = match c.label() {
+                    Some(label) => counter(&[base[0], base[1], label], v),
+                    None => counter(&base, v),
+                };
+                out.push_row(row, m);
             }
             if let Some((gap, method)) = p.last_gap() {
-                push(
-                    Family::LastStartupGap,
+                out.push(
+                    family::LAST_STARTUP_GAP,
                     gauge(
                         &[("namespace", ns), ("pod", po), ("method", method.as_str())],
                         gap,
@@ -398,50 +400,49 @@ impl Collector for PodCollector {
                 .back()
                 .filter(|s| s.in_gap())
                 .and_then(|s| s.listening_at);
-            push(
-                Family::InStartupGap,
+            out.push(
+                family::IN_STARTUP_GAP,
                 gauge(&base, if p.in_gap() { 1.0 } else { 0.0 }),
             );
             if let Some(since) = gap_since {
-                push(
-                    Family::StartupGapOpenSince,
+                out.push(
+                    family::STARTUP_GAP_OPEN_SINCE,
                     gauge(&base, since.0 as f64 / 1e9),
                 );
             }
-            push(
-                Family::InDbOutage,
+            out.push(
+                family::IN_DB_OUTAGE,
                 gauge(&base, if p.in_outage() { 1.0 } else { 0.0 }),
             );
-            for (i, target) in Target::ALL.iter().enumerate() {
-                if let Some(up) = p.probe_up[i] {
-                    push(
-                        Family::EngineUp,
-                        gauge(
-                            &[("namespace", ns), ("pod", po), ("target", target.as_str())],
-                            if up { 1.0 } else { 0.0 },
-                        ),
-                    );
-                }
+            for (target, up) in &p.probe_up {
+                out.push(
+                    family::ENGINE_UP,
+                    gauge(
+                        &[("namespace", ns), ("pod", po), ("target", target.as_str())],
+                        if *up { 1.0 } else { 0.0 },
+                    ),
+                );
             }
         }
         for (family, hists) in [
-            (Family::StartupGap, t.histograms().collect::<Vec<_>>()),
-            (Family::DbOutageSeconds, t.outage_histograms().collect()),
+            (family::STARTUP_GAP, t.histograms().collect::<Vec<_>>()),
+            (family::DB_OUTAGE_SECONDS, t.outage_histograms().collect()),
         ] {
             let mut hists = hists;
             hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
             for (ns, method, h) in hists {
-                push(
+                out.push(
                     family,
                     histogram(&[("namespace", ns), ("method", method.as_str())], h),
                 );
             }
         }
-        push(Family::PodsTracked, gauge(&[], t.pods().count() as f64));
-        push(Family::PodsDropped, counter(&[], t.pods_dropped()));
+        out.push(family::PODS_TRACKED, gauge(&[], t.pods().count() as f64));
+        out.push(family::PODS_DROPPED, counter(&[], t.pods_dropped()));
+        out.push(family::POD_STATE_POISONED, counter(&[], poisoned));
         POD_FAMILIES
             .iter()
-            .zip(fams)
+            .zip(out.by_family)
             .filter(|(_, metrics)| !metrics.is_empty())
             .map(|((n, help, ty, _), metrics)| {
                 let mut f = MetricFamily::default();
@@ -452,5 +453,79 @@ impl Collector for PodCollector {
                 f
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_family_has_a_row_with_its_labels() {
+        for c in Counter::all() {
+            let row = POD_FAMILIES
+                .iter()
+                .find(|f| f.0 == c.family())
+                .unwrap_or_else(|| panic!("no row for {}", c.family()));
+            let mut want = vec!["namespace", "pod"];
+            want.extend(c.label().map(|l| l.0));
+            assert_eq!(row.3, want.as_slice(), "{}", c.family());
+            assert_eq!(row.2, MetricType::COUNTER, "{}", c.family());
+        }
+        for f in [
+            family::LAST_STARTUP_GAP,
+            family::IN_STARTUP_GAP,
+            family::STARTUP_GAP_OPEN_SINCE,
+            family::IN_DB_OUTAGE,
+            family::ENGINE_UP,
+            family::STARTUP_GAP,
+            family::DB_OUTAGE_SECONDS,
+            family::PODS_TRACKED,
+            family::PODS_DROPPED,
+            family::POD_STATE_POISONED,
+        ] {
+            assert!(POD_FAMILIES.iter().any(|r| r.0 == f), "no row for {f}");
+        }
+    }
+
+    #[test]
+    fn every_pod_counter_is_rendered_from_the_model_with_its_value() {
+        use crate::model::{ConfigKind, Event, EventKind, Operation, PodRef};
+        use crate::time::Timestamp;
+        use crate::timeline::{TimelineConfig, Tracker};
+
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+        let metrics = Metrics::new(tracker.clone()).unwrap();
+        let p = PodRef::new("llm", "litellm-0");
+        let now = Timestamp(2_000_000_000_000_000_000);
+        for kind in [
+            EventKind::DbConnectError(Operation::Database),
+            EventKind::ConfigLoadFailure(ConfigKind::Credentials),
+            EventKind::SpendRowsLost(37),
+        ] {
+            let ev = Event {
+                ts: Some(Timestamp(1_000_000_000)),
+                kind,
+                rule: None,
+            };
+            tracker.lock().apply_event(&p, &ev, now);
+        }
+        let text = metrics.render().unwrap();
+        let pod = "namespace=\"llm\",pod=\"litellm-0\"";
+        for want in [
+            format!("litellm_sentinel_db_connect_errors_total{{{pod},operation=\"database\"}} 1"),
+            format!("litellm_sentinel_db_connect_errors_total{{{pod},operation=\"other\"}} 0"),
+            format!("litellm_sentinel_config_load_failures_total{{{pod},kind=\"credentials\"}} 1"),
+            format!("litellm_sentinel_spend_rows_lost_total{{{pod}}} 37"),
+            format!("litellm_sentinel_proxy_starts_total{{{pod}}} 0"),
+            "litellm_sentinel_pod_state_poisoned_total 0".to_string(),
+        ] {
+            assert!(text.contains(&want), "{want} missing:\n{text}");
+        }
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("_total{") && l.contains(pod))
+            .count();
+        assert_eq!(series, Counter::all().count(), "one series per pod counter");
     }
 }

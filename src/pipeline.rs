@@ -12,10 +12,10 @@ use std::sync::Arc;
 use crate::classify::{ClassifyState, Event, RulePack};
 use crate::format::decoder::Decoder;
 use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
-use crate::metrics::SharedTracker;
 use crate::state::FileState;
 use crate::tail::{FileId, FileKey, FilePosition, ReadErrorReason, TailSink};
 use crate::time::Timestamp;
+use crate::timeline::SharedTracker;
 
 /// Per-file state between lines.
 struct FileConsumer {
@@ -107,9 +107,7 @@ impl RecordSink for RecordHandler<'_> {
         let (tracker, pod) = (self.tracker, self.pod);
         let mut observer = self.observer.as_deref_mut();
         self.rules.classify(self.classify, &record, &mut |ev| {
-            if let Ok(mut t) = tracker.lock() {
-                t.apply_event(pod, &ev);
-            }
+            tracker.lock().apply_event(pod, &ev, Timestamp::now());
             if let Some(o) = observer.as_deref_mut() {
                 o.event(pod, &ev);
             }
@@ -241,23 +239,19 @@ impl Pipeline {
         let (tracker, pod) = (&self.tracker, &c.pod);
         let mut observer = self.observer.as_deref_mut();
         self.rules.finish(&mut c.classify, &mut |ev| {
-            if let Ok(mut t) = tracker.lock() {
-                t.apply_event(pod, &ev);
-            }
+            tracker.lock().apply_event(pod, &ev, Timestamp::now());
             if let Some(o) = observer.as_deref_mut() {
                 o.event(pod, &ev);
             }
         });
-        if let (Some(ts), Ok(mut t)) = (c.last_ts, self.tracker.lock()) {
-            t.advance(&c.pod, ts);
+        if let Some(ts) = c.last_ts {
+            self.tracker.lock().advance(&c.pod, ts);
         }
     }
 
     /// Moves each pod's record clock to its files' newest timestamp (end of a pass).
     pub fn advance_clocks(&mut self) {
-        let Ok(mut t) = self.tracker.lock() else {
-            return;
-        };
+        let mut t = self.tracker.lock();
         for c in self.consumers.values_mut() {
             if let Some(ts) = c.last_ts {
                 if c.advanced_to.is_none_or(|a| ts > a) {

@@ -17,12 +17,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::format::PodRef;
-use crate::gate::{EngineView, SharedGates};
-use crate::metrics::{Metrics, SharedTracker};
-use crate::probe::Target;
-use crate::time::{RfcTimestamp, Timestamp};
-use crate::timeline::{Counts, Outage, PodTimeline};
+use crate::gate::SharedGates;
+use crate::metrics::Metrics;
+use crate::time::Timestamp;
+use crate::timeline::SharedTracker;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -556,8 +554,9 @@ async fn gate(State(s): State<AppState>) -> Response {
         .ok()
         .and_then(|g| g.config().pod.clone())
         .and_then(|pod| {
-            let t = s.tracker.lock().ok()?;
-            t.pod(&pod).map(|p| p.counts.proxy_starts)
+            let t = s.tracker.lock();
+            t.pod(&pod)
+                .map(|p| p.counts[crate::model::Counter::ProxyStarts])
         });
     let Ok(mut g) = s.gates.lock() else {
         return (
@@ -575,99 +574,8 @@ async fn gate(State(s): State<AppState>) -> Response {
     (code, Json(answer)).into_response()
 }
 
-/// One start of the proxy, as the API shows it.
-#[derive(Serialize)]
-pub struct StartView {
-    pub listening_at: Option<RfcTimestamp>,
-    pub engine_ready_at: Option<RfcTimestamp>,
-    pub gap_seconds: Option<f64>,
-    pub method: &'static str,
-    /// Inside a gap confirmed by a DB failure (provisional starts are not).
-    pub in_gap: bool,
-    /// The gap has not closed yet (confirmed or not).
-    pub open: bool,
-    pub confirmed: bool,
-    /// Requests served inside the gap (attributed when it closed).
-    pub requests: u64,
-    pub outages: Vec<crate::timeline::OutageSummary>,
-    /// Sidecar: the first probe round in which one engine answered after this start.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines_first_ready_at: Option<RfcTimestamp>,
-    /// Sidecar: the first round in which every engine answered (the gap closed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines_last_ready_at: Option<RfcTimestamp>,
-}
-
-/// A tracked pod, as `/api/v1/pods` shows it.
-#[derive(Serialize)]
-pub struct PodView {
-    pub namespace: String,
-    pub pod: String,
-    pub in_gap: bool,
-    pub in_outage: bool,
-    pub listening_at: Option<RfcTimestamp>,
-    pub engine_ready_at: Option<RfcTimestamp>,
-    pub gap_seconds: Option<f64>,
-    pub method: Option<&'static str>,
-    pub engine_up: std::collections::BTreeMap<&'static str, bool>,
-    pub counts: Counts,
-    pub starts: Vec<StartView>,
-    /// Sidecar: the engines of the pod (count, state, LiteLLM version).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines: Option<EngineView>,
-}
-
-impl PodView {
-    /// The API view of one pod (also used by the demo's live table).
-    pub fn new(pod: &PodRef, p: &PodTimeline) -> PodView {
-        let latest = p.starts.back();
-        let ts = |t: Option<Timestamp>| t.map(RfcTimestamp);
-        PodView {
-            namespace: pod.namespace.clone(),
-            pod: pod.pod.clone(),
-            in_gap: p.in_gap(),
-            in_outage: p.in_outage(),
-            listening_at: ts(latest.and_then(|s| s.listening_at)),
-            engine_ready_at: ts(latest.and_then(|s| s.engine_ready_at)),
-            gap_seconds: latest.and_then(|s| s.gap_seconds),
-            method: latest.map(|s| s.method.as_str()),
-            engine_up: Target::ALL
-                .iter()
-                .zip(p.probe_up)
-                .filter_map(|(t, up)| up.map(|u| (t.as_str(), u)))
-                .collect(),
-            counts: p.counts.clone(),
-            starts: p
-                .starts
-                .iter()
-                .map(|s| StartView {
-                    listening_at: ts(s.listening_at),
-                    engine_ready_at: ts(s.engine_ready_at),
-                    gap_seconds: s.gap_seconds,
-                    method: s.method.as_str(),
-                    in_gap: s.in_gap(),
-                    open: s.open,
-                    confirmed: s.confirmed,
-                    requests: s.requests,
-                    outages: s.outages.iter().map(Outage::summary).collect(),
-                    engines_first_ready_at: None,
-                    engines_last_ready_at: None,
-                })
-                .collect(),
-            engines: None,
-        }
-    }
-}
-
-/// Every tracked pod, sorted by namespace and name.
-pub fn pod_views(tracker: &SharedTracker) -> Vec<PodView> {
-    let Ok(t) = tracker.lock() else {
-        return Vec::new();
-    };
-    let mut v: Vec<PodView> = t.pods().map(|(k, p)| PodView::new(k, p)).collect();
-    v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    v
-}
+/// The API's view of the timeline lives beside it; these paths stay for its users.
+pub use crate::timeline::view::{pod_views, PodView, StartView};
 
 #[derive(Serialize)]
 struct PodsAnswer {
@@ -676,7 +584,7 @@ struct PodsAnswer {
 
 async fn pods(State(s): State<AppState>) -> Json<impl Serialize> {
     let mut pods = pod_views(&s.tracker);
-    crate::gate::annotate(&mut pods, &s.gates);
+    crate::timeline::view::annotate(&mut pods, &s.gates);
     Json(PodsAnswer { pods })
 }
 

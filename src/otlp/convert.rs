@@ -239,7 +239,6 @@ pub fn unix_nanos_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use opentelemetry_proto::tonic::metrics::v1::{metric, AggregationTemporality};
     use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
@@ -386,9 +385,8 @@ mod tests {
 
     #[test]
     fn the_real_registry_converts_with_the_same_names() {
-        let tracker = Arc::new(std::sync::Mutex::new(crate::timeline::Tracker::new(
-            Default::default(),
-        )));
+        let tracker =
+            crate::timeline::SharedTracker::new(crate::timeline::Tracker::new(Default::default()));
         let metrics = Metrics::new(tracker).unwrap();
         metrics.agent.otlp_export_failures.inc();
         let families = metrics.registry.gather();

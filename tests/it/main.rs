@@ -9,6 +9,7 @@ mod support;
 mod alloc;
 mod audit;
 mod bad_input;
+mod checkpoint;
 mod inject;
 mod otlp;
 mod pipeline;
