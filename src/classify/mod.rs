@@ -8,6 +8,7 @@
 //! that event ([`fold`]), so one failing operation is one event.
 
 pub mod fold;
+pub mod prefilter;
 pub mod rules;
 
 pub use rules::{ClassifyState, RuleError, RulePack};

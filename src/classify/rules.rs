@@ -16,6 +16,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::fold::{self, Fold, FoldOwner};
+use super::prefilter::BufferPrefilter;
 use super::{ConfigKind, Event, EventKind, Operation, VersionFamily};
 use crate::format::{Record, Stream};
 use crate::time::Timestamp;
@@ -295,6 +296,8 @@ pub struct RulePack {
     /// The LiteLLM family the user pinned (config `litellm_version`, `report
     /// --litellm-version`); overrides what a file's own lines say.
     version_pin: Option<VersionFamily>,
+    /// The same literals (and their JSON forms) for whole read buffers.
+    buffer: BufferPrefilter,
 }
 
 /// Per-stream state: the open fold and the remembered spend row count.
@@ -461,6 +464,11 @@ impl RulePack {
     /// Rule ids in matching priority order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.id.as_str())
+    }
+
+    /// The prefilter the buffer scanner runs over whole read buffers.
+    pub fn buffer_prefilter(&self) -> &BufferPrefilter {
+        &self.buffer
     }
 
     /// The id of the rule an [`Event::rule`] index names (None: not this pack's).
@@ -811,7 +819,12 @@ impl RulePack {
             .builder()
             .extend(&literals)
             .build();
+        let buffer = BufferPrefilter::build(&literals).map_err(|message| RuleError::Matcher {
+            origin: origin.to_owned(),
+            message,
+        })?;
         Ok(RulePack {
+            buffer,
             literals: automaton,
             packed,
             rules,
