@@ -311,10 +311,11 @@ impl Pipeline {
             if next_esc.is_some_and(|e| e < start) {
                 next_esc = None;
             }
-            let skip = !wants_all
-                && line.len() <= cap
-                && !c.classify.has_open_fold()
-                && !(has_nul && memchr::memchr(0, line).is_some())
+            let must_decode = wants_all
+                || line.len() > cap
+                || c.classify.has_open_fold()
+                || (has_nul && memchr::memchr(0, line).is_some());
+            let skip = !must_decode
                 && *next_hit.get_or_insert_with(|| prefilter.next_hit(block, start)) >= nl
                 && match frame_of(c, framer, line) {
                     Some(frame) if !frame.partial => {
