@@ -290,7 +290,11 @@ impl Pipeline {
         };
         let cap = cap.max(1);
         let mut observer = observer.as_deref_mut();
-        let prefilter = rules.buffer_prefilter();
+        // Access lines are only looked for while a request can change the
+        // pod's timeline (asked again after every decoded line: its event
+        // may have opened a start).
+        let mut requests_until = requests_matter_until(tracker, &c.pod);
+        let mut prefilter = rules.buffer_prefilter(requests_until.is_none());
         framer.set_now(Timestamp::now());
         let has_nul = memchr::memchr(0, block).is_some();
         // The next literal hit / ESC byte at or after the current line (None:
@@ -331,6 +335,10 @@ impl Pipeline {
                                 || may_hide_literal(frame.message))
                         };
                         let pending = c.decoder.as_ref().is_some_and(|d| d.pending(frame.stream));
+                        // A request read late may still fall inside a closed gap or outage.
+                        let late = requests_until
+                            .is_some_and(|u| frame.ts.is_some_and(|t| t <= u));
+                        let hidden = hidden || late;
                         if !hidden && !pending {
                             run.add(frame.ts);
                         }
@@ -360,6 +368,12 @@ impl Pipeline {
                 wants_all = observer
                     .as_deref_mut()
                     .is_some_and(|o| o.wants_every_record(&c.pod));
+                let until = requests_matter_until(tracker, &c.pod);
+                if until.is_none() != requests_until.is_none() {
+                    prefilter = rules.buffer_prefilter(until.is_none());
+                    next_hit = None;
+                }
+                requests_until = until;
             }
             start = nl + 1;
         }
@@ -489,6 +503,43 @@ fn looks_like_json(text: &[u8]) -> bool {
 /// non-canonical form: `\uXXXX` (any character) or `\/`.
 fn may_hide_literal(json: &[u8]) -> bool {
     memchr::memchr_iter(b'\\', json).any(|i| matches!(json.get(i + 1), Some(b'u' | b'/')))
+}
+
+/// Up to which record time a request served by `pod` can still change
+/// the tracker: `None` while any can (the pod is not tracked yet, its run
+/// is bound but not accepting — a request would open the start — or its
+/// latest start or outage is open: requests wait for the verdict);
+/// otherwise the latest time a closed gap or outage of its starts covers (a
+/// request read late may fall inside one), `i64::MIN` when there is none.
+/// Past that, a request-served event only moves the record clock, which the
+/// scanner moves anyway. This reads the timeline's public state, mirroring
+/// `Tracker::apply_event`'s `RequestServed` branch; the property test
+/// `tests/it/scan.rs` holds the scanner to the line-by-line result.
+fn requests_matter_until(tracker: &SharedTracker, pod: &PodRef) -> Option<Timestamp> {
+    let t = tracker.lock().ok()?;
+    let p = t.pod(pod)?;
+    if p.run.bound && !p.run.accepted {
+        return None;
+    }
+    if p
+        .starts
+        .back()
+        .is_some_and(|s| s.open || s.outages.back().is_some_and(|o| o.open))
+    {
+        return None;
+    }
+    let mut until = Timestamp(i64::MIN);
+    for s in &p.starts {
+        let ends = [s.last_db_error_at, s.engine_ready_at, s.listening_at];
+        let outage_ends = s
+            .outages
+            .iter()
+            .flat_map(|o| [o.ended_at, o.last_failure_at, o.started_at]);
+        for end in ends.into_iter().chain(outage_ends).flatten() {
+            until = until.max(end);
+        }
+    }
+    Some(until)
 }
 
 /// Hands the skipped records to the observer and moves the file's clock.

@@ -43,6 +43,8 @@ pub struct RulePack {
     pub(super) version_pin: Option<VersionFamily>,
     /// The same literals (and their JSON forms) for whole read buffers.
     pub(super) buffer: BufferPrefilter,
+    /// The same without the literals only request-served rules name.
+    pub(super) buffer_without_requests: BufferPrefilter,
 }
 
 /// What the literal scan found on one line.
@@ -81,9 +83,15 @@ impl RulePack {
         self.rules.iter().map(|r| r.id.as_str())
     }
 
-    /// The prefilter the buffer scanner runs over whole read buffers.
-    pub fn buffer_prefilter(&self) -> &BufferPrefilter {
-        &self.buffer
+    /// The prefilter the buffer scanner runs over whole read buffers;
+    /// `requests: false` leaves out the literals only request-served
+    /// (access-line) rules name.
+    pub fn buffer_prefilter(&self, requests: bool) -> &BufferPrefilter {
+        if requests {
+            &self.buffer
+        } else {
+            &self.buffer_without_requests
+        }
     }
 
     /// The id of the rule an [`Event::rule`] index names (None: not this pack's).

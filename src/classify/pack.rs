@@ -306,12 +306,31 @@ impl RulePack {
             .builder()
             .extend(&literals)
             .build();
-        let buffer = BufferPrefilter::build(&literals).map_err(|message| RuleError::Matcher {
+        let matcher_error = |message| RuleError::Matcher {
             origin: origin.to_owned(),
             message,
-        })?;
+        };
+        let buffer = BufferPrefilter::build(&literals).map_err(matcher_error)?;
+        // Without the literals only request-served rules name (the access
+        // lines, most of a busy proxy's hits): for pods where a request
+        // changes nothing (see `crate::pipeline`).
+        let only_requests = |at: usize| {
+            !literal_is_wording[at]
+                && literal_rules[at].iter().all(|&r| {
+                    matches!(
+                        rules[r as usize].actions[..],
+                        [Action::Event(EventKind::RequestServed)]
+                    )
+                })
+        };
+        let without: Vec<Vec<u8>> = (0..literals.len())
+            .filter(|&at| !only_requests(at))
+            .map(|at| literals[at].clone())
+            .collect();
+        let buffer_without_requests = BufferPrefilter::build(&without).map_err(matcher_error)?;
         Ok(RulePack {
             buffer,
+            buffer_without_requests,
             literals: automaton,
             packed,
             rules,
