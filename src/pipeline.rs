@@ -336,8 +336,7 @@ impl Pipeline {
                         };
                         let pending = c.decoder.as_ref().is_some_and(|d| d.pending(frame.stream));
                         // A request read late may still fall inside a closed gap or outage.
-                        let late = requests_until
-                            .is_some_and(|u| frame.ts.is_some_and(|t| t <= u));
+                        let late = requests_until.is_some_and(|u| frame.ts.is_some_and(|t| t <= u));
                         let hidden = hidden || late;
                         if !hidden && !pending {
                             run.add(frame.ts);
@@ -521,8 +520,7 @@ fn requests_matter_until(tracker: &SharedTracker, pod: &PodRef) -> Option<Timest
     if p.run.bound && !p.run.accepted {
         return None;
     }
-    if p
-        .starts
+    if p.starts
         .back()
         .is_some_and(|s| s.open || s.outages.back().is_some_and(|o| o.open))
     {

@@ -94,6 +94,18 @@ impl RulePack {
         }
     }
 
+    /// Every literal of the pack (tests of the prefilter).
+    #[cfg(test)]
+    pub(super) fn literal_texts(&self) -> Vec<Vec<u8>> {
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        for lit in self.rules.iter().flat_map(|r| r.literals.iter()) {
+            if !all.contains(lit) {
+                all.push(lit.clone());
+            }
+        }
+        all
+    }
+
     /// The id of the rule an [`Event::rule`] index names (None: not this pack's).
     pub fn rule_id(&self, index: u32) -> Option<&str> {
         self.rules.get(index as usize).map(|r| r.id.as_str())
