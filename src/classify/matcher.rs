@@ -334,6 +334,11 @@ impl RulePack {
     /// (which leftmost-longest hides) come from `literal_implies`.
     fn scan(&self, line: &[u8]) -> LineScan {
         let mut scan = LineScan::default();
+        // One Teddy pass over the anchors first: a line without one holds no
+        // literal (the full automaton is too big for Teddy).
+        if !self.buffer.is_match(line) {
+            return scan;
+        }
         // Literals already handled on this line: a rule's verdict depends on
         // the line only, so a literal repeated 100,000 times in a huge line
         // costs its regexes once. (Literals past the set's capacity are

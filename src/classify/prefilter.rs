@@ -155,50 +155,95 @@ fn anchors(literals: &[Vec<u8>]) -> Vec<Vec<u8>> {
         }
     }
     let score = |w: &[u8]| w.iter().map(|&b| rarity(b)).sum::<u32>();
-    // Every candidate window, with how rare it looks.
-    let mut candidates: Vec<(Vec<u8>, u32)> = Vec::new();
+    // Every candidate window (not ordinary text), with how rare it looks
+    // and which literals contain it (computed once: the greedy loop below
+    // only counts bits).
+    let words = open.len().div_ceil(64);
+    let mut seen = std::collections::HashSet::new();
+    let mut candidates: Vec<(Vec<u8>, u32, Vec<u64>)> = Vec::new();
     for lit in &open {
         for &len in &ANCHOR_LENS {
             for w in lit.windows(len) {
-                let ordinary = ORDINARY
-                    .iter()
-                    .any(|o| memchr::memmem::find(o, w).is_some());
-                if !ordinary && !candidates.iter().any(|(c, _)| c == w) {
-                    candidates.push((w.to_vec(), score(w)));
+                if !seen.insert(w)
+                    || ORDINARY
+                        .iter()
+                        .any(|o| memchr::memmem::find(o, w).is_some())
+                {
+                    continue;
                 }
+                let finder = memchr::memmem::Finder::new(w);
+                let mut covers = vec![0u64; words];
+                for (i, l) in open.iter().enumerate() {
+                    if finder.find(l).is_some() {
+                        covers[i / 64] |= 1 << (i % 64);
+                    }
+                }
+                candidates.push((w.to_vec(), score(w), covers));
             }
         }
     }
-    while !open.is_empty() {
-        // Per literal, the rarest window it has: a candidate must come
-        // close to it for that literal (never trade a rare anchor for a
-        // common one just to share).
-        let best = |lit: &[u8]| {
+    // Per literal, the rarest window it has: a candidate must come close to
+    // it for that literal (never trade a rare anchor for a common one just
+    // to share).
+    let best: Vec<u32> = open
+        .iter()
+        .map(|lit| {
             ANCHOR_LENS
                 .iter()
                 .flat_map(|&len| lit.windows(len))
                 .map(score)
                 .max()
                 .unwrap_or(0)
+        })
+        .collect();
+    for (_, s, covers) in &mut candidates {
+        for (i, &b) in best.iter().enumerate() {
+            if *s * 4 < b * 3 {
+                covers[i / 64] &= !(1 << (i % 64));
+            }
+        }
+    }
+    let mut uncovered: Vec<u64> = (0..words)
+        .map(|w| {
+            let n = (open.len() - w * 64).min(64);
+            if n == 64 {
+                u64::MAX
+            } else {
+                (1u64 << n) - 1
+            }
+        })
+        .collect();
+    while uncovered.iter().any(|&w| w != 0) {
+        let gain = |covers: &[u64]| -> u32 {
+            covers
+                .iter()
+                .zip(&uncovered)
+                .map(|(c, u)| (c & u).count_ones())
+                .sum()
         };
         let pick = candidates
             .iter()
-            .map(|(c, s)| {
-                let covers = open
+            .map(|(c, s, covers)| (gain(covers), *s, c.len(), c, covers))
+            .filter(|(g, ..)| *g > 0)
+            .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        match pick {
+            Some((_, _, _, anchor, covers)) => {
+                for (u, c) in uncovered.iter_mut().zip(covers) {
+                    *u &= !c;
+                }
+                out.push(anchor.clone());
+            }
+            None => {
+                // A literal with no usable window is its own anchor.
+                let i = uncovered
                     .iter()
-                    .filter(|l| memchr::memmem::find(l, c).is_some() && *s * 4 >= best(l) * 3)
-                    .count();
-                (covers, *s, c)
-            })
-            .filter(|(covers, _, _)| *covers > 0)
-            .max_by(|a, b| (a.0, a.1, a.2.len()).cmp(&(b.0, b.1, b.2.len())));
-        // A literal with no usable window is its own anchor.
-        let anchor = match pick {
-            Some((_, _, anchor)) => anchor.clone(),
-            None => open[0].to_vec(),
-        };
-        open.retain(|l| memchr::memmem::find(l, &anchor).is_none());
-        out.push(anchor);
+                    .enumerate()
+                    .find(|(_, &w)| w != 0)
+                    .map_or(0, |(k, w)| k * 64 + w.trailing_zeros() as usize);
+                uncovered[i / 64] &= !(1 << (i % 64));
+                out.push(open[i].to_vec());
+            }
+        }
         if out.len() > TEDDY_MAX {
             return literals.to_vec();
         }
