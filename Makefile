@@ -3,7 +3,7 @@
 #   make demo-stack   the same, scraped by a real Prometheus with the shipped alerts
 #   make image  the OCI image (FROM scratch, static musl binary)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-live fuzz-build fuzz
+.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-live bench-scan fuzz-build fuzz
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
@@ -102,3 +102,6 @@ bench-compare:
 
 bench-live:
 	bash bench/live.sh
+
+bench-scan:
+	bash bench/scan.sh

@@ -232,6 +232,13 @@ impl Tracker {
         self.pods.get(pod)
     }
 
+    /// Up to which record time a request served by `pod` can still change
+    /// the tracker: `None` while the pod is not tracked yet, else
+    /// [`PodTimeline::requests_matter_until`].
+    pub fn requests_matter_until(&self, pod: &PodRef) -> Option<Timestamp> {
+        self.pod(pod)?.requests_matter_until()
+    }
+
     /// Gap histograms by (namespace, method).
     pub fn histograms(&self) -> impl Iterator<Item = (&str, Method, &GapHistogram)> {
         self.histograms

@@ -7,10 +7,18 @@
 //! Tracebacks and `Error: …` lines that follow an event header are folded into
 //! that event ([`fold`]), so one failing operation is one event.
 
+pub mod access;
 pub mod fold;
-pub mod rules;
+pub mod matcher;
+pub mod pack;
+pub mod prefilter;
+pub mod state;
+#[cfg(test)]
+mod tests;
 
-pub use rules::{ClassifyState, RuleError, RulePack};
+pub use matcher::RulePack;
+pub use pack::{RuleError, RuleProblem};
+pub use state::ClassifyState;
 
 /// The event vocabulary lives in the shared model; these paths stay for the classifier's users.
 pub use crate::model::{ConfigKind, Event, EventKind, Operation};

@@ -31,6 +31,7 @@ use crate::format::decoder::Decoder;
 use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
 use crate::model::Counter;
 use crate::pipeline::Pipeline;
+use crate::tail::lines::LineHandler;
 use crate::tail::FileKey;
 use crate::time::{RfcTimestamp, Timestamp};
 use crate::timeline::{Counts, SharedTracker, Start, TimelineConfig, Tracker};
@@ -616,17 +617,17 @@ impl Worker {
                 };
                 let src = Source::Path(path.clone());
                 let mut reader = src.open().map_err(unreadable)?;
-                let (pipeline, pos) = (&mut self.pipeline, &self.pos);
-                input::for_each_line(
-                    &mut reader,
-                    opts.max_line_bytes,
-                    &mut |offset, line, truncated| {
-                        lines += 1;
-                        pos.set(*index, offset);
-                        pipeline.line(key, line, truncated);
-                    },
-                )
-                .map_err(unreadable)?;
+                let mut h = PodLines {
+                    pipeline: &mut self.pipeline,
+                    pos: &self.pos,
+                    index: *index,
+                    key,
+                    at: 0,
+                    lines: 0,
+                };
+                let read = input::read_lines(&mut reader, opts.max_line_bytes, &mut h);
+                lines += h.lines;
+                read.map_err(unreadable)?;
             }
             self.pipeline.close(key);
         }
@@ -717,6 +718,34 @@ impl Worker {
             .and_then(|m| m.into_inner().ok())
             .unwrap_or_default();
         (seen, self.tally)
+    }
+}
+
+/// Feeds one source of a pod to the pipeline: whole blocks to the scanner,
+/// telling the observer where each comes from.
+struct PodLines<'a> {
+    pipeline: &'a mut Pipeline,
+    pos: &'a Position,
+    index: u32,
+    key: FileKey,
+    at: u64,
+    lines: u64,
+}
+
+impl LineHandler for PodLines<'_> {
+    fn line(&mut self, line: &[u8], truncated: bool) {
+        self.lines += 1;
+        self.pos.set(self.index, self.at);
+        self.pipeline.line(self.key, line, truncated);
+    }
+
+    fn block(&mut self, at: u64, block: &[u8], cap: usize) {
+        self.pos.set(self.index, at);
+        self.lines += self.pipeline.block(self.key, block, cap);
+    }
+
+    fn line_start(&mut self, at: u64) {
+        self.at = at;
     }
 }
 

@@ -120,12 +120,40 @@ pub trait TailSink {
     fn opened(&mut self, key: FileKey, id: FileId, path: &Path, resumed: bool);
     /// One physical line (without `\n`); `truncated` when it exceeded the cap.
     fn line(&mut self, key: FileKey, line: &[u8], truncated: bool);
+    /// A run of complete physical lines as read, each ending in `\n`; a
+    /// line longer than `cap` is to be cut to its head (see
+    /// [`lines::for_each_capped`]). Returns the number of lines. The
+    /// default hands each line to [`TailSink::line`]; the pipeline scans the
+    /// whole block in one pass instead.
+    fn lines(&mut self, key: FileKey, block: &[u8], cap: usize) -> u64 {
+        lines::for_each_capped(block, cap, &mut |_, line, truncated| {
+            self.line(key, line, truncated)
+        })
+    }
     /// The file was truncated in place: per-file decoding state must reset.
     fn truncated(&mut self, key: FileKey);
     /// The file is finished for good (rotated away or deleted, and drained).
     fn closed(&mut self, key: FileKey);
     /// Something could not be read.
     fn read_error(&mut self, path: &Path, reason: ReadErrorReason);
+}
+
+/// Hands what a file's splitter finds to the sink, counting lines.
+struct Deliver<'a, S: TailSink + ?Sized> {
+    sink: &'a mut S,
+    key: FileKey,
+    lines: u64,
+}
+
+impl<S: TailSink + ?Sized> lines::LineHandler for Deliver<'_, S> {
+    fn line(&mut self, line: &[u8], truncated: bool) {
+        self.lines += 1;
+        self.sink.line(self.key, line, truncated);
+    }
+
+    fn block(&mut self, _at: u64, block: &[u8], cap: usize) {
+        self.lines += self.sink.lines(self.key, block, cap);
+    }
 }
 
 /// Tailer settings.
@@ -429,15 +457,16 @@ impl Tailer {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        let mut lines = 0u64;
         let result = {
-            let mut h = |line: &[u8], truncated: bool| {
-                lines += 1;
-                sink.line(key, line, truncated);
+            let mut h = Deliver {
+                sink: &mut *sink,
+                key,
+                lines: 0,
             };
-            f.read_new(&mut self.buf, READ_BUDGET, &mut h)
+            let r = f.read_new(&mut self.buf, READ_BUDGET, &mut h);
+            self.stats.lines_read += h.lines;
+            r
         };
-        self.stats.lines_read += lines;
         match result {
             Ok(st) => {
                 self.stats.bytes_read += st.bytes;
@@ -488,12 +517,13 @@ impl Tailer {
             // deleted: the writer has moved on, deliver what is left.
             let unfinished_is_final = !f.check_still_named();
             if unfinished_is_final {
-                let mut lines = 0u64;
-                f.finish(&mut |line: &[u8], truncated: bool| {
-                    lines += 1;
-                    sink.line(key, line, truncated);
-                });
-                self.stats.lines_read += lines;
+                let mut h = Deliver {
+                    sink: &mut *sink,
+                    key,
+                    lines: 0,
+                };
+                f.finish(&mut h);
+                self.stats.lines_read += h.lines;
             }
             if self.by_path.get(&f.path) == Some(&key) {
                 self.by_path.remove(&f.path);
@@ -783,17 +813,13 @@ impl Tailer {
                             };
                         }
                         sink.opened(key, pos.id, &sib, true);
-                        let mut lines = 0u64;
-                        let r = file::read_whole(
-                            &sib,
-                            pos.offset,
-                            self.cfg.max_line_bytes,
-                            &mut |line: &[u8], t: bool| {
-                                lines += 1;
-                                sink.line(key, line, t);
-                            },
-                        );
-                        self.stats.lines_read += lines;
+                        let mut h = Deliver {
+                            sink: &mut *sink,
+                            key,
+                            lines: 0,
+                        };
+                        let r = file::read_whole(&sib, pos.offset, self.cfg.max_line_bytes, &mut h);
+                        self.stats.lines_read += h.lines;
                         if let Err(e) = r {
                             sink.read_error(&sib, ReadErrorReason::of(&e));
                         }

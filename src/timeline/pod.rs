@@ -316,6 +316,41 @@ impl PodTimeline {
             .is_some_and(|s| s.open_outage().is_some() && !s.ended_while_failing)
     }
 
+    /// Up to which record time a request served by this pod can still
+    /// change its timeline: `None` while any can (its run is bound but not
+    /// accepting — a request would open the start — or its latest start or
+    /// outage is open: requests wait for the verdict); otherwise the latest
+    /// time a closed gap or outage covers (a request read late may fall
+    /// inside one), `i64::MIN` when there is none. Past that, a
+    /// request-served event only moves the record clock, so the scanner
+    /// may skip access lines. It mirrors `Tracker::apply_event`'s
+    /// `RequestServed` branch; the property test `tests/it/scan.rs` holds
+    /// the scanner to the line-by-line result.
+    pub fn requests_matter_until(&self) -> Option<Timestamp> {
+        if self.run.bound && !self.run.accepted {
+            return None;
+        }
+        if self
+            .starts
+            .back()
+            .is_some_and(|s| s.open || s.outages.back().is_some_and(|o| o.open))
+        {
+            return None;
+        }
+        let mut until = Timestamp(i64::MIN);
+        for s in &self.starts {
+            let ends = [s.last_db_error_at, s.engine_ready_at, s.listening_at];
+            let outage_ends = s
+                .outages
+                .iter()
+                .flat_map(|o| [o.ended_at, o.last_failure_at, o.started_at]);
+            for end in ends.into_iter().chain(outage_ends).flatten() {
+                until = until.max(end);
+            }
+        }
+        Some(until)
+    }
+
     /// The target whose success closes a gap: the engine when probed, else LiteLLM's readiness.
     pub(super) fn gap_target(&self) -> Option<Target> {
         if self.probed_targets.contains(&Target::Engine) {

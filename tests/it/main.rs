@@ -16,6 +16,7 @@ mod pipeline;
 mod probe;
 mod reload;
 mod report;
+mod scan;
 mod secrets;
 mod sidecar;
 mod tail_fds;
