@@ -402,7 +402,9 @@ async fn gate_opens_only_after_every_workers_engine_answers_and_survives_a_respa
         "gap closed {:.3}s after the last engine listened",
         last_ready.seconds_since(second_bound)
     );
-    assert!(last_ready.seconds_since(first_ready) >= 1.5, "{start}");
+    // The agent saw one engine of two answering (waited for above), so the
+    // first engine's readiness was recorded before the second listened.
+    assert!(first_ready < second_bound, "{start}");
     assert_eq!(
         metric_now(addr, "litellm_sentinel_engine_up", &[("target", "engine")]).await,
         Some(1.0)
