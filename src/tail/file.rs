@@ -55,12 +55,13 @@ pub fn fingerprint_of(head: &[u8]) -> Option<u64> {
 /// writer appears. O_NONBLOCK does not change reads of regular files, and
 /// every caller rejects non-regular files right after the open.
 ///
-/// O_NOATIME where allowed (the file's owner, or CAP_FOWNER as the
-/// DaemonSet has): a log written between two reads has mtime > atime, so
+/// O_NOATIME where allowed (the file's owner — the DaemonSet runs as uid 0
+/// with every capability dropped, and the kubelet's logs belong to root —
+/// or CAP_FOWNER): a log written between two reads has mtime > atime, so
 /// with `relatime` every read of it would otherwise update its atime and
 /// dirty its inode (`touch_atime`, `__ext4_mark_inode_dirty` in the load
-/// profile of `bench/live.sh`). Without
-/// the permission the kernel says EPERM and the file is opened without it.
+/// profile of `bench/live.sh`). Without the permission the kernel says
+/// EPERM and the file is opened without it.
 pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = |extra: libc::c_int| {
