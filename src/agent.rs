@@ -18,7 +18,7 @@ use crate::classify::RulePack;
 use crate::config::{Config, ReadFrom, Role};
 use crate::format::PodRef;
 use crate::gate::{GateCollector, GateConfig, Gates, SharedGates};
-use crate::metrics::{Metrics, SharedTracker};
+use crate::metrics::{Metrics, SharedTracker, TrackerMutex};
 use crate::pipeline::Pipeline;
 use crate::probe::{ProbeConfig, ProbeOutcome, Secret, Target};
 use crate::server::AppState;
@@ -132,7 +132,7 @@ impl Agent {
         let rules = Arc::new(load_rules(&cfg)?);
         let cfg_for_reload = cfg.clone();
         let tailing = cfg.role == Role::Node || cfg.globs != Config::default().globs;
-        let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(TimelineConfig {
+        let tracker: SharedTracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
             quiet_period_secs: cfg.quiet_period.0.as_secs_f64(),
             max_pods: cfg.max_pods,
             pod_ttl_secs: cfg.pod_ttl.0.as_secs_f64(),

@@ -5,10 +5,23 @@
 //! `gather()` for the OTLP push, so metric definitions exist once.
 //!
 //! Pod series are not kept in prometheus counters: they are rendered from the
-//! tracker at scrape time. The tracker is checkpointed with the read offsets,
-//! so the exported counters continue across restarts instead of resetting.
+//! tracker. The tracker is checkpointed with the read offsets, so the
+//! exported counters continue across restarts instead of resetting.
+//!
+//! `/metrics` at 2,000 pods is ~38,000 pod series (3.5 MB of text): the pod
+//! families are written straight to text (no protobuf objects) once per
+//! tracker generation and cached with their deflate stream; a scrape renders
+//! only the small registry families (agent health, probes, gate) and
+//! concatenates. A gzip scrape gets one gzip member built from the fresh
+//! small part and the cached pod part (see [`Page::gzip`]).
 
-use std::sync::{Arc, Mutex};
+use std::io::Write as _;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LockResult, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
@@ -19,13 +32,118 @@ use prometheus::{
 
 use crate::classify::Operation;
 use crate::probe::{FailureReason, ProbeOutcome, Target};
-use crate::timeline::{GapHistogram, Tracker, GAP_BUCKETS};
+use crate::timeline::{GapHistogram, Method, Tracker, GAP_BUCKETS};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "litellm_sentinel_";
 
 /// The tracker as shared between the pipeline (writer) and the server (reader).
-pub type SharedTracker = Arc<Mutex<Tracker>>;
+pub type SharedTracker = Arc<TrackerMutex>;
+
+/// The tracker's mutex with a generation counter, so readers (the `/metrics`
+/// cache) can tell whether pod state changed since they last looked.
+///
+/// Minimal version (issue 15) until the shared model's tracker handle lands:
+/// the generation moves whenever a guard was used mutably (conservative: a
+/// mutable call that changed nothing still moves it), except for the calls
+/// the agent makes on every pass ([`TrackerGuard::tick`],
+/// [`TrackerGuard::expire`]), which move it only when they can change state.
+#[derive(Debug, Default)]
+pub struct TrackerMutex {
+    inner: Mutex<Tracker>,
+    generation: AtomicU64,
+}
+
+impl TrackerMutex {
+    /// Wraps a tracker (generation 0).
+    pub fn new(tracker: Tracker) -> TrackerMutex {
+        TrackerMutex {
+            inner: Mutex::new(tracker),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Locks the tracker, like [`Mutex::lock`].
+    pub fn lock(&self) -> LockResult<TrackerGuard<'_>> {
+        let wrap = |guard| TrackerGuard {
+            guard,
+            generation: &self.generation,
+            changed: false,
+        };
+        match self.inner.lock() {
+            Ok(g) => Ok(wrap(g)),
+            Err(e) => Err(PoisonError::new(wrap(e.into_inner()))),
+        }
+    }
+
+    /// The tracker itself, like [`Mutex::into_inner`] (same signature).
+    #[allow(clippy::result_large_err)]
+    pub fn into_inner(self) -> LockResult<Tracker> {
+        self.inner.into_inner()
+    }
+
+    /// Changes whenever pod state may have changed. Read it with the lock
+    /// held to pair it with the state it describes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// A locked tracker; moves the generation on drop (still locked) if it was used mutably.
+pub struct TrackerGuard<'a> {
+    guard: MutexGuard<'a, Tracker>,
+    generation: &'a AtomicU64,
+    changed: bool,
+}
+
+impl TrackerGuard<'_> {
+    /// [`Tracker::tick`], which changes state only while a log-method gap or
+    /// outage is open: the agent calls it on every pass.
+    pub fn tick(&mut self, now: crate::time::Timestamp) {
+        let may_close = self.guard.pods().any(|(_, p)| {
+            p.starts
+                .back()
+                .is_some_and(|s| s.method == Method::Log && (s.open || s.open_outage().is_some()))
+        });
+        self.changed |= may_close;
+        self.guard.tick(now);
+    }
+
+    /// [`Tracker::expire`]: the exported state changes only when something expired.
+    pub fn expire(
+        &mut self,
+        now: crate::time::Timestamp,
+        live: &std::collections::HashSet<crate::format::PodRef>,
+    ) -> usize {
+        let n = self.guard.expire(now, live);
+        self.changed |= n > 0;
+        n
+    }
+}
+
+impl Deref for TrackerGuard<'_> {
+    type Target = Tracker;
+    fn deref(&self) -> &Tracker {
+        &self.guard
+    }
+}
+
+impl DerefMut for TrackerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Tracker {
+        self.changed = true;
+        &mut self.guard
+    }
+}
+
+impl Drop for TrackerGuard<'_> {
+    fn drop(&mut self) {
+        // Runs before `guard` unlocks: a reader holding the lock sees the
+        // generation and the state together.
+        if self.changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
 
 /// The agent's own health counters.
 pub struct SelfMetrics {
@@ -46,10 +164,16 @@ pub struct SelfMetrics {
     pub probe_failures: IntCounterVec,
 }
 
-/// The registry with every family registered.
+/// The metric families: the registry (small, pod-independent families,
+/// rendered per scrape) and the pod families (rendered from the tracker,
+/// cached per generation).
 pub struct Metrics {
+    /// Every family except the pod families (those are in [`Metrics::gather`]).
     pub registry: Registry,
     pub agent: SelfMetrics,
+    pods: PodCollector,
+    /// The pod families of the latest rendered generation.
+    pod_cache: Mutex<Option<Arc<PodPage>>>,
 }
 
 fn name(n: &str) -> String {
@@ -164,8 +288,12 @@ impl Metrics {
         for r in ["success", "failure"] {
             agent.config_reloads.with_label_values(&[r]);
         }
-        registry.register(Box::new(PodCollector::new(tracker)))?;
-        Ok(Metrics { registry, agent })
+        Ok(Metrics {
+            registry,
+            agent,
+            pods: PodCollector::new(tracker),
+            pod_cache: Mutex::new(None),
+        })
     }
 
     /// Records one probe result (pod-independent families; `engine_up` comes from the tracker).
@@ -195,15 +323,187 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition (version 0.0.4).
-    pub fn render(&self) -> Result<String, prometheus::Error> {
-        let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+    /// Every family as protobuf (the OTLP push): the registry's and the pod families.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        let mut families = self.registry.gather();
+        families.extend(self.pods.collect());
+        families
+    }
+
+    /// The `/metrics` page: the small families rendered now, the pod
+    /// families from the cache (rendered again only if the tracker's
+    /// generation moved).
+    pub fn page(&self) -> Result<Page, RenderError> {
+        let mut small = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut small)?;
+        Ok(Page {
+            small,
+            pods: self.pod_page()?,
+        })
+    }
+
+    /// The same page rendered from scratch, bypassing (and not filling) the cache.
+    pub fn page_uncached(&self) -> Result<Page, RenderError> {
+        let mut small = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut small)?;
+        let t = self
+            .pods
+            .tracker
+            .lock()
+            .map_err(|_| RenderError::Poisoned)?;
+        let pods = Arc::new(PodPage::render(&t, self.pods.tracker.generation()));
+        Ok(Page { small, pods })
+    }
+
+    /// Prometheus text exposition (version 0.0.4) as one string.
+    pub fn render(&self) -> Result<String, RenderError> {
+        let page = self.page()?;
+        let mut s = String::with_capacity(page.len());
+        s.push_str(&String::from_utf8_lossy(&page.small));
+        s.push_str(&String::from_utf8_lossy(&page.pods.text));
+        Ok(s)
+    }
+
+    fn pod_page(&self) -> Result<Arc<PodPage>, RenderError> {
+        // Checked under the tracker lock: the generation read there is the
+        // one of the state rendered. The cache lock is taken inside it, the
+        // only place both are held, so concurrent scrapes render once.
+        let t = self
+            .pods
+            .tracker
+            .lock()
+            .map_err(|_| RenderError::Poisoned)?;
+        let generation = self.pods.tracker.generation();
+        let mut cache = self.pod_cache.lock().map_err(|_| RenderError::Poisoned)?;
+        if let Some(p) = cache.as_ref().filter(|p| p.generation == generation) {
+            return Ok(p.clone());
+        }
+        // Drop the old page before rendering the new one (peak memory).
+        *cache = None;
+        let page = Arc::new(PodPage::render(&t, generation));
+        *cache = Some(page.clone());
+        Ok(page)
     }
 }
 
-/// Renders the pod families from the tracker at scrape time.
+/// Why `/metrics` could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Encode(#[from] prometheus::Error),
+    #[error("a lock was poisoned by a panic")]
+    Poisoned,
+    #[error("cannot compress the page: {0}")]
+    Compress(#[from] flate2::CompressError),
+}
+
+/// Compression level of the gzip page: level 6 puts 2,000 pods in ~115 KB.
+const GZIP_LEVEL: u32 = 6;
+
+/// The rendered pod families of one tracker generation.
+pub struct PodPage {
+    generation: u64,
+    /// Prometheus text of every pod family.
+    pub text: Bytes,
+    /// `text` as a final raw deflate stream, made at the first gzip scrape.
+    deflate: OnceLock<Result<Bytes, flate2::CompressError>>,
+}
+
+impl PodPage {
+    fn render(t: &Tracker, generation: u64) -> PodPage {
+        let mut text = Vec::new();
+        write_pod_families(t, &mut text);
+        PodPage {
+            generation,
+            text: Bytes::from(text),
+            deflate: OnceLock::new(),
+        }
+    }
+
+    /// The tracker generation this page was rendered from.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn deflate(&self) -> Result<Bytes, RenderError> {
+        self.deflate
+            .get_or_init(|| raw_deflate(&self.text, FlushCompress::Finish).map(Bytes::from))
+            .clone()
+            .map_err(RenderError::from)
+    }
+}
+
+/// One `/metrics` answer: the small families (fresh) then the pod families (cached).
+pub struct Page {
+    pub small: Vec<u8>,
+    pub pods: Arc<PodPage>,
+}
+
+impl Page {
+    /// Length of the text page.
+    pub fn len(&self) -> usize {
+        self.small.len() + self.pods.text.len()
+    }
+
+    /// Whether the page is empty (never: the registry has `build_info`).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text page as chunks to send in order (the pod part is not copied).
+    pub fn text_chunks(self) -> [Bytes; 2] {
+        [Bytes::from(self.small), self.pods.text.clone()]
+    }
+
+    /// The page as one gzip member (RFC 1952), as chunks to send in order.
+    ///
+    /// A deflate stream is a sequence of blocks: the small part is
+    /// compressed now and ended with a sync flush (byte-aligned, not final),
+    /// then the cached pod stream follows with the final block; it refers
+    /// to nothing before it. The trailer's CRC-32 is combined from the two
+    /// parts' CRCs. One member, not two concatenated ones, because some
+    /// clients decode only the first member.
+    pub fn gzip(&self) -> Result<[Bytes; 3], RenderError> {
+        let mut head = Vec::with_capacity(self.small.len() / 4 + 64);
+        // ID1 ID2, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown).
+        head.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        head.extend_from_slice(&raw_deflate(&self.small, FlushCompress::Sync)?);
+        let pods = self.pods.deflate()?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&self.small);
+        let mut pods_crc = crc32fast::Hasher::new();
+        pods_crc.update(&self.pods.text);
+        crc.combine(&pods_crc);
+        let mut trailer = Vec::with_capacity(8);
+        trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE: the length modulo 2^32 (RFC 1952), hence the truncation.
+        trailer.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        Ok([Bytes::from(head), pods, Bytes::from(trailer)])
+    }
+}
+
+/// `data` as raw deflate, ended by `flush` (Sync: byte-aligned and open; Finish: final block).
+fn raw_deflate(data: &[u8], flush: FlushCompress) -> Result<Vec<u8>, flate2::CompressError> {
+    let mut c = Compress::new(Compression::new(GZIP_LEVEL), false);
+    let mut out = Vec::with_capacity(data.len() / 8 + 1024);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(4096));
+        }
+        let consumed = usize::try_from(c.total_in()).unwrap_or(data.len());
+        let status = c.compress_vec(data.get(consumed..).unwrap_or_default(), &mut out, flush)?;
+        let all_in = c.total_in() as usize == data.len();
+        match (status, flush) {
+            (Status::StreamEnd, _) => break,
+            // A sync flush is complete once the compressor left output space unused.
+            (_, FlushCompress::Sync) if all_in && out.len() < out.capacity() => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The pod families as protobuf (the OTLP push), from the tracker.
 struct PodCollector {
     tracker: SharedTracker,
     descs: Vec<Desc>,
@@ -344,101 +644,13 @@ impl Collector for PodCollector {
             return Vec::new();
         };
         let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
-        let mut push = |f: Family, m: proto::Metric| fams[f as usize].push(m);
-        let mut pods: Vec<_> = t.pods().collect();
-        pods.sort_by(|a, b| a.0.cmp(b.0));
-        for (pod, p) in pods {
-            let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
-            let base = [("namespace", ns), ("pod", po)];
-            let c = &p.counts;
-            for op in Operation::ALL {
-                push(
-                    Family::DbConnectErrors,
-                    counter(
-                        &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
-                        c.db_connect_errors_for(op),
-                    ),
-                );
-            }
-            for (f, v) in [
-                (Family::SpendBatchesDropped, c.spend_batches_dropped),
-                (Family::SpendRowsRequeued, c.spend_rows_requeued),
-                (Family::SpendRowsLost, c.spend_rows_lost),
-                (Family::SpendUpdatesFailed, c.spend_updates_failed),
-                (Family::BudgetCacheMisses, c.budget_cache_misses),
-                (Family::EngineDistroFallback, c.engine_distro_fallbacks),
-                (Family::EngineRestarts, c.engine_restarts),
-                (Family::ProxyStarts, c.proxy_starts),
-                (Family::RequestsDuringGap, c.requests_during_gap),
-                (Family::DbOutages, c.db_outages),
-                (Family::RequestsDuringOutage, c.requests_during_outage),
-            ] {
-                push(f, counter(&base, v));
-            }
-            for (kind, v) in [
-                ("deployments", c.deployment_load_failures),
-                ("credentials", c.credential_load_failures),
-            ] {
-                push(
-                    Family::ConfigLoadFailures,
-                    counter(&[("namespace", ns), ("pod", po), ("kind", kind)], v),
-                );
-            }
-            if let Some((gap, method)) = p.last_gap() {
-                push(
-                    Family::LastStartupGap,
-                    gauge(
-                        &[("namespace", ns), ("pod", po), ("method", method.as_str())],
-                        gap,
-                    ),
-                );
-            }
-            let gap_since = p
-                .starts
-                .back()
-                .filter(|s| s.in_gap())
-                .and_then(|s| s.listening_at);
-            push(
-                Family::InStartupGap,
-                gauge(&base, if p.in_gap() { 1.0 } else { 0.0 }),
-            );
-            if let Some(since) = gap_since {
-                push(
-                    Family::StartupGapOpenSince,
-                    gauge(&base, since.0 as f64 / 1e9),
-                );
-            }
-            push(
-                Family::InDbOutage,
-                gauge(&base, if p.in_outage() { 1.0 } else { 0.0 }),
-            );
-            for (i, target) in Target::ALL.iter().enumerate() {
-                if let Some(up) = p.probe_up[i] {
-                    push(
-                        Family::EngineUp,
-                        gauge(
-                            &[("namespace", ns), ("pod", po), ("target", target.as_str())],
-                            if up { 1.0 } else { 0.0 },
-                        ),
-                    );
-                }
-            }
-        }
-        for (family, hists) in [
-            (Family::StartupGap, t.histograms().collect::<Vec<_>>()),
-            (Family::DbOutageSeconds, t.outage_histograms().collect()),
-        ] {
-            let mut hists = hists;
-            hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
-            for (ns, method, h) in hists {
-                push(
-                    family,
-                    histogram(&[("namespace", ns), ("method", method.as_str())], h),
-                );
-            }
-        }
-        push(Family::PodsTracked, gauge(&[], t.pods().count() as f64));
-        push(Family::PodsDropped, counter(&[], t.pods_dropped()));
+        visit_pods(&t, &mut |f, pairs, sample| {
+            fams[f as usize].push(match sample {
+                Sample::Counter(v) => counter(pairs, v),
+                Sample::Gauge(v) => gauge(pairs, v),
+                Sample::Histogram(h) => histogram(pairs, h),
+            })
+        });
         POD_FAMILIES
             .iter()
             .zip(fams)
@@ -452,5 +664,429 @@ impl Collector for PodCollector {
                 f
             })
             .collect()
+    }
+}
+
+/// A sample's label pairs.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+/// One sample of a pod family.
+enum Sample<'a> {
+    Counter(u64),
+    Gauge(f64),
+    Histogram(&'a GapHistogram),
+}
+
+/// Every sample of the pod families, family by family in pod order: the one
+/// definition of what the pod series are, for the text page and for OTLP.
+fn visit_pods(t: &Tracker, emit: &mut dyn FnMut(Family, Labels<'_>, Sample<'_>)) {
+    let mut pods: Vec<_> = t.pods().collect();
+    pods.sort_by(|a, b| a.0.cmp(b.0));
+    for (pod, p) in pods {
+        let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
+        let base = [("namespace", ns), ("pod", po)];
+        let c = &p.counts;
+        for op in Operation::ALL {
+            emit(
+                Family::DbConnectErrors,
+                &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
+                Sample::Counter(c.db_connect_errors_for(op)),
+            );
+        }
+        for (f, v) in [
+            (Family::SpendBatchesDropped, c.spend_batches_dropped),
+            (Family::SpendRowsRequeued, c.spend_rows_requeued),
+            (Family::SpendRowsLost, c.spend_rows_lost),
+            (Family::SpendUpdatesFailed, c.spend_updates_failed),
+            (Family::BudgetCacheMisses, c.budget_cache_misses),
+            (Family::EngineDistroFallback, c.engine_distro_fallbacks),
+            (Family::EngineRestarts, c.engine_restarts),
+            (Family::ProxyStarts, c.proxy_starts),
+            (Family::RequestsDuringGap, c.requests_during_gap),
+            (Family::DbOutages, c.db_outages),
+            (Family::RequestsDuringOutage, c.requests_during_outage),
+        ] {
+            emit(f, &base, Sample::Counter(v));
+        }
+        for (kind, v) in [
+            ("deployments", c.deployment_load_failures),
+            ("credentials", c.credential_load_failures),
+        ] {
+            emit(
+                Family::ConfigLoadFailures,
+                &[("namespace", ns), ("pod", po), ("kind", kind)],
+                Sample::Counter(v),
+            );
+        }
+        if let Some((gap, method)) = p.last_gap() {
+            emit(
+                Family::LastStartupGap,
+                &[("namespace", ns), ("pod", po), ("method", method.as_str())],
+                Sample::Gauge(gap),
+            );
+        }
+        let gap_since = p
+            .starts
+            .back()
+            .filter(|s| s.in_gap())
+            .and_then(|s| s.listening_at);
+        emit(
+            Family::InStartupGap,
+            &base,
+            Sample::Gauge(if p.in_gap() { 1.0 } else { 0.0 }),
+        );
+        if let Some(since) = gap_since {
+            emit(
+                Family::StartupGapOpenSince,
+                &base,
+                Sample::Gauge(since.0 as f64 / 1e9),
+            );
+        }
+        emit(
+            Family::InDbOutage,
+            &base,
+            Sample::Gauge(if p.in_outage() { 1.0 } else { 0.0 }),
+        );
+        for (i, target) in Target::ALL.iter().enumerate() {
+            if let Some(up) = p.probe_up[i] {
+                emit(
+                    Family::EngineUp,
+                    &[("namespace", ns), ("pod", po), ("target", target.as_str())],
+                    Sample::Gauge(if up { 1.0 } else { 0.0 }),
+                );
+            }
+        }
+    }
+    for (family, mut hists) in [
+        (Family::StartupGap, t.histograms().collect::<Vec<_>>()),
+        (Family::DbOutageSeconds, t.outage_histograms().collect()),
+    ] {
+        hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+        for (ns, method, h) in hists {
+            emit(
+                family,
+                &[("namespace", ns), ("method", method.as_str())],
+                Sample::Histogram(h),
+            );
+        }
+    }
+    emit(
+        Family::PodsTracked,
+        &[],
+        Sample::Gauge(t.pods().count() as f64),
+    );
+    emit(Family::PodsDropped, &[], Sample::Counter(t.pods_dropped()));
+}
+
+/// Writes the pod families as Prometheus text, byte for byte what
+/// `TextEncoder` makes of [`PodCollector`]'s families (a test holds it to
+/// that) without building ~38,000 protobuf metrics at 2,000 pods.
+fn write_pod_families(t: &Tracker, out: &mut Vec<u8>) {
+    let mut bodies: Vec<Vec<u8>> = vec![Vec::new(); POD_FAMILIES.len()];
+    let pods = t.pods().count();
+    // Sizes seen at 2,000 pods: ~20 KB per family and 1,000 pods.
+    for (i, b) in bodies.iter_mut().enumerate() {
+        let per_pod = if i == Family::DbConnectErrors as usize {
+            700
+        } else {
+            100
+        };
+        b.reserve(pods.min(100_000) * per_pod);
+    }
+    visit_pods(t, &mut |f, pairs, sample| {
+        let b = &mut bodies[f as usize];
+        let (n, ..) = POD_FAMILIES[f as usize];
+        match sample {
+            Sample::Counter(v) => write_sample(b, n, "", pairs, None, Value::Int(v)),
+            Sample::Gauge(v) => write_sample(b, n, "", pairs, None, Value::Float(v)),
+            Sample::Histogram(h) => {
+                let mut cumulative = 0;
+                for (i, ub) in GAP_BUCKETS.iter().enumerate() {
+                    cumulative += h.buckets.get(i).copied().unwrap_or(0);
+                    let le = ub.to_string();
+                    write_sample(b, n, "_bucket", pairs, Some(&le), Value::Int(cumulative));
+                }
+                write_sample(b, n, "_bucket", pairs, Some("+Inf"), Value::Int(h.count));
+                write_sample(b, n, "_sum", pairs, None, Value::Float(h.sum));
+                write_sample(b, n, "_count", pairs, None, Value::Int(h.count));
+            }
+        }
+    });
+    out.reserve(bodies.iter().map(|b| b.len() + 512).sum());
+    for ((n, help, ty, _), body) in POD_FAMILIES.iter().zip(bodies) {
+        if body.is_empty() {
+            continue;
+        }
+        let ty = match *ty {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            MetricType::SUMMARY => "summary",
+            MetricType::UNTYPED => "untyped",
+        };
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(PREFIX.as_bytes());
+        out.extend_from_slice(n.as_bytes());
+        out.push(b' ');
+        escape_into(out, help, false);
+        out.extend_from_slice(b"\n# TYPE ");
+        out.extend_from_slice(PREFIX.as_bytes());
+        out.extend_from_slice(n.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(ty.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&body);
+    }
+}
+
+/// A sample value: counts are exact integers, the text encoder prints them
+/// through `f64` (identical below 2^53).
+#[derive(Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+fn write_sample(
+    out: &mut Vec<u8>,
+    family: &str,
+    suffix: &str,
+    pairs: &[(&str, &str)],
+    le: Option<&str>,
+    value: Value,
+) {
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(family.as_bytes());
+    out.extend_from_slice(suffix.as_bytes());
+    if !pairs.is_empty() || le.is_some() {
+        let mut sep = b'{';
+        for (k, v) in pairs.iter().copied().chain(le.map(|l| ("le", l))) {
+            out.push(sep);
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"=\"");
+            escape_into(out, v, true);
+            out.push(b'"');
+            sep = b',';
+        }
+        out.push(b'}');
+    }
+    out.push(b' ');
+    // Writing to a Vec cannot fail.
+    let _ = match value {
+        Value::Int(v) if v <= 1 << 53 => write!(out, "{v}"),
+        Value::Int(v) => write!(out, "{}", v as f64),
+        Value::Float(v) => write!(out, "{v}"),
+    };
+    out.push(b'\n');
+}
+
+/// The text format's escaping: `\\` and newline, and `"` in label values.
+fn escape_into(out: &mut Vec<u8>, v: &str, quote: bool) {
+    for &b in v.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'"' if quote => out.extend_from_slice(b"\\\""),
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{ConfigKind, Event, EventKind};
+    use crate::format::PodRef;
+    use crate::time::Timestamp;
+    use crate::timeline::TimelineConfig;
+    use std::io::Read as _;
+
+    fn at(s: f64) -> Option<Timestamp> {
+        Some(Timestamp(1_700_000_000_000_000_000 + (s * 1e9) as i64))
+    }
+
+    fn ev(s: f64, kind: EventKind) -> Event {
+        Event {
+            ts: at(s),
+            kind,
+            rule: None,
+        }
+    }
+
+    /// A tracker with every kind of pod series: a closed gap (histogram and
+    /// last gap), an open gap (open-since gauge), a probed pod (engine_up),
+    /// a label value that needs escaping, and big counters.
+    fn populated() -> SharedTracker {
+        let tracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
+            quiet_period_secs: 30.0,
+            ..Default::default()
+        })));
+        let mut t = tracker.lock().unwrap();
+        for n in 0..40 {
+            let pod = PodRef::new(format!("ns-{}", n % 3), format!("litellm-{n}"));
+            t.apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting));
+            t.apply_event(
+                &pod,
+                &ev(1.0, EventKind::DbConnectError(Operation::ALL[n % 7])),
+            );
+            t.apply_event(&pod, &ev(1.5, EventKind::RequestServed));
+            t.apply_event(&pod, &ev(2.0, EventKind::SpendRowsLost(n as u64 * 1000)));
+            t.apply_event(
+                &pod,
+                &ev(2.0, EventKind::ConfigLoadFailure(ConfigKind::Credentials)),
+            );
+            if n % 2 == 0 {
+                t.advance(&pod, at(100.0 + n as f64).unwrap());
+            }
+        }
+        let odd = PodRef::new("we\"ird\\ns", "pod\nname");
+        t.apply_event(&odd, &ev(0.0, EventKind::SpendRowsLost(u64::MAX / 3)));
+        let probed = PodRef::new("ns-0", "probed");
+        t.apply_probe(
+            &probed,
+            &ProbeOutcome {
+                target: Target::Engine,
+                at: at(5.0).unwrap(),
+                duration: std::time::Duration::from_millis(3),
+                result: Err(FailureReason::Refused),
+                detail: Default::default(),
+            },
+        );
+        drop(t);
+        tracker
+    }
+
+    fn text(page: &Page) -> Vec<u8> {
+        [&page.small[..], &page.pods.text[..]].concat()
+    }
+
+    #[test]
+    fn the_text_writer_is_byte_for_byte_the_text_encoder() {
+        let tracker = populated();
+        let m = Metrics::new(tracker.clone()).unwrap();
+        let mut want = Vec::new();
+        TextEncoder::new()
+            .encode(&m.pods.collect(), &mut want)
+            .unwrap();
+        let mut got = Vec::new();
+        write_pod_families(&tracker.lock().unwrap(), &mut got);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+        let s = String::from_utf8(got).unwrap();
+        for needle in [
+            "litellm_sentinel_startup_gap_seconds_bucket{namespace=\"ns-0\",method=\"log\",le=\"+Inf\"}",
+            "litellm_sentinel_startup_gap_open_since_timestamp_seconds{",
+            "litellm_sentinel_engine_up{namespace=\"ns-0\",pod=\"probed\",target=\"engine\"} 0",
+            "namespace=\"we\\\"ird\\\\ns\",pod=\"pod\\nname\"",
+            "litellm_sentinel_pods_tracked 42\n",
+        ] {
+            assert!(s.contains(needle), "{needle} missing");
+        }
+    }
+
+    #[test]
+    fn the_cached_page_is_a_fresh_render_until_the_state_changes() {
+        let tracker = populated();
+        let m = Metrics::new(tracker.clone()).unwrap();
+        let first = m.page().unwrap();
+        let again = m.page().unwrap();
+        assert!(Arc::ptr_eq(&first.pods, &again.pods), "rendered twice");
+        assert_eq!(text(&again), text(&m.page_uncached().unwrap()));
+
+        // The small families are rendered per scrape: never stale.
+        m.agent.lines_read.inc_by(7);
+        let fresh = m.page().unwrap();
+        assert!(Arc::ptr_eq(&first.pods, &fresh.pods));
+        assert!(
+            String::from_utf8_lossy(&fresh.small).contains("litellm_sentinel_lines_read_total 7\n")
+        );
+
+        // A state change moves the generation: the page follows.
+        let pod = PodRef::new("ns-1", "litellm-1");
+        tracker
+            .lock()
+            .unwrap()
+            .apply_event(&pod, &ev(3.0, EventKind::BudgetCacheMiss));
+        let changed = m.page().unwrap();
+        assert!(changed.pods.generation() > first.pods.generation());
+        assert_ne!(changed.pods.text, first.pods.text);
+        assert!(String::from_utf8_lossy(&changed.pods.text).contains(
+            "litellm_sentinel_budget_cache_misses_total{namespace=\"ns-1\",pod=\"litellm-1\"} 1\n"
+        ));
+        assert_eq!(text(&changed), text(&m.page_uncached().unwrap()));
+        assert_eq!(m.render().unwrap().as_bytes(), &text(&changed)[..]);
+    }
+
+    #[test]
+    fn reads_and_idle_ticks_keep_the_generation() {
+        let tracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
+            quiet_period_secs: 30.0,
+            ..Default::default()
+        })));
+        let pod = PodRef::new("ns", "p");
+        tracker
+            .lock()
+            .unwrap()
+            .apply_event(&pod, &ev(0.0, EventKind::SpendBatchDropped));
+        let g = tracker.generation();
+        assert!(g > 0);
+        let _ = tracker.lock().unwrap().pods().count();
+        tracker.lock().unwrap().tick(at(1000.0).unwrap());
+        let none = std::collections::HashSet::from([pod.clone()]);
+        assert_eq!(
+            tracker.lock().unwrap().expire(at(1000.0).unwrap(), &none),
+            0
+        );
+        assert_eq!(tracker.generation(), g, "nothing changed");
+
+        // An open log-method start: a tick may close it, so it counts.
+        tracker
+            .lock()
+            .unwrap()
+            .apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting));
+        let g = tracker.generation();
+        tracker.lock().unwrap().tick(Timestamp::now());
+        assert!(tracker.generation() > g);
+        assert!(
+            !tracker.lock().unwrap().pod(&pod).unwrap().starts[0].open,
+            "closed by the tick"
+        );
+    }
+
+    #[test]
+    fn the_gzip_page_is_one_member_that_decodes_to_the_text_page() {
+        let tracker = populated();
+        let m = Metrics::new(tracker).unwrap();
+        for _ in 0..2 {
+            let page = m.page().unwrap();
+            let gz: Vec<u8> = page.gzip().unwrap().concat();
+            // GzDecoder stops after the first member: the whole page must be in it.
+            let mut out = Vec::new();
+            let mut d = flate2::read::GzDecoder::new(&gz[..]);
+            d.read_to_end(&mut out).unwrap();
+            assert_eq!(out, text(&page));
+            assert!(d.into_inner().is_empty(), "bytes after the first member");
+            assert!(gz.len() * 4 < out.len(), "{} of {}", gz.len(), out.len());
+        }
+        // Compressed once per generation.
+        let (a, b) = (m.page().unwrap(), m.page().unwrap());
+        assert_eq!(a.gzip().unwrap()[1].as_ptr(), b.gzip().unwrap()[1].as_ptr());
+    }
+
+    #[test]
+    fn an_empty_tracker_renders_and_gzips() {
+        let m = Metrics::new(Arc::new(TrackerMutex::default())).unwrap();
+        let page = m.page().unwrap();
+        assert!(
+            String::from_utf8_lossy(&page.pods.text).contains("litellm_sentinel_pods_tracked 0\n")
+        );
+        let gz = page.gzip().unwrap().concat();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, text(&page));
     }
 }

@@ -980,12 +980,7 @@ async fn push_once(
     resource: &ResourceInfo,
     start: u64,
 ) -> Result<PushOk, PushError> {
-    let request = to_request(
-        &metrics.registry.gather(),
-        resource,
-        start,
-        unix_nanos_now(),
-    );
+    let request = to_request(&metrics.gather(), resource, start, unix_nanos_now());
     client.post(request.encode_to_vec()).await
 }
 
@@ -1595,12 +1590,12 @@ mod tests {
 
     #[test]
     fn the_real_registry_converts_with_the_same_names() {
-        let tracker = Arc::new(std::sync::Mutex::new(crate::timeline::Tracker::new(
-            Default::default(),
-        )));
+        let tracker = Arc::new(crate::metrics::TrackerMutex::new(
+            crate::timeline::Tracker::new(Default::default()),
+        ));
         let metrics = Metrics::new(tracker).unwrap();
         metrics.agent.otlp_export_failures.inc();
-        let families = metrics.registry.gather();
+        let families = metrics.gather();
         let req = to_request(&families, &resource(), 1, 2);
         let names: Vec<&str> = req.resource_metrics[0].scope_metrics[0]
             .metrics

@@ -29,7 +29,7 @@ use serde::Serialize;
 use crate::classify::{Operation, RulePack};
 use crate::format::decoder::Decoder;
 use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
-use crate::metrics::SharedTracker;
+use crate::metrics::{SharedTracker, TrackerMutex};
 use crate::pipeline::Pipeline;
 use crate::tail::FileKey;
 use crate::time::{RfcTimestamp, Timestamp};
@@ -456,7 +456,7 @@ fn pass(
     window: Window,
     scan_only: bool,
 ) -> Result<PassResult, ReportError> {
-    let tracker: SharedTracker = Arc::new(Mutex::new(Tracker::new(TimelineConfig {
+    let tracker: SharedTracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
         quiet_period_secs: opts.quiet_period_secs,
         max_pods: usize::MAX,
         starts_kept: usize::MAX,
