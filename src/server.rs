@@ -1108,6 +1108,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_real_connection_gets_the_gzip_page_with_its_exact_length() {
+        use std::io::Read as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let s = state(50);
+        let want = s.metrics.render().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, s, async {
+            let _ = stop_rx.await;
+        }));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let body = &raw[split + 4..];
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\ncontent-encoding: gzip"), "{head}");
+        assert!(head.contains("\r\nvary: accept-encoding"), "{head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{head}"
+        );
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, want);
+        stop_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn pods_are_filtered_and_paged_without_gaps_or_repeats() {
         let s = state(25);
         let page = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap();
