@@ -346,12 +346,8 @@ impl Metrics {
     pub fn page_uncached(&self) -> Result<Page, RenderError> {
         let mut small = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut small)?;
-        let t = self
-            .pods
-            .tracker
-            .lock()
-            .map_err(|_| RenderError::Poisoned)?;
-        let pods = Arc::new(PodPage::render(&t, self.pods.tracker.generation()));
+        let (t, generation) = self.locked_tracker()?;
+        let pods = Arc::new(PodPage::render(&t, generation));
         Ok(Page { small, pods })
     }
 
@@ -364,16 +360,23 @@ impl Metrics {
         Ok(s)
     }
 
-    fn pod_page(&self) -> Result<Arc<PodPage>, RenderError> {
-        // Checked under the tracker lock: the generation read there is the
-        // one of the state rendered. The cache lock is taken inside it, the
-        // only place both are held, so concurrent scrapes render once.
+    /// The locked tracker and its generation, read under the lock so that
+    /// they describe the same state (the render path's one tracker access).
+    fn locked_tracker(&self) -> Result<(TrackerGuard<'_>, u64), RenderError> {
         let t = self
             .pods
             .tracker
             .lock()
             .map_err(|_| RenderError::Poisoned)?;
         let generation = self.pods.tracker.generation();
+        Ok((t, generation))
+    }
+
+    fn pod_page(&self) -> Result<Arc<PodPage>, RenderError> {
+        // Checked under the tracker lock: the generation read there is the
+        // one of the state rendered. The cache lock is taken inside it, the
+        // only place both are held, so concurrent scrapes render once.
+        let (t, generation) = self.locked_tracker()?;
         let mut cache = self.pod_cache.lock().map_err(|_| RenderError::Poisoned)?;
         if let Some(p) = cache.as_ref().filter(|p| p.generation == generation) {
             return Ok(p.clone());
