@@ -22,6 +22,7 @@ appended before a scrape is on that scrape's page.
 """
 import gzip
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -143,24 +144,32 @@ def main(binary, work):
     fail = []
     agent = Agent(binary, work)
     try:
+        # Every pod tracked (asked through the API: no /metrics render yet).
         deadline = time.monotonic() + 300
         tracked = 0
-        while time.monotonic() < deadline:
+        while tracked < PODS:
+            if time.monotonic() > deadline:
+                print(f"metrics: the agent tracks {tracked} of {PODS} pods after 300 s (log: {work}/agent.log)", file=sys.stderr)
+                return 1
             try:
-                _, _, body = agent.get("/metrics", False)
-                page = body.decode()
-                tracked = next((float(l.split()[1]) for l in page.splitlines() if l.startswith("litellm_sentinel_pods_tracked ")), 0)
-                in_gap = [l for l in page.splitlines() if l.startswith("litellm_sentinel_in_startup_gap{")]
-                gaps_closed = len(in_gap) == PODS and all(l.endswith(" 0") for l in in_gap)
-                if tracked == PODS and gaps_closed:
-                    break
-            except OSError:
+                _, _, body = agent.get("/api/v1/pods?limit=1", False)
+                tracked = json.loads(body)["total"]
+            except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.5)
-        else:
-            print(f"metrics: the agent tracks {tracked} of {PODS} pods after 300 s (log: {work}/agent.log)", file=sys.stderr)
-            return 1
         time.sleep(3)  # the read of the tree settles (checkpoint, lag gauges)
+        hwm_unscraped, rss_unscraped = agent.status("VmHWM"), agent.status("VmRSS")
+        # Every gap closed (the page is then stable while nothing is appended).
+        while True:
+            _, _, body = agent.get("/metrics", False)
+            in_gap = [l for l in body.decode().splitlines() if l.startswith("litellm_sentinel_in_startup_gap{")]
+            if len(in_gap) == PODS and all(l.endswith(" 0") for l in in_gap):
+                break
+            if time.monotonic() > deadline:
+                print(f"metrics: gaps still open after 300 s (log: {work}/agent.log)", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        hwm_first = agent.status("VmHWM")
 
         # Idle rate: nobody scrapes.
         c0, t0 = agent.cpu_s(), time.monotonic()
@@ -197,11 +206,21 @@ def main(binary, work):
         text = plain.decode()
         series = sum(1 for l in text.splitlines() if l and not l.startswith("#"))
 
+        # Scraped every second (what a 1 s scrape interval costs), peak RSS at the end.
+        rss_before = agent.status("VmHWM")
+        c0, t0 = agent.cpu_s(), time.monotonic()
+        for _ in range(SCRAPE_SECONDS):
+            start = time.monotonic()
+            agent.get("/metrics", True)
+            time.sleep(max(0.0, 1 - (time.monotonic() - start)))
+        every_s = (agent.cpu_s() - c0) / (time.monotonic() - t0) * 100
+        hwm = agent.status("VmHWM")
         # State changes before each scrape: one budget miss appended to one pod, 1 s apart.
         changed_ms = []
         for i in range(CHANGED_SCRAPES):
             ns, pod, path = agent.files[(i * 97) % PODS]
             before = value(text if i == 0 else page, "litellm_sentinel_budget_cache_misses_total", pod) or 0
+            # A budget miss after the gap closed opens a DB outage; it closes after the quiet period.
             with open(path, "a") as f:
                 f.write(budget_miss(time.time_ns()))
             time.sleep(1)
@@ -213,16 +232,8 @@ def main(binary, work):
                 fail.append(f"scrape {i}: the budget miss appended to {pod} 1 s before is not on the page")
         # One scrape is about one 10 ms clock tick: the mean over the scrapes.
         changed_per = sum(changed_ms) / CHANGED_SCRAPES
+        hwm_end, rss = agent.status("VmHWM"), agent.status("VmRSS")
 
-        # Scraped every second (what a 1 s scrape interval costs), peak RSS at the end.
-        rss_before = agent.status("VmHWM")
-        c0, t0 = agent.cpu_s(), time.monotonic()
-        for _ in range(SCRAPE_SECONDS):
-            start = time.monotonic()
-            agent.get("/metrics", True)
-            time.sleep(max(0.0, 1 - (time.monotonic() - start)))
-        every_s = (agent.cpu_s() - c0) / (time.monotonic() - t0) * 100
-        hwm, rss = agent.status("VmHWM"), agent.status("VmRSS")
     finally:
         agent.stop()
 
@@ -237,8 +248,10 @@ def main(binary, work):
         ("bytes per scrape, gzip", f"{gz_bytes:,}"),
         ("bytes per scrape, plain", f"{plain_bytes:,}"),
         (f"agent CPU while scraped every second, gzip ({SCRAPE_SECONDS} s)", f"{every_s:.2f} %"),
-        ("peak RSS (VmHWM) before the 1 s scrapes / after", f"{rss_before:.1f} / {hwm:.1f} MiB"),
-        ("RSS at the end (VmRSS)", f"{rss:.1f} MiB"),
+        ("RSS (VmRSS) / peak (VmHWM) with every pod read, not yet scraped", f"{rss_unscraped:.1f} / {hwm_unscraped:.1f} MiB"),
+        ("peak RSS after the first scrape", f"{hwm_first:.1f} MiB"),
+        ("peak RSS before the 1 s scrapes / after them", f"{rss_before:.1f} / {hwm:.1f} MiB"),
+        ("RSS / peak RSS at the end, after the state changes", f"{rss:.1f} / {hwm_end:.1f} MiB"),
     ]
     for k, v in rows:
         print(f"{k:<58} {v:>14}")
@@ -246,7 +259,7 @@ def main(binary, work):
     for what, ok, got in [
         ("<= 5 ms of agent CPU per scrape when nothing changed", gz_ms <= 5, f"{gz_ms:.2f} ms"),
         ("<= 200 KB on the wire with gzip", gz_bytes <= 200_000, f"{gz_bytes / 1000:.0f} KB"),
-        ("peak RSS <= 32 MiB while scraped every second", hwm <= 32, f"{hwm:.1f} MiB"),
+        ("peak RSS <= 32 MiB while scraped every second", max(hwm, hwm_end) <= 32, f"{max(hwm, hwm_end):.1f} MiB"),
     ]:
         print(f"  {what:<54} {got:>12}  {'met' if ok else 'MISSED'}")
     if fail:

@@ -97,16 +97,13 @@ pub struct TrackerGuard<'a> {
 }
 
 impl TrackerGuard<'_> {
-    /// [`Tracker::tick`], which changes state only while a log-method gap or
-    /// outage is open: the agent calls it on every pass.
+    /// [`Tracker::tick`], which the agent calls on every pass: it only closes
+    /// log-method gaps and outages whose quiet period passed, so the state
+    /// changed exactly when fewer of them are open afterwards.
     pub fn tick(&mut self, now: crate::time::Timestamp) {
-        let may_close = self.guard.pods().any(|(_, p)| {
-            p.starts
-                .back()
-                .is_some_and(|s| s.method == Method::Log && (s.open || s.open_outage().is_some()))
-        });
-        self.changed |= may_close;
+        let before = open_log_windows(&self.guard);
         self.guard.tick(now);
+        self.changed |= before > 0 && open_log_windows(&self.guard) != before;
     }
 
     /// [`Tracker::expire`]: the exported state changes only when something expired.
@@ -119,6 +116,15 @@ impl TrackerGuard<'_> {
         self.changed |= n > 0;
         n
     }
+}
+
+/// Open log-method gaps and outages (what [`Tracker::tick`] can close).
+fn open_log_windows(t: &Tracker) -> usize {
+    t.pods()
+        .filter_map(|(_, p)| p.starts.back())
+        .filter(|s| s.method == Method::Log)
+        .map(|s| usize::from(s.open) + usize::from(s.open_outage().is_some()))
+        .sum()
 }
 
 impl Deref for TrackerGuard<'_> {
@@ -353,11 +359,7 @@ impl Metrics {
 
     /// Prometheus text exposition (version 0.0.4) as one string.
     pub fn render(&self) -> Result<String, RenderError> {
-        let page = self.page()?;
-        let mut s = String::with_capacity(page.len());
-        s.push_str(&String::from_utf8_lossy(&page.small));
-        s.push_str(&String::from_utf8_lossy(&page.pods.text));
-        Ok(s)
+        Ok(String::from_utf8_lossy(&self.page()?.text()).into_owned())
     }
 
     /// The locked tracker and its generation, read under the lock so that
@@ -406,19 +408,22 @@ const GZIP_LEVEL: u32 = 6;
 /// The rendered pod families of one tracker generation.
 pub struct PodPage {
     generation: u64,
-    /// Prometheus text of every pod family.
-    pub text: Bytes,
-    /// `text` as a final raw deflate stream, made at the first gzip scrape.
-    deflate: OnceLock<Result<Bytes, flate2::CompressError>>,
+    /// Prometheus text of the pod families, one chunk per family (sent as
+    /// they are: the page is never copied into one buffer).
+    chunks: Vec<Bytes>,
+    len: usize,
+    /// The chunks as one final raw deflate stream and their CRC-32, made at
+    /// the first gzip scrape.
+    deflate: OnceLock<Result<(Bytes, crc32fast::Hasher), flate2::CompressError>>,
 }
 
 impl PodPage {
     fn render(t: &Tracker, generation: u64) -> PodPage {
-        let mut text = Vec::new();
-        write_pod_families(t, &mut text);
+        let chunks: Vec<Bytes> = write_pod_families(t).into_iter().map(Bytes::from).collect();
         PodPage {
             generation,
-            text: Bytes::from(text),
+            len: chunks.iter().map(Bytes::len).sum(),
+            chunks,
             deflate: OnceLock::new(),
         }
     }
@@ -428,9 +433,21 @@ impl PodPage {
         self.generation
     }
 
-    fn deflate(&self) -> Result<Bytes, RenderError> {
+    /// The text of the pod families in one buffer (a copy: tests, tools).
+    pub fn text(&self) -> Vec<u8> {
+        self.chunks.concat()
+    }
+
+    fn deflate(&self) -> Result<(Bytes, crc32fast::Hasher), RenderError> {
         self.deflate
-            .get_or_init(|| raw_deflate(&self.text, FlushCompress::Finish).map(Bytes::from))
+            .get_or_init(|| {
+                let mut crc = crc32fast::Hasher::new();
+                for c in &self.chunks {
+                    crc.update(c);
+                }
+                let parts: Vec<&[u8]> = self.chunks.iter().map(|c| &c[..]).collect();
+                raw_deflate(&parts, FlushCompress::Finish).map(|d| (Bytes::from(d), crc))
+            })
             .clone()
             .map_err(RenderError::from)
     }
@@ -445,7 +462,7 @@ pub struct Page {
 impl Page {
     /// Length of the text page.
     pub fn len(&self) -> usize {
-        self.small.len() + self.pods.text.len()
+        self.small.len() + self.pods.len
     }
 
     /// Whether the page is empty (never: the registry has `build_info`).
@@ -453,9 +470,20 @@ impl Page {
         self.len() == 0
     }
 
+    /// The text page in one buffer (a copy: tests, tools).
+    pub fn text(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        v.extend_from_slice(&self.small);
+        v.extend_from_slice(&self.pods.text());
+        v
+    }
+
     /// The text page as chunks to send in order (the pod part is not copied).
-    pub fn text_chunks(self) -> [Bytes; 2] {
-        [Bytes::from(self.small), self.pods.text.clone()]
+    pub fn text_chunks(self) -> Vec<Bytes> {
+        let mut v = Vec::with_capacity(self.pods.chunks.len() + 1);
+        v.push(Bytes::from(self.small));
+        v.extend(self.pods.chunks.iter().cloned());
+        v
     }
 
     /// The page as one gzip member (RFC 1952), as chunks to send in order.
@@ -466,40 +494,52 @@ impl Page {
     /// to nothing before it. The trailer's CRC-32 is combined from the two
     /// parts' CRCs. One member, not two concatenated ones, because some
     /// clients decode only the first member.
-    pub fn gzip(&self) -> Result<[Bytes; 3], RenderError> {
+    pub fn gzip(&self) -> Result<Vec<Bytes>, RenderError> {
         let mut head = Vec::with_capacity(self.small.len() / 4 + 64);
         // ID1 ID2, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown).
         head.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
-        head.extend_from_slice(&raw_deflate(&self.small, FlushCompress::Sync)?);
-        let pods = self.pods.deflate()?;
+        head.extend_from_slice(&raw_deflate(&[&self.small], FlushCompress::Sync)?);
+        let (pods, pods_crc) = self.pods.deflate()?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&self.small);
-        let mut pods_crc = crc32fast::Hasher::new();
-        pods_crc.update(&self.pods.text);
         crc.combine(&pods_crc);
         let mut trailer = Vec::with_capacity(8);
         trailer.extend_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE: the length modulo 2^32 (RFC 1952), hence the truncation.
         trailer.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        Ok([Bytes::from(head), pods, Bytes::from(trailer)])
+        Ok(vec![Bytes::from(head), pods, Bytes::from(trailer)])
     }
 }
 
-/// `data` as raw deflate, ended by `flush` (Sync: byte-aligned and open; Finish: final block).
-fn raw_deflate(data: &[u8], flush: FlushCompress) -> Result<Vec<u8>, flate2::CompressError> {
+/// `parts` in order as raw deflate, ended by `flush` (Sync: byte-aligned
+/// and open; Finish: the final block).
+fn raw_deflate(parts: &[&[u8]], flush: FlushCompress) -> Result<Vec<u8>, flate2::CompressError> {
     let mut c = Compress::new(Compression::new(GZIP_LEVEL), false);
-    let mut out = Vec::with_capacity(data.len() / 8 + 1024);
-    loop {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(total / 16 + 1024);
+    let grow = |out: &mut Vec<u8>| {
         if out.len() == out.capacity() {
             out.reserve(out.capacity().max(4096));
         }
-        let consumed = usize::try_from(c.total_in()).unwrap_or(data.len());
-        let status = c.compress_vec(data.get(consumed..).unwrap_or_default(), &mut out, flush)?;
-        let all_in = c.total_in() as usize == data.len();
+    };
+    for part in parts {
+        let start = c.total_in();
+        loop {
+            let done = usize::try_from(c.total_in() - start).unwrap_or(part.len());
+            if done >= part.len() {
+                break;
+            }
+            grow(&mut out);
+            c.compress_vec(&part[done..], &mut out, FlushCompress::None)?;
+        }
+    }
+    loop {
+        grow(&mut out);
+        let status = c.compress_vec(&[], &mut out, flush)?;
         match (status, flush) {
             (Status::StreamEnd, _) => break,
             // A sync flush is complete once the compressor left output space unused.
-            (_, FlushCompress::Sync) if all_in && out.len() < out.capacity() => break,
+            (_, FlushCompress::Sync) if out.len() < out.capacity() => break,
             _ => {}
         }
     }
@@ -781,24 +821,27 @@ fn visit_pods(t: &Tracker, emit: &mut dyn FnMut(Family, Labels<'_>, Sample<'_>))
     emit(Family::PodsDropped, &[], Sample::Counter(t.pods_dropped()));
 }
 
-/// Writes the pod families as Prometheus text, byte for byte what
-/// `TextEncoder` makes of [`PodCollector`]'s families (a test holds it to
-/// that) without building ~38,000 protobuf metrics at 2,000 pods.
-fn write_pod_families(t: &Tracker, out: &mut Vec<u8>) {
+/// Writes the pod families as Prometheus text, one buffer per family that
+/// has samples, byte for byte what `TextEncoder` makes of
+/// [`PodCollector`]'s families (a test holds it to that) without building
+/// ~40,000 protobuf metrics at 2,000 pods.
+fn write_pod_families(t: &Tracker) -> Vec<Vec<u8>> {
     let mut bodies: Vec<Vec<u8>> = vec![Vec::new(); POD_FAMILIES.len()];
-    let pods = t.pods().count();
-    // Sizes seen at 2,000 pods: ~20 KB per family and 1,000 pods.
-    for (i, b) in bodies.iter_mut().enumerate() {
-        let per_pod = if i == Family::DbConnectErrors as usize {
-            700
-        } else {
-            100
-        };
-        b.reserve(pods.min(100_000) * per_pod);
-    }
+    // Room for 2,000 pods' samples at once (~110 bytes a sample, 8 operations):
+    // few reallocations, and what is reserved but not written is never touched.
+    let pods = t.pods().count().min(100_000);
     visit_pods(t, &mut |f, pairs, sample| {
         let b = &mut bodies[f as usize];
-        let (n, ..) = POD_FAMILIES[f as usize];
+        let (n, help, ty, _) = POD_FAMILIES[f as usize];
+        if b.is_empty() {
+            let per_pod = if matches!(f, Family::DbConnectErrors) {
+                1000
+            } else {
+                128
+            };
+            b.reserve(pods * per_pod + 1024);
+            write_header(b, n, help, ty);
+        }
         match sample {
             Sample::Counter(v) => write_sample(b, n, "", pairs, None, Value::Int(v)),
             Sample::Gauge(v) => write_sample(b, n, "", pairs, None, Value::Float(v)),
@@ -815,31 +858,29 @@ fn write_pod_families(t: &Tracker, out: &mut Vec<u8>) {
             }
         }
     });
-    out.reserve(bodies.iter().map(|b| b.len() + 512).sum());
-    for ((n, help, ty, _), body) in POD_FAMILIES.iter().zip(bodies) {
-        if body.is_empty() {
-            continue;
-        }
-        let ty = match *ty {
-            MetricType::COUNTER => "counter",
-            MetricType::GAUGE => "gauge",
-            MetricType::HISTOGRAM => "histogram",
-            MetricType::SUMMARY => "summary",
-            MetricType::UNTYPED => "untyped",
-        };
-        out.extend_from_slice(b"# HELP ");
-        out.extend_from_slice(PREFIX.as_bytes());
-        out.extend_from_slice(n.as_bytes());
-        out.push(b' ');
-        escape_into(out, help, false);
-        out.extend_from_slice(b"\n# TYPE ");
-        out.extend_from_slice(PREFIX.as_bytes());
-        out.extend_from_slice(n.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(ty.as_bytes());
-        out.push(b'\n');
-        out.extend_from_slice(&body);
-    }
+    bodies.retain(|b| !b.is_empty());
+    bodies
+}
+
+fn write_header(out: &mut Vec<u8>, family: &str, help: &str, ty: MetricType) {
+    let ty = match ty {
+        MetricType::COUNTER => "counter",
+        MetricType::GAUGE => "gauge",
+        MetricType::HISTOGRAM => "histogram",
+        MetricType::SUMMARY => "summary",
+        MetricType::UNTYPED => "untyped",
+    };
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(family.as_bytes());
+    out.push(b' ');
+    escape_into(out, help, false);
+    out.extend_from_slice(b"\n# TYPE ");
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.extend_from_slice(family.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(ty.as_bytes());
+    out.push(b'\n');
 }
 
 /// A sample value: counts are exact integers, the text encoder prints them
@@ -960,7 +1001,7 @@ mod tests {
     }
 
     fn text(page: &Page) -> Vec<u8> {
-        [&page.small[..], &page.pods.text[..]].concat()
+        page.text()
     }
 
     #[test]
@@ -971,8 +1012,7 @@ mod tests {
         TextEncoder::new()
             .encode(&m.pods.collect(), &mut want)
             .unwrap();
-        let mut got = Vec::new();
-        write_pod_families(&tracker.lock().unwrap(), &mut got);
+        let got = write_pod_families(&tracker.lock().unwrap()).concat();
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&want)
@@ -1014,8 +1054,8 @@ mod tests {
             .apply_event(&pod, &ev(3.0, EventKind::BudgetCacheMiss));
         let changed = m.page().unwrap();
         assert!(changed.pods.generation() > first.pods.generation());
-        assert_ne!(changed.pods.text, first.pods.text);
-        assert!(String::from_utf8_lossy(&changed.pods.text).contains(
+        assert_ne!(changed.pods.text(), first.pods.text());
+        assert!(String::from_utf8_lossy(&changed.pods.text()).contains(
             "litellm_sentinel_budget_cache_misses_total{namespace=\"ns-1\",pod=\"litellm-1\"} 1\n"
         ));
         assert_eq!(text(&changed), text(&m.page_uncached().unwrap()));
@@ -1044,12 +1084,16 @@ mod tests {
         );
         assert_eq!(tracker.generation(), g, "nothing changed");
 
-        // An open log-method start: a tick may close it, so it counts.
+        // An open log-method start: a tick inside its quiet period changes
+        // nothing, the first tick after it closes the start.
         tracker
             .lock()
             .unwrap()
             .apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting));
         let g = tracker.generation();
+        tracker.lock().unwrap().tick(at(10.0).unwrap());
+        assert_eq!(tracker.generation(), g, "still inside the quiet period");
+        assert!(tracker.lock().unwrap().pod(&pod).unwrap().starts[0].open);
         tracker.lock().unwrap().tick(Timestamp::now());
         assert!(tracker.generation() > g);
         assert!(
@@ -1076,15 +1120,15 @@ mod tests {
         // Compressed once per generation.
         let (a, b) = (m.page().unwrap(), m.page().unwrap());
         assert_eq!(a.gzip().unwrap()[1].as_ptr(), b.gzip().unwrap()[1].as_ptr());
+        assert!(a.pods.chunks.len() > 10, "one chunk per family");
     }
 
     #[test]
     fn an_empty_tracker_renders_and_gzips() {
         let m = Metrics::new(Arc::new(TrackerMutex::default())).unwrap();
         let page = m.page().unwrap();
-        assert!(
-            String::from_utf8_lossy(&page.pods.text).contains("litellm_sentinel_pods_tracked 0\n")
-        );
+        assert!(String::from_utf8_lossy(&page.pods.text())
+            .contains("litellm_sentinel_pods_tracked 0\n"));
         let gz = page.gzip().unwrap().concat();
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])

@@ -590,7 +590,7 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn new<const N: usize>(chunks: [axum::body::Bytes; N]) -> Chunks {
+    fn new(chunks: Vec<axum::body::Bytes>) -> Chunks {
         let chunks: std::collections::VecDeque<_> =
             chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
