@@ -336,30 +336,62 @@ impl Metrics {
         families
     }
 
-    /// The `/metrics` page: the small families rendered now, the pod
-    /// families from the cache (rendered again only if the tracker's
+    /// The `/metrics` page as text: the small families rendered now, the
+    /// pod families from the cache (rendered again only if the tracker's
     /// generation moved).
     pub fn page(&self) -> Result<Page, RenderError> {
-        let mut small = Vec::with_capacity(16 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut small)?;
+        self.page_as(Form::Text)
+    }
+
+    /// The same for a gzip answer: only the compressed pod families are
+    /// cached (~130 KB at 2,000 pods instead of ~5 MB of text) unless a
+    /// plain scrape asked for the text too.
+    pub fn gzip_page(&self) -> Result<Page, RenderError> {
+        self.page_as(Form::Gzip)
+    }
+
+    /// The text page rendered from scratch, bypassing (and not filling) the cache.
+    pub fn page_uncached(&self) -> Result<Page, RenderError> {
+        let small = self.small_families()?;
+        let (t, generation) = self.locked_tracker()?;
+        let pods = PodPage::new(generation);
+        pods.ensure(Form::Text, &t)?;
         Ok(Page {
             small,
-            pods: self.pod_page()?,
+            pods: Arc::new(pods),
         })
     }
 
-    /// The same page rendered from scratch, bypassing (and not filling) the cache.
-    pub fn page_uncached(&self) -> Result<Page, RenderError> {
+    fn small_families(&self) -> Result<Vec<u8>, RenderError> {
         let mut small = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut small)?;
+        Ok(small)
+    }
+
+    fn page_as(&self, form: Form) -> Result<Page, RenderError> {
+        let small = self.small_families()?;
+        // Checked under the tracker lock: the generation read there is the
+        // one of the state rendered. The cache lock is taken inside it, the
+        // only place both are held, so concurrent scrapes render once.
         let (t, generation) = self.locked_tracker()?;
-        let pods = Arc::new(PodPage::render(&t, generation));
+        let mut cache = self.pod_cache.lock().map_err(|_| RenderError::Poisoned)?;
+        let pods = match cache.as_ref().filter(|p| p.generation == generation) {
+            Some(p) => p.clone(),
+            None => {
+                // Drop the old page before rendering the new one (peak memory).
+                *cache = None;
+                let p = Arc::new(PodPage::new(generation));
+                *cache = Some(p.clone());
+                p
+            }
+        };
+        pods.ensure(form, &t)?;
         Ok(Page { small, pods })
     }
 
     /// Prometheus text exposition (version 0.0.4) as one string.
     pub fn render(&self) -> Result<String, RenderError> {
-        Ok(String::from_utf8_lossy(&self.page()?.text()).into_owned())
+        Ok(String::from_utf8_lossy(&self.page()?.text()?).into_owned())
     }
 
     /// The locked tracker and its generation, read under the lock so that
@@ -373,22 +405,6 @@ impl Metrics {
         let generation = self.pods.tracker.generation();
         Ok((t, generation))
     }
-
-    fn pod_page(&self) -> Result<Arc<PodPage>, RenderError> {
-        // Checked under the tracker lock: the generation read there is the
-        // one of the state rendered. The cache lock is taken inside it, the
-        // only place both are held, so concurrent scrapes render once.
-        let (t, generation) = self.locked_tracker()?;
-        let mut cache = self.pod_cache.lock().map_err(|_| RenderError::Poisoned)?;
-        if let Some(p) = cache.as_ref().filter(|p| p.generation == generation) {
-            return Ok(p.clone());
-        }
-        // Drop the old page before rendering the new one (peak memory).
-        *cache = None;
-        let page = Arc::new(PodPage::render(&t, generation));
-        *cache = Some(page.clone());
-        Ok(page)
-    }
 }
 
 /// Why `/metrics` could not be rendered.
@@ -400,31 +416,67 @@ pub enum RenderError {
     Poisoned,
     #[error("cannot compress the page: {0}")]
     Compress(#[from] flate2::CompressError),
+    /// A page asked for a form it was not rendered in (a bug).
+    #[error("internal error: the page was not rendered as {0}")]
+    NotRendered(&'static str),
+}
+
+/// What a scrape needs of the pod families.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Form {
+    Text,
+    Gzip,
 }
 
 /// Compression level of the gzip page: level 6 puts 2,000 pods in ~115 KB.
 const GZIP_LEVEL: u32 = 6;
 
-/// The rendered pod families of one tracker generation.
+/// The rendered pod families of one tracker generation, in the forms
+/// scrapes asked for.
 pub struct PodPage {
     generation: u64,
     /// Prometheus text of the pod families, one chunk per family (sent as
     /// they are: the page is never copied into one buffer).
-    chunks: Vec<Bytes>,
+    text: OnceLock<Vec<Bytes>>,
+    /// The text as one final raw deflate stream, with its CRC-32 and length.
+    deflate: OnceLock<Result<Deflated, flate2::CompressError>>,
+}
+
+#[derive(Clone)]
+struct Deflated {
+    data: Bytes,
+    crc: crc32fast::Hasher,
     len: usize,
-    /// The chunks as one final raw deflate stream and their CRC-32, made at
-    /// the first gzip scrape.
-    deflate: OnceLock<Result<(Bytes, crc32fast::Hasher), flate2::CompressError>>,
 }
 
 impl PodPage {
-    fn render(t: &Tracker, generation: u64) -> PodPage {
-        let chunks: Vec<Bytes> = write_pod_families(t).into_iter().map(Bytes::from).collect();
+    fn new(generation: u64) -> PodPage {
         PodPage {
             generation,
-            len: chunks.iter().map(Bytes::len).sum(),
-            chunks,
+            text: OnceLock::new(),
             deflate: OnceLock::new(),
+        }
+    }
+
+    /// Renders `form` from `t` unless this page already has it.
+    fn ensure(&self, form: Form, t: &Tracker) -> Result<(), RenderError> {
+        let render =
+            || -> Vec<Bytes> { write_pod_families(t).into_iter().map(Bytes::from).collect() };
+        match form {
+            Form::Text => {
+                self.text.get_or_init(render);
+                Ok(())
+            }
+            Form::Gzip => self
+                .deflate
+                .get_or_init(|| match self.text.get() {
+                    Some(chunks) => deflate_chunks(chunks),
+                    // The text is dropped once compressed: gzip scrapers never need it.
+                    None => deflate_chunks(&render()),
+                })
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| RenderError::Compress(e.clone())),
         }
     }
 
@@ -433,24 +485,49 @@ impl PodPage {
         self.generation
     }
 
-    /// The text of the pod families in one buffer (a copy: tests, tools).
-    pub fn text(&self) -> Vec<u8> {
-        self.chunks.concat()
+    /// Length of the pod families' text.
+    pub fn len(&self) -> usize {
+        match (self.text.get(), self.deflate.get()) {
+            (Some(chunks), _) => chunks.iter().map(Bytes::len).sum(),
+            (None, Some(Ok(d))) => d.len,
+            _ => 0,
+        }
     }
 
-    fn deflate(&self) -> Result<(Bytes, crc32fast::Hasher), RenderError> {
-        self.deflate
-            .get_or_init(|| {
-                let mut crc = crc32fast::Hasher::new();
-                for c in &self.chunks {
-                    crc.update(c);
-                }
-                let parts: Vec<&[u8]> = self.chunks.iter().map(|c| &c[..]).collect();
-                raw_deflate(&parts, FlushCompress::Finish).map(|d| (Bytes::from(d), crc))
-            })
-            .clone()
-            .map_err(RenderError::from)
+    /// Whether there is no text (never once rendered: `pods_tracked` is always there).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
+
+    /// The text of the pod families in one buffer (a copy: tests, tools).
+    pub fn text(&self) -> Result<Vec<u8>, RenderError> {
+        Ok(self
+            .text
+            .get()
+            .ok_or(RenderError::NotRendered("text"))?
+            .concat())
+    }
+
+    fn deflated(&self) -> Result<&Deflated, RenderError> {
+        match self.deflate.get() {
+            Some(Ok(d)) => Ok(d),
+            Some(Err(e)) => Err(RenderError::Compress(e.clone())),
+            None => Err(RenderError::NotRendered("gzip")),
+        }
+    }
+}
+
+fn deflate_chunks(chunks: &[Bytes]) -> Result<Deflated, flate2::CompressError> {
+    let mut crc = crc32fast::Hasher::new();
+    for c in chunks {
+        crc.update(c);
+    }
+    let parts: Vec<&[u8]> = chunks.iter().map(|c| &c[..]).collect();
+    Ok(Deflated {
+        data: Bytes::from(raw_deflate(&parts, FlushCompress::Finish)?),
+        crc,
+        len: chunks.iter().map(Bytes::len).sum(),
+    })
 }
 
 /// One `/metrics` answer: the small families (fresh) then the pod families (cached).
@@ -462,7 +539,7 @@ pub struct Page {
 impl Page {
     /// Length of the text page.
     pub fn len(&self) -> usize {
-        self.small.len() + self.pods.len
+        self.small.len() + self.pods.len()
     }
 
     /// Whether the page is empty (never: the registry has `build_info`).
@@ -471,22 +548,28 @@ impl Page {
     }
 
     /// The text page in one buffer (a copy: tests, tools).
-    pub fn text(&self) -> Vec<u8> {
+    pub fn text(&self) -> Result<Vec<u8>, RenderError> {
         let mut v = Vec::with_capacity(self.len());
         v.extend_from_slice(&self.small);
-        v.extend_from_slice(&self.pods.text());
-        v
+        v.extend_from_slice(&self.pods.text()?);
+        Ok(v)
     }
 
     /// The text page as chunks to send in order (the pod part is not copied).
-    pub fn text_chunks(self) -> Vec<Bytes> {
-        let mut v = Vec::with_capacity(self.pods.chunks.len() + 1);
+    pub fn text_chunks(self) -> Result<Vec<Bytes>, RenderError> {
+        let pods = self
+            .pods
+            .text
+            .get()
+            .ok_or(RenderError::NotRendered("text"))?;
+        let mut v = Vec::with_capacity(pods.len() + 1);
         v.push(Bytes::from(self.small));
-        v.extend(self.pods.chunks.iter().cloned());
-        v
+        v.extend(pods.iter().cloned());
+        Ok(v)
     }
 
-    /// The page as one gzip member (RFC 1952), as chunks to send in order.
+    /// The page as one gzip member (RFC 1952), as chunks to send in order
+    /// (from [`Metrics::gzip_page`]).
     ///
     /// A deflate stream is a sequence of blocks: the small part is
     /// compressed now and ended with a sync flush (byte-aligned, not final),
@@ -495,19 +578,23 @@ impl Page {
     /// parts' CRCs. One member, not two concatenated ones, because some
     /// clients decode only the first member.
     pub fn gzip(&self) -> Result<Vec<Bytes>, RenderError> {
+        let pods = self.pods.deflated()?;
         let mut head = Vec::with_capacity(self.small.len() / 4 + 64);
         // ID1 ID2, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown).
         head.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
         head.extend_from_slice(&raw_deflate(&[&self.small], FlushCompress::Sync)?);
-        let (pods, pods_crc) = self.pods.deflate()?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&self.small);
-        crc.combine(&pods_crc);
+        crc.combine(&pods.crc);
         let mut trailer = Vec::with_capacity(8);
         trailer.extend_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE: the length modulo 2^32 (RFC 1952), hence the truncation.
-        trailer.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        Ok(vec![Bytes::from(head), pods, Bytes::from(trailer)])
+        trailer.extend_from_slice(&((self.small.len() + pods.len) as u32).to_le_bytes());
+        Ok(vec![
+            Bytes::from(head),
+            pods.data.clone(),
+            Bytes::from(trailer),
+        ])
     }
 }
 
@@ -1001,7 +1088,16 @@ mod tests {
     }
 
     fn text(page: &Page) -> Vec<u8> {
-        page.text()
+        page.text().unwrap()
+    }
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut d = flate2::read::GzDecoder::new(gz);
+        d.read_to_end(&mut out).unwrap();
+        // GzDecoder stops after the first member: the whole page must be in it.
+        assert!(d.into_inner().is_empty(), "bytes after the first member");
+        out
     }
 
     #[test]
@@ -1054,8 +1150,8 @@ mod tests {
             .apply_event(&pod, &ev(3.0, EventKind::BudgetCacheMiss));
         let changed = m.page().unwrap();
         assert!(changed.pods.generation() > first.pods.generation());
-        assert_ne!(changed.pods.text(), first.pods.text());
-        assert!(String::from_utf8_lossy(&changed.pods.text()).contains(
+        assert_ne!(changed.pods.text().unwrap(), first.pods.text().unwrap());
+        assert!(String::from_utf8_lossy(&changed.pods.text().unwrap()).contains(
             "litellm_sentinel_budget_cache_misses_total{namespace=\"ns-1\",pod=\"litellm-1\"} 1\n"
         ));
         assert_eq!(text(&changed), text(&m.page_uncached().unwrap()));
@@ -1105,35 +1201,46 @@ mod tests {
     #[test]
     fn the_gzip_page_is_one_member_that_decodes_to_the_text_page() {
         let tracker = populated();
-        let m = Metrics::new(tracker).unwrap();
-        for _ in 0..2 {
-            let page = m.page().unwrap();
-            let gz: Vec<u8> = page.gzip().unwrap().concat();
-            // GzDecoder stops after the first member: the whole page must be in it.
-            let mut out = Vec::new();
-            let mut d = flate2::read::GzDecoder::new(&gz[..]);
-            d.read_to_end(&mut out).unwrap();
-            assert_eq!(out, text(&page));
-            assert!(d.into_inner().is_empty(), "bytes after the first member");
-            assert!(gz.len() * 4 < out.len(), "{} of {}", gz.len(), out.len());
-        }
+        let m = Metrics::new(tracker.clone()).unwrap();
+        // Gzip first: only the compressed form is kept.
+        let gz = m.gzip_page().unwrap();
+        assert!(gz.pods.text.get().is_none(), "text kept for a gzip scrape");
+        assert!(matches!(gz.text(), Err(RenderError::NotRendered("text"))));
+        let unzipped = gunzip(&gz.gzip().unwrap().concat());
+        let plain = m.page().unwrap();
+        assert!(
+            Arc::ptr_eq(&gz.pods, &plain.pods),
+            "same generation, one page"
+        );
+        assert_eq!(unzipped, text(&plain));
+        assert_eq!(unzipped, text(&m.page_uncached().unwrap()));
+        assert!(unzipped.len() > 4 * gz.gzip().unwrap().concat().len());
+        assert_eq!(gz.len(), unzipped.len());
         // Compressed once per generation.
-        let (a, b) = (m.page().unwrap(), m.page().unwrap());
-        assert_eq!(a.gzip().unwrap()[1].as_ptr(), b.gzip().unwrap()[1].as_ptr());
-        assert!(a.pods.chunks.len() > 10, "one chunk per family");
+        let again = m.gzip_page().unwrap().gzip().unwrap();
+        assert_eq!(gz.gzip().unwrap()[1].as_ptr(), again[1].as_ptr());
+        assert!(
+            plain.pods.text.get().unwrap().len() > 10,
+            "one chunk per family"
+        );
+
+        // Text first, then gzip: compressed from the kept text, same bytes.
+        tracker.lock().unwrap().apply_event(
+            &PodRef::new("ns-2", "litellm-2"),
+            &ev(4.0, EventKind::SpendBatchDropped),
+        );
+        let plain = m.page().unwrap();
+        let gz = m.gzip_page().unwrap();
+        assert!(Arc::ptr_eq(&gz.pods, &plain.pods));
+        assert_eq!(gunzip(&gz.gzip().unwrap().concat()), text(&plain));
     }
 
     #[test]
     fn an_empty_tracker_renders_and_gzips() {
         let m = Metrics::new(Arc::new(TrackerMutex::default())).unwrap();
         let page = m.page().unwrap();
-        assert!(String::from_utf8_lossy(&page.pods.text())
-            .contains("litellm_sentinel_pods_tracked 0\n"));
-        let gz = page.gzip().unwrap().concat();
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, text(&page));
+        assert!(String::from_utf8_lossy(&text(&page)).contains("litellm_sentinel_pods_tracked 0\n"));
+        let gz = m.gzip_page().unwrap().gzip().unwrap().concat();
+        assert_eq!(gunzip(&gz), text(&page));
     }
 }

@@ -520,13 +520,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 /// it (Prometheus does); the pod families come from the render cache.
 async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let gzip = accepts_gzip(&headers);
-    let body = s.metrics.page().and_then(|page| {
-        Ok(if gzip {
-            Chunks::new(page.gzip()?)
-        } else {
-            Chunks::new(page.text_chunks())
-        })
-    });
+    let body = if gzip {
+        s.metrics.gzip_page().and_then(|page| page.gzip())
+    } else {
+        s.metrics.page().and_then(|page| page.text_chunks())
+    }
+    .map(Chunks::new);
     match body {
         Ok(body) => {
             let mut r = Response::new(axum::body::Body::new(body));
