@@ -46,11 +46,13 @@ else
   BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/litellm-sentinel"
 fi
 echo "bench-compare: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench-compare: $(rg --version | head -1), mtail $(mtail --version 2>&1 | grep -o 'version [^ ]*' | head -1 | cut -d' ' -f2), $(python3 --version), kernel $(uname -r)"
 echo "bench-compare: binary $BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo '+changes'))"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/litellm-sentinel-bench-compare.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
+status=0
 if [[ " $PARTS " == *" scan "* ]]; then
   # --- corpus: the same cache layout as bench/compare.sh -------------------------
   GEN="$ROOT/bench/gen_corpus.py"
@@ -115,7 +117,7 @@ EOF
     echo "bench-compare: round $round of $RUNS done, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   done
 
-  python3 - "$WORK" "$CORPUS/expected.json" "$ONE" "$RUNS" "$(nproc)" <<'EOF'
+  python3 - "$WORK" "$CORPUS/expected.json" "$ONE" "$RUNS" "$(nproc)" <<'EOF' || status=1
 import json, os, re, statistics, sys
 
 work, expected_path, one, runs, cores = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -224,5 +226,6 @@ EOF
 fi
 
 if [[ " $PARTS " == *" metrics "* ]]; then
-  python3 "$ROOT/scripts/bench-compare-metrics.py" "$BIN" "$WORK/metrics"
+  python3 "$ROOT/scripts/bench-compare-metrics.py" "$BIN" "$WORK/metrics" || status=1
 fi
+exit $status
