@@ -3,7 +3,7 @@
 #   make demo-stack   the same, scraped by a real Prometheus with the shipped alerts
 #   make image  the OCI image (FROM scratch, static musl binary)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live fuzz-build fuzz
+.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live bench-scan fuzz-build fuzz
 
 CARGO ?= cargo
 export SENTINEL_REQUIRE_POSTGRES ?= 1
@@ -71,12 +71,14 @@ image-test: image
 	bash scripts/test-image.sh
 
 # The real LiteLLM proxy from PyPI (two releases) against a real PostgreSQL,
-# checked against `report --json`. Cache: $$LITELLM_E2E_CACHE
+# checked against `report --json`, the live node agent and the agent as the pod's
+# sidecar (own PID namespace: needs root). Cache: $$LITELLM_E2E_CACHE
 # (default ~/.cache/litellm-sentinel-e2e); captures under target/litellm-e2e/.
 # `make test` runs three live scenarios per release (two-workers-json is in the
 # committed captures, checked by --fixtures: under CPU contention uvicorn kills
 # workers that miss its ping, so a live two-worker start can take minutes);
-# `make test-litellm-full` runs all four.
+# `make test-litellm-full` runs all four (two-workers-json: the sidecar with
+# two workers' engines).
 LITELLM_SCENARIOS ?= late-engine engine-kill engine-never
 test-litellm:
 	$(CARGO) build
@@ -106,3 +108,6 @@ bench-compare-full:
 
 bench-live:
 	bash bench/live.sh
+
+bench-scan:
+	bash bench/scan.sh

@@ -35,7 +35,8 @@ import random
 import sys
 import uuid
 
-PODS = 10
+# GEN_PODS=1 writes one pod (the per-core benchmark, bench/scan.sh).
+PODS = int(os.environ.get("GEN_PODS", "10"))
 ESC = "\x1b"
 CONTAINERD_SPLIT = 16 * 1024
 # Ordinary lines per event line: ~1 % of all lines belong to the race.

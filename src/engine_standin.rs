@@ -308,8 +308,8 @@ async fn query(State(mode): State<SharedMode>, body: Bytes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http_client::HttpClient;
     use crate::probe::engine::{query_body_is_ok, status_body_is_ok, RAW_QUERY_BODY};
-    use crate::probe::http::HttpClient;
 
     fn deadline() -> tokio::time::Instant {
         tokio::time::Instant::now() + Duration::from_secs(5)
@@ -396,7 +396,7 @@ mod tests {
         let url = format!("{}/status", s.url());
         assert_eq!(
             c.get(&url, deadline()).await.unwrap_err(),
-            crate::probe::http::HttpError::Refused
+            crate::http_client::HttpError::Refused
         );
         let until = tokio::time::Instant::now() + Duration::from_secs(10);
         while s.bound_at().is_none() {
@@ -410,7 +410,7 @@ mod tests {
             .get(&format!("http://127.0.0.1:{port}/status"), deadline())
             .await
             .unwrap_err();
-        assert_eq!(after, crate::probe::http::HttpError::Refused);
+        assert_eq!(after, crate::http_client::HttpError::Refused);
     }
 
     #[tokio::test]

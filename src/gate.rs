@@ -652,29 +652,6 @@ impl EngineView {
     }
 }
 
-/// Adds the engine view and each start's first/last engine-ready times to
-/// the `/api/v1/pods` views of probed pods.
-pub fn annotate(views: &mut [crate::server::PodView], gates: &SharedGates) {
-    let Ok(g) = gates.lock() else { return };
-    for v in views {
-        let key = PodRef {
-            namespace: v.namespace.clone(),
-            pod: v.pod.clone(),
-        };
-        let Some(p) = g.pod(&key) else { continue };
-        v.engines = Some(EngineView::new(p));
-        for s in &mut v.starts {
-            let Some(ready) = s.engine_ready_at else {
-                continue;
-            };
-            if let Some(first) = p.first_ready_for(ready.0) {
-                s.engines_first_ready_at = Some(RfcTimestamp(first));
-                s.engines_last_ready_at = Some(ready);
-            }
-        }
-    }
-}
-
 /// `engines_discovered`, `engines_up` and `litellm_build_info`, rendered
 /// from [`Gates`] at scrape time.
 pub struct GateCollector {
@@ -1045,31 +1022,6 @@ mod tests {
         let mut g = Gates::new(cfg);
         g.observe(&p, &round(70.0, 0, 42), 0);
         assert!(!g.answer(Some(0), ts(70.0)).ready);
-    }
-
-    #[test]
-    fn config_keys() {
-        use crate::config::Config;
-        let c = Config::from_toml("gate = \"follow\"\ngate_down_after = \"45s\"\n").unwrap();
-        assert_eq!(c.gate, GateMode::Follow);
-        assert_eq!(c.gate_down_after.0, Duration::from_secs(45));
-        let d = Config::default();
-        assert_eq!(
-            (d.gate, d.gate_down_after.0),
-            (GateMode::Startup, DEFAULT_DOWN_AFTER)
-        );
-        let e = Config::from_toml("gate = \"sometimes\"\n").unwrap_err();
-        assert!(e.contains("gate"), "{e}");
-        let zero = Config {
-            gate_down_after: crate::config::HumanDuration(Duration::ZERO),
-            ..Config::default()
-        };
-        assert!(zero
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("gate_down_after"));
-        assert!(d.to_redacted_toml().contains("gate = \"startup\""));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The `litellm-sentinel` binary: argument parsing, logging, signals.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,9 +9,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use litellm_sentinel::agent::{load_rules, Agent};
+use litellm_sentinel::agent::Agent;
 use litellm_sentinel::classify::RulePack;
-use litellm_sentinel::config::{Config, LogFormat, Overrides};
+use litellm_sentinel::config::{
+    compile_rules, Config, HumanDuration, LogFormat, Overrides, Settings,
+};
+use litellm_sentinel::error::chain;
 use litellm_sentinel::report;
 
 /// Watches LiteLLM proxy pods for the Prisma query-engine start-up race
@@ -112,13 +117,20 @@ struct ReportArgs {
     #[arg(long)]
     rules: Option<PathBuf>,
     /// Quiet period that ends a log-measured gap, e.g. 60s.
-    #[arg(long, default_value = "30s", value_parser = litellm_sentinel::config::HumanDuration::parse)]
-    quiet_period: litellm_sentinel::config::HumanDuration,
+    #[arg(long, default_value_t = default_quiet_period(), value_parser = HumanDuration::parse)]
+    quiet_period: HumanDuration,
     /// LiteLLM release the logs come from (1.83.14, 1.110): 1.83 drops a
     /// failed spend-log batch, 1.108+ re-queues it. Default: each file's own
     /// retry lines decide (with no hint, the 1.83 reading).
     #[arg(long, value_parser = parse_litellm_version)]
     litellm_version: Option<litellm_sentinel::classify::VersionFamily>,
+}
+
+/// The timeline's own default (the agent's `quiet_period` starts from it too).
+fn default_quiet_period() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs_f64(
+        litellm_sentinel::timeline::DEFAULT_QUIET_PERIOD_SECS,
+    ))
 }
 
 /// `--litellm-version`: a release like 1.83.14 or 1.110.
@@ -158,11 +170,17 @@ async fn wait_for_signal() {
 }
 
 async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
-    let cfg = Config::load(config.as_deref(), &overrides)?;
-    init_logging(cfg.log_format, "info");
-    tracing::info!(config = %cfg.to_redacted_toml().replace('\n', "; "), "effective configuration");
-    let watched: Vec<PathBuf> = config.iter().chain(cfg.rules.iter()).cloned().collect();
-    let agent = Agent::start(cfg, Vec::new()).await?;
+    // The raw layer first: it says how to log; the conversion then logs what it compiles.
+    let raw = Config::read(config.as_deref(), &overrides)?;
+    init_logging(raw.log_format, "info");
+    let settings = Settings::try_from(raw)?;
+    tracing::info!(config = %settings.to_redacted_toml().trim_end().replace('\n', "; "), "effective configuration");
+    let watched: Vec<PathBuf> = config
+        .iter()
+        .chain(settings.rules_file.iter())
+        .cloned()
+        .collect();
+    let agent = Agent::start(settings, Vec::new()).await?;
     let (_watcher, mut changed) = watch_files(&watched);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
@@ -179,7 +197,8 @@ async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
                 "file change"
             }
         };
-        let reloaded = match Config::load(config.as_deref(), &overrides) {
+        // Built once: the rule pack is compiled here, and only here.
+        let reloaded = match Settings::load(config.as_deref(), &overrides) {
             Ok(new) => agent.reload(new),
             Err(e) => {
                 agent
@@ -270,8 +289,8 @@ fn main() -> ExitCode {
             init_logging(LogFormat::Text, "warn");
             tokio_main(litellm_sentinel::demo::run(opts))
         }
-        Command::CheckConfig { file } => Config::load(Some(&file), &Overrides::default())
-            .map(|c| print!("{}", c.to_redacted_toml()))
+        Command::CheckConfig { file } => Settings::load(Some(&file), &Overrides::default())
+            .map(|s| print!("{}", s.to_redacted_toml()))
             .map_err(Into::into),
         Command::Rules => {
             print!("{}", RulePack::builtin_source());
@@ -336,14 +355,9 @@ fn report_cmd(args: ReportArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    let cfg = Config {
-        rules: args.rules.clone(),
-        litellm_version: args.litellm_version.map(|v| v.as_str().to_string()),
-        ..Config::default()
-    };
-    let rules = match load_rules(&cfg) {
+    let rules = match compile_rules(args.rules.as_deref(), args.litellm_version) {
         Ok(r) => Arc::new(r),
-        Err(e) => return usage(format!("{e:#}")),
+        Err(e) => return usage(chain(&e).to_string()),
     };
     let opts = report::ReportOptions {
         quiet_period_secs: args.quiet_period.0.as_secs_f64(),
@@ -370,7 +384,7 @@ fn report_cmd(args: ReportArgs) -> ExitCode {
         Ok(r) => r,
         Err(e @ ReportError::Usage(_)) => return usage(e.to_string()),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", chain(&e));
             return ExitCode::from(3);
         }
     };

@@ -16,9 +16,7 @@
 //! small part and the cached pod part (see [`Page::gzip`]).
 
 use std::io::Write as _;
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LockResult, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -30,127 +28,15 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::classify::Operation;
-use crate::format::PodRef;
-use crate::probe::{FailureReason, ProbeOutcome, Target};
-use crate::timeline::{GapHistogram, Method, PodTimeline, Tracker, GAP_BUCKETS};
+use crate::model::{Counter, FailureReason, PodRef, Target};
+use crate::probe::ProbeOutcome;
+use crate::timeline::{GapHistogram, PodTimeline, Tracker, TrackerGuard, GAP_BUCKETS};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "litellm_sentinel_";
 
-/// The tracker as shared between the pipeline (writer) and the server (reader).
-pub type SharedTracker = Arc<TrackerMutex>;
-
-/// The tracker's mutex with a generation counter, so readers (the `/metrics`
-/// cache) can tell whether pod state changed since they last looked.
-///
-/// Minimal version (issue 15) until the shared model's tracker handle lands:
-/// the generation moves whenever a guard was used mutably (conservative: a
-/// mutable call that changed nothing still moves it), except for the calls
-/// the agent makes on every pass ([`TrackerGuard::tick`],
-/// [`TrackerGuard::expire`]), which move it only when they can change state.
-#[derive(Debug, Default)]
-pub struct TrackerMutex {
-    inner: Mutex<Tracker>,
-    generation: AtomicU64,
-}
-
-impl TrackerMutex {
-    /// Wraps a tracker (generation 0).
-    pub fn new(tracker: Tracker) -> TrackerMutex {
-        TrackerMutex {
-            inner: Mutex::new(tracker),
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    /// Locks the tracker, like [`Mutex::lock`].
-    pub fn lock(&self) -> LockResult<TrackerGuard<'_>> {
-        let wrap = |guard| TrackerGuard {
-            guard,
-            generation: &self.generation,
-            changed: false,
-        };
-        match self.inner.lock() {
-            Ok(g) => Ok(wrap(g)),
-            Err(e) => Err(PoisonError::new(wrap(e.into_inner()))),
-        }
-    }
-
-    /// The tracker itself, like [`Mutex::into_inner`] (same signature).
-    #[allow(clippy::result_large_err)]
-    pub fn into_inner(self) -> LockResult<Tracker> {
-        self.inner.into_inner()
-    }
-
-    /// Changes whenever pod state may have changed. Read it with the lock
-    /// held to pair it with the state it describes.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-}
-
-/// A locked tracker; moves the generation on drop (still locked) if it was used mutably.
-pub struct TrackerGuard<'a> {
-    guard: MutexGuard<'a, Tracker>,
-    generation: &'a AtomicU64,
-    changed: bool,
-}
-
-impl TrackerGuard<'_> {
-    /// [`Tracker::tick`], which the agent calls on every pass: it only closes
-    /// log-method gaps and outages whose quiet period passed, so the state
-    /// changed exactly when fewer of them are open afterwards.
-    pub fn tick(&mut self, now: crate::time::Timestamp) {
-        let before = open_log_windows(&self.guard);
-        self.guard.tick(now);
-        self.changed |= before > 0 && open_log_windows(&self.guard) != before;
-    }
-
-    /// [`Tracker::expire`]: the exported state changes only when something expired.
-    pub fn expire(
-        &mut self,
-        now: crate::time::Timestamp,
-        live: &std::collections::HashSet<crate::format::PodRef>,
-    ) -> usize {
-        let n = self.guard.expire(now, live);
-        self.changed |= n > 0;
-        n
-    }
-}
-
-/// Open log-method gaps and outages (what [`Tracker::tick`] can close).
-fn open_log_windows(t: &Tracker) -> usize {
-    t.pods()
-        .filter_map(|(_, p)| p.starts.back())
-        .filter(|s| s.method == Method::Log)
-        .map(|s| usize::from(s.open) + usize::from(s.open_outage().is_some()))
-        .sum()
-}
-
-impl Deref for TrackerGuard<'_> {
-    type Target = Tracker;
-    fn deref(&self) -> &Tracker {
-        &self.guard
-    }
-}
-
-impl DerefMut for TrackerGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Tracker {
-        self.changed = true;
-        &mut self.guard
-    }
-}
-
-impl Drop for TrackerGuard<'_> {
-    fn drop(&mut self) {
-        // Runs before `guard` unlocks: a reader holding the lock sees the
-        // generation and the state together.
-        if self.changed {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-}
+/// The tracker handle lives in the timeline; this path stays for its users.
+pub use crate::timeline::SharedTracker;
 
 /// The agent's own health counters.
 pub struct SelfMetrics {
@@ -354,9 +240,9 @@ impl Metrics {
     /// The text page rendered from scratch, bypassing (and not filling) the cache.
     pub fn page_uncached(&self) -> Result<Page, RenderError> {
         let small = self.small_families()?;
-        let (t, generation) = self.locked_tracker()?;
+        let (t, generation) = self.locked_tracker();
         let pods = PodPage::new(generation);
-        pods.ensure(Form::Text, &t)?;
+        pods.ensure(Form::Text, &self.pods.source(&t))?;
         Ok(Page {
             small,
             pods: Arc::new(pods),
@@ -374,8 +260,17 @@ impl Metrics {
         // Checked under the tracker lock: the generation read there is the
         // one of the state rendered. The cache lock is taken inside it, the
         // only place both are held, so concurrent scrapes render once.
-        let (t, generation) = self.locked_tracker()?;
-        let mut cache = self.pod_cache.lock().map_err(|_| RenderError::Poisoned)?;
+        let (t, generation) = self.locked_tracker();
+        let mut cache = self.pod_cache.lock().unwrap_or_else(|poisoned| {
+            // A render panicked (its panic is in the log): the page it left
+            // may lack a form, which the next `ensure` renders again; start
+            // over from no page all the same.
+            tracing::warn!("a /metrics render panicked earlier; rendering the pod families again");
+            self.pod_cache.clear_poison();
+            let mut cache = poisoned.into_inner();
+            *cache = None;
+            cache
+        });
         let pods = match cache.as_ref().filter(|p| p.generation == generation) {
             Some(p) => p.clone(),
             None => {
@@ -386,7 +281,7 @@ impl Metrics {
                 p
             }
         };
-        pods.ensure(form, &t)?;
+        pods.ensure(form, &self.pods.source(&t))?;
         Ok(Page { small, pods })
     }
 
@@ -395,16 +290,14 @@ impl Metrics {
         Ok(String::from_utf8_lossy(&self.page()?.text()?).into_owned())
     }
 
-    /// The locked tracker and its generation, read under the lock so that
-    /// they describe the same state (the render path's one tracker access).
-    fn locked_tracker(&self) -> Result<(TrackerGuard<'_>, u64), RenderError> {
-        let t = self
-            .pods
-            .tracker
-            .lock()
-            .map_err(|_| RenderError::Poisoned)?;
-        let generation = self.pods.tracker.generation();
-        Ok((t, generation))
+    /// The locked tracker and its generation, read from the guard so that
+    /// they describe the same state (the render path's one tracker access;
+    /// the handle's `generation()` is the one published by the last guard
+    /// released, which may be older than the state under this lock).
+    fn locked_tracker(&self) -> (TrackerGuard<'_>, u64) {
+        let t = self.pods.tracker.lock();
+        let generation = t.generation();
+        (t, generation)
     }
 }
 
@@ -413,8 +306,6 @@ impl Metrics {
 pub enum RenderError {
     #[error(transparent)]
     Encode(#[from] prometheus::Error),
-    #[error("a lock was poisoned by a panic")]
-    Poisoned,
     #[error("cannot compress the page: {0}")]
     Compress(#[from] flate2::CompressError),
     /// A page asked for a form it was not rendered in (a bug).
@@ -459,10 +350,14 @@ impl PodPage {
         }
     }
 
-    /// Renders `form` from `t` unless this page already has it.
-    fn ensure(&self, form: Form, t: &Tracker) -> Result<(), RenderError> {
-        let render =
-            || -> Vec<Bytes> { write_pod_families(t).into_iter().map(Bytes::from).collect() };
+    /// Renders `form` from `src` unless this page already has it.
+    fn ensure(&self, form: Form, src: &PodSource<'_>) -> Result<(), RenderError> {
+        let render = || -> Vec<Bytes> {
+            write_pod_families(src)
+                .into_iter()
+                .map(Bytes::from)
+                .collect()
+        };
         match form {
             Form::Text => {
                 self.text.get_or_init(render);
@@ -473,7 +368,7 @@ impl PodPage {
                 .get_or_init(|| match self.text.get() {
                     Some(chunks) => deflate_chunks(chunks),
                     // Written and compressed family by family: gzip scrapers never need the text.
-                    None => deflate_pod_families(t),
+                    None => deflate_pod_families(src),
                 })
                 .as_ref()
                 .map(|_| ())
@@ -663,36 +558,18 @@ impl Deflater {
 struct PodCollector {
     tracker: SharedTracker,
     descs: Vec<Desc>,
+    /// Every pod counter with its family's row, resolved once (the bulk of a scrape).
+    counter_rows: Vec<(Counter, Row)>,
+    /// Pod counters per row: how many samples a pod has in that family.
+    counters_per_row: Vec<usize>,
 }
 
-/// The pod families, in exposition order; `Family as usize` indexes [`POD_FAMILIES`].
-#[derive(Clone, Copy)]
-enum Family {
-    DbConnectErrors,
-    SpendBatchesDropped,
-    SpendRowsRequeued,
-    SpendRowsLost,
-    SpendUpdatesFailed,
-    BudgetCacheMisses,
-    ConfigLoadFailures,
-    EngineDistroFallback,
-    EngineRestarts,
-    ProxyStarts,
-    RequestsDuringGap,
-    LastStartupGap,
-    InStartupGap,
-    StartupGapOpenSince,
-    DbOutages,
-    InDbOutage,
-    RequestsDuringOutage,
-    EngineUp,
-    StartupGap,
-    DbOutageSeconds,
-    PodsTracked,
-    PodsDropped,
-}
+/// A row of [`POD_FAMILIES`]: the index of a pod family, in exposition order.
+type Row = usize;
 
-/// (name, help, type, variable labels) of every pod family, in [`Family`] order.
+/// (name, help, type, variable labels) of every pod family. A pod counter's
+/// family is the model's ([`Counter::family`]); each has its row here (a test
+/// checks), so a new counter needs one help line and nothing else.
 const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("db_connect_errors_total", "DB calls that failed because the query engine or database could not be reached, by operation (database: the database itself failed).", MetricType::COUNTER, &["namespace", "pod", "operation"]),
     ("spend_batches_dropped_total", "Spend-log batches LiteLLM dropped (unbilled spend; 1.83.x). Re-queued batches of 1.108+ are not counted here.", MetricType::COUNTER, &["namespace", "pod"]),
@@ -716,7 +593,58 @@ const POD_FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
     ("db_outage_seconds", "Duration of DB outages after the start-up gap.", MetricType::HISTOGRAM, &["namespace", "method"]),
     ("pods_tracked", "Pods the agent currently tracks.", MetricType::GAUGE, &[]),
     ("pods_dropped_total", "Pod events dropped because the tracked-pod cap was reached.", MetricType::COUNTER, &[]),
+    ("pod_state_poisoned_total", "Panics that interrupted an update of the pod state; counting went on from the state as left (the event being applied may be counted partly or not at all). Any value above 0 is a bug to report.", MetricType::COUNTER, &[]),
 ];
+
+/// The row of the pod family called `name`, if it has one.
+const fn find_row(name: &str) -> Option<Row> {
+    let mut i = 0;
+    while i < POD_FAMILIES.len() {
+        if const_str_eq(POD_FAMILIES[i].0, name) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The row of a family that must have one: a missing row fails the build.
+const fn row(name: &str) -> Row {
+    match find_row(name) {
+        Some(r) => r,
+        None => panic!("a pod family without a row in POD_FAMILIES"),
+    }
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The rows of the families that are not pod counters (resolved at compile time).
+mod family {
+    use super::{row, Row};
+    pub const LAST_STARTUP_GAP: Row = row("last_startup_gap_seconds");
+    pub const IN_STARTUP_GAP: Row = row("in_startup_gap");
+    pub const STARTUP_GAP_OPEN_SINCE: Row = row("startup_gap_open_since_timestamp_seconds");
+    pub const IN_DB_OUTAGE: Row = row("in_db_outage");
+    pub const ENGINE_UP: Row = row("engine_up");
+    pub const STARTUP_GAP: Row = row("startup_gap_seconds");
+    pub const DB_OUTAGE_SECONDS: Row = row("db_outage_seconds");
+    pub const PODS_TRACKED: Row = row("pods_tracked");
+    pub const PODS_DROPPED: Row = row("pods_dropped_total");
+    pub const POD_STATE_POISONED: Row = row("pod_state_poisoned_total");
+}
 
 impl PodCollector {
     fn new(tracker: SharedTracker) -> PodCollector {
@@ -732,8 +660,42 @@ impl PodCollector {
                 .ok()
             })
             .collect();
-        PodCollector { tracker, descs }
+        // A counter without a row is not exported; `every_counter_family_has_a_row_with_its_labels` fails on it.
+        let counter_rows: Vec<(Counter, Row)> = Counter::all()
+            .filter_map(|c| find_row(c.family()).map(|r| (c, r)))
+            .collect();
+        let mut counters_per_row = vec![0; POD_FAMILIES.len()];
+        for &(_, r) in &counter_rows {
+            counters_per_row[r] += 1;
+        }
+        PodCollector {
+            tracker,
+            descs,
+            counter_rows,
+            counters_per_row,
+        }
     }
+
+    /// What the pod families are rendered from, with `t` locked.
+    fn source<'a>(&'a self, t: &'a Tracker) -> PodSource<'a> {
+        PodSource {
+            t,
+            // Read with the lock held: a recovery bumps the generation under
+            // the lock, so the count and the generation go together.
+            poisoned: self.tracker.poisoned(),
+            counter_rows: &self.counter_rows,
+            counters_per_row: &self.counters_per_row,
+        }
+    }
+}
+
+/// The locked tracker and what the pod families need beside it.
+struct PodSource<'a> {
+    t: &'a Tracker,
+    /// Poisoned tracker locks recovered (`pod_state_poisoned_total`).
+    poisoned: u64,
+    counter_rows: &'a [(Counter, Row)],
+    counters_per_row: &'a [usize],
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -796,12 +758,11 @@ impl Collector for PodCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(t) = self.tracker.lock() else {
-            return Vec::new();
-        };
+        let t = self.tracker.lock();
+        let src = self.source(&t);
         let mut fams: Vec<Vec<proto::Metric>> = vec![Vec::new(); POD_FAMILIES.len()];
-        visit_pods(&t, &mut |f, pairs, sample| {
-            fams[f as usize].push(match sample {
+        visit_pods(&src, &mut |row, pairs, sample| {
+            fams[row].push(match sample {
                 Sample::Counter(v) => counter(pairs, v),
                 Sample::Gauge(v) => gauge(pairs, v),
                 Sample::Histogram(h) => histogram(pairs, h),
@@ -833,10 +794,10 @@ enum Sample<'a> {
     Histogram(&'a GapHistogram),
 }
 
-/// Every sample of the pod families, family by family in pod order: the one
+/// Every sample of the pod families, by row, in pod order: the one
 /// definition of what the pod series are, for the text page and for OTLP.
-fn visit_pods(t: &Tracker, emit: &mut dyn FnMut(Family, Labels<'_>, Sample<'_>)) {
-    visit_sorted(t, &sorted_pods(t), emit)
+fn visit_pods(src: &PodSource<'_>, emit: &mut dyn FnMut(Row, Labels<'_>, Sample<'_>)) {
+    visit_sorted(src, &sorted_pods(src.t), emit)
 }
 
 /// The tracked pods in (namespace, pod) order.
@@ -848,49 +809,24 @@ fn sorted_pods(t: &Tracker) -> Vec<(&PodRef, &PodTimeline)> {
 
 /// [`visit_pods`] over pods already sorted by [`sorted_pods`].
 fn visit_sorted(
-    t: &Tracker,
+    src: &PodSource<'_>,
     pods: &[(&PodRef, &PodTimeline)],
-    emit: &mut dyn FnMut(Family, Labels<'_>, Sample<'_>),
+    emit: &mut dyn FnMut(Row, Labels<'_>, Sample<'_>),
 ) {
+    let t = src.t;
     for &(pod, p) in pods {
         let (ns, po) = (pod.namespace.as_str(), pod.pod.as_str());
         let base = [("namespace", ns), ("pod", po)];
-        let c = &p.counts;
-        for op in Operation::ALL {
-            emit(
-                Family::DbConnectErrors,
-                &[("namespace", ns), ("pod", po), ("operation", op.as_str())],
-                Sample::Counter(c.db_connect_errors_for(op)),
-            );
-        }
-        for (f, v) in [
-            (Family::SpendBatchesDropped, c.spend_batches_dropped),
-            (Family::SpendRowsRequeued, c.spend_rows_requeued),
-            (Family::SpendRowsLost, c.spend_rows_lost),
-            (Family::SpendUpdatesFailed, c.spend_updates_failed),
-            (Family::BudgetCacheMisses, c.budget_cache_misses),
-            (Family::EngineDistroFallback, c.engine_distro_fallbacks),
-            (Family::EngineRestarts, c.engine_restarts),
-            (Family::ProxyStarts, c.proxy_starts),
-            (Family::RequestsDuringGap, c.requests_during_gap),
-            (Family::DbOutages, c.db_outages),
-            (Family::RequestsDuringOutage, c.requests_during_outage),
-        ] {
-            emit(f, &base, Sample::Counter(v));
-        }
-        for (kind, v) in [
-            ("deployments", c.deployment_load_failures),
-            ("credentials", c.credential_load_failures),
-        ] {
-            emit(
-                Family::ConfigLoadFailures,
-                &[("namespace", ns), ("pod", po), ("kind", kind)],
-                Sample::Counter(v),
-            );
+        for &(c, row) in src.counter_rows {
+            let v = Sample::Counter(p.counts[c]);
+            match c.label() {
+                Some(label) => emit(row, &[base[0], base[1], label], v),
+                None => emit(row, &base, v),
+            }
         }
         if let Some((gap, method)) = p.last_gap() {
             emit(
-                Family::LastStartupGap,
+                family::LAST_STARTUP_GAP,
                 &[("namespace", ns), ("pod", po), ("method", method.as_str())],
                 Sample::Gauge(gap),
             );
@@ -901,73 +837,72 @@ fn visit_sorted(
             .filter(|s| s.in_gap())
             .and_then(|s| s.listening_at);
         emit(
-            Family::InStartupGap,
+            family::IN_STARTUP_GAP,
             &base,
             Sample::Gauge(if p.in_gap() { 1.0 } else { 0.0 }),
         );
         if let Some(since) = gap_since {
             emit(
-                Family::StartupGapOpenSince,
+                family::STARTUP_GAP_OPEN_SINCE,
                 &base,
                 Sample::Gauge(since.0 as f64 / 1e9),
             );
         }
         emit(
-            Family::InDbOutage,
+            family::IN_DB_OUTAGE,
             &base,
             Sample::Gauge(if p.in_outage() { 1.0 } else { 0.0 }),
         );
-        for (i, target) in Target::ALL.iter().enumerate() {
-            if let Some(up) = p.probe_up[i] {
-                emit(
-                    Family::EngineUp,
-                    &[("namespace", ns), ("pod", po), ("target", target.as_str())],
-                    Sample::Gauge(if up { 1.0 } else { 0.0 }),
-                );
-            }
+        for (target, up) in &p.probe_up {
+            emit(
+                family::ENGINE_UP,
+                &[("namespace", ns), ("pod", po), ("target", target.as_str())],
+                Sample::Gauge(if *up { 1.0 } else { 0.0 }),
+            );
         }
     }
-    for (family, mut hists) in [
-        (Family::StartupGap, t.histograms().collect::<Vec<_>>()),
-        (Family::DbOutageSeconds, t.outage_histograms().collect()),
+    for (row, mut hists) in [
+        (family::STARTUP_GAP, t.histograms().collect::<Vec<_>>()),
+        (family::DB_OUTAGE_SECONDS, t.outage_histograms().collect()),
     ] {
         hists.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
         for (ns, method, h) in hists {
             emit(
-                family,
+                row,
                 &[("namespace", ns), ("method", method.as_str())],
                 Sample::Histogram(h),
             );
         }
     }
     emit(
-        Family::PodsTracked,
+        family::PODS_TRACKED,
         &[],
         Sample::Gauge(t.pods().count() as f64),
     );
-    emit(Family::PodsDropped, &[], Sample::Counter(t.pods_dropped()));
+    emit(family::PODS_DROPPED, &[], Sample::Counter(t.pods_dropped()));
+    emit(
+        family::POD_STATE_POISONED,
+        &[],
+        Sample::Counter(src.poisoned),
+    );
 }
 
 /// Writes the pod families as Prometheus text, one buffer per family that
 /// has samples, byte for byte what `TextEncoder` makes of
 /// [`PodCollector`]'s families (a test holds it to that) without building
 /// ~40,000 protobuf metrics at 2,000 pods.
-fn write_pod_families(t: &Tracker) -> Vec<Vec<u8>> {
+fn write_pod_families(src: &PodSource<'_>) -> Vec<Vec<u8>> {
     let mut bodies: Vec<Vec<u8>> = vec![Vec::new(); POD_FAMILIES.len()];
-    // Room for 2,000 pods' samples at once (~110 bytes a sample, 8 operations):
-    // few reallocations, and what is reserved but not written is never touched.
-    let pods = t.pods().count().min(100_000);
-    visit_pods(t, &mut |f, pairs, sample| {
-        let b = &mut bodies[f as usize];
+    // Room for 2,000 pods' samples at once (~125 bytes a sample): few
+    // reallocations, and what is reserved but not written is never touched.
+    let pods = src.t.pods().count().min(100_000);
+    visit_pods(src, &mut |row, pairs, sample| {
+        let b = &mut bodies[row];
         if b.is_empty() {
-            let per_pod = if matches!(f, Family::DbConnectErrors) {
-                1000
-            } else {
-                128
-            };
+            let per_pod = 125 * src.counters_per_row[row].max(1);
             b.reserve(pods * per_pod + 1024);
         }
-        write_any(b, f, pairs, sample);
+        write_any(b, row, pairs, sample);
     });
     bodies.retain(|b| !b.is_empty());
     bodies
@@ -976,17 +911,17 @@ fn write_pod_families(t: &Tracker) -> Vec<Vec<u8>> {
 /// The pod families as text one family at a time, each buffer compressed
 /// and dropped before the next is written: a gzip page costs the largest
 /// family (~2 MB at 2,000 pods) in memory, not the whole ~5 MB text.
-fn deflate_pod_families(t: &Tracker) -> Result<Deflated, flate2::CompressError> {
-    let pods = sorted_pods(t);
+fn deflate_pod_families(src: &PodSource<'_>) -> Result<Deflated, flate2::CompressError> {
+    let pods = sorted_pods(src.t);
     let mut d = Deflater::new(pods.len() * 80);
     let mut crc = crc32fast::Hasher::new();
     let mut len = 0;
     let mut buf = Vec::new();
-    for (i, _) in POD_FAMILIES.iter().enumerate() {
+    for i in 0..POD_FAMILIES.len() {
         buf.clear();
-        visit_sorted(t, &pods, &mut |f, pairs, sample| {
-            if f as usize == i {
-                write_any(&mut buf, f, pairs, sample);
+        visit_sorted(src, &pods, &mut |row, pairs, sample| {
+            if row == i {
+                write_any(&mut buf, row, pairs, sample);
             }
         });
         crc.update(&buf);
@@ -1001,8 +936,8 @@ fn deflate_pod_families(t: &Tracker) -> Result<Deflated, flate2::CompressError> 
 }
 
 /// Writes one sample, and the family's header first when `b` is empty.
-fn write_any(b: &mut Vec<u8>, f: Family, pairs: Labels<'_>, sample: Sample<'_>) {
-    let (n, help, ty, _) = POD_FAMILIES[f as usize];
+fn write_any(b: &mut Vec<u8>, row: Row, pairs: Labels<'_>, sample: Sample<'_>) {
+    let (n, help, ty, _) = POD_FAMILIES[row];
     if b.is_empty() {
         write_header(b, n, help, ty);
     }
@@ -1100,11 +1035,15 @@ fn escape_into(out: &mut Vec<u8>, v: &str, quote: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{ConfigKind, Event, EventKind};
-    use crate::format::PodRef;
+    use crate::model::{ConfigKind, Event, EventKind, Operation};
     use crate::time::Timestamp;
     use crate::timeline::TimelineConfig;
     use std::io::Read as _;
+
+    /// The wall clock of the tests' events (for expiry only).
+    fn now() -> Timestamp {
+        at(10_000.0).unwrap()
+    }
 
     fn at(s: f64) -> Option<Timestamp> {
         Some(Timestamp(1_700_000_000_000_000_000 + (s * 1e9) as i64))
@@ -1122,31 +1061,42 @@ mod tests {
     /// last gap), an open gap (open-since gauge), a probed pod (engine_up),
     /// a label value that needs escaping, and big counters.
     fn populated() -> SharedTracker {
-        let tracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig {
             quiet_period_secs: 30.0,
             ..Default::default()
-        })));
-        let mut t = tracker.lock().unwrap();
+        }));
+        let mut t = tracker.lock();
+        let now = now();
         for n in 0..40 {
             let pod = PodRef::new(format!("ns-{}", n % 3), format!("litellm-{n}"));
-            t.apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting));
+            t.apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting), now);
             t.apply_event(
                 &pod,
-                &ev(1.0, EventKind::DbConnectError(Operation::ALL[n % 7])),
+                &ev(
+                    1.0,
+                    EventKind::DbConnectError(Operation::ALL[n % Operation::ALL.len()]),
+                ),
+                now,
             );
-            t.apply_event(&pod, &ev(1.5, EventKind::RequestServed));
-            t.apply_event(&pod, &ev(2.0, EventKind::SpendRowsLost(n as u64 * 1000)));
+            t.apply_event(&pod, &ev(1.5, EventKind::RequestServed), now);
+            t.apply_event(
+                &pod,
+                &ev(2.0, EventKind::SpendRowsLost(n as u64 * 1000)),
+                now,
+            );
             t.apply_event(
                 &pod,
                 &ev(2.0, EventKind::ConfigLoadFailure(ConfigKind::Credentials)),
+                now,
             );
             if n % 2 == 0 {
                 t.advance(&pod, at(100.0 + n as f64).unwrap());
             }
         }
         let odd = PodRef::new("we\"ird\\ns", "pod\nname");
-        t.apply_event(&odd, &ev(0.0, EventKind::SpendRowsLost(u64::MAX / 3)));
+        t.apply_event(&odd, &ev(0.0, EventKind::SpendRowsLost(u64::MAX / 3)), now);
         let probed = PodRef::new("ns-0", "probed");
+        t.register_probes(&probed, &[Target::Engine], now);
         t.apply_probe(
             &probed,
             &ProbeOutcome {
@@ -1182,7 +1132,7 @@ mod tests {
         TextEncoder::new()
             .encode(&m.pods.collect(), &mut want)
             .unwrap();
-        let got = write_pod_families(&tracker.lock().unwrap()).concat();
+        let got = write_pod_families(&m.pods.source(&tracker.lock())).concat();
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&want)
@@ -1220,8 +1170,7 @@ mod tests {
         let pod = PodRef::new("ns-1", "litellm-1");
         tracker
             .lock()
-            .unwrap()
-            .apply_event(&pod, &ev(3.0, EventKind::BudgetCacheMiss));
+            .apply_event(&pod, &ev(3.0, EventKind::BudgetCacheMiss), now());
         let changed = m.page().unwrap();
         assert!(changed.pods.generation() > first.pods.generation());
         assert_ne!(changed.pods.text().unwrap(), first.pods.text().unwrap());
@@ -1233,42 +1182,56 @@ mod tests {
     }
 
     #[test]
-    fn reads_and_idle_ticks_keep_the_generation() {
-        let tracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
+    fn reads_and_idle_passes_keep_the_cached_page() {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig {
             quiet_period_secs: 30.0,
             ..Default::default()
-        })));
+        }));
+        let m = Metrics::new(tracker.clone()).unwrap();
         let pod = PodRef::new("ns", "p");
         tracker
             .lock()
-            .unwrap()
-            .apply_event(&pod, &ev(0.0, EventKind::SpendBatchDropped));
-        let g = tracker.generation();
-        assert!(g > 0);
-        let _ = tracker.lock().unwrap().pods().count();
-        tracker.lock().unwrap().tick(at(1000.0).unwrap());
-        let none = std::collections::HashSet::from([pod.clone()]);
-        assert_eq!(
-            tracker.lock().unwrap().expire(at(1000.0).unwrap(), &none),
-            0
-        );
-        assert_eq!(tracker.generation(), g, "nothing changed");
+            .apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting), now());
+        let first = m.page().unwrap();
+        // Reads, an expiry pass that expires nothing and a tick inside the
+        // quiet period change nothing the page shows: no new render.
+        let _ = tracker.lock().pods().count();
+        let live = std::collections::HashSet::from([pod.clone()]);
+        assert_eq!(tracker.lock().expire(now(), &live), 0);
+        tracker.lock().tick(at(10.0).unwrap());
+        assert!(tracker.lock().pod(&pod).unwrap().starts[0].open);
+        let again = m.page().unwrap();
+        assert!(Arc::ptr_eq(&first.pods, &again.pods), "rendered again");
 
-        // An open log-method start: a tick inside its quiet period changes
-        // nothing, the first tick after it closes the start.
-        tracker
-            .lock()
-            .unwrap()
-            .apply_event(&pod, &ev(0.0, EventKind::ProxyAccepting));
-        let g = tracker.generation();
-        tracker.lock().unwrap().tick(at(10.0).unwrap());
-        assert_eq!(tracker.generation(), g, "still inside the quiet period");
-        assert!(tracker.lock().unwrap().pod(&pod).unwrap().starts[0].open);
-        tracker.lock().unwrap().tick(Timestamp::now());
-        assert!(tracker.generation() > g);
+        // The first tick after the quiet period closes the start: a new page.
+        tracker.lock().tick(Timestamp::now());
         assert!(
-            !tracker.lock().unwrap().pod(&pod).unwrap().starts[0].open,
+            !tracker.lock().pod(&pod).unwrap().starts[0].open,
             "closed by the tick"
+        );
+        let closed = m.page().unwrap();
+        assert!(!Arc::ptr_eq(&first.pods, &closed.pods));
+        assert_eq!(text(&closed), text(&m.page_uncached().unwrap()));
+    }
+
+    #[test]
+    fn the_page_is_keyed_by_the_generation_under_the_lock() {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+        let m = Metrics::new(tracker.clone()).unwrap();
+        let pod = PodRef::new("ns", "p");
+        let mut t = tracker.lock();
+        t.apply_event(&pod, &ev(0.0, EventKind::SpendBatchDropped), now());
+        // Still locked: the handle's published generation is the old one,
+        // the guard's is the state's.
+        assert_ne!(tracker.generation(), t.generation());
+        let under_lock = t.generation();
+        drop(t);
+        let page = m.page().unwrap();
+        assert_eq!(page.pods.generation(), under_lock);
+        assert!(
+            String::from_utf8_lossy(&page.pods.text().unwrap()).contains(
+                "litellm_sentinel_spend_batches_dropped_total{namespace=\"ns\",pod=\"p\"} 1\n"
+            )
         );
     }
 
@@ -1299,9 +1262,10 @@ mod tests {
         );
 
         // Text first, then gzip: compressed from the kept text, same bytes.
-        tracker.lock().unwrap().apply_event(
+        tracker.lock().apply_event(
             &PodRef::new("ns-2", "litellm-2"),
             &ev(4.0, EventKind::SpendBatchDropped),
+            now(),
         );
         let plain = m.page().unwrap();
         let gz = m.gzip_page().unwrap();
@@ -1311,10 +1275,109 @@ mod tests {
 
     #[test]
     fn an_empty_tracker_renders_and_gzips() {
-        let m = Metrics::new(Arc::new(TrackerMutex::default())).unwrap();
+        let m = Metrics::new(SharedTracker::new(Tracker::new(TimelineConfig::default()))).unwrap();
         let page = m.page().unwrap();
         assert!(String::from_utf8_lossy(&text(&page)).contains("litellm_sentinel_pods_tracked 0\n"));
         let gz = m.gzip_page().unwrap().gzip().unwrap().concat();
         assert_eq!(gunzip(&gz), text(&page));
+    }
+
+    #[test]
+    fn every_counter_family_has_a_row_with_its_labels() {
+        for c in Counter::all() {
+            let row = POD_FAMILIES
+                .iter()
+                .find(|f| f.0 == c.family())
+                .unwrap_or_else(|| panic!("no row for {}", c.family()));
+            let mut want = vec!["namespace", "pod"];
+            want.extend(c.label().map(|l| l.0));
+            assert_eq!(row.3, want.as_slice(), "{}", c.family());
+            assert_eq!(row.2, MetricType::COUNTER, "{}", c.family());
+        }
+        let m = Metrics::new(SharedTracker::new(Tracker::new(TimelineConfig::default()))).unwrap();
+        assert_eq!(m.pods.counter_rows.len(), Counter::all().count());
+        // The other families' rows are resolved at compile time; they name
+        // families that are not counters of the model.
+        for r in [
+            family::LAST_STARTUP_GAP,
+            family::IN_STARTUP_GAP,
+            family::STARTUP_GAP_OPEN_SINCE,
+            family::IN_DB_OUTAGE,
+            family::ENGINE_UP,
+            family::STARTUP_GAP,
+            family::DB_OUTAGE_SECONDS,
+            family::PODS_TRACKED,
+            family::PODS_DROPPED,
+            family::POD_STATE_POISONED,
+        ] {
+            assert!(
+                m.pods.counter_rows.iter().all(|&(_, cr)| cr != r),
+                "{} is both",
+                POD_FAMILIES[r].0
+            );
+        }
+    }
+
+    #[test]
+    fn every_pod_counter_is_rendered_from_the_model_with_its_value() {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+        let metrics = Metrics::new(tracker.clone()).unwrap();
+        let p = PodRef::new("llm", "litellm-0");
+        let now = Timestamp(2_000_000_000_000_000_000);
+        for kind in [
+            EventKind::DbConnectError(Operation::Database),
+            EventKind::ConfigLoadFailure(ConfigKind::Credentials),
+            EventKind::SpendRowsLost(37),
+        ] {
+            let ev = Event {
+                ts: Some(Timestamp(1_000_000_000)),
+                kind,
+                rule: None,
+            };
+            tracker.lock().apply_event(&p, &ev, now);
+        }
+        let text = metrics.render().unwrap();
+        let pod = "namespace=\"llm\",pod=\"litellm-0\"";
+        for want in [
+            format!("litellm_sentinel_db_connect_errors_total{{{pod},operation=\"database\"}} 1"),
+            format!("litellm_sentinel_db_connect_errors_total{{{pod},operation=\"other\"}} 0"),
+            format!("litellm_sentinel_config_load_failures_total{{{pod},kind=\"credentials\"}} 1"),
+            format!("litellm_sentinel_spend_rows_lost_total{{{pod}}} 37"),
+            format!("litellm_sentinel_proxy_starts_total{{{pod}}} 0"),
+            "litellm_sentinel_pod_state_poisoned_total 0".to_string(),
+        ] {
+            assert!(text.contains(&want), "{want} missing:\n{text}");
+        }
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("_total{") && l.contains(pod))
+            .count();
+        assert_eq!(series, Counter::all().count(), "one series per pod counter");
+    }
+
+    #[test]
+    fn a_poisoned_tracker_lock_shows_in_the_page() {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+        let m = Metrics::new(tracker.clone()).unwrap();
+        let before = m.page().unwrap();
+        assert!(String::from_utf8_lossy(&before.pods.text().unwrap())
+            .contains("litellm_sentinel_pod_state_poisoned_total 0\n"));
+        let h = tracker.clone();
+        let panicked = std::thread::spawn(move || {
+            let _g = h.lock();
+            panic!("a bug while holding the lock");
+        })
+        .join();
+        assert!(panicked.is_err());
+        // The render's own lock recovers it: counted, and a new generation.
+        let after = m.page().unwrap();
+        assert!(!Arc::ptr_eq(&before.pods, &after.pods));
+        assert!(String::from_utf8_lossy(&after.pods.text().unwrap())
+            .contains("litellm_sentinel_pod_state_poisoned_total 1\n"));
+        let mut want = Vec::new();
+        TextEncoder::new()
+            .encode(&m.pods.collect(), &mut want)
+            .unwrap();
+        assert_eq!(after.pods.text().unwrap(), want);
     }
 }

@@ -130,29 +130,12 @@ fn is_secret_name(name: &str) -> bool {
     SECRET_NAME_PARTS.iter().any(|p| decoded.contains(p))
 }
 
+/// `%XX` escapes decoded (a stray `%` stays as is) and `+` read as a space,
+/// as in a query string.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).and_then(|c| (*c as char).to_digit(16)),
-                b.get(i + 2).and_then(|c| (*c as char).to_digit(16)),
-            ) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        if b[i] == b'+' {
-            out.push(b' ');
-        } else {
-            out.push(b[i]);
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Control characters (a terminal escape in a URL) shown as `?`.
@@ -395,5 +378,8 @@ mod tests {
             let _ = percent_decode(s);
         }
         assert_eq!(percent_decode("pass%77ord"), "password");
+        // `+` is a space, an encoded `%2B` a plus; invalid UTF-8 is replaced, never a panic.
+        assert_eq!(percent_decode("a+b%2B"), "a b+");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 }

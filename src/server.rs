@@ -17,12 +17,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::format::PodRef;
-use crate::gate::{EngineView, SharedGates};
-use crate::metrics::{Metrics, SharedTracker};
-use crate::probe::Target;
-use crate::time::{RfcTimestamp, Timestamp};
-use crate::timeline::{Counts, Outage, PodTimeline};
+use crate::gate::SharedGates;
+use crate::metrics::Metrics;
+use crate::model::PodRef;
+use crate::time::Timestamp;
+use crate::timeline::SharedTracker;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -105,7 +104,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// of what `RLIMIT_NOFILE` leaves after 256 descriptors for log files,
 /// inotify and the state file, whichever is lower (at least 32).
 pub fn connection_cap() -> usize {
-    let soft = nofile_limit().unwrap_or(1024);
+    let soft = nofile_limit();
     let spare = usize::try_from(soft.saturating_sub(256)).unwrap_or(usize::MAX) / 2;
     spare.clamp(32, MAX_CONNECTIONS)
 }
@@ -114,34 +113,24 @@ pub fn connection_cap() -> usize {
 /// programs do at start: the default soft limit of 1024 is what a flood of
 /// idle connections would exhaust first. Failure leaves the limit as it is.
 pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        let want = lim.rlim_max.min(65_536);
-        if want > lim.rlim_cur {
-            lim.rlim_cur = want;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::debug!("cannot raise RLIMIT_NOFILE");
-            }
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let hard = lim.maximum.unwrap_or(u64::MAX);
+    let want = hard.min(65_536);
+    if lim.current.is_some_and(|cur| want > cur) {
+        lim.current = Some(want);
+        if setrlimit(Resource::Nofile, lim).is_err() {
+            tracing::debug!("cannot raise RLIMIT_NOFILE");
         }
     }
 }
 
-fn nofile_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed in.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-    (rc == 0).then_some(lim.rlim_cur as u64)
+/// The soft `RLIMIT_NOFILE` (`u64::MAX` when unlimited).
+fn nofile_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
 }
 
 /// What one connection is doing, for admission.
@@ -653,8 +642,9 @@ async fn gate(State(s): State<AppState>) -> Response {
         .ok()
         .and_then(|g| g.config().pod.clone())
         .and_then(|pod| {
-            let t = s.tracker.lock().ok()?;
-            t.pod(&pod).map(|p| p.counts.proxy_starts)
+            let t = s.tracker.lock();
+            t.pod(&pod)
+                .map(|p| p.counts[crate::model::Counter::ProxyStarts])
         });
     let Ok(mut g) = s.gates.lock() else {
         return (
@@ -672,99 +662,8 @@ async fn gate(State(s): State<AppState>) -> Response {
     (code, Json(answer)).into_response()
 }
 
-/// One start of the proxy, as the API shows it.
-#[derive(Serialize)]
-pub struct StartView {
-    pub listening_at: Option<RfcTimestamp>,
-    pub engine_ready_at: Option<RfcTimestamp>,
-    pub gap_seconds: Option<f64>,
-    pub method: &'static str,
-    /// Inside a gap confirmed by a DB failure (provisional starts are not).
-    pub in_gap: bool,
-    /// The gap has not closed yet (confirmed or not).
-    pub open: bool,
-    pub confirmed: bool,
-    /// Requests served inside the gap (attributed when it closed).
-    pub requests: u64,
-    pub outages: Vec<crate::timeline::OutageSummary>,
-    /// Sidecar: the first probe round in which one engine answered after this start.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines_first_ready_at: Option<RfcTimestamp>,
-    /// Sidecar: the first round in which every engine answered (the gap closed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines_last_ready_at: Option<RfcTimestamp>,
-}
-
-/// A tracked pod, as `/api/v1/pods` shows it.
-#[derive(Serialize)]
-pub struct PodView {
-    pub namespace: String,
-    pub pod: String,
-    pub in_gap: bool,
-    pub in_outage: bool,
-    pub listening_at: Option<RfcTimestamp>,
-    pub engine_ready_at: Option<RfcTimestamp>,
-    pub gap_seconds: Option<f64>,
-    pub method: Option<&'static str>,
-    pub engine_up: std::collections::BTreeMap<&'static str, bool>,
-    pub counts: Counts,
-    pub starts: Vec<StartView>,
-    /// Sidecar: the engines of the pod (count, state, LiteLLM version).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines: Option<EngineView>,
-}
-
-impl PodView {
-    /// The API view of one pod (also used by the demo's live table).
-    pub fn new(pod: &PodRef, p: &PodTimeline) -> PodView {
-        let latest = p.starts.back();
-        let ts = |t: Option<Timestamp>| t.map(RfcTimestamp);
-        PodView {
-            namespace: pod.namespace.clone(),
-            pod: pod.pod.clone(),
-            in_gap: p.in_gap(),
-            in_outage: p.in_outage(),
-            listening_at: ts(latest.and_then(|s| s.listening_at)),
-            engine_ready_at: ts(latest.and_then(|s| s.engine_ready_at)),
-            gap_seconds: latest.and_then(|s| s.gap_seconds),
-            method: latest.map(|s| s.method.as_str()),
-            engine_up: Target::ALL
-                .iter()
-                .zip(p.probe_up)
-                .filter_map(|(t, up)| up.map(|u| (t.as_str(), u)))
-                .collect(),
-            counts: p.counts.clone(),
-            starts: p
-                .starts
-                .iter()
-                .map(|s| StartView {
-                    listening_at: ts(s.listening_at),
-                    engine_ready_at: ts(s.engine_ready_at),
-                    gap_seconds: s.gap_seconds,
-                    method: s.method.as_str(),
-                    in_gap: s.in_gap(),
-                    open: s.open,
-                    confirmed: s.confirmed,
-                    requests: s.requests,
-                    outages: s.outages.iter().map(Outage::summary).collect(),
-                    engines_first_ready_at: None,
-                    engines_last_ready_at: None,
-                })
-                .collect(),
-            engines: None,
-        }
-    }
-}
-
-/// Every tracked pod, sorted by namespace and name.
-pub fn pod_views(tracker: &SharedTracker) -> Vec<PodView> {
-    let Ok(t) = tracker.lock() else {
-        return Vec::new();
-    };
-    let mut v: Vec<PodView> = t.pods().map(|(k, p)| PodView::new(k, p)).collect();
-    v.sort_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
-    v
-}
+/// The API's view of the timeline lives beside it; these paths stay for its users.
+pub use crate::timeline::view::{pod_views, PodView, StartView};
 
 /// Page size of `/api/v1/pods` when the request gives no `limit`.
 pub const DEFAULT_PAGE_SIZE: usize = 500;
@@ -890,9 +789,7 @@ fn decode_token(token: &str) -> Option<PodRef> {
 
 /// One page of the tracked pods that `q` selects, in (namespace, pod) order.
 pub fn pod_page(tracker: &SharedTracker, q: &PodsQuery) -> PodsAnswer {
-    let Ok(t) = tracker.lock() else {
-        return PodsAnswer::default();
-    };
+    let t = tracker.lock();
     let mut keys: Vec<&PodRef> = t.pods().map(|(k, _)| k).filter(|k| q.selects(k)).collect();
     keys.sort_unstable();
     let total = keys.len();
@@ -937,7 +834,7 @@ async fn pods(
     match parsed {
         Ok(q) => {
             let mut answer = pod_page(&s.tracker, &q);
-            crate::gate::annotate(&mut answer.pods, &s.gates);
+            crate::timeline::view::annotate(&mut answer.pods, &s.gates);
             Json(answer).into_response()
         }
         Err(error) => (
@@ -1002,10 +899,10 @@ mod tests {
     }
 
     fn state(pods: usize) -> AppState {
-        use crate::classify::{Event, EventKind};
-        let tracker: SharedTracker = Arc::new(crate::metrics::TrackerMutex::default());
+        use crate::model::{Event, EventKind};
+        let tracker = SharedTracker::new(crate::timeline::Tracker::new(Default::default()));
         {
-            let mut t = tracker.lock().unwrap();
+            let mut t = tracker.lock();
             for n in 0..pods {
                 let pod = PodRef::new(format!("ns-{}", n % 3), format!("litellm-{n:04}"));
                 t.apply_event(
@@ -1015,6 +912,7 @@ mod tests {
                         kind: EventKind::BudgetCacheMiss,
                         rule: None,
                     },
+                    Timestamp(1_700_000_000_000_000_000),
                 );
             }
         }
@@ -1240,7 +1138,7 @@ mod tests {
     fn the_cap_follows_the_descriptor_limit() {
         let cap = connection_cap();
         assert!((32..=MAX_CONNECTIONS).contains(&cap), "{cap}");
-        let soft = nofile_limit().unwrap();
+        let soft = nofile_limit();
         assert!(
             cap as u64 <= soft.saturating_sub(256) / 2 || cap == 32,
             "{cap} vs {soft}"

@@ -18,11 +18,12 @@ use crate::format::Format;
 use crate::tail::{FilePosition, RetainedPosition};
 use crate::timeline::TrackerState;
 
-/// Bumped when the layout changes incompatibly. Fields added with a serde
-/// default keep the version: a file written by this build still loads in the
-/// previous release (a DaemonSet rollback keeps its offsets and counters),
-/// and every v1 file loads here (tests/fixtures/state/v1-from-d5e4def.json).
-pub const STATE_VERSION: u32 = 1;
+/// The layout this build writes. Bumped when the layout changes in a way an
+/// older build would misread; counters and probe states are stored by name,
+/// so a new counter, operation or target needs no bump (an older build keeps
+/// names it does not know and writes them back). Every older version loads
+/// through [`StateFile`]; a newer one makes the agent refuse to start.
+pub const STATE_VERSION: u32 = 2;
 
 /// Per-file state beyond the offset: what the decoder and classifier carry between lines.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,10 +36,9 @@ pub struct FileState {
     pub classify: ClassifyState,
 }
 
-/// The whole snapshot.
+/// The whole snapshot, in this build's layout (its version is written by [`save`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub version: u32,
     pub files: Vec<FileState>,
     pub tracker: TrackerState,
     /// Positions of files no longer followed, kept so the same content
@@ -48,10 +48,90 @@ pub struct Snapshot {
     pub retained: Vec<RetainedPosition>,
 }
 
+/// A state file as read, by the version it was written with: `{"version":
+/// N, …}` with N an integer (so the release before this one, which reads
+/// the version as a number, refuses a newer file instead of misreading it).
+#[derive(Debug)]
+pub enum StateFile {
+    /// Written by releases up to b4f2cea: probe states as an array in
+    /// target order (and, before d5e4def, operations as an array too);
+    /// no per-run state. The v2 types read both array forms.
+    V1(Snapshot),
+    /// This build's layout: counters and probe states by name.
+    V2(Snapshot),
+}
+
+/// Why bytes are not a state file this build can use.
+#[derive(Debug, PartialEq)]
+pub enum ParseError {
+    /// Written by a newer release (its version).
+    TooNew(u64),
+    /// Not a state file of any known version (torn, edited, another program's).
+    Invalid(String),
+}
+
+/// Only the version, read before the whole snapshot: a newer layout must be
+/// recognised as such even when it would not parse as this one.
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u64,
+}
+
+/// How a snapshot is written: its version first, then its fields.
+#[derive(Serialize)]
+struct Tagged<'a> {
+    version: u32,
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+}
+
+impl StateFile {
+    /// Reads a state file of any known version.
+    pub fn parse(bytes: &[u8]) -> Result<StateFile, ParseError> {
+        let v = serde_json::from_slice::<VersionOnly>(bytes)
+            .map_err(|e| ParseError::Invalid(format!("no version: {e}")))?
+            .version;
+        let snapshot = || {
+            serde_json::from_slice::<Snapshot>(bytes)
+                .map_err(|e| ParseError::Invalid(e.to_string()))
+        };
+        match v {
+            1 => Ok(StateFile::V1(snapshot()?)),
+            2 => Ok(StateFile::V2(snapshot()?)),
+            n if n > u64::from(STATE_VERSION) => Err(ParseError::TooNew(n)),
+            n => Err(ParseError::Invalid(format!("unknown version {n}"))),
+        }
+    }
+
+    /// The snapshot in this build's layout, with every counter and offset as written.
+    pub fn into_current(self) -> Snapshot {
+        match self {
+            StateFile::V1(s) => migrate_v1(s),
+            StateFile::V2(s) => s,
+        }
+    }
+}
+
+/// v1 → v2: the counters, offsets, partials and probe states were read as
+/// they are (by name or from their arrays); what v1 did not record is
+/// derived: a pod with starts is inside a run, and a start with a DB
+/// failure was confirmed by it.
+fn migrate_v1(mut s: Snapshot) -> Snapshot {
+    for (_, p) in s.tracker.pods.iter_mut() {
+        if !p.run.accepted && !p.starts.is_empty() {
+            p.run.accepted = true;
+        }
+        for st in p.starts.iter_mut() {
+            st.confirmed |= st.last_db_error_at.is_some();
+        }
+    }
+    s
+}
+
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read state file {path}: {source}")]
+    #[error("cannot read state file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -62,31 +142,26 @@ pub enum StateError {
         reason: String,
         moved_to: PathBuf,
     },
-    #[error("cannot write state file {path}: {source}")]
+    #[error("cannot write state file {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("state file {path} has version {found}, newer than this build understands ({STATE_VERSION}): refusing to start rather than resetting offsets and counters. Run the newer release, or move the file away to start fresh")]
-    TooNew { path: PathBuf, found: u32 },
+    #[error("state file {path} has version {found}, written by a newer litellm-sentinel (this one reads versions 1 to {STATE_VERSION}): refusing to start rather than resetting offsets and counters. Run the release that wrote it (or newer); to start from scratch instead, stop the agent and delete the file (every counter restarts at 0 and present logs are read again per read_from)")]
+    TooNew { path: PathBuf, found: u64 },
     #[error("state directory {dir} is locked by another litellm-sentinel (two agents on one state file would overwrite each other's checkpoints): stop the other agent or give this one its own --state-file")]
     Locked { dir: PathBuf },
-    #[error("cannot lock state directory {dir}: {source}")]
+    #[error("cannot lock state directory {dir}")]
     Lock {
         dir: PathBuf,
         source: std::io::Error,
     },
 }
 
-/// Only the version, read before the whole snapshot: a newer layout must be
-/// recognised as such even when it would not parse as this one.
-#[derive(Deserialize)]
-struct VersionOnly {
-    version: u32,
-}
-
-/// Loads the snapshot. `Ok(None)`: no state file (first start).
-/// A corrupt file is moved aside (kept for inspection) and reported; the caller starts fresh.
+/// Loads the snapshot, migrated to this build's layout. `Ok(None)`: no state
+/// file (first start). A newer version is [`StateError::TooNew`] and the
+/// file is left as it is; a corrupt file is moved aside (kept for
+/// inspection) and reported; the caller starts fresh.
 pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -98,20 +173,15 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
             })
         }
     };
-    if let Ok(v) = serde_json::from_slice::<VersionOnly>(&bytes) {
-        if v.version > STATE_VERSION {
+    let reason = match StateFile::parse(&bytes) {
+        Ok(f) => return Ok(Some(f.into_current())),
+        Err(ParseError::TooNew(found)) => {
             return Err(StateError::TooNew {
                 path: path.to_path_buf(),
-                found: v.version,
-            });
+                found,
+            })
         }
-    }
-    let parsed: Result<Snapshot, String> =
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string());
-    let reason = match parsed {
-        Ok(s) if s.version == STATE_VERSION => return Ok(Some(s)),
-        Ok(s) => format!("version {} is not {STATE_VERSION}", s.version),
-        Err(e) => e,
+        Err(ParseError::Invalid(reason)) => reason,
     };
     let moved_to = path.with_extension("corrupt");
     let _ = std::fs::rename(path, &moved_to);
@@ -119,6 +189,68 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
         path: path.to_path_buf(),
         reason,
         moved_to,
+    })
+}
+
+/// Writes checkpoints, skipping one that is byte for byte the file already
+/// on disk (an idle node rewrites and fsyncs nothing). The file on disk is
+/// recognised by device, inode and size, so a state file deleted or
+/// replaced behind the agent's back is written again.
+#[derive(Debug)]
+pub struct Checkpointer {
+    path: PathBuf,
+    last: Option<(Vec<u8>, (u64, u64, u64))>,
+}
+
+/// What [`Checkpointer::save`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// The snapshot was written (temp file, fsync, rename, directory fsync).
+    Written,
+    /// The file on disk already is this snapshot.
+    Unchanged,
+}
+
+impl Checkpointer {
+    /// A checkpointer of `path` that has written nothing yet.
+    pub fn new(path: impl Into<PathBuf>) -> Checkpointer {
+        Checkpointer {
+            path: path.into(),
+            last: None,
+        }
+    }
+
+    /// The state file it writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `snap` unless the file on disk already holds it.
+    pub fn save(&mut self, snap: &Snapshot) -> Result<Saved, StateError> {
+        let bytes = to_bytes(&self.path, snap)?;
+        let on_disk = file_identity(&self.path);
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(b, id)| *b == bytes && on_disk == Some(*id))
+        {
+            return Ok(Saved::Unchanged);
+        }
+        self.last = None;
+        save_bytes(&self.path, &bytes)?;
+        self.last = file_identity(&self.path).map(|id| (bytes, id));
+        Ok(Saved::Written)
+    }
+}
+
+fn to_bytes(path: &Path, snap: &Snapshot) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(&Tagged {
+        version: STATE_VERSION,
+        snapshot: snap,
+    })
+    .map_err(|e| StateError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
     })
 }
 
@@ -133,16 +265,11 @@ fn state_dir(path: &Path) -> &Path {
 /// target, never readable by others even for a moment), fsync, rename over
 /// the state file, fsync of the directory.
 pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
-    let bytes = serde_json::to_vec(snap).map_err(|e| StateError::Write {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })?;
-    save_bytes(path, &bytes)
+    save_bytes(path, &to_bytes(path, snap)?)
 }
 
-/// [`save`] of an already serialised snapshot (the caller compares bytes to
-/// skip unchanged checkpoints).
-pub fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+/// [`save`] of an already serialised snapshot.
+fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -200,24 +327,21 @@ pub struct StateLock {
 /// when the process dies, SIGKILL included). A second agent on the same
 /// state directory gets [`StateError::Locked`].
 pub fn lock_dir(path: &Path) -> Result<StateLock, StateError> {
-    use std::os::fd::AsRawFd;
     let dir = state_dir(path);
     let file = std::fs::File::open(dir).map_err(|source| StateError::Lock {
         dir: dir.to_path_buf(),
         source,
     })?;
-    // SAFETY: flock on a descriptor we own and keep open in the returned guard.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    // The lock lives as long as the descriptor, which the returned guard keeps open.
+    if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        return Err(if e == rustix::io::Errno::WOULDBLOCK {
             StateError::Locked {
                 dir: dir.to_path_buf(),
             }
         } else {
             StateError::Lock {
                 dir: dir.to_path_buf(),
-                source: e,
+                source: e.into(),
             }
         });
     }
@@ -290,11 +414,13 @@ mod tests {
         let p = d.path().join("state.json");
         assert!(load(&p).unwrap().is_none());
         let s = Snapshot {
-            version: STATE_VERSION,
+            retained: Vec::new(),
             ..Default::default()
         };
         save(&p, &s).unwrap();
-        assert_eq!(load(&p).unwrap().unwrap().version, STATE_VERSION);
+        assert!(load(&p).unwrap().unwrap().files.is_empty());
+        let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(raw["version"], STATE_VERSION, "an integer, first: {raw}");
     }
 
     #[test]
@@ -340,7 +466,6 @@ mod tests {
         )
         .unwrap();
         let s = load(&p).unwrap().expect("a snapshot");
-        assert_eq!(s.version, 1);
         assert_eq!(s.files.len(), 1);
         let f = &s.files[0];
         assert_eq!(f.position.offset, 784);
@@ -366,12 +491,246 @@ mod tests {
     fn newer_version_is_refused_not_reset() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("state.json");
-        std::fs::write(&p, br#"{"version":2,"whatever":"layout"}"#).unwrap();
+        let newer = br#"{"version":3,"whatever":"layout"}"#;
+        std::fs::write(&p, newer).unwrap();
         let e = load(&p).unwrap_err();
-        assert!(matches!(e, StateError::TooNew { found: 2, .. }), "{e}");
-        assert!(e.to_string().contains("refusing to start"), "{e}");
-        // Left where it is, untouched.
-        assert!(p.exists() && !d.path().join("state.corrupt").exists());
+        assert!(matches!(e, StateError::TooNew { found: 3, .. }), "{e}");
+        let msg = e.to_string();
+        for says in [
+            "version 3",
+            "newer",
+            "refusing to start",
+            "Run the release that wrote it",
+            "delete the file",
+        ] {
+            assert!(msg.contains(says), "{says:?} missing: {msg}");
+        }
+        // Left where it is, byte for byte.
+        assert_eq!(std::fs::read(&p).unwrap(), newer);
+        assert!(!d.path().join("state.corrupt").exists());
+        // Even when the newer layout would parse as this one.
+        std::fs::write(
+            &p,
+            br#"{"version":7,"files":[],"tracker":{"pods":[],"histograms":[],"pods_dropped":0}}"#,
+        )
+        .unwrap();
+        assert!(matches!(load(&p), Err(StateError::TooNew { found: 7, .. })));
+    }
+
+    #[test]
+    fn unknown_or_missing_versions_are_corrupt_not_too_new() {
+        for bytes in [
+            &br#"{"version":0,"files":[]}"#[..],
+            br#"{"files":[]}"#,
+            br#"{"version":"2"}"#,
+        ] {
+            assert!(
+                matches!(StateFile::parse(bytes), Err(ParseError::Invalid(_))),
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    /// The v1 encodings v2 stores by name, rewritten by name (independently
+    /// of the code under test), so the raw file can be compared key by key.
+    fn v1_by_name(raw: &mut serde_json::Value) {
+        const OPS: [&str; 7] = [
+            "spend_logs_queue",
+            "get_generic_data",
+            "add_deployment",
+            "get_credentials",
+            "budget_lookup",
+            "update_spend",
+            "other",
+        ];
+        const TARGETS: [&str; 3] = ["engine", "proxy_readiness", "database"];
+        for pod in raw["tracker"]["pods"].as_array_mut().unwrap() {
+            let p = &mut pod[1];
+            if let Some(a) = p["counts"]["db_connect_errors"].as_array().cloned() {
+                let m: serde_json::Map<_, _> = OPS
+                    .iter()
+                    .zip(a)
+                    .filter(|(_, n)| *n != 0)
+                    .map(|(k, n)| (k.to_string(), n))
+                    .collect();
+                p["counts"]["db_connect_errors"] = m.into();
+            }
+            if let Some(a) = p["probe_up"].as_array().cloned() {
+                let m: serde_json::Map<_, _> = TARGETS
+                    .iter()
+                    .zip(a)
+                    .filter(|(_, up)| !up.is_null())
+                    .map(|(k, up)| (k.to_string(), up))
+                    .collect();
+                p["probe_up"] = m.into();
+            }
+        }
+        const BOUNDS: [&str; 14] = [
+            "0.5", "1", "2.5", "5", "10", "20", "30", "60", "120", "180", "300", "600", "900",
+            "1800",
+        ];
+        for list in ["histograms", "outage_histograms"] {
+            let Some(hs) = raw["tracker"].get_mut(list).and_then(|v| v.as_array_mut()) else {
+                continue;
+            };
+            for h in hs {
+                if let Some(a) = h[2]["buckets"].as_array().cloned() {
+                    let m: serde_json::Map<_, _> = BOUNDS
+                        .iter()
+                        .zip(a)
+                        .filter(|(_, n)| *n != 0)
+                        .map(|(k, n)| (k.to_string(), n))
+                        .collect();
+                    h[2]["buckets"] = m.into();
+                }
+            }
+        }
+        raw.as_object_mut().unwrap().remove("version");
+    }
+
+    /// Every value of `old` is in `new` at the same place (`new` may add keys).
+    fn assert_kept(old: &serde_json::Value, new: &serde_json::Value, at: &str) {
+        use serde_json::Value as V;
+        match (old, new) {
+            (V::Object(o), V::Object(n)) => {
+                for (k, v) in o {
+                    let nv = n.get(k).unwrap_or_else(|| panic!("{at}.{k} lost"));
+                    assert_kept(v, nv, &format!("{at}.{k}"));
+                }
+            }
+            (V::Array(o), V::Array(n)) => {
+                assert_eq!(o.len(), n.len(), "{at}: length");
+                for (i, (a, b)) in o.iter().zip(n).enumerate() {
+                    assert_kept(a, b, &format!("{at}[{i}]"));
+                }
+            }
+            _ => assert_eq!(old, new, "{at}"),
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/state/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    /// Checkpoints written by the previous release (b4f2cea, and the first
+    /// layout of d5e4def) load with every offset, partial record, fold
+    /// state, counter (by name), start, histogram and probe state intact,
+    /// through the tracker too, and are written back as v2.
+    #[test]
+    fn v1_files_migrate_with_every_counter_and_offset_intact() {
+        for name in [
+            "v1-node-b4f2cea.json",
+            "v1-sidecar-b4f2cea.json",
+            "v1-from-d5e4def.json",
+        ] {
+            let bytes = fixture(name);
+            let mut raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(raw["version"], 1, "{name} is a v1 file");
+            let file = StateFile::parse(&bytes).unwrap();
+            assert!(matches!(file, StateFile::V1(_)), "{name}");
+            let migrated = file.into_current();
+            v1_by_name(&mut raw);
+            let m = serde_json::to_value(&migrated).unwrap();
+            assert_kept(&raw, &m, name);
+            // Restored into a tracker, the counters are the same.
+            let mut t = crate::timeline::Tracker::new(Default::default());
+            t.restore(migrated.tracker.clone());
+            let mut sorted = raw["tracker"].clone();
+            for list in ["pods", "histograms", "outage_histograms"] {
+                if let Some(a) = sorted.get_mut(list).and_then(|v| v.as_array_mut()) {
+                    a.sort_by_key(|e| e.to_string());
+                }
+            }
+            let mut restored = serde_json::to_value(t.snapshot()).unwrap();
+            for list in ["pods", "histograms", "outage_histograms"] {
+                if let Some(a) = restored.get_mut(list).and_then(|v| v.as_array_mut()) {
+                    a.sort_by_key(|e| e.to_string());
+                }
+            }
+            assert_kept(&sorted, &restored, name);
+            for (pod, p) in raw["tracker"]["pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (&e[0], &e[1]))
+            {
+                let pod: crate::model::PodRef = serde_json::from_value(pod.clone()).unwrap();
+                let c = &t.pod(&pod).unwrap().counts;
+                for counter in crate::model::Counter::NAMED {
+                    let want = p["counts"]
+                        .get(counter.name())
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(0);
+                    assert_eq!(c[counter], want, "{name} {pod} {}", counter.name());
+                }
+                let ops_want: u64 = p["counts"]["db_connect_errors"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .filter_map(|v| v.as_u64())
+                    .sum();
+                assert_eq!(c.db_connect_errors_total(), ops_want, "{name} {pod}");
+            }
+            // Written back as v2, by name, and read back the same.
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("state.json");
+            save(&p, &migrated).unwrap();
+            let v2: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            assert_eq!(v2["version"], 2);
+            for pod in v2["tracker"]["pods"].as_array().unwrap() {
+                assert!(
+                    pod[1]["probe_up"].is_object(),
+                    "{name}: {}",
+                    pod[1]["probe_up"]
+                );
+                assert!(pod[1]["counts"]["db_connect_errors"].is_object());
+            }
+            let again = load(&p).unwrap().unwrap();
+            assert_eq!(serde_json::to_value(&again).unwrap(), m, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_sidecar_fixture_keeps_its_probe_states_by_target() {
+        let s = StateFile::parse(&fixture("v1-sidecar-b4f2cea.json"))
+            .unwrap()
+            .into_current();
+        let p = &s.tracker.pods[0].1;
+        use crate::model::Target;
+        assert_eq!(p.probe_up.get(&Target::Engine), Some(&false));
+        assert_eq!(p.probe_up.get(&Target::ProxyReadiness), Some(&true));
+        assert_eq!(p.probe_up.get(&Target::Database), None, "never probed");
+    }
+
+    #[test]
+    fn checkpointer_writes_only_changes_and_a_file_replaced_behind_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        let mut c = Checkpointer::new(&p);
+        let mut snap = Snapshot::default();
+        assert_eq!(c.save(&snap).unwrap(), Saved::Written);
+        assert_eq!(c.save(&snap).unwrap(), Saved::Unchanged);
+        snap.tracker.pods_dropped = 1;
+        assert_eq!(c.save(&snap).unwrap(), Saved::Written);
+        assert_eq!(load(&p).unwrap().unwrap().tracker.pods_dropped, 1);
+        assert_eq!(c.save(&snap).unwrap(), Saved::Unchanged);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(
+            c.save(&snap).unwrap(),
+            Saved::Written,
+            "deleted: written again"
+        );
+        assert!(p.exists());
+        // A failed write is not remembered as written.
+        let mut bad = Checkpointer::new(d.path().join("missing-dir/state.json"));
+        assert!(bad.save(&snap).is_err());
+        assert!(bad.save(&snap).is_err());
     }
 
     #[test]
@@ -393,11 +752,7 @@ mod tests {
         std::fs::write(&victim, b"keep").unwrap();
         // The old fixed temp name, planted as a symlink and as a 0644 file.
         std::os::unix::fs::symlink(&victim, d.path().join(".state.json.tmp")).unwrap();
-        let snap = Snapshot {
-            version: STATE_VERSION,
-            ..Default::default()
-        };
-        save(&p, &snap).unwrap();
+        save(&p, &Snapshot::default()).unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert!(load(&p).unwrap().is_some());
         let leftovers: Vec<_> = std::fs::read_dir(d.path())

@@ -130,6 +130,12 @@ impl Decoder {
         self.slots.iter().any(|s| s.active)
     }
 
+    /// Whether `stream` has a partial record waiting (its next chunk is
+    /// joined to it, so that line must be decoded, never skipped).
+    pub fn pending(&self, stream: Stream) -> bool {
+        self.slots[slot_index(stream)].active
+    }
+
     /// Decodes one physical line (without its `\n`; a trailing `\r` is
     /// dropped). Emits zero or one record and reports malformed input.
     pub fn push_line<S: RecordSink + ?Sized>(&mut self, line: &[u8], sink: &mut S) {

@@ -12,6 +12,7 @@ pub mod ansi;
 pub mod cri;
 pub mod decoder;
 pub mod docker;
+pub mod frame;
 pub mod json;
 pub mod path;
 pub mod plain;

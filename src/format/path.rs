@@ -5,29 +5,12 @@
 //! contain `_`, which is what makes the kubelet's `_`-joined directory and
 //! symlink names split unambiguously.
 
-use std::fmt;
 use std::path::Path;
 
-/// A pod's identity as used for labels and per-pod timelines.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct PodRef {
-    /// Kubernetes namespace; empty when the path does not say.
-    pub namespace: String,
-    /// Pod name (or the file stem for a file outside the kubelet layout).
-    pub pod: String,
-}
+/// The type lives in the shared model; this path stays for its users.
+pub use crate::model::PodRef;
 
 impl PodRef {
-    /// A pod reference from known names (sidecar Downward API, tests).
-    pub fn new(namespace: impl Into<String>, pod: impl Into<String>) -> Self {
-        PodRef {
-            namespace: namespace.into(),
-            pod: pod.into(),
-        }
-    }
-
     /// Derives the pod from a log file path.
     ///
     /// Recognises `…/<ns>_<pod>_<uid>/<container>/<file>` (the kubelet's pods
@@ -54,17 +37,6 @@ impl PodRef {
         }
         let stem = file_name.split('.').next().unwrap_or_default();
         PodRef::new("", stem)
-    }
-}
-
-impl fmt::Display for PodRef {
-    /// `namespace/pod`, or just `pod` when the namespace is unknown.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            f.write_str(&self.pod)
-        } else {
-            write!(f, "{}/{}", self.namespace, self.pod)
-        }
     }
 }
 

@@ -33,8 +33,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::discover::{self, EngineProcess};
-use super::http::HttpClient;
 use super::{Attempt, Attempted, EngineRound, FailureReason, ProbeDetail};
+use crate::http_client::HttpClient;
 
 /// The raw `SELECT 1` that prisma-client-py sends for `query_raw("SELECT 1")`
 /// (`operation_name` "mutation", `queryRaw` with JSON-encoded parameters).

@@ -15,7 +15,6 @@
 
 pub mod discover;
 pub mod engine;
-pub mod http;
 pub mod postgres;
 pub mod proxy;
 
@@ -31,79 +30,16 @@ pub use postgres::Secret;
 
 use crate::time::Timestamp;
 
-/// What a probe checked. Used as the `target` metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// The Prisma query-engine subprocess (`GET /status`, then `SELECT 1` through it).
-    Engine,
-    /// LiteLLM's `GET /health/readiness` (`"db": "connected"`).
-    ProxyReadiness,
-    /// PostgreSQL itself (`SELECT 1`), to tell "engine not up" from "database down".
-    Database,
-}
+/// The probe vocabulary lives in the shared model; these paths stay for its users.
+pub use crate::model::{FailureReason, Target};
 
-impl Target {
-    /// Every target, in label order (for pre-registering metric series).
-    pub const ALL: [Target; 3] = [Target::Engine, Target::ProxyReadiness, Target::Database];
-
-    /// The metric label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Target::Engine => "engine",
-            Target::ProxyReadiness => "proxy_readiness",
-            Target::Database => "database",
-        }
-    }
-}
-
-/// Why a probe failed. A fixed vocabulary (the `reason` metric label): never
-/// free text from the peer, which could carry connection strings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// Nothing listens (or, for the engine, no engine process was found).
-    Refused,
-    /// No complete answer within the probe timeout.
-    Timeout,
-    /// An HTTP answer with a non-2xx status.
-    HttpStatus,
-    /// An answer that is not what a ready peer sends.
-    BadBody,
-    /// The database answered with an error or could not be reached behind a
-    /// running peer: PostgreSQL itself (authentication, missing database, …),
-    /// or the engine answering a Prisma database error (P1001, P1017, P2024,
-    /// …): "engine up, database unreachable".
-    DbError,
-}
-
-impl FailureReason {
-    /// Every reason, in label order.
-    pub const ALL: [FailureReason; 5] = [
-        FailureReason::Refused,
-        FailureReason::Timeout,
-        FailureReason::HttpStatus,
-        FailureReason::BadBody,
-        FailureReason::DbError,
-    ];
-
-    /// The metric label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Refused => "refused",
-            FailureReason::Timeout => "timeout",
-            FailureReason::HttpStatus => "http_status",
-            FailureReason::BadBody => "bad_body",
-            FailureReason::DbError => "db_error",
-        }
-    }
-}
-
-impl From<http::HttpError> for FailureReason {
+impl From<crate::http_client::HttpError> for FailureReason {
     /// Connection-level failures are "refused" (nothing usable listens),
     /// a deadline is "timeout", and a broken or oversized answer is "bad_body".
-    fn from(e: http::HttpError) -> Self {
-        use http::HttpError as H;
+    fn from(e: crate::http_client::HttpError) -> Self {
+        use crate::http_client::HttpError as H;
         match e {
-            H::InvalidUrl | H::Refused | H::Connect => FailureReason::Refused,
+            H::InvalidUrl | H::Refused | H::Connect | H::Tls => FailureReason::Refused,
             H::Timeout => FailureReason::Timeout,
             H::Request | H::BodyTooLarge | H::Body => FailureReason::BadBody,
         }
@@ -306,7 +242,7 @@ pub fn spawn_probes(
         slow: cfg.slow_interval.max(Duration::from_millis(1)),
         timeout: cfg.timeout.max(Duration::from_millis(1)),
     };
-    let client = http::HttpClient::new();
+    let client = crate::http_client::HttpClient::new();
 
     if cfg.engine_url.is_some() || cfg.discover_engine {
         let prober = engine::EngineProber::new(
@@ -551,7 +487,7 @@ mod tests {
 
     #[test]
     fn http_errors_map_to_reasons() {
-        use http::HttpError as H;
+        use crate::http_client::HttpError as H;
         assert_eq!(FailureReason::from(H::Refused), FailureReason::Refused);
         assert_eq!(FailureReason::from(H::Connect), FailureReason::Refused);
         assert_eq!(FailureReason::from(H::Timeout), FailureReason::Timeout);

@@ -76,7 +76,7 @@ mod enabled {
     use tokio_postgres::{NoTls, SimpleQueryMessage};
 
     use super::Secret;
-    use crate::probe::http::io_error_kind;
+    use crate::http_client::io_error_kind;
     use crate::probe::FailureReason;
 
     /// A parsed database target, cheap to clone per attempt.

@@ -19,8 +19,8 @@
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::http::HttpClient;
 use super::FailureReason;
+use crate::http_client::HttpClient;
 
 /// `<base>/health/readiness` for a LiteLLM base URL such as `http://127.0.0.1:4000`.
 pub fn readiness_url(base: &str) -> String {

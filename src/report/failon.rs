@@ -5,6 +5,7 @@
 
 use super::{model, Report};
 use crate::config::HumanDuration;
+use crate::model::Counter;
 
 /// One `--fail-on` condition.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,25 +44,26 @@ impl FailOn {
                 let not_applied: u64 = r
                     .pods
                     .iter()
-                    .map(|p| model::spend_updates_failed(&p.detail.counts))
+                    .map(|p| p.counts[Counter::SpendUpdatesFailed])
                     .sum();
-                if t.spend_batches_dropped + t.spend_rows_lost + not_applied == 0 {
+                if t[Counter::SpendBatchesDropped] + t[Counter::SpendRowsLost] + not_applied == 0 {
                     return None;
                 }
                 let pods: Vec<String> = r
                     .pods
                     .iter()
                     .filter(|p| {
-                        p.counts.spend_batches_dropped
-                            + p.counts.spend_rows_lost
-                            + model::spend_updates_failed(&p.detail.counts)
+                        p.counts[Counter::SpendBatchesDropped]
+                            + p.counts[Counter::SpendRowsLost]
+                            + p.counts[Counter::SpendUpdatesFailed]
                             > 0
                     })
                     .map(|p| p.name())
                     .collect();
                 let mut what = format!(
                     "{} spend batches dropped, {} spend rows lost",
-                    t.spend_batches_dropped, t.spend_rows_lost
+                    t[Counter::SpendBatchesDropped],
+                    t[Counter::SpendRowsLost]
                 );
                 if not_applied > 0 {
                     what.push_str(&format!(", {not_applied} spend updates not applied"));

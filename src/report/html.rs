@@ -14,6 +14,7 @@ use std::fmt::Write;
 
 use super::{model, PodReport, Report};
 use crate::classify::EventKind;
+use crate::model::Counter;
 use crate::time::Timestamp;
 
 /// Escapes text for HTML and SVG content and attributes.
@@ -162,7 +163,7 @@ fn fmt_secs(s: f64) -> String {
 /// The totals as cards; `data-total` names the report field.
 fn cards(r: &Report, o: &mut String) {
     let t = &r.totals;
-    let outages = t.db_outages;
+    let outages = t[Counter::DbOutages];
     let longest = r
         .pods
         .iter()
@@ -186,7 +187,7 @@ fn cards(r: &Report, o: &mut String) {
     card("pods", r.pods.len().to_string(), "pods", "");
     card(
         "proxy_starts",
-        t.proxy_starts.to_string(),
+        t[Counter::ProxyStarts].to_string(),
         "proxy starts",
         "",
     );
@@ -202,27 +203,27 @@ fn cards(r: &Report, o: &mut String) {
     );
     card(
         "spend_batches_dropped",
-        t.spend_batches_dropped.to_string(),
+        t[Counter::SpendBatchesDropped].to_string(),
         "spend batches dropped",
-        bad(t.spend_batches_dropped),
+        bad(t[Counter::SpendBatchesDropped]),
     );
     card(
         "spend_rows_lost",
-        t.spend_rows_lost.to_string(),
+        t[Counter::SpendRowsLost].to_string(),
         "spend rows lost",
-        bad(t.spend_rows_lost),
+        bad(t[Counter::SpendRowsLost]),
     );
     card(
         "spend_rows_requeued",
-        t.spend_rows_requeued.to_string(),
+        t[Counter::SpendRowsRequeued].to_string(),
         "spend rows re-queued",
         "",
     );
     card(
         "requests_during_gap",
-        t.requests_during_gap.to_string(),
+        t[Counter::RequestsDuringGap].to_string(),
         "requests served during a gap",
-        if t.requests_during_gap > 0 {
+        if t[Counter::RequestsDuringGap] > 0 {
             "warn"
         } else {
             ""
@@ -230,13 +231,13 @@ fn cards(r: &Report, o: &mut String) {
     );
     card(
         "db_connect_errors",
-        t.db_connect_errors.to_string(),
+        t.db_connect_errors().to_string(),
         "DB connect errors",
         "",
     );
     card(
         "budget_cache_misses",
-        t.budget_cache_misses.to_string(),
+        t[Counter::BudgetCacheMisses].to_string(),
         "budget-cache misses",
         "",
     );
@@ -248,9 +249,9 @@ fn cards(r: &Report, o: &mut String) {
     );
     card(
         "requests_during_outage",
-        t.requests_during_outage.to_string(),
+        t[Counter::RequestsDuringOutage].to_string(),
         "requests served during an outage",
-        if t.requests_during_outage > 0 {
+        if t[Counter::RequestsDuringOutage] > 0 {
             "warn"
         } else {
             ""
@@ -258,13 +259,13 @@ fn cards(r: &Report, o: &mut String) {
     );
     card(
         "spend_updates_failed",
-        t.spend_updates_failed.to_string(),
+        t[Counter::SpendUpdatesFailed].to_string(),
         "key/user/team spend updates not applied",
-        bad(t.spend_updates_failed),
+        bad(t[Counter::SpendUpdatesFailed]),
     );
     card(
         "engine_restarts",
-        t.engine_restarts.to_string(),
+        t[Counter::EngineRestarts].to_string(),
         "query-engine restarts",
         "",
     );
@@ -558,8 +559,12 @@ fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mu
     let _ = writeln!(o, "<h2>{}</h2>", esc(&p.name()));
     let mut facts = vec![format!(
         "{} proxy start{}",
-        c.proxy_starts,
-        if c.proxy_starts == 1 { "" } else { "s" }
+        c[Counter::ProxyStarts],
+        if c[Counter::ProxyStarts] == 1 {
+            ""
+        } else {
+            "s"
+        }
     )];
     if let Some(s) = p.detail.starts.last() {
         if let Some(g) = model::gap_seconds(s, p.detail.last_ts) {
@@ -571,18 +576,27 @@ fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mu
             ));
         }
     }
-    facts.push(format!("{} spend batches dropped", c.spend_batches_dropped));
-    facts.push(format!("{} rows lost", c.spend_rows_lost));
-    if c.spend_rows_requeued > 0 {
-        facts.push(format!("{} rows re-queued", c.spend_rows_requeued));
+    facts.push(format!(
+        "{} spend batches dropped",
+        c[Counter::SpendBatchesDropped]
+    ));
+    facts.push(format!("{} rows lost", c[Counter::SpendRowsLost]));
+    if c[Counter::SpendRowsRequeued] > 0 {
+        facts.push(format!("{} rows re-queued", c[Counter::SpendRowsRequeued]));
     }
-    facts.push(format!("{} requests during a gap", c.requests_during_gap));
-    facts.push(format!("{} DB connect errors", c.db_connect_errors));
-    facts.push(format!("{} budget-cache misses", c.budget_cache_misses));
+    facts.push(format!(
+        "{} requests during a gap",
+        c[Counter::RequestsDuringGap]
+    ));
+    facts.push(format!("{} DB connect errors", c.db_connect_errors()));
+    facts.push(format!(
+        "{} budget-cache misses",
+        c[Counter::BudgetCacheMisses]
+    ));
     for (n, what) in [
-        (c.db_outages, "mid-life DB outages"),
-        (c.spend_updates_failed, "spend updates not applied"),
-        (c.engine_restarts, "engine restarts"),
+        (c[Counter::DbOutages], "mid-life DB outages"),
+        (c[Counter::SpendUpdatesFailed], "spend updates not applied"),
+        (c[Counter::EngineRestarts], "engine restarts"),
     ] {
         if n > 0 {
             facts.push(format!("{n} {what}"));

@@ -1,9 +1,9 @@
 //! What `report` reads: files, directories and stdin (`-`), and the
 //! `kubectl logs --prefix` lines that name their own pod.
 //!
-//! Lines are delivered with the byte offset where they start in their
-//! source (after decompression for `.gz`), so the loss ledger can point at a
-//! line without ever copying its text.
+//! Lines (and blocks of lines) are delivered with the byte offset where
+//! they start in their source (after decompression for `.gz`), so the loss
+//! ledger can point at a line without ever copying its text.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use memchr::memchr;
 
 use super::ReportError;
-use crate::tail::lines::LineSplitter;
+use crate::tail::lines::{LineHandler, LineSplitter};
 
 /// One input as named on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,17 +165,17 @@ pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
     Ok(out)
 }
 
-/// Calls `f(offset, line, truncated)` for every physical line of `r`, with
-/// the byte offset where the line starts. Lines are capped like the tailer's
-/// (same [`LineSplitter`]), so `report` and live tailing see the same lines.
-pub fn for_each_line(
+/// Feeds all of `r` through a [`LineSplitter`] capped like the tailer's (so
+/// `report` and live tailing see the same lines) into `h`: blocks of whole
+/// lines as read, and the lines that span reads; each with the byte offset
+/// where it starts in the source.
+pub fn read_lines(
     r: &mut dyn Read,
     max_line_bytes: usize,
-    f: &mut dyn FnMut(u64, &[u8], bool),
+    h: &mut dyn LineHandler,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut splitter = LineSplitter::new(max_line_bytes);
-    let (mut base, mut line_start) = (0u64, 0u64);
     loop {
         let n = match r.read(&mut buf) {
             Ok(0) => break,
@@ -183,30 +183,32 @@ pub fn for_each_line(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let chunk = &buf[..n];
-        let mut pos = 0;
-        // One line at a time, so every delivered line knows where it began.
-        while pos < n {
-            let at = line_start;
-            let mut deliver = |l: &[u8], t: bool| f(at, l, t);
-            match memchr(b'\n', &chunk[pos..]) {
-                Some(i) => {
-                    let end = pos + i + 1;
-                    splitter.feed(&chunk[pos..end], &mut deliver);
-                    line_start = base + end as u64;
-                    pos = end;
-                }
-                None => {
-                    splitter.feed(&chunk[pos..], &mut deliver);
-                    pos = n;
-                }
-            }
-        }
-        base += n as u64;
+        splitter.feed(&buf[..n], h);
     }
-    let at = line_start;
-    splitter.finish(&mut |l: &[u8], t: bool| f(at, l, t));
+    splitter.finish(h);
     Ok(())
+}
+
+/// Calls `f(offset, line, truncated)` for every physical line of `r`, with
+/// the byte offset where the line starts (see [`read_lines`]).
+pub fn for_each_line(
+    r: &mut dyn Read,
+    max_line_bytes: usize,
+    f: &mut dyn FnMut(u64, &[u8], bool),
+) -> std::io::Result<()> {
+    struct EachLine<'a> {
+        f: &'a mut dyn FnMut(u64, &[u8], bool),
+        at: u64,
+    }
+    impl LineHandler for EachLine<'_> {
+        fn line(&mut self, line: &[u8], truncated: bool) {
+            (self.f)(self.at, line, truncated);
+        }
+        fn line_start(&mut self, at: u64) {
+            self.at = at;
+        }
+    }
+    read_lines(r, max_line_bytes, &mut EachLine { f, at: 0 })
 }
 
 /// Splits a `kubectl logs --prefix` prefix off a line: `[pod/<name>/<container>] `.

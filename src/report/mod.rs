@@ -29,11 +29,12 @@ use serde::Serialize;
 use crate::classify::{Operation, RulePack};
 use crate::format::decoder::Decoder;
 use crate::format::{Format, MalformedReason, PodRef, Record, RecordSink};
-use crate::metrics::{SharedTracker, TrackerMutex};
+use crate::model::Counter;
 use crate::pipeline::Pipeline;
+use crate::tail::lines::LineHandler;
 use crate::tail::FileKey;
 use crate::time::{RfcTimestamp, Timestamp};
-use crate::timeline::{Counts, Start, TimelineConfig, Tracker};
+use crate::timeline::{Counts, SharedTracker, Start, TimelineConfig, Tracker};
 
 use input::{Input, Source};
 use observe::{Position, ReportObserver, Seen};
@@ -42,7 +43,7 @@ use window::{Window, WindowSpec};
 /// Why a report could not be made; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Unreadable {
         path: PathBuf,
         source: std::io::Error,
@@ -96,53 +97,62 @@ impl StartReport {
     }
 }
 
-/// Counts in the report's vocabulary (also the JSON field names).
-#[derive(Debug, Default, Serialize, PartialEq, Clone)]
+/// A pod's (or all pods') counts as the report shows them: the model's
+/// counters, plus the lines read. One type with the timeline's [`Counts`],
+/// so a counter added to the model is in `report --json` by its name
+/// without a change here; the table and HTML choose what they show.
+#[derive(Debug, Default, PartialEq, Clone)]
 pub struct ReportCounts {
-    pub proxy_starts: u64,
-    pub db_connect_errors: u64,
-    pub db_connect_errors_by_operation: BTreeMap<&'static str, u64>,
-    pub spend_batches_dropped: u64,
-    pub spend_rows_requeued: u64,
-    pub spend_rows_lost: u64,
-    pub budget_cache_misses: u64,
-    pub deployment_load_failures: u64,
-    pub credential_load_failures: u64,
-    pub engine_distro_fallbacks: u64,
-    pub requests_during_gap: u64,
-    pub spend_updates_failed: u64,
-    pub engine_restarts: u64,
-    pub db_outages: u64,
-    pub requests_during_outage: u64,
+    /// The timeline's counters of the pod (or their sum).
+    pub counters: Counts,
     pub lines: u64,
     pub malformed_lines: u64,
 }
 
 impl ReportCounts {
-    fn from_counts(c: &Counts, lines: u64, malformed: u64) -> ReportCounts {
-        ReportCounts {
-            proxy_starts: c.proxy_starts,
-            db_connect_errors: c.db_connect_errors_total(),
-            db_connect_errors_by_operation: Operation::ALL
-                .iter()
-                .map(|o| (o.as_str(), c.db_connect_errors_for(*o)))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-            spend_batches_dropped: c.spend_batches_dropped,
-            spend_rows_requeued: c.spend_rows_requeued,
-            spend_rows_lost: c.spend_rows_lost,
-            budget_cache_misses: c.budget_cache_misses,
-            deployment_load_failures: c.deployment_load_failures,
-            credential_load_failures: c.credential_load_failures,
-            engine_distro_fallbacks: c.engine_distro_fallbacks,
-            requests_during_gap: c.requests_during_gap,
-            spend_updates_failed: c.spend_updates_failed,
-            engine_restarts: c.engine_restarts,
-            db_outages: c.db_outages,
-            requests_during_outage: c.requests_during_outage,
-            lines,
-            malformed_lines: malformed,
+    /// All DB connect errors.
+    pub fn db_connect_errors(&self) -> u64 {
+        self.counters.db_connect_errors_total()
+    }
+
+    /// DB connect errors by operation, the ones that are not 0, in label order.
+    pub fn db_connect_errors_by_operation(&self) -> Vec<(&'static str, u64)> {
+        Operation::ALL
+            .iter()
+            .map(|o| (o.as_str(), self.counters.db_connect_errors_for(*o)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+impl std::ops::Index<Counter> for ReportCounts {
+    type Output = u64;
+
+    fn index(&self, c: Counter) -> &u64 {
+        &self.counters[c]
+    }
+}
+
+impl Serialize for ReportCounts {
+    /// The report's JSON vocabulary: `proxy_starts`, `db_connect_errors` (the
+    /// total) and `db_connect_errors_by_operation`, then every other named
+    /// counter of the model, then `lines` and `malformed_lines`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(Counter::ProxyStarts.name(), &self[Counter::ProxyStarts])?;
+        m.serialize_entry("db_connect_errors", &self.db_connect_errors())?;
+        let by_op: BTreeMap<&str, u64> =
+            self.db_connect_errors_by_operation().into_iter().collect();
+        m.serialize_entry("db_connect_errors_by_operation", &by_op)?;
+        for c in Counter::NAMED {
+            if c != Counter::ProxyStarts {
+                m.serialize_entry(c.name(), &self[c])?;
+            }
         }
+        m.serialize_entry("lines", &self.lines)?;
+        m.serialize_entry("malformed_lines", &self.malformed_lines)?;
+        m.end()
     }
 }
 
@@ -156,8 +166,6 @@ pub struct PodDetail {
     pub last_ts: Option<Timestamp>,
     /// Record times of the requests served.
     pub requests: Vec<Timestamp>,
-    /// The pod's counts as the timeline keeps them.
-    pub counts: Counts,
 }
 
 /// One pod's post-mortem.
@@ -409,7 +417,7 @@ pub fn run(
         let empty = Default::default();
         let p = tracker.pod(&pod);
         let c = p.map_or(&empty, |p| &p.counts);
-        all.add(c);
+        all.merge(c);
         all_lines += lines;
         all_malformed += malformed;
         let starts: Vec<Start> = p
@@ -419,19 +427,26 @@ pub fn run(
         requests.sort_unstable();
         pods.push(PodReport {
             starts: starts.iter().map(StartReport::from_start).collect(),
-            counts: ReportCounts::from_counts(c, lines, malformed),
+            counts: ReportCounts {
+                counters: c.clone(),
+                lines,
+                malformed_lines: malformed,
+            },
             detail: PodDetail {
                 starts,
                 first_ts: s.first_ts,
                 last_ts: s.last_ts,
                 requests,
-                counts: c.clone(),
             },
             namespace: pod.namespace,
             pod: pod.pod,
         });
     }
-    let totals = ReportCounts::from_counts(&all, all_lines, all_malformed);
+    let totals = ReportCounts {
+        counters: all,
+        lines: all_lines,
+        malformed_lines: all_malformed,
+    };
     let mut ledger = seen.entries;
     // Record order; the sort is stable, so events of one line keep their order.
     ledger.sort_by(|a, b| (a.ts, &a.pod, a.file, a.offset).cmp(&(b.ts, &b.pod, b.file, b.offset)));
@@ -456,12 +471,12 @@ fn pass(
     window: Window,
     scan_only: bool,
 ) -> Result<PassResult, ReportError> {
-    let tracker: SharedTracker = Arc::new(TrackerMutex::new(Tracker::new(TimelineConfig {
+    let tracker = SharedTracker::new(Tracker::new(TimelineConfig {
         quiet_period_secs: opts.quiet_period_secs,
         max_pods: usize::MAX,
         starts_kept: usize::MAX,
         ..Default::default()
-    })));
+    }));
     let worker = |next_key: u64| {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let pos = Arc::new(Position::default());
@@ -541,10 +556,9 @@ fn pass(
             e.1 += m;
         }
     }
-    let tracker = Arc::try_unwrap(tracker)
-        .map_err(|_| ReportError::Internal("tracker still shared"))?
+    let tracker = tracker
         .into_inner()
-        .map_err(|_| ReportError::Internal("tracker lock poisoned"))?;
+        .map_err(|_| ReportError::Internal("tracker still shared"))?;
     Ok(PassResult {
         tracker,
         seen,
@@ -603,17 +617,17 @@ impl Worker {
                 };
                 let src = Source::Path(path.clone());
                 let mut reader = src.open().map_err(unreadable)?;
-                let (pipeline, pos) = (&mut self.pipeline, &self.pos);
-                input::for_each_line(
-                    &mut reader,
-                    opts.max_line_bytes,
-                    &mut |offset, line, truncated| {
-                        lines += 1;
-                        pos.set(*index, offset);
-                        pipeline.line(key, line, truncated);
-                    },
-                )
-                .map_err(unreadable)?;
+                let mut h = PodLines {
+                    pipeline: &mut self.pipeline,
+                    pos: &self.pos,
+                    index: *index,
+                    key,
+                    at: 0,
+                    lines: 0,
+                };
+                let read = input::read_lines(&mut reader, opts.max_line_bytes, &mut h);
+                lines += h.lines;
+                read.map_err(unreadable)?;
             }
             self.pipeline.close(key);
         }
@@ -704,6 +718,34 @@ impl Worker {
             .and_then(|m| m.into_inner().ok())
             .unwrap_or_default();
         (seen, self.tally)
+    }
+}
+
+/// Feeds one source of a pod to the pipeline: whole blocks to the scanner,
+/// telling the observer where each comes from.
+struct PodLines<'a> {
+    pipeline: &'a mut Pipeline,
+    pos: &'a Position,
+    index: u32,
+    key: FileKey,
+    at: u64,
+    lines: u64,
+}
+
+impl LineHandler for PodLines<'_> {
+    fn line(&mut self, line: &[u8], truncated: bool) {
+        self.lines += 1;
+        self.pos.set(self.index, self.at);
+        self.pipeline.line(self.key, line, truncated);
+    }
+
+    fn block(&mut self, at: u64, block: &[u8], cap: usize) {
+        self.pos.set(self.index, at);
+        self.lines += self.pipeline.block(self.key, block, cap);
+    }
+
+    fn line_start(&mut self, at: u64) {
+        self.at = at;
     }
 }
 

@@ -5,9 +5,9 @@
 //! the model (issue 12: outages, open gaps, new counts and event kinds) is
 //! made here once and every output follows.
 
-use crate::classify::{ConfigKind, EventKind};
+use crate::classify::EventKind;
 use crate::time::Timestamp;
-use crate::timeline::{Counts, Method, Start};
+use crate::timeline::{Method, Start};
 
 /// A mid-life outage of one start, as the report draws and checks it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -34,11 +34,6 @@ pub fn outages_of(start: &Start) -> Vec<OutageView> {
             open: o.open,
         })
         .collect()
-}
-
-/// Key/user/team spend increments not applied.
-pub fn spend_updates_failed(c: &Counts) -> u64 {
-    c.spend_updates_failed
 }
 
 /// Whether a start's gap was confirmed by a failure (a provisional start
@@ -105,10 +100,7 @@ pub fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
         },
         EventKind::BudgetCacheMiss => plain("budget_cache_miss"),
         EventKind::ConfigLoadFailure(kind) => LedgerKind {
-            operation: Some(match kind {
-                ConfigKind::Deployments => "deployments",
-                ConfigKind::Credentials => "credentials",
-            }),
+            operation: Some(kind.as_str()),
             ..plain("config_load_failure")
         },
         EventKind::EngineDistroFallback => plain("engine_distro_fallback"),

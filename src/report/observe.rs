@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::classify::{fold, Event, EventKind};
 use crate::format::{PodRef, Record};
-use crate::pipeline::Observer;
+use crate::pipeline::{Observer, SkippedRun};
 use crate::time::Timestamp;
 
 use super::window::Window;
@@ -116,6 +116,8 @@ pub struct ReportObserver {
     last: usize,
     entries: Vec<Entry>,
     last_ts: Option<Timestamp>,
+    /// Offset of the current line within the block `pos` points at.
+    delta: u64,
 }
 
 impl ReportObserver {
@@ -137,7 +139,14 @@ impl ReportObserver {
             last: 0,
             entries: Vec::new(),
             last_ts: None,
+            delta: 0,
         }
+    }
+
+    /// Source and offset of the current line.
+    fn here(&self) -> (u32, u64) {
+        let (file, offset) = self.pos.get();
+        (file, offset + self.delta)
     }
 
     /// The state of `pod`, created on first sight.
@@ -182,7 +191,7 @@ impl Observer for ReportObserver {
         if let Some(t) = record.ts {
             self.last_ts = self.last_ts.max(Some(t));
         }
-        let (window, scan_only, at) = (self.window, self.scan_only, self.pos.get());
+        let (window, scan_only, at) = (self.window, self.scan_only, self.here());
         let p = self.pod(pod);
         let keep = match record.ts {
             Some(t) => {
@@ -216,6 +225,39 @@ impl Observer for ReportObserver {
         keep
     }
 
+    fn wants_every_record(&mut self, pod: &PodRef) -> bool {
+        // A window judges each record's time; inside a traceback each
+        // record's shape moves `traceback_at`.
+        !self.window.is_open() || self.pod(pod).in_traceback
+    }
+
+    fn skipped(&mut self, pod: &PodRef, run: &SkippedRun) -> bool {
+        // What `record` does for each of them, with no window (every record
+        // kept) and outside a traceback (none of them opens one: the
+        // scanner decodes every line holding `Traceback` or `  File "`).
+        self.last_ts = self.last_ts.max(run.max_ts);
+        let scan_only = self.scan_only;
+        let p = self.pod(pod);
+        p.with_ts += run.with_ts;
+        p.without_ts += run.records - run.with_ts;
+        if run.with_ts > 0 {
+            p.keep = true;
+            p.first_ts = min_ts(p.first_ts, run.min_ts);
+            p.last_ts = p.last_ts.max(run.max_ts);
+        }
+        if scan_only {
+            return false;
+        }
+        if p.keep {
+            p.kept += run.records;
+        }
+        p.keep
+    }
+
+    fn line_at(&mut self, offset: usize) {
+        self.delta = offset as u64;
+    }
+
     fn event(&mut self, pod: &PodRef, ev: &Event) {
         if ev.kind == EventKind::RequestServed {
             if let Some(t) = ev.ts {
@@ -223,7 +265,7 @@ impl Observer for ReportObserver {
             }
             return;
         }
-        let (mut file, mut offset) = self.pos.get();
+        let (mut file, mut offset) = self.here();
         if ev.rule.is_none() {
             // A traceback nobody owns is settled after it ended: point at its start.
             if let Some((f, o)) = self.pod(pod).traceback_at {

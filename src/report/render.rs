@@ -1,6 +1,7 @@
 //! The table and `--json`: the report as text.
 
 use super::{model, Report};
+use crate::model::{ConfigKind, Counter};
 
 fn fmt_gap(g: Option<f64>) -> String {
     g.map(|g| format!("{g:.1}s")).unwrap_or_else(|| "-".into())
@@ -40,16 +41,16 @@ pub fn render_table(r: &Report) -> String {
             s,
             "{:<40} {:>6} {:>10} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}",
             name,
-            c.proxy_starts,
+            c[Counter::ProxyStarts],
             p.detail
                 .starts
                 .last()
                 .map_or_else(|| "-".to_string(), |s| fmt_start_gap(p, s)),
-            c.spend_batches_dropped,
-            c.spend_rows_lost,
-            c.budget_cache_misses,
-            c.db_connect_errors,
-            c.requests_during_gap,
+            c[Counter::SpendBatchesDropped],
+            c[Counter::SpendRowsLost],
+            c[Counter::BudgetCacheMisses],
+            c.db_connect_errors(),
+            c[Counter::RequestsDuringGap],
             c.malformed_lines
         );
         for (i, st) in p.detail.starts.iter().enumerate() {
@@ -77,31 +78,32 @@ pub fn render_table(r: &Report) -> String {
                 );
             }
         }
-        if !c.db_connect_errors_by_operation.is_empty() {
-            let ops: Vec<String> = c
-                .db_connect_errors_by_operation
+        let by_operation = c.db_connect_errors_by_operation();
+        if !by_operation.is_empty() {
+            let ops: Vec<String> = by_operation
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             let _ = writeln!(s, "    db connect errors: {}", ops.join(" "));
         }
-        if c.spend_updates_failed + c.engine_restarts > 0 {
+        if c[Counter::SpendUpdatesFailed] + c[Counter::EngineRestarts] > 0 {
             let _ = writeln!(
                 s,
                 "    key/user/team spend updates not applied: {}, query-engine restarts: {}",
-                c.spend_updates_failed, c.engine_restarts
+                c[Counter::SpendUpdatesFailed],
+                c[Counter::EngineRestarts]
             );
         }
-        if c.deployment_load_failures
-            + c.credential_load_failures
-            + c.engine_distro_fallbacks
-            + c.spend_rows_requeued
+        if c[Counter::ConfigLoadFailures(ConfigKind::Deployments)]
+            + c[Counter::ConfigLoadFailures(ConfigKind::Credentials)]
+            + c[Counter::EngineDistroFallbacks]
+            + c[Counter::SpendRowsRequeued]
             > 0
         {
             let _ = writeln!(
                 s,
                 "    deployments not loaded: {}, credentials not loaded: {}, engine distro fallbacks: {}, rows re-queued: {}",
-                c.deployment_load_failures, c.credential_load_failures, c.engine_distro_fallbacks, c.spend_rows_requeued
+                c[Counter::ConfigLoadFailures(ConfigKind::Deployments)], c[Counter::ConfigLoadFailures(ConfigKind::Credentials)], c[Counter::EngineDistroFallbacks], c[Counter::SpendRowsRequeued]
             );
         }
     }
@@ -110,17 +112,17 @@ pub fn render_table(r: &Report) -> String {
         s,
         "\nTOTAL: {} pods, {} starts, {} spend batches dropped ({} rows lost, {} re-queued), {} spend updates not applied, {} budget-cache misses, {} DB connect errors, {} requests served during a gap, {} mid-life DB outages ({} requests during them), {} engine restarts, {} lines read ({} malformed)",
         r.pods.len(),
-        t.proxy_starts,
-        t.spend_batches_dropped,
-        t.spend_rows_lost,
-        t.spend_rows_requeued,
-        t.spend_updates_failed,
-        t.budget_cache_misses,
-        t.db_connect_errors,
-        t.requests_during_gap,
-        t.db_outages,
-        t.requests_during_outage,
-        t.engine_restarts,
+        t[Counter::ProxyStarts],
+        t[Counter::SpendBatchesDropped],
+        t[Counter::SpendRowsLost],
+        t[Counter::SpendRowsRequeued],
+        t[Counter::SpendUpdatesFailed],
+        t[Counter::BudgetCacheMisses],
+        t.db_connect_errors(),
+        t[Counter::RequestsDuringGap],
+        t[Counter::DbOutages],
+        t[Counter::RequestsDuringOutage],
+        t[Counter::EngineRestarts],
         t.lines,
         t.malformed_lines
     );

@@ -7,97 +7,275 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::file::FileKey;
 
-/// Expands the globs into the regular files they match, sorted, deduplicated,
-/// each with the device+inode its path names right now (the stat is needed
-/// to tell files from directories anyway; it also tells a rotation apart).
-/// Unreadable paths are reported through `on_error` and skipped.
-pub fn expand(
-    globs: &[String],
-    on_error: &mut dyn FnMut(&Path, std::io::Error),
-) -> Vec<(PathBuf, FileKey, u64)> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for g in globs {
-        let Ok(paths) = glob::glob(g) else { continue };
-        for entry in paths {
-            match entry {
-                // A compressed generation is a finished copy of content read
-                // under its plain name (or caught up on at start, see
-                // `Tailer::resume_rotated`): never followed as text.
-                Ok(p) if p.extension().is_some_and(|e| e == "gz") => {}
-                Ok(p) => {
-                    match std::fs::metadata(&p) {
-                        Ok(m) if m.is_file() => {
-                            if seen.insert(p.clone()) {
-                                let key = FileKey {
-                                    dev: m.dev(),
-                                    ino: m.ino(),
-                                };
-                                out.push((p, key, m.len()));
-                            }
-                        }
-                        Ok(_) => on_error(&p, std::io::Error::other("not a regular file")),
-                        // A dangling symlink or a file gone since the directory was read.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => on_error(&p, e),
+/// A glob compiled once (when the settings are built), walked without
+/// re-parsing on every pass. Absolute; each path component is a literal, a
+/// pattern (`*`, `?`, `[…]`, matched as [`glob::glob`] matches: hidden
+/// names included, case-sensitive) or `**` (any depth of directories; the
+/// walk does not follow symlinked directories there, so a loop cannot trap it).
+#[derive(Clone, Debug)]
+pub struct Glob {
+    text: String,
+    /// The whole pattern, for matching a given path.
+    whole: glob::Pattern,
+    /// The components after the root `/`.
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug)]
+enum Part {
+    Literal(String),
+    Pattern(glob::Pattern),
+    AnyDepth,
+}
+
+/// Why a glob was rejected (the text is the user's own pattern: no secret).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GlobError {
+    #[error("`{glob}` is not a valid glob: {reason}")]
+    Invalid { glob: String, reason: String },
+    #[error("`{0}` must be an absolute path")]
+    NotAbsolute(String),
+    #[error("`{0}` must end in a file name or pattern (e.g. /var/log/pods/*/*/*.log)")]
+    NoFileName(String),
+}
+
+/// How [`glob::glob`] matches names (its defaults), so a compiled glob finds what it did.
+const NAME_MATCH: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: false,
+    require_literal_leading_dot: false,
+};
+
+/// `**` descends at most this deep (a runaway tree is not walked forever).
+const MAX_ANY_DEPTH: usize = 32;
+
+impl Glob {
+    /// Compiles `text`: the one place a glob is parsed.
+    pub fn new(text: &str) -> Result<Glob, GlobError> {
+        let invalid = |e: glob::PatternError| GlobError::Invalid {
+            glob: text.to_string(),
+            reason: e.to_string(),
+        };
+        let whole = glob::Pattern::new(text).map_err(invalid)?;
+        if !text.starts_with('/') {
+            return Err(GlobError::NotAbsolute(text.to_string()));
+        }
+        let mut parts: Vec<Part> = Vec::new();
+        for c in text.split('/').filter(|c| !c.is_empty()) {
+            let part = if c == "**" {
+                if matches!(parts.last(), Some(Part::AnyDepth)) {
+                    continue;
+                }
+                Part::AnyDepth
+            } else if c.contains(['*', '?', '[']) {
+                Part::Pattern(glob::Pattern::new(c).map_err(invalid)?)
+            } else {
+                Part::Literal(c.to_string())
+            };
+            parts.push(part);
+        }
+        if matches!(parts.last(), None | Some(Part::AnyDepth)) || text.ends_with('/') {
+            return Err(GlobError::NoFileName(text.to_string()));
+        }
+        Ok(Glob {
+            text: text.to_string(),
+            whole,
+            parts,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `path` itself matches (`*` does not cross a `/`).
+    pub fn matches_path(&self, path: &Path) -> bool {
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..NAME_MATCH
+        };
+        self.whole.matches_path_with(path, opts)
+    }
+
+    /// Walks from `dir` (which matches the first `idx` parts): `on_dir` sees
+    /// every directory reached with its index, `on_leaf` (when given) every
+    /// path matching all parts.
+    fn descend(&self, dir: &Path, idx: usize, depth: usize, w: &mut Walk<'_>) {
+        (w.on_dir)(dir, idx);
+        let last = idx + 1 == self.parts.len();
+        match &self.parts[idx] {
+            Part::Literal(name) => {
+                let p = dir.join(name);
+                if !last {
+                    if p.is_dir() {
+                        self.descend(&p, idx + 1, depth, w);
+                    }
+                } else if let Some(leaf) = w.on_leaf.as_mut() {
+                    // A dangling symlink is a leaf too: the caller's stat decides.
+                    if std::fs::symlink_metadata(&p).is_ok() {
+                        leaf(p);
                     }
                 }
-                Err(e) => {
-                    let path = e.path().to_path_buf();
-                    on_error(&path, e.into());
+            }
+            Part::Pattern(pat) => {
+                if last && w.on_leaf.is_none() {
+                    return;
+                }
+                for (name, p, _) in sorted_entries(dir, w) {
+                    if !pat.matches_with(&name, NAME_MATCH) {
+                        continue;
+                    }
+                    if !last {
+                        if p.is_dir() {
+                            self.descend(&p, idx + 1, depth, w);
+                        }
+                    } else if let Some(leaf) = w.on_leaf.as_mut() {
+                        leaf(p);
+                    }
                 }
             }
+            // Never last (see `new`): zero directories here, or one more level.
+            Part::AnyDepth => {
+                self.descend(dir, idx + 1, depth, w);
+                if depth < MAX_ANY_DEPTH {
+                    for (_, p, is_dir) in sorted_entries(dir, w) {
+                        if is_dir {
+                            self.descend(&p, idx, depth + 1, w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn walk(&self, w: &mut Walk<'_>) {
+        self.descend(Path::new("/"), 0, 0, w);
+    }
+}
+
+impl std::fmt::Display for Glob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for Glob {
+    fn eq(&self, other: &Glob) -> bool {
+        self.text == other.text
+    }
+}
+
+/// What a walk reports to.
+struct Walk<'a> {
+    on_dir: &'a mut dyn FnMut(&Path, usize),
+    on_leaf: Option<&'a mut dyn FnMut(PathBuf)>,
+    on_error: &'a mut dyn FnMut(&Path, std::io::Error),
+}
+
+/// A directory's entries with UTF-8 names (as [`glob::glob`] matches them),
+/// sorted, with whether each is a directory itself (not following symlinks).
+/// A directory gone since it was found is no error; an unreadable one is reported.
+fn sorted_entries(dir: &Path, w: &mut Walk<'_>) -> Vec<(String, PathBuf, bool)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            (w.on_error)(dir, e);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => {
+                if let Ok(name) = e.file_name().into_string() {
+                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    out.push((name, e.path(), is_dir));
+                }
+            }
+            Err(e) => (w.on_error)(dir, e),
         }
     }
     out.sort();
     out
 }
 
-/// Every existing directory that a glob's match could live in or under.
-pub fn dirs_to_watch(globs: &[String]) -> Vec<PathBuf> {
+/// Expands the globs into the regular files they match, sorted, deduplicated,
+/// each with the device+inode its path names right now (the stat is needed
+/// to tell files from directories anyway; it also tells a rotation apart).
+/// Unreadable paths are reported through `on_error` and skipped.
+pub fn expand(
+    globs: &[Glob],
+    on_error: &mut dyn FnMut(&Path, std::io::Error),
+) -> Vec<(PathBuf, FileKey, u64)> {
+    let mut leaves = Vec::new();
+    for g in globs {
+        let mut on_leaf = |p: PathBuf| leaves.push(p);
+        g.walk(&mut Walk {
+            on_dir: &mut |_, _| {},
+            on_leaf: Some(&mut on_leaf),
+            on_error: &mut *on_error,
+        });
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for p in leaves {
+        // A compressed generation is a finished copy of content read
+        // under its plain name (or caught up on at start, see
+        // `Tailer::resume_rotated`): never followed as text.
+        if p.extension().is_some_and(|e| e == "gz") {
+            continue;
+        }
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => {
+                if seen.insert(p.clone()) {
+                    let key = FileKey {
+                        dev: m.dev(),
+                        ino: m.ino(),
+                    };
+                    out.push((p, key, m.len()));
+                }
+            }
+            Ok(_) => on_error(&p, std::io::Error::other("not a regular file")),
+            // A dangling symlink or a file gone since the directory was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => on_error(&p, e),
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every existing directory that a glob's match could live in or under:
+/// from the glob's base (the deepest literal directory before the first
+/// pattern component) down. Not its ancestors (`/`, `/var`, `/var/log`): any
+/// file created there would wake the agent for a needless full rescan (on a
+/// busy /tmp that was most of the idle CPU). A base created later is found
+/// by the periodic full pass.
+pub fn dirs_to_watch(globs: &[Glob]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for g in globs {
-        let path = Path::new(g);
-        let comps: Vec<Component> = path.components().collect();
-        if comps.len() < 2 {
-            continue;
-        }
-        // Prefixes of the pattern's directory part: /var/log/pods, /var/log/pods/*_*litellm*_*, …
-        // from the glob's base (the deepest directory before the first pattern
-        // component) down. Not its ancestors (`/`, `/var`, `/var/log`): any
-        // file created there would wake the agent for a needless full rescan
-        // (on a busy /tmp that was most of the idle CPU). A base created later
-        // is found by the periodic full pass.
-        let dir_comps = &comps[..comps.len() - 1];
-        let base = dir_comps
+        let dir_parts = g.parts.len() - 1;
+        let base = g.parts[..dir_parts]
             .iter()
-            .position(|c| c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-            .unwrap_or(dir_comps.len())
-            .saturating_sub(1);
-        let mut prefix = PathBuf::new();
-        for (i, c) in dir_comps.iter().enumerate() {
-            prefix.push(c.as_os_str());
-            if i < base {
-                continue;
-            }
-            let s = prefix.to_string_lossy().to_string();
-            if s.contains(['*', '?', '[']) {
-                if let Ok(paths) = glob::glob(&s) {
-                    for p in paths.flatten() {
-                        if p.is_dir() && seen.insert(p.clone()) {
-                            out.push(p);
-                        }
-                    }
+            .position(|p| !matches!(p, Part::Literal(_)))
+            .unwrap_or(dir_parts);
+        g.walk(&mut Walk {
+            on_dir: &mut |dir, idx| {
+                if idx >= base && seen.insert(dir.to_path_buf()) {
+                    out.push(dir.to_path_buf());
                 }
-            } else if prefix.is_dir() && seen.insert(prefix.clone()) {
-                out.push(prefix.clone());
-            }
-        }
+            },
+            on_leaf: None,
+            // The same directories are read by `expand` on the same pass, which reports them.
+            on_error: &mut |_, _| {},
+        });
     }
     out
 }
@@ -200,24 +378,15 @@ impl DirWatcher {
     /// Waits up to `timeout` for the inotify fd to become readable. Returns
     /// true when there are events to read.
     pub fn wait_readable(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
-        use std::os::fd::AsRawFd;
-        let mut pfd = libc::pollfd {
-            fd: self.inotify.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd for the duration of the call; the fd is
-        // owned by `self.inotify`, which outlives it.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e);
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+        // A timeout too large for a timespec waits without limit.
+        let timeout = Timespec::try_from(timeout).ok();
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => Ok(n > 0 && fds[0].revents().contains(PollFlags::IN)),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
     }
 
     /// Reads every queued event without blocking into `out`.
@@ -280,7 +449,7 @@ mod tests {
         std::fs::create_dir_all(r.join("other_redis-0_u2/redis")).unwrap();
         std::fs::write(r.join("llm_litellm-0_u1/litellm/0.log"), b"x\n").unwrap();
         std::fs::write(r.join("other_redis-0_u2/redis/0.log"), b"x\n").unwrap();
-        let g = vec![format!("{}/*_*litellm*_*/*/*.log", r.display())];
+        let g = vec![Glob::new(&format!("{}/*_*litellm*_*/*/*.log", r.display())).unwrap()];
         let dirs = dirs_to_watch(&g);
         assert!(dirs.contains(&r.to_path_buf()));
         // Not the base's ancestors (`/tmp`, `/`): activity there is not ours.
@@ -299,9 +468,132 @@ mod tests {
     fn directory_named_like_a_log_is_reported_not_followed() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("a/0.log")).unwrap();
-        let g = vec![format!("{}/*/*.log", root.path().display())];
+        let g = vec![Glob::new(&format!("{}/*/*.log", root.path().display())).unwrap()];
         let mut errs = 0;
         assert!(expand(&g, &mut |_, _| errs += 1).is_empty());
         assert_eq!(errs, 1);
+    }
+    /// The compiled walk finds exactly what `glob::glob` (which the tailer
+    /// used to call on every pass) finds: hidden names, classes, `?`,
+    /// symlinked files and directories, literal components, `**`.
+    #[test]
+    fn compiled_globs_find_what_glob_found() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in [
+            "llm_litellm-0_u1/litellm",
+            "llm_litellm-1_u2/litellm",
+            "llm_litellm-1_u2/.hidden",
+            "other_redis-0_u3/redis",
+            "deep/a/b/c",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in [
+            "llm_litellm-0_u1/litellm/0.log",
+            "llm_litellm-0_u1/litellm/1.log",
+            "llm_litellm-0_u1/litellm/0.log.20260101-000000",
+            "llm_litellm-0_u1/litellm/0.log.1.gz",
+            "llm_litellm-1_u2/litellm/0.log",
+            "llm_litellm-1_u2/.hidden/0.log",
+            "other_redis-0_u3/redis/0.log",
+            "deep/a/b/c/x.log",
+            "deep/a/y.log",
+            "deep/z.log",
+        ] {
+            std::fs::write(r.join(f), b"x\n").unwrap();
+        }
+        std::os::unix::fs::symlink(r.join("deep/z.log"), r.join("deep/a/b/link.log")).unwrap();
+        std::os::unix::fs::symlink(r.join("deep/a"), r.join("linked_litellm-9_u9")).unwrap();
+        std::os::unix::fs::symlink(r.join("gone.log"), r.join("deep/dangling.log")).unwrap();
+        let base = r.display().to_string();
+        for pattern in [
+            "/*_*litellm*_*/*/*.log",
+            "/*_*litellm*_*/*/*.log*",
+            "/llm_litellm-[01]_u?/litellm/0.log",
+            "/llm_litellm-0_u1/litellm/1.log",
+            "/*/*",
+            "/*/*/*.log",
+            "/deep/**/*.log",
+            "/**/x.log",
+            "/nothing/*.log",
+        ] {
+            let text = format!("{base}{pattern}");
+            let compiled = Glob::new(&text).unwrap();
+            let mut errors = 0;
+            let ours: Vec<PathBuf> =
+                expand(std::slice::from_ref(&compiled), &mut |_, _| errors += 1)
+                    .into_iter()
+                    .map(|(p, _, _)| p)
+                    .collect();
+            // One deliberate difference: `**` does not descend into a
+            // symlinked directory (glob's does, and loops with a cycle).
+            let through_link =
+                |p: &Path| pattern.contains("**") && p.starts_with(r.join("linked_litellm-9_u9"));
+            let all: Vec<PathBuf> = glob::glob(&text)
+                .unwrap()
+                .flatten()
+                .filter(|p| p.extension().is_none_or(|e| e != "gz") && !through_link(p))
+                .collect();
+            let mut theirs: Vec<PathBuf> = all.iter().filter(|p| p.is_file()).cloned().collect();
+            theirs.sort();
+            theirs.dedup();
+            assert_eq!(ours, theirs, "{pattern}");
+            // A directory matched where files are expected is reported, as before.
+            let not_files = all.iter().filter(|p| p.exists() && !p.is_file()).count();
+            assert_eq!(errors, not_files, "{pattern}");
+        }
+        // The directories to watch are the base and what can hold a match below it.
+        let g = Glob::new(&format!("{base}/deep/**/*.log")).unwrap();
+        let dirs = dirs_to_watch(std::slice::from_ref(&g));
+        for d in ["deep", "deep/a", "deep/a/b", "deep/a/b/c"] {
+            assert!(dirs.contains(&r.join(d)), "{d}: {dirs:?}");
+        }
+        assert!(!dirs.contains(&r.to_path_buf()), "{dirs:?}");
+    }
+
+    #[test]
+    fn a_glob_is_compiled_or_refused_with_a_reason() {
+        assert!(matches!(
+            Glob::new("/var/log/["),
+            Err(GlobError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Glob::new("/a/b**/x"),
+            Err(GlobError::Invalid { .. })
+        ));
+        assert_eq!(
+            Glob::new("var/*.log"),
+            Err(GlobError::NotAbsolute("var/*.log".into()))
+        );
+        for g in ["/", "/var/log/**", "/var/log/"] {
+            assert_eq!(Glob::new(g), Err(GlobError::NoFileName(g.into())), "{g}");
+        }
+        let g = Glob::new("/var/log/pods/*_*litellm*_*/*/*.log").unwrap();
+        assert!(g.matches_path(Path::new("/var/log/pods/llm_litellm-0_u/litellm/0.log")));
+        assert!(!g.matches_path(Path::new("/var/log/pods/llm_litellm-0_u/a/b/0.log")));
+        assert_eq!(g.to_string(), "/var/log/pods/*_*litellm*_*/*/*.log");
+    }
+
+    #[test]
+    fn a_listing_failure_is_reported_not_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let locked = root.path().join("llm_litellm-0_u1");
+        std::fs::create_dir_all(&locked).unwrap();
+        // A file where the walk expects a directory it must list is not an
+        // error (nothing can match under it); a directory it cannot list is.
+        let g = Glob::new(&format!("{}/*/*.log", root.path().display())).unwrap();
+        let mut seen = Vec::new();
+        let mut w = Walk {
+            on_dir: &mut |_, _| {},
+            on_leaf: None,
+            on_error: &mut |p, e| seen.push((p.to_path_buf(), e.kind())),
+        };
+        // Listing a path that is not a directory fails like an unreadable one.
+        let f = root.path().join("file");
+        std::fs::write(&f, b"").unwrap();
+        assert!(sorted_entries(&f, &mut w).is_empty());
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(expand(&[g], &mut |_, _| panic!("nothing unreadable")).is_empty());
     }
 }

@@ -4,6 +4,10 @@
 //! A line longer than the cap is cut at the cap (the head is delivered and
 //! flagged), the rest up to the next newline is skipped: memory stays bounded
 //! whatever the input (a 10 MB line without a newline costs at most the cap).
+//!
+//! Complete lines that lie whole in one fed chunk are handed over as one
+//! block (the pipeline scans a block in one pass instead of line by line);
+//! only a line that spans chunks is copied and delivered on its own.
 
 use memchr::memchr;
 
@@ -12,12 +16,47 @@ pub trait LineHandler {
     /// One complete line without its `\n`. `truncated`: the line was longer
     /// than the cap and only its head is given.
     fn line(&mut self, line: &[u8], truncated: bool);
+
+    /// A run of complete lines, each ending in `\n`, starting at byte `at`
+    /// of the stream. A line in it longer than `cap` is the receiver's to cut
+    /// (as [`for_each_capped`] does). The default delivers each line to
+    /// [`LineHandler::line`].
+    fn block(&mut self, at: u64, block: &[u8], cap: usize) {
+        for_each_capped(block, cap, &mut |off, line, truncated| {
+            self.line_start(at + off as u64);
+            self.line(line, truncated);
+        });
+    }
+
+    /// The next [`LineHandler::line`] call's line starts at byte `at` of the
+    /// stream (`report`'s ledger points at lines by offset). Default: ignored.
+    fn line_start(&mut self, _at: u64) {}
 }
 
 impl<F: FnMut(&[u8], bool)> LineHandler for F {
     fn line(&mut self, line: &[u8], truncated: bool) {
         self(line, truncated)
     }
+}
+
+/// Calls `f(offset, line, truncated)` for each `\n`-terminated line of
+/// `block` (the `\n` not included), cutting a line longer than `cap` to its
+/// head like [`LineSplitter`] does. Returns the number of lines.
+pub fn for_each_capped(block: &[u8], cap: usize, f: &mut dyn FnMut(usize, &[u8], bool)) -> u64 {
+    let cap = cap.max(1);
+    let mut start = 0;
+    let mut n = 0;
+    for nl in memchr::memchr_iter(b'\n', block) {
+        let line = &block[start..nl];
+        if line.len() > cap {
+            f(start, &line[..cap], true);
+        } else {
+            f(start, line, false);
+        }
+        n += 1;
+        start = nl + 1;
+    }
+    n
 }
 
 /// Stateful splitter: feed it chunks; it carries an unfinished line over.
@@ -27,6 +66,10 @@ pub struct LineSplitter {
     max_line_bytes: usize,
     /// Inside an over-long line whose head was already delivered.
     skipping: bool,
+    /// Bytes fed so far.
+    fed: u64,
+    /// Where the line being carried (or the next one) starts.
+    line_start: u64,
 }
 
 impl LineSplitter {
@@ -36,6 +79,8 @@ impl LineSplitter {
             carry: Vec::new(),
             max_line_bytes: max_line_bytes.max(1),
             skipping: false,
+            fed: 0,
+            line_start: 0,
         }
     }
 
@@ -58,50 +103,65 @@ impl LineSplitter {
         self.skipping = false;
     }
 
-    /// Feeds a chunk; calls `h` for every line it completes.
-    pub fn feed<H: LineHandler + ?Sized>(&mut self, mut chunk: &[u8], h: &mut H) {
-        while !chunk.is_empty() {
-            match memchr(b'\n', chunk) {
-                Some(nl) => {
-                    let (line, rest) = (&chunk[..nl], &chunk[nl + 1..]);
-                    if self.skipping {
-                        self.skipping = false;
-                    } else if self.carry.is_empty() {
-                        if line.len() > self.max_line_bytes {
-                            h.line(&line[..self.max_line_bytes], true);
-                        } else {
-                            h.line(line, false);
-                        }
-                    } else {
-                        let room = self.max_line_bytes.saturating_sub(self.carry.len());
-                        let truncated = line.len() > room;
-                        self.carry.extend_from_slice(&line[..line.len().min(room)]);
-                        h.line(&self.carry, truncated);
-                        self.carry.clear();
-                    }
-                    chunk = rest;
-                }
-                None => {
-                    if !self.skipping {
-                        let room = self.max_line_bytes - self.carry.len();
-                        if chunk.len() > room {
-                            self.carry.extend_from_slice(&chunk[..room]);
-                            h.line(&self.carry, true);
-                            self.carry.clear();
-                            self.skipping = true;
-                        } else {
-                            self.carry.extend_from_slice(chunk);
-                        }
-                    }
-                    return;
-                }
+    /// Feeds a chunk; hands `h` every line it completes: the lines that lie
+    /// whole in `chunk` as one [`LineHandler::block`], a line begun in an
+    /// earlier chunk (or cut at the cap) through [`LineHandler::line`].
+    pub fn feed<H: LineHandler + ?Sized>(&mut self, chunk: &[u8], h: &mut H) {
+        let base = self.fed;
+        self.fed += chunk.len() as u64;
+        let mut pos = 0;
+        if self.skipping || !self.carry.is_empty() {
+            let Some(nl) = memchr(b'\n', chunk) else {
+                self.carry_rest(chunk, h);
+                return;
+            };
+            let line = &chunk[..nl];
+            if self.skipping {
+                self.skipping = false;
+            } else {
+                let room = self.max_line_bytes.saturating_sub(self.carry.len());
+                let truncated = line.len() > room;
+                self.carry.extend_from_slice(&line[..line.len().min(room)]);
+                h.line_start(self.line_start);
+                h.line(&self.carry, truncated);
+                self.carry.clear();
             }
+            pos = nl + 1;
+            self.line_start = base + pos as u64;
+        }
+        let rest = &chunk[pos..];
+        match memchr::memrchr(b'\n', rest) {
+            Some(last) => {
+                h.block(base + pos as u64, &rest[..=last], self.max_line_bytes);
+                self.line_start = base + (pos + last + 1) as u64;
+                self.carry_rest(&rest[last + 1..], h);
+            }
+            None => self.carry_rest(rest, h),
+        }
+    }
+
+    /// Keeps `tail` (no newline in it) for the next chunk, delivering the
+    /// head of an over-long line once it reaches the cap.
+    fn carry_rest<H: LineHandler + ?Sized>(&mut self, tail: &[u8], h: &mut H) {
+        if self.skipping || tail.is_empty() {
+            return;
+        }
+        let room = self.max_line_bytes - self.carry.len();
+        if tail.len() > room {
+            self.carry.extend_from_slice(&tail[..room]);
+            h.line_start(self.line_start);
+            h.line(&self.carry, true);
+            self.carry.clear();
+            self.skipping = true;
+        } else {
+            self.carry.extend_from_slice(tail);
         }
     }
 
     /// End of input for good: delivers an unfinished last line, if any.
     pub fn finish<H: LineHandler + ?Sized>(&mut self, h: &mut H) {
         if !self.carry.is_empty() && !self.skipping {
+            h.line_start(self.line_start);
             h.line(&self.carry, false);
         }
         self.reset();

@@ -120,6 +120,16 @@ pub trait TailSink {
     fn opened(&mut self, key: FileKey, id: FileId, path: &Path, resumed: bool);
     /// One physical line (without `\n`); `truncated` when it exceeded the cap.
     fn line(&mut self, key: FileKey, line: &[u8], truncated: bool);
+    /// A run of complete physical lines as read, each ending in `\n`; a
+    /// line longer than `cap` is to be cut to its head (see
+    /// [`lines::for_each_capped`]). Returns the number of lines. The
+    /// default hands each line to [`TailSink::line`]; the pipeline scans the
+    /// whole block in one pass instead.
+    fn lines(&mut self, key: FileKey, block: &[u8], cap: usize) -> u64 {
+        lines::for_each_capped(block, cap, &mut |_, line, truncated| {
+            self.line(key, line, truncated)
+        })
+    }
     /// The file was truncated in place: per-file decoding state must reset.
     fn truncated(&mut self, key: FileKey);
     /// The file is finished for good (rotated away or deleted, and drained).
@@ -128,10 +138,29 @@ pub trait TailSink {
     fn read_error(&mut self, path: &Path, reason: ReadErrorReason);
 }
 
+/// Hands what a file's splitter finds to the sink, counting lines.
+struct Deliver<'a, S: TailSink + ?Sized> {
+    sink: &'a mut S,
+    key: FileKey,
+    lines: u64,
+}
+
+impl<S: TailSink + ?Sized> lines::LineHandler for Deliver<'_, S> {
+    fn line(&mut self, line: &[u8], truncated: bool) {
+        self.lines += 1;
+        self.sink.line(self.key, line, truncated);
+    }
+
+    fn block(&mut self, _at: u64, block: &[u8], cap: usize) {
+        self.lines += self.sink.lines(self.key, block, cap);
+    }
+}
+
 /// Tailer settings.
 #[derive(Clone, Debug)]
 pub struct TailConfig {
-    pub globs: Vec<String>,
+    /// Compiled once, when the settings are built.
+    pub globs: Vec<discover::Glob>,
     pub max_line_bytes: usize,
     /// Full rescan interval (with inotify), or the polling interval (without).
     pub poll_interval: Duration,
@@ -291,7 +320,7 @@ impl Tailer {
 
     /// Replaces the globs (config reload): new ones are picked up on the next pass,
     /// files no longer matched are drained and dropped.
-    pub fn set_globs(&mut self, globs: Vec<String>) {
+    pub fn set_globs(&mut self, globs: Vec<discover::Glob>) {
         self.cfg.globs = globs;
         self.rescan = true;
     }
@@ -428,15 +457,16 @@ impl Tailer {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        let mut lines = 0u64;
         let result = {
-            let mut h = |line: &[u8], truncated: bool| {
-                lines += 1;
-                sink.line(key, line, truncated);
+            let mut h = Deliver {
+                sink: &mut *sink,
+                key,
+                lines: 0,
             };
-            f.read_new(&mut self.buf, READ_BUDGET, &mut h)
+            let r = f.read_new(&mut self.buf, READ_BUDGET, &mut h);
+            self.stats.lines_read += h.lines;
+            r
         };
-        self.stats.lines_read += lines;
         match result {
             Ok(st) => {
                 self.stats.bytes_read += st.bytes;
@@ -487,12 +517,13 @@ impl Tailer {
             // deleted: the writer has moved on, deliver what is left.
             let unfinished_is_final = !f.check_still_named();
             if unfinished_is_final {
-                let mut lines = 0u64;
-                f.finish(&mut |line: &[u8], truncated: bool| {
-                    lines += 1;
-                    sink.line(key, line, truncated);
-                });
-                self.stats.lines_read += lines;
+                let mut h = Deliver {
+                    sink: &mut *sink,
+                    key,
+                    lines: 0,
+                };
+                f.finish(&mut h);
+                self.stats.lines_read += h.lines;
             }
             if self.by_path.get(&f.path) == Some(&key) {
                 self.by_path.remove(&f.path);
@@ -782,17 +813,13 @@ impl Tailer {
                             };
                         }
                         sink.opened(key, pos.id, &sib, true);
-                        let mut lines = 0u64;
-                        let r = file::read_whole(
-                            &sib,
-                            pos.offset,
-                            self.cfg.max_line_bytes,
-                            &mut |line: &[u8], t: bool| {
-                                lines += 1;
-                                sink.line(key, line, t);
-                            },
-                        );
-                        self.stats.lines_read += lines;
+                        let mut h = Deliver {
+                            sink: &mut *sink,
+                            key,
+                            lines: 0,
+                        };
+                        let r = file::read_whole(&sib, pos.offset, self.cfg.max_line_bytes, &mut h);
+                        self.stats.lines_read += h.lines;
                         if let Err(e) = r {
                             sink.read_error(&sib, ReadErrorReason::of(&e));
                         }
@@ -909,7 +936,7 @@ mod tests {
 
     fn config(dir: &Path) -> TailConfig {
         TailConfig {
-            globs: vec![format!("{}/*.log", dir.display())],
+            globs: vec![discover::Glob::new(&format!("{}/*.log", dir.display())).unwrap()],
             max_line_bytes: 1024,
             poll_interval: Duration::from_millis(10),
             force_polling: true,
@@ -1036,7 +1063,7 @@ mod tests {
         let log = d.path().join("0.log");
         append(&log, "a\n");
         let mut cfg = config(d.path());
-        cfg.globs = vec![format!("{}/*", d.path().display())];
+        cfg.globs = vec![discover::Glob::new(&format!("{}/*", d.path().display())).unwrap()];
         let mut t = Tailer::new(cfg, Vec::new());
         let mut rec = Recorder::default();
         t.pass(&mut rec);
@@ -1068,7 +1095,7 @@ mod tests {
         let log = d.path().join("0.log");
         append(&log, "a\nb\n");
         let mut cfg = config(d.path());
-        cfg.globs = vec![format!("{}/*", d.path().display())];
+        cfg.globs = vec![discover::Glob::new(&format!("{}/*", d.path().display())).unwrap()];
         let mut t = Tailer::new(cfg, Vec::new());
         let mut rec = Recorder::default();
         t.pass(&mut rec);
@@ -1094,9 +1121,14 @@ mod tests {
         let saved = read_first_line_then_stop(d.path(), &log);
         std::fs::rename(&log, d.path().join("0.log.20261124-101500")).unwrap();
         let fifo = d.path().join("0.log.20261124-101400");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo on a NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let dir = d.path().to_path_buf();
         std::thread::spawn(move || {

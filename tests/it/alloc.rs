@@ -223,3 +223,42 @@ fn the_counter_sees_allocations() {
     });
     assert!(n >= 100, "{n}");
 }
+
+/// The buffer scanner (what the tailer and `report` really run): a warmed-up
+/// `Pipeline::block` over blocks of ordinary lines (ANSI, JSON_LOGS with
+/// escapes, a `P`/`F` split, probes) allocates nothing per line either.
+#[test]
+fn the_buffer_scanner_does_not_allocate_per_line() {
+    use litellm_sentinel::format::PodRef;
+    use litellm_sentinel::pipeline::Pipeline;
+    use litellm_sentinel::tail::FileKey;
+    use litellm_sentinel::timeline::{SharedTracker, TimelineConfig, Tracker};
+    use std::sync::Arc;
+
+    let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+    let rules = Arc::new(RulePack::builtin().expect("built-in rule pack"));
+    let mut pipeline = Pipeline::new(rules, tracker, 256 * 1024, Vec::new());
+    let key = FileKey { dev: 1, ino: 1 };
+    pipeline.open(key, None, PodRef::new("llm", "litellm-0"));
+    let mut block = Vec::new();
+    for line in ordinary_lines() {
+        block.extend_from_slice(&line);
+        block.push(b'\n');
+    }
+    let per_block = ordinary_lines().len();
+    for _ in 0..3 {
+        pipeline.block(key, &block, 256 * 1024);
+    }
+    let mut lines = 0;
+    let allocations = allocations_during(|| {
+        while lines < LINES as u64 {
+            lines += pipeline.block(key, &block, 256 * 1024);
+        }
+    });
+    eprintln!("{allocations} allocations for {lines} lines in blocks of {per_block}");
+    assert!(lines >= LINES as u64);
+    assert!(
+        allocations <= MAX_ALLOCATIONS,
+        "{allocations} allocations for {lines} lines through Pipeline::block"
+    );
+}

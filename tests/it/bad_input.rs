@@ -931,3 +931,108 @@ fn a_glob_matching_the_agents_own_log_file_is_refused() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Every error prints its cause once: the binary's message for a missing
+/// config file, rule pack, web config, report input and state directory
+/// names the path and the key (or flag) and carries the OS error exactly
+/// once. On main, `check-config /nonexistent.toml` printed
+/// `No such file or directory (os error 2): No such file or directory (os error 2)`.
+#[test]
+fn every_error_prints_its_cause_once() {
+    let tree = LogTree::new();
+    let port = support::free_port();
+    let cfg = tree.config(port, "");
+    let cfg = cfg.to_str().expect("utf-8 path");
+    let missing = tree.dir.path().join("missing");
+    let m = |name: &str| missing.join(name).display().to_string();
+    let cases: Vec<(Vec<String>, Option<i32>, &str)> = vec![
+        (
+            vec!["check-config".into(), m("config.toml")],
+            Some(1),
+            "cannot read config file",
+        ),
+        (
+            vec!["run".into(), "--config".into(), m("config.toml")],
+            Some(1),
+            "cannot read config file",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--config".into(),
+                cfg.into(),
+                "--rules".into(),
+                m("rules.toml"),
+            ],
+            Some(1),
+            "`rules`: cannot read the rule pack",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--config".into(),
+                cfg.into(),
+                "--web.config.file".into(),
+                m("web.yml"),
+            ],
+            Some(1),
+            "`web_config_file`",
+        ),
+        (vec!["report".into(), m("pod.log")], Some(3), "cannot read"),
+        (
+            vec![
+                "report".into(),
+                "--rules".into(),
+                m("rules.toml"),
+                "-".into(),
+            ],
+            Some(2),
+            "`rules`: cannot read the rule pack",
+        ),
+    ];
+    for (args, code, what) in cases {
+        let out = std::process::Command::new(support::bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the binary");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), code, "{args:?}: {err}");
+        assert!(
+            err.contains(what) && err.contains("missing"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: the cause must appear exactly once: {err}"
+        );
+    }
+    // An unwritable state directory: the agent keeps running and says why once.
+    let ro = tree.dir.path().join("ro");
+    std::fs::create_dir_all(&ro).expect("mkdir");
+    std::fs::write(ro.join("state"), b"a file, not a directory").expect("write");
+    let cfg = tree.config(
+        port,
+        &format!("state_file = \"{}/state/state.json\"\n", ro.display()),
+    );
+    let text = std::fs::read_to_string(&cfg).expect("cfg");
+    // The later `state_file` key would be a duplicate: keep only the new one.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("state_file") || l.contains("/ro/"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cfg, text).expect("write cfg");
+    let agent = AgentProc::start(&cfg, port);
+    wait_until("checkpoint failure", Duration::from_secs(20), || {
+        agent.value(CHECKPOINT_FAILURES, &[]) >= 1.0
+    });
+    let log = agent.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("checkpoint failed"))
+        .unwrap_or_else(|| panic!("no checkpoint failure logged: {log}"));
+    assert!(line.contains("cannot write state file"), "{line}");
+    assert_eq!(line.matches("Not a directory").count(), 1, "{line}");
+}

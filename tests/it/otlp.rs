@@ -260,7 +260,7 @@ async fn pushes_the_same_series_as_metrics_with_otel_conventions() {
     let tree = LogTree::new();
     std::fs::create_dir_all(tree.pods()).unwrap();
     let cfg = agent_config(&tree, &receiver.base_url(), Duration::from_millis(200));
-    cfg.validate().unwrap();
+    let cfg = litellm_sentinel::config::Settings::try_from(cfg).unwrap();
     let agent = Agent::start(cfg, vec![]).await.unwrap();
     write_burst(&tree);
 

@@ -489,28 +489,74 @@ fn check_config_rejects_unknown_keys_and_prints_effective_config() {
         text.contains("quiet_period") && text.contains("llm:***@db") && !text.contains("hunter2"),
         "{text}"
     );
+    // The effective settings: what was compiled, and what the conversion resolved.
+    assert!(
+        text.starts_with("# effective configuration\n# rules: ")
+            && text.contains("compiled (built-in)")
+            && text.contains("tailing: yes; probes: database")
+            && text.contains("discover_engine = false"),
+        "{text}"
+    );
+    // What it prints is itself a config that converts to the same settings.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, text.as_bytes()).expect("write");
+    let out = Command::new(support::bin())
+        .args(["check-config"])
+        .arg(&again)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+    // A conversion error names the key and what to do, and nothing twice.
+    let bad = dir.path().join("listen.toml");
+    std::fs::write(&bad, "listen = \"localhost\"\n").expect("write");
+    let out = Command::new(support::bin())
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: `listen`: `localhost` is not host:port")
+            && err.contains("e.g. 0.0.0.0:9464"),
+        "{err}"
+    );
+    assert_eq!(err.matches("invalid socket address").count(), 1, "{err}");
 }
 
-#[test]
-fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
+/// `demo` with short delays on a free port; returns its output.
+fn run_demo(extra: &[&str]) -> std::process::Output {
     let port = support::free_port();
-    let out = Command::new(support::bin())
+    Command::new(support::bin())
         .args([
             "demo",
-            "--pods",
-            "2",
             "--min-engine-delay",
             "1s",
             "--max-engine-delay",
             "2s",
             "--tick",
             "100ms",
+            "--quiet-period",
+            "1s",
             "--no-live",
             "--listen",
         ])
         .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
         .output()
-        .expect("demo");
+        .expect("demo")
+}
+
+#[test]
+fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let dir_arg = dir.path().to_str().expect("utf-8 path").to_string();
+    let out = run_demo(&["--pods", "3", "--dir", &dir_arg]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -521,9 +567,247 @@ fn demo_runs_to_completion_and_its_counts_match_the_simulation() {
         stdout.contains("All counts match what was simulated"),
         "{stdout}"
     );
+    // The three set-ups: both LiteLLM families with a sidecar, and a
+    // logs-only pod (the node DaemonSet path).
+    for heading in [
+        "LiteLLM 1.83.14, sidecar probe",
+        "LiteLLM 1.110.2, sidecar probe",
+        "LiteLLM 1.83.14, logs only (node DaemonSet, no sidecar)",
+    ] {
+        assert!(stdout.contains(heading), "no pod {heading:?}:\n{stdout}");
+    }
+    let lines: Vec<&str> = stdout.lines().collect();
+    let checks: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("    ok ") || l.starts_with("    FAIL "))
+        .collect();
+    assert!(checks.len() >= 30, "{stdout}");
+    assert!(checks.iter().all(|l| l.starts_with("    ok ")), "{stdout}");
+    // Gaps: two from the probe, one from the logs, each against the bind.
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|l| l.contains("start-up gap (probe)"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|l| l.contains("start-up gap (logs)"))
+            .count(),
+        1,
+        "{stdout}"
+    );
+    // 1.83 drops batches, 1.110 re-queues them: both appear with numbers.
+    let value = |what: &str, nth: usize| -> u64 {
+        let l = checks
+            .iter()
+            .filter(|l| l.contains(what))
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no {what:?} #{nth}: {stdout}"));
+        let rest = &l[l.find(what).unwrap() + what.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(value("spend batches dropped", 0) > 0, "{stdout}");
+    assert_eq!(value("spend batches dropped", 1), 0, "{stdout}");
+    assert!(value("spend rows re-queued", 1) > 0, "{stdout}");
+    assert_eq!(value("spend rows re-queued", 0), 0, "{stdout}");
+    assert!(value("requests at risk", 2) > 0, "{stdout}");
+    // The logs stay (--dir) and the post-mortem over them agrees with the
+    // live agent on the money: batches, rows, requests at risk.
+    assert!(stdout.contains("litellm-sentinel report "), "{stdout}");
+    let rollout = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("Across the rollout:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let numbers: Vec<u64> = rollout
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let v = report_json(&dir.path().join("pods"));
+    let t = &v["totals"];
+    assert_eq!(
+        numbers,
+        [
+            t["spend_batches_dropped"].as_u64().unwrap(),
+            t["spend_rows_lost"].as_u64().unwrap(),
+            t["spend_rows_requeued"].as_u64().unwrap(),
+            t["requests_during_gap"].as_u64().unwrap(),
+        ],
+        "{rollout}\n{t}"
+    );
+    assert_eq!(t["proxy_starts"], 3, "{t}");
+    // A second run into the same tree would double every number: refused.
+    let again = run_demo(&["--pods", "1", "--dir", &dir_arg]);
+    assert_eq!(again.status.code(), Some(1));
     assert!(
-        stdout.contains("(probe)"),
-        "gaps should be measured by the probe: {stdout}"
+        String::from_utf8_lossy(&again.stderr).contains("holds an earlier demo's logs"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn demo_fails_and_names_what_differed_when_an_expectation_is_wrong() {
+    // A hidden test-only flag makes the demo expect one more lost row and a
+    // gap one second longer for its first pod: the check must catch both.
+    let out = run_demo(&[
+        "--pods",
+        "1",
+        "--check-skew",
+        "spend_rows_lost",
+        "--check-skew",
+        "gap",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("All counts match"), "{stdout}");
+    assert!(
+        stdout.contains("2 of ") && stdout.contains("checks FAILED"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("2 of ") && stderr.contains("checks failed"),
+        "{stderr}"
+    );
+    // The lost-rows line names both numbers and the series; they differ by
+    // exactly the injected one, so the measured side is the agent's.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("spend rows lost: simulated "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("litellm_sentinel_spend_rows_lost_total{namespace=\"llm\",pod=\""),
+        "{line}"
+    );
+    let num = |after: &str| -> u64 {
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(num("simulated "), num("/metrics ") + 1, "{line}");
+    assert!(
+        stderr.contains("start-up gap (probe): simulated ")
+            && stderr.contains("last_startup_gap_seconds{namespace=\"llm\",pod=\""),
+        "{stderr}"
+    );
+    // Every other check passed.
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("    FAIL "))
+            .count()
+            == 2,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn demo_help_explains_what_it_does_and_every_flag() {
+    let out = Command::new(support::bin())
+        .args(["demo", "--help"])
+        .output()
+        .expect("demo --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "rolling deploy",
+        "1.83.14",
+        "1.110.2",
+        "logs only",
+        "/metrics",
+        "bind",
+        "Exit status",
+        "Ctrl-C",
+        "--pods",
+        "--min-engine-delay",
+        "--max-engine-delay",
+        "--tick",
+        "--quiet-period",
+        "--seed",
+        "--listen",
+        "--dir",
+        "--no-live",
+        "--keep",
+        "--link",
+    ] {
+        assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("check-skew"),
+        "a test-only flag is shown:\n{text}"
+    );
+    // Options the check could not hold are refused before anything runs
+    // (a wrong test-only expectation name too).
+    for (args, says) in [
+        (
+            &["--check-skew", "nonsense"][..],
+            "unknown check \"nonsense\"",
+        ),
+        (
+            &["--min-engine-delay", "0s"][..],
+            "--min-engine-delay must be at least 100ms",
+        ),
+        (
+            &["--tick", "2s", "--quiet-period", "3s"][..],
+            "--quiet-period must be at least twice --tick",
+        ),
+        (&["--pods", "0"][..], "--pods must be at least 1"),
+    ] {
+        let out = Command::new(support::bin())
+            .arg("demo")
+            .args(args)
+            .args(["--listen", "127.0.0.1:1"])
+            .output()
+            .expect("demo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn demo_live_table_redraws_from_metrics_and_never_clears_the_summary() {
+    let port = support::free_port();
+    let out = Command::new(support::bin())
+        .args([
+            "demo",
+            "--pods",
+            "1",
+            "--min-engine-delay",
+            "1500ms",
+            "--max-engine-delay",
+            "1500ms",
+            "--tick",
+            "100ms",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // The first redraw comes at once; each one repeats the URLs and legend.
+    let frames: Vec<&str> = stdout.split("\x1b[2J\x1b[H").collect();
+    assert!(frames.len() >= 2, "no redraw: {stdout}");
+    for frame in &frames[1..frames.len() - 1] {
+        assert!(
+            frame.contains("/metrics") && frame.contains("AT RISK "),
+            "{frame}"
+        );
+        assert!(frame.contains("POD "), "{frame}");
+    }
+    // The last frame ends with the final table and the whole summary.
+    let last = frames.last().unwrap();
+    assert!(
+        last.contains("Summary:") && last.contains("All counts match"),
+        "{last}"
     );
 }
 

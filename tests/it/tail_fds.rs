@@ -88,7 +88,11 @@ fn out_of_descriptors_body() {
         std::fs::write(d.path().join(format!("{i:02}.log")), text).expect("write");
     }
     let cfg = TailConfig {
-        globs: vec![format!("{}/*.log", d.path().display())],
+        globs: vec![litellm_sentinel::tail::discover::Glob::new(&format!(
+            "{}/*.log",
+            d.path().display()
+        ))
+        .expect("glob")],
         max_line_bytes: 1024,
         poll_interval: Duration::from_secs(30),
         force_polling: false,

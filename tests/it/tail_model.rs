@@ -167,9 +167,10 @@ impl World {
         self.dir.path().join(format!("s{s}.log"))
     }
 
-    fn globs(&self) -> Vec<String> {
+    fn globs(&self) -> Vec<litellm_sentinel::tail::discover::Glob> {
         if self.glob_on {
-            vec![format!("{}/*.log", self.dir.path().display())]
+            let g = format!("{}/*.log", self.dir.path().display());
+            vec![litellm_sentinel::tail::discover::Glob::new(&g).expect("glob")]
         } else {
             Vec::new()
         }

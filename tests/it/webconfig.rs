@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use litellm_sentinel::agent::Agent;
-use litellm_sentinel::config::{Config, Overrides};
+use litellm_sentinel::config::{Config, Overrides, Settings};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -426,8 +426,8 @@ fn the_flag_is_validated_at_load() {
         cli.overrides.web_config_file.as_deref(),
         Some(s.web.as_path())
     );
-    let cfg = Config::load(None, &cli.overrides).expect("a good web config validates");
-    assert_eq!(cfg.web_config_file.as_deref(), Some(s.web.as_path()));
+    let cfg = Settings::load(None, &cli.overrides).expect("a good web config validates");
+    assert_eq!(cfg.raw().web_config_file.as_deref(), Some(s.web.as_path()));
 
     // A key file that is not a key is caught before the server starts, naming the key.
     std::fs::write(
@@ -435,7 +435,7 @@ fn the_flag_is_validated_at_load() {
         "\u{1b}[0mnot a key\n",
     )
     .expect("write");
-    let e = Config::load(None, &cli.overrides)
+    let e = Settings::load(None, &cli.overrides)
         .expect_err("bad key")
         .to_string();
     assert!(

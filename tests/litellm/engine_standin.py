@@ -54,11 +54,35 @@ EVENTS = os.environ.get("SENTINEL_ENGINE_EVENTS")
 _events_lock = threading.Lock()
 
 
+def _host_pid() -> int:
+    """This process's pid as the harness sees it. Inside the pod's PID
+    namespace (harness ``pod.py``) ``os.getpid()`` is the namespace's pid,
+    but ``/proc`` here is still the host's procfs (the namespace's own is
+    mounted elsewhere, for the sidecar), so ``/proc/self`` names the host pid."""
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
+
+
+HOST_PID = _host_pid()
+
+
+def _host_ppid() -> int | None:
+    """The parent's host pid (the worker that spawned this engine), from
+    ``/proc/self/stat`` (field 4, after the parenthesised ``comm``)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return int(f.read().rsplit(b") ", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def record(kind: str, **fields) -> None:
     """One JSON line per event; O_APPEND keeps lines of concurrent engines whole."""
     if not EVENTS:
         return
-    line = json.dumps({"t": time.time(), "event": kind, "pid": os.getpid(), **fields},
+    line = json.dumps({"t": time.time(), "event": kind, "pid": HOST_PID, **fields},
                       default=str)
     with _events_lock:
         fd = os.open(EVENTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -461,7 +485,9 @@ def _bind_at() -> float:
     if f:
         try:
             with open(f) as fh:
-                t = max(t, float(fh.read().strip() or 0))
+                text = fh.read().strip()
+            # empty: being written (the harness replaces it atomically; be safe)
+            t = max(t, float(text) if text else time.time() + 1)
         except (OSError, ValueError):
             t = max(t, time.time() + 1)  # not readable yet: keep waiting
     return t
@@ -480,19 +506,57 @@ def _unreachable_exit(url: str) -> None:
     os._exit(1)
 
 
-def _set_comm(name: bytes) -> None:
-    """Names the process like the debian engine build (``/proc/<pid>/comm``
-    is ``query-engine-de``, 15 bytes) so engine discovery sees what it sees
-    in a real pod. Best effort: without prctl the name stays ``python``."""
+def set_engine_cmdline(argv: list[str]) -> dict:
+    """Makes ``/proc/self/cmdline`` the real engine's: the kernel started
+    this file through its ``#!`` line, so the argument area holds
+    ``<python> <this path> -p <port> …``; prisma-client-py exec'd
+    ``<this path> -p <port> …``, which is what a real engine's cmdline is.
+    The area is rewritten in place with ``argv`` (NUL-separated), the rest
+    zeroed; shrinking the area to fit (``PR_SET_MM_ARG_END``) needs
+    ``CAP_SYS_RESOURCE`` and is tried, so without it the cmdline ends in as
+    many extra NUL bytes as the interpreter path takes. ``comm`` needs
+    nothing: for a ``#!`` script the kernel names the process after the
+    script (``query-engine-de``), as for the real binary.
+
+    Returns what ``/proc/self/cmdline`` and ``comm`` read afterwards."""
+    out: dict = {}
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b") ", 1)[1].split()
+        # after `comm)`: field 3 is index 0; arg_start/arg_end are fields 48/49
+        arg_start, arg_end = int(fields[45]), int(fields[46])
+        want = b"".join(os.fsencode(a) + b"\0" for a in argv)
+        area = arg_end - arg_start
+        if 0 < len(want) <= area:
+            ctypes.memmove(arg_start, want + b"\0" * (area - len(want)), area)
+            libc = ctypes.CDLL(None, use_errno=True)
+            # PR_SET_MM (35), PR_SET_MM_ARG_END (9)
+            trimmed = libc.prctl(35, 9, ctypes.c_ulong(arg_start + len(want)),
+                                 ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+            out["cmdline_trimmed"] = trimmed
+        else:
+            out["cmdline_error"] = f"argument area {area} bytes, argv {len(want)}"
+    except (OSError, ValueError, IndexError, AttributeError) as e:
+        out["cmdline_error"] = type(e).__name__
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            raw = f.read()
+        body = raw.rstrip(b"\0")
+        out["cmdline"] = [a.decode("utf-8", "replace") for a in body.split(b"\0")]
+        out["cmdline_nul_padding"] = len(raw) - len(body) - 1
+        with open("/proc/self/comm") as f:
+            out["comm"] = f.read().strip()
+    except OSError as e:
+        out["cmdline_error"] = type(e).__name__
+    return out
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], argv0: str | None = None) -> int:
+    """``argv``: the arguments after the program name; ``argv0``: the program
+    name prisma-client-py exec'd (the wrapper's path), for the cmdline."""
+    proc_view = set_engine_cmdline([argv0] + argv) if argv0 else {}
     if "--version" in argv or "version" in argv[:1]:
         print(f"query-engine {os.environ.get('SENTINEL_ENGINE_HASH', DEFAULT_HASH)}")
         return 0
@@ -508,10 +572,9 @@ def main(argv: list[str]) -> int:
         record("exit", signal=signum, port=port)
         os._exit(0)
 
-    _set_comm(b"query-engine-de")
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    record("spawn", port=port, argv=argv)
+    record("spawn", port=port, argv=argv, ns_pid=os.getpid(), ppid=_host_ppid(), **proc_view)
 
     mode = os.environ.get("SENTINEL_ENGINE_MODE", "normal")
     url = _datasource_url()

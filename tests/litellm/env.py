@@ -249,18 +249,29 @@ def engine_env(version: str, engine_hash: str) -> dict:
 
 
 def engine_wrapper(version: str) -> Path:
-    """An executable named like the debian engine build (`comm` is
-    ``query-engine-de``) that runs the stand-in in this release's venv."""
-    d = cache_dir() / f"engine-{version}"
-    d.mkdir(exist_ok=True)
+    """An executable named like the debian engine build that runs the
+    stand-in in this release's venv: a ``#!`` script, so the kernel names the
+    process after it (``comm`` ``query-engine-de``, as for the real binary)
+    and the stand-in can make its cmdline the real engine's (see
+    ``engine_standin.set_engine_cmdline``). One per checkout (under its
+    ``target/``): the cache is shared by checkouts, and a wrapper there would
+    point at whichever checkout wrote it last."""
+    d = REPO / "target" / "litellm-e2e" / f"engine-{version}"
+    d.mkdir(parents=True, exist_ok=True)
     w = d / "query-engine-debian-openssl-3.0.x"
     body = (
-        "#!/bin/sh\n"
-        f"exec '{python(version)}' '{HERE / 'engine_standin.py'}' \"$@\"\n"
+        f"#!{python(version)}\n"
+        "# the query-engine stand-in of tests/litellm (engine_standin.py)\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "import engine_standin\n"
+        "sys.exit(engine_standin.main(sys.argv[1:], sys.argv[0]))\n"
     )
     if not w.exists() or w.read_text() != body:
-        w.write_text(body)
-        w.chmod(0o755)
+        tmp = w.with_suffix(".tmp")
+        tmp.write_text(body)
+        tmp.chmod(0o755)
+        tmp.replace(w)
     return w
 
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -304,6 +305,95 @@ class LiveAgent:
             self.log.close()
 
 
+class Sidecar:
+    """The agent in the sidecar role next to the proxy, inside the pod's PID
+    namespace (``pod.py``), configured as ``litellm-sentinel inject`` does
+    (``--role sidecar --proxy-url http://127.0.0.1:<port> --gate startup
+    --gate-state-file …``, POD_NAME/POD_NAMESPACE, no DATABASE_URL), every
+    probe setting at its default. It finds the engines through the pod's
+    procfs (``probe.proc_root``, where ``pod.py`` mounted it: the pod's
+    ``/proc`` as a sidecar with ``shareProcessNamespace`` sees it).
+
+    The harness polls ``/gate`` like a kubelet readinessProbe would, only
+    more often (every ``GATE_POLL`` s), and keeps every answer."""
+
+    GATE_POLL = 0.25
+
+    def __init__(self, binary: Path, out: Path, proxy_port: int, namespace: str, pod: str) -> None:
+        self.binary = binary
+        self.out = out
+        self.port = free_port()
+        self.podroot = Path(tempfile.mkdtemp(prefix="litellm-e2e-pod", dir="/tmp"))
+        self.proc_root = self.podroot / "proc"
+        self.proc_root.mkdir()
+        self.config = out / "sidecar.toml"
+        self.config.write_text(
+            'role = "sidecar"\n'
+            f'listen = "127.0.0.1:{self.port}"\n'
+            f'state_file = "{out}/sidecar-state.json"\n'
+            'gate = "startup"\n'
+            f'gate_state_file = "{out}/sidecar-gate.json"\n'
+            "[probe]\n"
+            f'proxy_url = "http://127.0.0.1:{proxy_port}"\n'
+            f'proc_root = "{self.proc_root}"\n'
+            f'namespace = "{namespace}"\n'
+            f'pod = "{pod}"\n')
+        self.log = out / "sidecar.log"
+        self.polls: list[dict] = []
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """The proxy's command run as the pod's main container."""
+        return [sys.executable, str(Path(__file__).resolve().parent / "pod.py"),
+                "--proc", str(self.proc_root), "--sidecar-bin", str(self.binary),
+                "--sidecar-config", str(self.config), "--sidecar-log", str(self.log),
+                "--"] + argv
+
+    def start_polling(self) -> None:
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        nxt = time.monotonic()
+        while not self.stop.is_set():
+            rec: dict = {"sent_at": now()}
+            try:
+                st, _, body = http("GET", f"http://127.0.0.1:{self.port}/gate", timeout=1.0)
+                rec["status"] = st
+                try:
+                    rec["gate"] = json.loads(body)
+                except ValueError:
+                    rec["body_not_json"] = True
+            except (OSError, urllib.error.URLError) as e:
+                rec["status"] = None
+                rec["error"] = type(e).__name__
+            rec["done_at"] = now()
+            self.polls.append(rec)
+            nxt += self.GATE_POLL
+            self.stop.wait(max(0.0, nxt - time.monotonic()))
+
+    def snapshot(self) -> dict:
+        """``/api/v1/pods`` and ``/metrics`` while the proxy still runs."""
+        snap: dict = {"at": now()}
+        try:
+            st, _, body = http("GET", f"http://127.0.0.1:{self.port}/api/v1/pods", timeout=5)
+            (self.out / "sidecar-api.json").write_bytes(body)
+            snap["api_status"] = st
+            st, _, body = http("GET", f"http://127.0.0.1:{self.port}/metrics", timeout=5)
+            (self.out / "sidecar-metrics.txt").write_bytes(body)
+            snap["metrics_status"] = st
+        except (OSError, urllib.error.URLError) as e:
+            snap["error"] = type(e).__name__
+        return snap
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        shutil.rmtree(self.podroot, ignore_errors=True)
+
+
 @dataclass
 class Scenario:
     name: str
@@ -432,8 +522,10 @@ class Run:
                 st, _, body = http("GET", self.base + "/health/readiness", timeout=1.0)
                 rec["status"] = st
                 try:
-                    rec["db"] = json.loads(body).get("db")
-                except ValueError:
+                    b = json.loads(body)
+                    rec["db"] = b.get("db")
+                    rec["litellm_version"] = b.get("litellm_version")
+                except (ValueError, AttributeError):
                     pass
             except (OSError, urllib.error.URLError) as e:
                 rec["status"] = None
@@ -489,7 +581,7 @@ class Run:
         # Engines bind no earlier than the time in this file: closed (an hour
         # away) until the proxy accepts, then set to accept + the scenario's delay.
         gate = self.out / "engine-bind-after"
-        gate.write_text(str(now() + 3600))
+        _write_atomic(gate, str(now() + 3600))
         env["SENTINEL_ENGINE_BIND_AFTER_FILE"] = str(gate)
         # 1.83.x connects its engine once, during start-up, before it accepts
         # traffic, and gives up on the DB for good when /status does not answer
@@ -497,7 +589,7 @@ class Run:
         # within those 10 s of its spawn (found by running it; see README).
         spawn_delay = ENGINE_SPAWN_DELAY.get(self.version[:4])
         if spawn_delay is not None:
-            gate.write_text("0")
+            _write_atomic(gate, "0")
             env["SENTINEL_ENGINE_DELAY"] = str(spawn_delay)
             truth_engine_delay = spawn_delay
         else:
@@ -506,6 +598,11 @@ class Run:
                 str(self.config()), "--host", "127.0.0.1", "--port", str(self.port)]
         if sc.workers > 1:
             argv += ["--num_workers", str(sc.workers)]
+        sidecar = None
+        sidecar_bin = os.environ.get("SENTINEL_SIDECAR")
+        if sidecar_bin:
+            sidecar = Sidecar(Path(sidecar_bin), self.out, self.port, "e2e", self.pod)
+            argv = sidecar.wrap(argv)
         cap = Capture(self.out, self.cri_path)
         agent = None
         agent_bin = os.environ.get("SENTINEL_LIVE_AGENT")
@@ -518,6 +615,8 @@ class Run:
                                 stdin=subprocess.DEVNULL, cwd=self.out, start_new_session=True)
         cap.attach(proc.stdout, "stdout")
         cap.attach(proc.stderr, "stderr")
+        if sidecar is not None:
+            sidecar.start_polling()
         truth: dict = {"version": self.version, "scenario": sc.name, "workers": sc.workers,
                        "namespace": "e2e", "pod": self.pod,
                        "report_quiet_period": sc.quiet_period,
@@ -540,7 +639,7 @@ class Run:
             if sc.engine_mode == "normal":
                 if spawn_delay is None:
                     bind_at = self.accepted["response_at"] + sc.engine_after_accept
-                    gate.write_text(str(bind_at))
+                    _write_atomic(gate, str(bind_at))
                     truth["engine_bind_allowed_at"] = bind_at
                 try:
                     first = wait_for(lambda: [b for b in self.binds()],
@@ -573,6 +672,8 @@ class Run:
             self.stop_traffic.set()
             for t in threads:
                 t.join(35)
+            if sidecar is not None:
+                truth["sidecar_snapshot"] = sidecar.snapshot()
             served = [r for r in self.requests if r.get("status") == 200]
             if sc.engine_mode == "normal" and first is not None:
                 # spend logs are flushed on an interval: wait for the rows
@@ -586,6 +687,9 @@ class Run:
             pass
         finally:
             self.stop_traffic.set()
+            if sidecar is not None and "sidecar_snapshot" not in truth:
+                # the run ended early (no accept): what the sidecar says then
+                truth["sidecar_snapshot"] = sidecar.snapshot()
             stopped_at = now()
             if proc.poll() is None:
                 # as the kubelet stops a container: SIGTERM to PID 1 only (the
@@ -603,6 +707,8 @@ class Run:
             if proc.poll() is None:
                 proc.wait(10)
             cap.close()
+            if sidecar is not None:
+                sidecar.finish()
             # stray engines of this run (the stand-in detaches from nothing,
             # but a SIGKILLed worker can leave one behind)
             for e in self.engine_events():
@@ -617,6 +723,11 @@ class Run:
         truth["capture_lines"] = cap.lines
         truth["capture_last_line_at"] = cap.last_t
         truth["live_agent"] = str(Path(agent_bin).resolve()) if agent is not None else None
+        truth["sidecar"] = None if sidecar is None else {
+            "binary": str(Path(sidecar_bin).resolve()), "port": sidecar.port,
+            "gate_poll_period": sidecar.GATE_POLL, "gate_polls": sidecar.polls,
+            # the agent's defaults (README: [probe]); the sidecar runs with them
+            "probe_fast_interval": 0.25, "probe_slow_interval": 10.0, "probe_timeout": 2.0}
         if agent is not None:
             try:
                 (self.out / "metrics.txt").write_text(agent.finish(self.cri_path.stat().st_size))
@@ -637,6 +748,11 @@ class Run:
             if e["event"] in ("spawn", "bind", "exit"):
                 d = engines.setdefault(e["pid"], {"pid": e["pid"], "port": e.get("port")})
                 d[f"{e['event']}_at"] = e["t"]
+                if e["event"] == "spawn":
+                    for k in ("ppid", "cmdline", "cmdline_nul_padding", "cmdline_trimmed",
+                              "comm"):
+                        if k in e:
+                            d[k] = e[k]
                 if e["event"] == "exit":
                     d["exit"] = {k: e[k] for k in ("code", "signal", "reason") if k in e}
         if kill:
@@ -732,3 +848,11 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers (the stand-in engines polling the bind gate) see the old or the
+    new content, never the empty file between truncate and write."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -66,6 +66,50 @@ class StandIn(unittest.TestCase):
             del os.environ["SENTINEL_ENGINE_BIND_AFTER_FILE"]
             del os.environ["SENTINEL_ENGINE_DELAY"]
 
+    def test_empty_bind_gate_file_keeps_the_engine_waiting(self):
+        import os
+        import time
+        with tempfile.NamedTemporaryFile("w", suffix=".t", delete=False) as f:
+            pass  # empty: the moment between truncate and write
+        os.environ["SENTINEL_ENGINE_BIND_AFTER_FILE"] = f.name
+        try:
+            self.assertGreater(es._bind_at(), time.time())
+        finally:
+            del os.environ["SENTINEL_ENGINE_BIND_AFTER_FILE"]
+
+    def test_process_looks_like_the_real_engine(self):
+        """Started as prisma-client-py starts the engine (exec of the
+        wrapper path with ``-p <port> --enable-metrics --enable-raw-queries``),
+        the stand-in's cmdline is that argv (the real engine's) and its comm
+        ``query-engine-de``: what the sidecar's /proc discovery reads."""
+        import os
+        import subprocess
+        import time
+        with tempfile.TemporaryDirectory() as d:
+            w = Path(d) / "query-engine-debian-openssl-3.0.x"
+            w.write_text(f"#!{sys.executable}\nimport sys\n"
+                         f"sys.path.insert(0, {str(Path(es.__file__).parent)!r})\n"
+                         "import engine_standin\n"
+                         "sys.exit(engine_standin.main(sys.argv[1:], sys.argv[0]))\n")
+            w.chmod(0o755)
+            events = Path(d) / "events.jsonl"
+            argv = [str(w), "-p", "45999", "--enable-metrics", "--enable-raw-queries"]
+            p = subprocess.Popen(argv, env={**os.environ, "SENTINEL_ENGINE_MODE": "never",
+                                            "SENTINEL_ENGINE_EVENTS": str(events)})
+            try:
+                harness.wait_for(lambda: events.exists() and events.read_text(), 20,
+                                 "the stand-in's spawn record")
+                raw = Path(f"/proc/{p.pid}/cmdline").read_bytes()
+                comm = Path(f"/proc/{p.pid}/comm").read_text().strip()
+            finally:
+                p.kill()
+                p.wait(10)
+            self.assertEqual(raw.rstrip(b"\0").split(b"\0"), [a.encode() for a in argv])
+            self.assertEqual(comm, "query-engine-de")
+            rec = json.loads(events.read_text().splitlines()[0])
+            self.assertEqual(rec["cmdline"], argv)
+            self.assertEqual(rec["pid"], p.pid)
+
 
 class Capture(unittest.TestCase):
     def test_cri_timestamps_trim_trailing_zeros(self):
@@ -108,6 +152,20 @@ class Checks(unittest.TestCase):
         m = check.parse_metrics('# HELP x\nlitellm_sentinel_proxy_starts_total{namespace="e2e",pod="p"} 1\n')
         self.assertEqual(check._pod_value(m, "proxy_starts_total", "p"), 1.0)
         self.assertIsNone(check._pod_value(m, "proxy_starts_total", "q"))
+
+    def test_every_worker_ready_at_needs_an_engine_per_worker(self):
+        engines = [
+            {"pid": 10, "ppid": 1, "spawn_at": 0, "bind_at": 5, "killed_by_harness_at": 8},
+            {"pid": 11, "ppid": 2, "spawn_at": 0, "bind_at": 9},
+            {"pid": 12, "ppid": 1, "spawn_at": 8, "bind_at": 12, "exit_at": 30},
+            {"pid": 13, "ppid": 2, "spawn_at": 0, "exit_at": 3},  # never bound
+        ]
+        two = {"workers": 2, "engines": engines}
+        # worker 1's first engine died before worker 2's bound: ready at 12
+        self.assertEqual(check.every_worker_ready_at(two), 12)
+        self.assertEqual(check.every_worker_ready_at({"workers": 1, "engines": engines}), 5)
+        self.assertEqual(check.every_worker_ready_at({"workers": 1, "engines": engines}, 8), 9)
+        self.assertIsNone(check.every_worker_ready_at({"workers": 3, "engines": engines}))
 
 
 if __name__ == "__main__":

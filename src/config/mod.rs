@@ -1,12 +1,24 @@
-//! Agent configuration: a TOML file, overridden by `LITELLM_SENTINEL_*`
-//! environment variables and then by command-line flags.
+//! Agent configuration in two layers.
 //!
-//! Validation happens here, once, so that the rest of the agent only ever sees
-//! a config that works: unknown keys, bad globs, bad durations and bad rule
-//! packs are errors that name the key and the reason.
+//! The raw layer, [`Config`], is what a person writes: a TOML file,
+//! overridden by `LITELLM_SENTINEL_*` environment variables and then by
+//! command-line flags ([`Overrides`]). It is plain data and checks nothing
+//! beyond its shape (unknown keys, types, duration syntax).
+//!
+//! One conversion, [`Settings::try_from`], turns it into the compiled
+//! [`Settings`] the agent runs on: a socket address, compiled globs, the
+//! rule pack compiled once, and each subsystem's own config type (tail,
+//! timeline, probe, gate, OTLP, web). There is no separate validation pass:
+//! a value the agent cannot use fails the conversion with an error that
+//! names the key and says what to do. `config` depends on the subsystems;
+//! no subsystem depends on `config`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+mod settings;
+mod toml_error;
+
+pub use settings::{compile_rules, Settings, WebSettings};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -48,7 +60,7 @@ impl HumanDuration {
     ///
     /// The message never repeats the input (it may come from a config line
     /// next to a secret); values too large for a `Duration` are errors, not
-    /// panics. Per-key upper bounds are checked by [`Config::validate`].
+    /// panics. Per-key upper bounds are checked when [`Settings`] are built.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let split = s
@@ -81,7 +93,7 @@ impl HumanDuration {
 }
 
 /// Longest duration [`HumanDuration::parse`] accepts at all (one week); each
-/// setting has its own, lower bound in [`Config::validate`].
+/// setting has its own, lower bound (see [`Config::durations`]).
 const MAX_DURATION_SECS: f64 = 7.0 * 86_400.0;
 
 impl std::fmt::Display for HumanDuration {
@@ -208,16 +220,18 @@ pub struct ProbeSettings {
 }
 
 impl Default for ProbeSettings {
+    /// The probe subsystem's own defaults ([`crate::probe::ProbeConfig`]).
     fn default() -> Self {
+        let d = crate::probe::ProbeConfig::default();
         ProbeSettings {
-            engine_url: None,
+            engine_url: d.engine_url,
             discover_engine: None,
-            proc_root: PathBuf::from("/proc"),
-            proxy_url: None,
+            proc_root: d.proc_root,
+            proxy_url: d.proxy_url,
             database_url: None,
-            fast_interval: HumanDuration(Duration::from_millis(250)),
-            slow_interval: HumanDuration(Duration::from_secs(10)),
-            timeout: HumanDuration(Duration::from_secs(2)),
+            fast_interval: HumanDuration(d.fast_interval),
+            slow_interval: HumanDuration(d.slow_interval),
+            timeout: HumanDuration(d.timeout),
             namespace: None,
             pod: None,
         }
@@ -225,7 +239,10 @@ impl Default for ProbeSettings {
 }
 
 impl Default for Config {
+    /// Each subsystem's own default where it has one (the timeline's quiet
+    /// period, pod cap and TTL; the gate's and OTLP's intervals): one place per default.
     fn default() -> Self {
+        let timeline = crate::timeline::TimelineConfig::default();
         Config {
             role: Role::Node,
             globs: vec![DEFAULT_GLOB.to_string()],
@@ -233,14 +250,12 @@ impl Default for Config {
             read_from: ReadFrom::End,
             listen: "0.0.0.0:9464".to_string(),
             max_line_bytes: 256 * 1024,
-            quiet_period: HumanDuration(Duration::from_secs(
-                crate::timeline::DEFAULT_QUIET_PERIOD_SECS as u64,
-            )),
+            quiet_period: HumanDuration(Duration::from_secs_f64(timeline.quiet_period_secs)),
             checkpoint_interval: HumanDuration(Duration::from_secs(5)),
             poll_interval: HumanDuration(Duration::from_secs(30)),
             force_polling: false,
-            pod_ttl: HumanDuration(Duration::from_secs(900)),
-            max_pods: 2000,
+            pod_ttl: HumanDuration(Duration::from_secs_f64(timeline.pod_ttl_secs)),
+            max_pods: timeline.max_pods,
             rules: None,
             litellm_version: None,
             log_format: LogFormat::Text,
@@ -256,15 +271,25 @@ impl Default for Config {
 }
 
 /// Why a configuration was rejected. Each message names the key and what to do.
+///
+/// A cause is either part of the message or returned by `source()`, never
+/// both: the binary prints the chain, so a cause in both would print twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("`rules`: cannot read the rule pack {path} (check --rules / rules)")]
+    RulesRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("`{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -479,18 +504,19 @@ impl Config {
 }
 
 impl Config {
-    /// Reads the file (if any), applies overrides, validates.
-    pub fn load(file: Option<&Path>, o: &Overrides) -> Result<Config, ConfigError> {
+    /// The raw layer: reads the file (if any) and applies the overrides.
+    /// Nothing is checked beyond the file's shape; [`Settings::load`] also
+    /// converts.
+    pub fn read(file: Option<&Path>, o: &Overrides) -> Result<Config, ConfigError> {
         let mut cfg = match file {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
         cfg.apply(o);
-        cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Parses a TOML file (no overrides, no validation).
+    /// Parses a TOML file (no overrides, no checks beyond its shape).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -508,7 +534,7 @@ impl Config {
     /// line or the value: a syntax error on the `database_url` line must not
     /// print the password to stderr or into a reload's ERROR log.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
+        toml::from_str(text).map_err(|e| toml_error::describe_toml_error(text, &e))
     }
 
     fn apply(&mut self, o: &Overrides) {
@@ -568,123 +594,9 @@ impl Config {
         }
     }
 
-    /// Checks every setting; the error names the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: String| ConfigError::Invalid { key, reason };
-        if self.role == Role::Node && self.globs.is_empty() {
-            return Err(invalid(
-                "globs",
-                "the node role needs at least one glob of log files to tail".into(),
-            ));
-        }
-        if let Some(v) = &self.litellm_version {
-            if crate::classify::VersionFamily::parse(v).is_none() {
-                return Err(invalid(
-                    "litellm_version",
-                    format!("`{v}` is not a LiteLLM version like \"1.83.14\" or \"1.110\""),
-                ));
-            }
-        }
-        for g in &self.globs {
-            glob::Pattern::new(g)
-                .map_err(|e| invalid("globs", format!("`{g}` is not a valid glob: {e}")))?;
-            if !g.starts_with('/') {
-                return Err(invalid("globs", format!("`{g}` must be an absolute path")));
-            }
-        }
-        if self.role == Role::Node {
-            for own in own_log_files() {
-                if let Some(g) = self.globs.iter().find(|g| glob_matches(g, &own)) {
-                    return Err(invalid(
-                        "globs",
-                        format!(
-                            "`{g}` matches the agent's own log output {} (stdout/stderr): the agent would read its own lines, and at debug level every line read logs more; write the agent's log elsewhere or narrow the glob",
-                            own.path.display()
-                        ),
-                    ));
-                }
-            }
-        }
-        self.listen.parse::<SocketAddr>().map_err(|e| {
-            invalid(
-                "listen",
-                format!(
-                    "`{}` is not host:port ({e}); e.g. 0.0.0.0:9464",
-                    self.listen
-                ),
-            )
-        })?;
-        check_size("max_line_bytes", self.max_line_bytes, MAX_LINE_BYTES)?;
-        check_size("max_pods", self.max_pods, MAX_PODS)?;
-        for (key, d, bounds) in self.durations() {
-            bounds.check(key, d.0)?;
-        }
-        for (key, url) in [
-            ("probe.engine_url", &self.probe.engine_url),
-            ("probe.proxy_url", &self.probe.proxy_url),
-            ("otlp_endpoint", &self.otlp_endpoint),
-        ] {
-            if url.as_deref().is_some_and(has_userinfo) {
-                return Err(invalid(
-                    key,
-                    "must not carry credentials (`user:password@`): HTTP clients log the authority at trace level and send it in clear; for OTLP put them in OTEL_EXPORTER_OTLP_HEADERS (e.g. Authorization=Basic%20…)".into(),
-                ));
-            }
-        }
-        for (key, url) in [
-            ("probe.engine_url", &self.probe.engine_url),
-            ("probe.proxy_url", &self.probe.proxy_url),
-        ] {
-            if let Some(u) = url {
-                if !u.starts_with("http://") {
-                    return Err(invalid(
-                        key,
-                        format!(
-                            "`{}` must be an http:// URL (probes are plain HTTP on localhost)",
-                            crate::redact::redact(u)
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some(db) = &self.probe.database_url {
-            if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-                return Err(invalid(
-                    "probe.database_url",
-                    "must be a postgres:// or postgresql:// URL".into(),
-                ));
-            }
-        }
-        if let Some(u) = &self.otlp_endpoint {
-            // Same checks as the pusher's (plain http only: the agent has no TLS).
-            crate::otlp::OtlpConfig::from_lookup(Some(u.clone()), self.otlp_interval.0, |_| None)
-                .map_err(|e| invalid("otlp_endpoint", e.to_string()))?;
-        }
-        if let Some(web) = &self.web_config_file {
-            // Reads the certificate and key too: a bad file fails at start, not at the first scrape.
-            #[cfg(feature = "tls")]
-            crate::webconfig::WebConfig::load(web)
-                .map_err(|e| invalid("web_config_file", e.to_string()))?;
-            #[cfg(not(feature = "tls"))]
-            return Err(invalid(
-                "web_config_file",
-                format!(
-                    "{} is set, but this build has no TLS/basic-auth support (rebuild with the `tls` cargo feature)",
-                    web.display()
-                ),
-            ));
-        }
-        if let Some(rules) = &self.rules {
-            let text = std::fs::read_to_string(rules)
-                .map_err(|e| invalid("rules", format!("cannot read {}: {e}", rules.display())))?;
-            crate::classify::RulePack::with_user_pack(&text, &rules.display().to_string())
-                .map_err(|e| invalid("rules", e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// The effective config as TOML with every URL passed through
-    /// [`crate::redact::redact`] (for logs and `check-config`).
+    /// This raw config as TOML with every URL passed through
+    /// [`crate::redact::redact`] ([`Settings::to_redacted_toml`] renders the
+    /// effective one from it).
     pub fn to_redacted_toml(&self) -> String {
         use crate::redact::redact;
         let mut c = self.clone();
@@ -696,179 +608,19 @@ impl Config {
     }
 }
 
-/// A regular file the agent's stdout or stderr writes to.
-#[derive(Debug)]
-struct OwnLog {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-/// The files behind fd 1 and 2 (when they are regular files, i.e. the agent
-/// logs to a file rather than a pipe or terminal).
-fn own_log_files() -> Vec<OwnLog> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out: Vec<OwnLog> = Vec::new();
-    for fd in [1, 2] {
-        let link = PathBuf::from(format!("/proc/self/fd/{fd}"));
-        let (Ok(path), Ok(meta)) = (std::fs::read_link(&link), std::fs::metadata(&link)) else {
-            continue;
-        };
-        if meta.is_file()
-            && !out
-                .iter()
-                .any(|o| o.dev == meta.dev() && o.ino == meta.ino())
-        {
-            out.push(OwnLog {
-                path,
-                dev: meta.dev(),
-                ino: meta.ino(),
-            });
-        }
-    }
-    out
-}
-
-/// Whether the tailer would pick `own` up through glob `g`: by its path, or
-/// (through symlinks or bind mounts) as the same file among the glob's matches.
-fn glob_matches(g: &str, own: &OwnLog) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let opts = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
-    if glob::Pattern::new(g).is_ok_and(|p| p.matches_path_with(&own.path, opts)) {
-        return true;
-    }
-    let Ok(paths) = glob::glob(g) else {
-        return false;
-    };
-    // Bounded: a glob over a huge tree is checked for its first matches only.
-    paths
-        .take(100_000)
-        .flatten()
-        .any(|p| std::fs::metadata(&p).is_ok_and(|m| m.dev() == own.dev && m.ino() == own.ino))
-}
-
-/// Whether an http URL has a `user[:password]@` part (an `@` before the
-/// query, which is where an unencoded one in a password would sit too).
-fn has_userinfo(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split(['?', '#']).next().unwrap_or("").contains('@')
-}
-
-/// A TOML error as `line L, column C, key `k`: message`, without the source
-/// snippet the toml crate prints and with quoted values in the message
-/// replaced by `…`.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let mut out = String::new();
-    if let Some(span) = e.span() {
-        let start = span.start.min(text.len());
-        let before = text.get(..start).unwrap_or("");
-        let line_no = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        out.push_str(&format!("line {line_no}, column {col}"));
-        if let Some(key) = key_at(text, line_start) {
-            out.push_str(&format!(", key `{key}`"));
-        }
-        out.push_str(": ");
-    }
-    out.push_str(&scrub_values(e.message().trim()));
-    out.replace('\n', " ")
-}
-
-/// The dotted key of the `key = value` line starting at `line_start`
-/// (prefixed with the last `[table]` above it), if it is a plain bare key.
-fn key_at(text: &str, line_start: usize) -> Option<String> {
-    let bare = |k: &str| {
-        !k.is_empty()
-            && k.len() <= 64
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    };
-    let line = text[line_start..].lines().next().unwrap_or("").trim();
-    let key = match line.strip_prefix('[') {
-        Some(header) => {
-            let name = header.trim_start_matches('[').split(']').next()?.trim();
-            return bare(name).then(|| name.to_string());
-        }
-        None => line.split_once('=')?.0.trim(),
-    };
-    if !bare(key) {
-        return None;
-    }
-    let table = text[..line_start].lines().rev().find_map(|l| {
-        let l = l.trim();
-        l.strip_prefix('[')
-            .and_then(|h| h.trim_start_matches('[').split(']').next())
-            .map(str::trim)
-    });
-    Some(match table {
-        Some(t) if bare(t) => format!("{t}.{key}"),
-        _ => key.to_string(),
-    })
-}
-
-/// Replaces what serde and toml quote from the input (`string "…"`,
-/// `` integer `5` ``, `` unknown variant `x` ``) with `…`; names of keys
-/// (`` unknown field `globz` ``, the expected list) are kept.
-fn scrub_values(msg: &str) -> String {
-    const VALUE_PREFIXES: [&str; 6] = [
-        "integer ",
-        "floating point ",
-        "boolean ",
-        "character ",
-        "variant ",
-        "invalid value: ",
-    ];
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find(['"', '\'', '`']) {
-        let quote = rest[i..].chars().next().unwrap_or('"');
-        let (head, tail) = rest.split_at(i);
-        out.push_str(head);
-        let body = &tail[1..];
-        let end = if quote == '"' {
-            // Skip escaped quotes inside a Rust-debug-quoted string.
-            let mut esc = false;
-            body.char_indices()
-                .find(|&(_, c)| {
-                    let hit = c == '"' && !esc;
-                    esc = c == '\\' && !esc;
-                    hit
-                })
-                .map(|(j, _)| j)
-        } else {
-            body.find(quote)
-        };
-        let Some(end) = end else {
-            // An unterminated quote: drop the rest.
-            out.push('…');
-            return out;
-        };
-        let value_like = quote != '`' || VALUE_PREFIXES.iter().any(|p| head.ends_with(p));
-        if value_like {
-            out.push(quote);
-            out.push('…');
-            out.push(quote);
-        } else {
-            out.push_str(&tail[..end + 2]);
-        }
-        rest = &body[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn defaults_validate() {
-        Config::default().validate().unwrap();
+    fn defaults_convert() {
+        let s = Settings::try_from(Config::default()).unwrap();
+        assert_eq!(s.listen.port(), 9464);
+        assert!(s.tailing && !s.rules.is_empty() && s.otlp.is_none() && s.web.is_none());
+        assert_eq!(
+            s.timeline.quiet_period_secs,
+            crate::timeline::DEFAULT_QUIET_PERIOD_SECS
+        );
     }
 
     #[test]
@@ -902,7 +654,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let bad = |c: Config, key: &str| {
-            let e = c.validate().unwrap_err().to_string();
+            let e = Settings::try_from(c).unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
         };
         bad(
@@ -976,8 +728,11 @@ mod tests {
 
     /// Parses and validates; an error must name the key and never the value.
     fn load_text(text: &str, key: &str, marker: &str) -> Result<Config, String> {
-        let r = Config::from_toml(text)
-            .and_then(|c| c.validate().map(|()| c.clone()).map_err(|e| e.to_string()));
+        let r = Config::from_toml(text).and_then(|c| {
+            Settings::try_from(c.clone())
+                .map(|_| c)
+                .map_err(|e| e.to_string())
+        });
         if let Err(e) = &r {
             assert!(
                 e.contains(key),
@@ -1157,11 +912,216 @@ mod tests {
                     let e = e.to_string();
                     proptest::prop_assert!(e.contains(flag), "{e}");
                 }
-                Ok(cli) => match Config::load(None, &cli.o) {
-                    Ok(c) => durations_are_usable(&c),
+                Ok(cli) => match Settings::load(None, &cli.o) {
+                    Ok(s) => durations_are_usable(s.raw()),
                     Err(e) => proptest::prop_assert!(e.to_string().contains(key), "{e}"),
                 },
             }
         }
+    }
+    fn convert(c: Config) -> Result<Settings, ConfigError> {
+        Settings::with_env(c, &|_| None)
+    }
+
+    /// Moved from `otlp.rs` (the OTLP module no longer knows the config):
+    /// the conversion builds the pusher's own config from the two keys.
+    #[test]
+    fn otlp_keys_convert_through_the_pushers_parser() {
+        let c = Config::from_toml(
+            "otlp_endpoint = \"http://otel-collector:4318\"\notlp_interval = \"15s\"\n",
+        )
+        .unwrap();
+        let o = convert(c).unwrap().otlp.unwrap();
+        assert_eq!(o.endpoint, "http://otel-collector:4318/v1/metrics");
+        assert_eq!(o.interval, Duration::from_secs(15));
+        let https = Config {
+            otlp_endpoint: Some("https://otlp.example.com".into()),
+            ..Config::default()
+        };
+        convert(https).unwrap();
+        let bad = Config {
+            otlp_endpoint: Some("ftp://otel-collector:4318".into()),
+            ..Config::default()
+        };
+        let msg = convert(bad).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("`otlp_endpoint`") && msg.contains("http://"),
+            "{msg}"
+        );
+        let zero = Config {
+            otlp_interval: HumanDuration(Duration::ZERO),
+            ..Config::default()
+        };
+        assert!(convert(zero)
+            .unwrap_err()
+            .to_string()
+            .contains("otlp_interval"));
+        // OTEL_METRIC_EXPORT_INTERVAL wins over the file, and the effective config says so.
+        let c = Config {
+            otlp_endpoint: Some("http://otel:4318".into()),
+            ..Config::default()
+        };
+        let s = Settings::with_env(c, &|k| {
+            (k == "OTEL_METRIC_EXPORT_INTERVAL").then(|| "7000".to_string())
+        })
+        .unwrap();
+        assert!(s.to_redacted_toml().contains("otlp_interval = \"7s\""));
+    }
+
+    /// Moved from `gate.rs` (the gate no longer knows the config).
+    #[test]
+    fn gate_keys() {
+        use crate::gate::{GateMode, DEFAULT_DOWN_AFTER};
+        let c = Config::from_toml("gate = \"follow\"\ngate_down_after = \"45s\"\n").unwrap();
+        assert_eq!(c.gate, GateMode::Follow);
+        assert_eq!(c.gate_down_after.0, Duration::from_secs(45));
+        let s = convert(c).unwrap();
+        assert_eq!(
+            (s.gate.mode, s.gate.down_after),
+            (GateMode::Follow, Duration::from_secs(45))
+        );
+        let d = Config::default();
+        assert_eq!(
+            (d.gate, d.gate_down_after.0),
+            (GateMode::Startup, DEFAULT_DOWN_AFTER)
+        );
+        let e = Config::from_toml("gate = \"sometimes\"\n").unwrap_err();
+        assert!(e.contains("gate"), "{e}");
+        let zero = Config {
+            gate_down_after: HumanDuration(Duration::ZERO),
+            ..Config::default()
+        };
+        assert!(convert(zero)
+            .unwrap_err()
+            .to_string()
+            .contains("gate_down_after"));
+        assert!(convert(d)
+            .unwrap()
+            .to_redacted_toml()
+            .contains("gate = \"startup\""));
+    }
+
+    /// Each subsystem's default is the one the raw layer starts from.
+    #[test]
+    fn defaults_come_from_their_subsystems() {
+        let s = convert(Config::default()).unwrap();
+        let t = crate::timeline::TimelineConfig::default();
+        assert_eq!(
+            (
+                s.timeline.quiet_period_secs,
+                s.timeline.max_pods,
+                s.timeline.pod_ttl_secs
+            ),
+            (t.quiet_period_secs, t.max_pods, t.pod_ttl_secs)
+        );
+        let p = crate::probe::ProbeConfig::default();
+        assert_eq!(
+            (
+                s.probe.fast_interval,
+                s.probe.slow_interval,
+                s.probe.timeout
+            ),
+            (p.fast_interval, p.slow_interval, p.timeout)
+        );
+    }
+
+    /// The effective config names what was compiled and round-trips: what
+    /// `check-config` prints converts to the same settings.
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config {
+            role: Role::Sidecar,
+            listen: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
+        let s = convert(c).unwrap();
+        let text = s.to_redacted_toml();
+        assert!(text.starts_with("# effective configuration"), "{text}");
+        assert!(
+            text.contains("compiled (built-in)") && text.contains("probes: engine"),
+            "{text}"
+        );
+        assert!(text.contains("discover_engine = true"), "{text}");
+        let again = convert(Config::from_toml(&text).unwrap()).unwrap();
+        assert_eq!(again.to_redacted_toml(), text);
+    }
+
+    #[test]
+    fn bad_globs_name_the_key_and_the_glob() {
+        for (g, needle) in [
+            ("/var/log/[", "not a valid glob"),
+            ("relative/*.log", "absolute"),
+            ("/var/log/**", "file name"),
+            ("/var/log/pods/", "file name"),
+        ] {
+            let c = Config {
+                globs: vec![g.into()],
+                ..Config::default()
+            };
+            let e = convert(c).unwrap_err().to_string();
+            assert!(
+                e.starts_with("`globs`") && e.contains(g) && e.contains(needle),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_urls_are_checked_by_the_probe_and_redacted() {
+        let mut c = Config::default();
+        c.probe.proxy_url = Some("ftp://127.0.0.1:4000/?token=Hunter2Ftp".into());
+        let e = convert(c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("`probe.proxy_url`") && e.contains("http://"),
+            "{e}"
+        );
+        assert!(!e.contains("Hunter2Ftp"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_rule_pack_names_the_key_and_keeps_its_cause_apart() {
+        let c = Config {
+            rules: Some("/nonexistent/rules.toml".into()),
+            ..Config::default()
+        };
+        let e = convert(c).unwrap_err();
+        let top = e.to_string();
+        let cause = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert!(
+            top.contains("`rules`") && top.contains("/nonexistent/rules.toml"),
+            "{top}"
+        );
+        assert!(
+            !cause.is_empty() && !top.contains(&cause),
+            "{top} / {cause}"
+        );
+    }
+    /// The web config is read once by the conversion and summarised (no user names, no hashes).
+    #[cfg(feature = "tls")]
+    #[test]
+    fn the_web_config_is_read_by_the_conversion() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.yml");
+        std::fs::write(&web, "").unwrap();
+        let c = Config {
+            web_config_file: Some(web.clone()),
+            ..Config::default()
+        };
+        let s = convert(c.clone()).unwrap();
+        assert!(s.web.as_ref().is_some_and(|w| w.config.tls.is_none()));
+        assert!(
+            s.to_redacted_toml()
+                .contains(": plain HTTP, 0 basic-auth user(s), 0 extra header(s)"),
+            "{s:?}"
+        );
+        std::fs::remove_file(&web).unwrap();
+        let e = convert(c).unwrap_err().to_string();
+        assert!(
+            e.starts_with("`web_config_file`") && e.contains("web.yml"),
+            "{e}"
+        );
+        assert_eq!(e.matches("os error 2").count(), 1, "{e}");
     }
 }
