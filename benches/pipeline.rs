@@ -16,6 +16,8 @@
 //! `P`/`F` records). `BENCH_CORPUS_MB` sets its size (default 16).
 //! bench/compare.sh compares the release binary with mtail and ripgrep.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};

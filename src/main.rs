@@ -154,18 +154,19 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+/// Waits for SIGTERM (the kubelet) or SIGINT (a terminal).
+async fn wait_for_signal(mut term: tokio::signal::unix::Signal) {
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        r = tokio::signal::ctrl_c() => match r {
+            Ok(()) => tracing::info!("SIGINT: shutting down"),
+            Err(e) => {
+                // SIGTERM still works; wait for it alone.
+                tracing::warn!(error = %e, "cannot listen for SIGINT; only SIGTERM stops the agent");
+                term.recv().await;
+                tracing::info!("SIGTERM: shutting down");
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        },
     }
 }
 
@@ -180,11 +181,15 @@ async fn run(config: Option<PathBuf>, overrides: Overrides) -> Result<()> {
         .chain(settings.rules_file.iter())
         .cloned()
         .collect();
+    // Installed before the agent starts: a SIGTERM during start-up (a pod
+    // deleted while restoring its checkpoint) shuts down cleanly, not by
+    // the signal's default action.
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let agent = Agent::start(settings, Vec::new()).await?;
     let (_watcher, mut changed) = watch_files(&watched);
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot install the SIGHUP handler")?;
-    let stop = wait_for_signal();
+    let stop = wait_for_signal(term);
     tokio::pin!(stop);
     loop {
         let why = tokio::select! {

@@ -4,6 +4,10 @@
 //!
 //! Run one area with `cargo test --test it <area>::`, e.g. `tail_live::`.
 
+// Test code may unwrap; the few `unsafe` blocks (a counting allocator,
+// setrlimit, geteuid) say why where they are.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod alloc;
