@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::gate::SharedGates;
 use crate::metrics::Metrics;
+use crate::model::PodRef;
 use crate::time::Timestamp;
 use crate::timeline::SharedTracker;
 
@@ -504,21 +505,108 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     socket.listen(LISTEN_BACKLOG).map_err(explain)
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
-    match s.metrics.render() {
-        Ok(body) => (
-            [(
+/// `/metrics`: the text exposition, gzip-compressed when the scraper accepts
+/// it (Prometheus does); the pod families come from the render cache.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let gzip = accepts_gzip(&headers);
+    let body = if gzip {
+        s.metrics.gzip_page().and_then(|page| page.gzip())
+    } else {
+        s.metrics.page().and_then(|page| page.text_chunks())
+    }
+    .map(Chunks::new);
+    match body {
+        Ok(body) => {
+            let mut r = Response::new(axum::body::Body::new(body));
+            let h = r.headers_mut();
+            h.insert(
                 header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            h.insert(
+                header::VARY,
+                header::HeaderValue::from_static("Accept-Encoding"),
+            );
+            if gzip {
+                h.insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
+            }
+            r
+        }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot render metrics: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` or
+/// `x-gzip` with a non-zero weight, or `*` unless gzip is refused by name.
+pub fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    let mut star = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+                })
+                .next_back()
+                .map_or(1.0, |v| v.parse::<f32>().unwrap_or(0.0));
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                return q > 0.0;
+            }
+            if coding == "*" {
+                star = q > 0.0;
+            }
+        }
+    }
+    star
+}
+
+/// A response body of a few byte chunks sent in order with an exact length
+/// (the cached pod part is sent without copying it).
+struct Chunks {
+    chunks: std::collections::VecDeque<axum::body::Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    fn new(chunks: Vec<axum::body::Bytes>) -> Chunks {
+        let chunks: std::collections::VecDeque<_> =
+            chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks { chunks, remaining }
+    }
+}
+
+impl axum::body::HttpBody for Chunks {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(c) = &next {
+            self.remaining -= c.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -577,15 +665,184 @@ async fn gate(State(s): State<AppState>) -> Response {
 /// The API's view of the timeline lives beside it; these paths stay for its users.
 pub use crate::timeline::view::{pod_views, PodView, StartView};
 
-#[derive(Serialize)]
-struct PodsAnswer {
-    pods: Vec<PodView>,
+/// Page size of `/api/v1/pods` when the request gives no `limit`.
+pub const DEFAULT_PAGE_SIZE: usize = 500;
+/// Largest `limit` of `/api/v1/pods`: a page stays a few MB at most.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Which pod names a `pod=` filter selects.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodMatch {
+    /// `pod=litellm-7d9f-x2k4q`: that pod.
+    Exact(String),
+    /// `pod=litellm-7d9f*`: every pod whose name starts with it.
+    Prefix(String),
 }
 
-async fn pods(State(s): State<AppState>) -> Json<impl Serialize> {
-    let mut pods = pod_views(&s.tracker);
-    crate::timeline::view::annotate(&mut pods, &s.gates);
-    Json(PodsAnswer { pods })
+/// The parameters of `/api/v1/pods`:
+/// `namespace=` (exact), `pod=` (exact, or a prefix ending in `*`),
+/// `limit=` (1..=[`MAX_PAGE_SIZE`], default [`DEFAULT_PAGE_SIZE`]) and
+/// `continue=` (the token of the previous page). Pages are keyset pages in
+/// (namespace, pod) order: a pod added or removed between two requests
+/// neither shifts nor repeats the others.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodsQuery {
+    pub namespace: Option<String>,
+    pub pod: Option<PodMatch>,
+    pub limit: usize,
+    /// The last pod of the previous page.
+    pub after: Option<PodRef>,
+}
+
+impl Default for PodsQuery {
+    fn default() -> Self {
+        PodsQuery {
+            namespace: None,
+            pod: None,
+            limit: DEFAULT_PAGE_SIZE,
+            after: None,
+        }
+    }
+}
+
+impl PodsQuery {
+    /// Parses the query pairs; the error says which parameter is wrong and why.
+    pub fn parse(pairs: &[(String, String)]) -> Result<PodsQuery, String> {
+        let mut q = PodsQuery::default();
+        let mut seen = std::collections::HashSet::new();
+        for (k, v) in pairs {
+            if !seen.insert(k.as_str()) {
+                return Err(format!("parameter `{k}` is given more than once"));
+            }
+            match k.as_str() {
+                "namespace" => q.namespace = Some(v.clone()),
+                "pod" => {
+                    q.pod = Some(match v.strip_suffix('*') {
+                        Some(prefix) if !prefix.contains('*') => PodMatch::Prefix(prefix.into()),
+                        None if !v.is_empty() => PodMatch::Exact(v.clone()),
+                        _ => {
+                            return Err(
+                                "`pod` must be a pod name or a name prefix ending in `*`".into()
+                            )
+                        }
+                    })
+                }
+                "limit" => {
+                    q.limit = v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                        .ok_or_else(|| {
+                            format!("`limit` must be an integer from 1 to {MAX_PAGE_SIZE}")
+                        })?
+                }
+                "continue" => {
+                    q.after = Some(decode_token(v).ok_or(
+                        "`continue` is not a token this API returned (copy it from the previous page's `continue`)",
+                    )?)
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter `{other}` (known: namespace, pod, limit, continue)"
+                    ))
+                }
+            }
+        }
+        Ok(q)
+    }
+
+    fn selects(&self, pod: &PodRef) -> bool {
+        self.namespace.as_ref().is_none_or(|n| *n == pod.namespace)
+            && match &self.pod {
+                None => true,
+                Some(PodMatch::Exact(n)) => *n == pod.pod,
+                Some(PodMatch::Prefix(p)) => pod.pod.starts_with(p.as_str()),
+            }
+    }
+}
+
+/// The opaque `continue` token: the page's last pod, hex-encoded.
+fn encode_token(pod: &PodRef) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(2 + 2 * (pod.namespace.len() + pod.pod.len() + 1));
+    s.push_str("p1");
+    for b in pod.namespace.bytes().chain([b'/']).chain(pod.pod.bytes()) {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn decode_token(token: &str) -> Option<PodRef> {
+    let hex = token.strip_prefix("p1")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    // A namespace never contains `/`: the first one separates.
+    let (ns, pod) = text.split_once('/')?;
+    Some(PodRef::new(ns, pod))
+}
+
+/// One page of the tracked pods that `q` selects, in (namespace, pod) order.
+pub fn pod_page(tracker: &SharedTracker, q: &PodsQuery) -> PodsAnswer {
+    let t = tracker.lock();
+    let mut keys: Vec<&PodRef> = t.pods().map(|(k, _)| k).filter(|k| q.selects(k)).collect();
+    keys.sort_unstable();
+    let total = keys.len();
+    let from = q
+        .after
+        .as_ref()
+        .map_or(0, |a| keys.partition_point(|k| *k <= a));
+    let page = &keys[from..(from + q.limit).min(total)];
+    let more = from + page.len() < total;
+    PodsAnswer {
+        pods: page
+            .iter()
+            .filter_map(|k| t.pod(k).map(|p| PodView::new(k, p)))
+            .collect(),
+        total,
+        continue_token: page.last().filter(|_| more).map(|k| encode_token(k)),
+    }
+}
+
+/// The `/api/v1/pods` answer.
+#[derive(Default, Serialize)]
+pub struct PodsAnswer {
+    pub pods: Vec<PodView>,
+    /// Pods the filter selects, on every page together.
+    pub total: usize,
+    /// Present when more pods follow: pass it as `continue=` for the next page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+}
+
+async fn pods(
+    State(s): State<AppState>,
+    query: Result<
+        axum::extract::Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let parsed = match query {
+        Ok(axum::extract::Query(pairs)) => PodsQuery::parse(&pairs),
+        Err(e) => Err(format!("cannot read the query string: {}", e.body_text())),
+    };
+    match parsed {
+        Ok(q) => {
+            let mut answer = pod_page(&s.tracker, &q);
+            crate::timeline::view::annotate(&mut answer.pods, &s.gates);
+            Json(answer).into_response()
+        }
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": error })),
+        )
+            .into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -639,6 +896,242 @@ mod tests {
         assert_eq!(adm.len(), 4);
         assert!(adm.state.lock().unwrap().order.len() <= 2 * 4 + 16 + 1);
         drop(held);
+    }
+
+    fn state(pods: usize) -> AppState {
+        use crate::model::{Event, EventKind};
+        let tracker = SharedTracker::new(crate::timeline::Tracker::new(Default::default()));
+        {
+            let mut t = tracker.lock();
+            for n in 0..pods {
+                let pod = PodRef::new(format!("ns-{}", n % 3), format!("litellm-{n:04}"));
+                t.apply_event(
+                    &pod,
+                    &Event {
+                        ts: Some(Timestamp(1_700_000_000_000_000_000)),
+                        kind: EventKind::BudgetCacheMiss,
+                        rule: None,
+                    },
+                    Timestamp(1_700_000_000_000_000_000),
+                );
+            }
+        }
+        AppState {
+            metrics: Arc::new(Metrics::new(tracker.clone()).unwrap()),
+            tracker,
+            gates: Default::default(),
+            watching: Arc::new(AtomicBool::new(true)),
+            state_file: None,
+        }
+    }
+
+    async fn get(
+        state: &AppState,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        use http_body_util::BodyExt as _;
+        use hyper::service::Service as _;
+        let svc = hyper_util::service::TowerToHyperService::new(router(state.clone()));
+        let mut req = axum::http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = svc
+            .call(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
+            assert_eq!(len.to_str().unwrap(), bytes.len().to_string());
+        }
+        (parts.status, parts.headers, bytes)
+    }
+
+    #[test]
+    fn accept_encoding_is_read_as_rfc_9110_says() {
+        let h = |v: &str| {
+            let mut m = axum::http::HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+            accepts_gzip(&m)
+        };
+        assert!(h("gzip"));
+        assert!(h("identity, GZIP;q=0.5"));
+        assert!(h("br;q=1.0, x-gzip"));
+        assert!(h("*"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("*, gzip;q=0"));
+        assert!(!h("identity"));
+        assert!(!h("br, deflate"));
+        assert!(!accepts_gzip(&axum::http::HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_only_when_accepted_and_decode_to_the_same_page() {
+        use std::io::Read as _;
+        let s = state(300);
+        let (status, plain_h, plain) = get(&s, "/metrics", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(plain_h.get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(plain_h[header::VARY], "Accept-Encoding");
+        assert_eq!(
+            plain_h[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = String::from_utf8(plain.clone()).unwrap();
+        assert!(text.contains("litellm_sentinel_pods_tracked 300\n"));
+        assert!(text.contains("litellm_sentinel_build_info{"));
+
+        let (status, gz_h, gz) =
+            get(&s, "/metrics", &[("accept-encoding", "gzip, deflate, br")]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(gz_h[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(gz_h[header::VARY], "Accept-Encoding");
+        let mut d = flate2::read::GzDecoder::new(&gz[..]);
+        let mut decoded = Vec::new();
+        d.read_to_end(&mut decoded).unwrap();
+        assert_eq!(decoded, plain, "gzip decodes to the plain page");
+        assert!(
+            gz.len() * 5 < plain.len(),
+            "{} vs {}",
+            gz.len(),
+            plain.len()
+        );
+
+        let (_, refused_h, refused) = get(&s, "/metrics", &[("accept-encoding", "gzip;q=0")]).await;
+        assert!(refused_h.get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(refused, plain);
+    }
+
+    #[tokio::test]
+    async fn a_real_connection_gets_the_gzip_page_with_its_exact_length() {
+        use std::io::Read as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let s = state(50);
+        let want = s.metrics.render().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, s, async {
+            let _ = stop_rx.await;
+        }));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let body = &raw[split + 4..];
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\ncontent-encoding: gzip"), "{head}");
+        assert!(head.contains("\r\nvary: accept-encoding"), "{head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{head}"
+        );
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, want);
+        stop_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn pods_are_filtered_and_paged_without_gaps_or_repeats() {
+        let s = state(25);
+        let page = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap();
+        // Default: every pod on one page, no token.
+        let (status, _, body) = get(&s, "/api/v1/pods", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let all = page(&body);
+        assert_eq!(all["pods"].as_array().unwrap().len(), 25);
+        assert_eq!(all["total"], 25);
+        assert!(all.get("continue").is_none());
+
+        // Pages of 4 in namespace ns-1 (pods 1, 4, 7, …, 22: 8 pods).
+        let mut seen = Vec::new();
+        let mut uri = "/api/v1/pods?namespace=ns-1&limit=4".to_string();
+        loop {
+            let (status, _, body) = get(&s, &uri, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+            let p = page(&body);
+            assert_eq!(p["total"], 8);
+            let pods = p["pods"].as_array().unwrap();
+            assert!(pods.len() <= 4);
+            seen.extend(pods.iter().map(|v| {
+                assert_eq!(v["namespace"], "ns-1");
+                v["pod"].as_str().unwrap().to_string()
+            }));
+            match p.get("continue").and_then(|c| c.as_str()) {
+                Some(token) => {
+                    uri = format!("/api/v1/pods?namespace=ns-1&limit=4&continue={token}")
+                }
+                None => break,
+            }
+        }
+        let want: Vec<String> = (0..25)
+            .filter(|n| n % 3 == 1)
+            .map(|n| format!("litellm-{n:04}"))
+            .collect();
+        assert_eq!(seen, want);
+
+        let (_, _, body) = get(&s, "/api/v1/pods?pod=litellm-0007", &[]).await;
+        let one = page(&body);
+        assert_eq!(one["total"], 1);
+        assert_eq!(one["pods"][0]["namespace"], "ns-1");
+        let (_, _, body) = get(&s, "/api/v1/pods?pod=litellm-001*", &[]).await;
+        assert_eq!(page(&body)["total"], 10);
+        let (_, _, body) = get(&s, "/api/v1/pods?namespace=nope", &[]).await;
+        assert_eq!(page(&body)["pods"].as_array().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn bad_pod_parameters_are_400_with_the_reason() {
+        let s = state(3);
+        for (uri, says) in [
+            (
+                "/api/v1/pods?limit=0",
+                "`limit` must be an integer from 1 to 1000",
+            ),
+            (
+                "/api/v1/pods?limit=1001",
+                "`limit` must be an integer from 1 to 1000",
+            ),
+            ("/api/v1/pods?limit=ten", "`limit`"),
+            ("/api/v1/pods?continue=abc", "`continue` is not a token"),
+            ("/api/v1/pods?continue=p1zz", "`continue` is not a token"),
+            ("/api/v1/pods?namepsace=x", "unknown parameter `namepsace`"),
+            ("/api/v1/pods?pod=a&pod=b", "more than once"),
+            ("/api/v1/pods?pod=", "`pod` must be"),
+            ("/api/v1/pods?pod=a*b*", "`pod` must be"),
+        ] {
+            let (status, h, body) = get(&s, uri, &[]).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(h[header::CONTENT_TYPE], "application/json", "{uri}");
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let error = v["error"].as_str().unwrap();
+            assert!(error.contains(says), "{uri}: {error}");
+        }
+    }
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        for pod in [
+            PodRef::new("ns", "litellm-0"),
+            PodRef::new("", "file-stem"),
+            PodRef::new("a", "b/c"),
+        ] {
+            assert_eq!(decode_token(&encode_token(&pod)), Some(pod));
+        }
+        assert_eq!(decode_token("p1"), None);
+        assert_eq!(decode_token("6e732f70"), None, "no version prefix");
     }
 
     #[test]

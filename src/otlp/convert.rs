@@ -389,7 +389,7 @@ mod tests {
             crate::timeline::SharedTracker::new(crate::timeline::Tracker::new(Default::default()));
         let metrics = Metrics::new(tracker).unwrap();
         metrics.agent.otlp_export_failures.inc();
-        let families = metrics.registry.gather();
+        let families = metrics.gather();
         let req = to_request(&families, &resource(), 1, 2);
         let names: Vec<&str> = req.resource_metrics[0].scope_metrics[0]
             .metrics

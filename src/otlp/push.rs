@@ -189,12 +189,7 @@ async fn push_once(
     resource: &ResourceInfo,
     start: u64,
 ) -> Result<PushOk, PushError> {
-    let request = to_request(
-        &metrics.registry.gather(),
-        resource,
-        start,
-        unix_nanos_now(),
-    );
+    let request = to_request(&metrics.gather(), resource, start, unix_nanos_now());
     client.post(request.encode_to_vec()).await
 }
 
