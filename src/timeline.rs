@@ -22,7 +22,7 @@ mod pod;
 mod transitions;
 pub mod view;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -115,49 +115,57 @@ pub struct Tracker {
     generation: u64,
 }
 
-/// What a quiet period or a probe can change of a pod, cheap to compare: a
-/// change moves the generation, an idle pass or a repeated probe result not.
-type PodKey = (
-    Option<Timestamp>,
-    Option<Timestamp>,
-    Option<Timestamp>,
-    bool,
-    BTreeMap<Target, bool>,
-    Counts,
-    Option<StartKey>,
-);
+/// What `/metrics` shows of a pod, compared before and after each change
+/// without allocating: when it is equal, the generation stays, so a log
+/// chunk, an access line or a repeated probe answer that changes nothing
+/// shown keeps the cached page. (Histograms, the pod set and the dropped
+/// count move the generation where they change.)
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ShownKey {
+    /// Counters only grow: equal sums mean equal counts.
+    counts_total: u64,
+    /// Two bits per probe target: not probed, down, up.
+    probe_up: u8,
+    latest_start: Option<StartKey>,
+}
 
-/// The parts of the latest start a quiet period or a probe changes.
+/// The parts of the latest start `/metrics` shows (open, confirmed, its
+/// open-since time, the outage state); a new start changes `listening_at`
+/// or the number of starts kept.
 type StartKey = (
     Option<Timestamp>,
     bool,
     bool,
-    Option<Timestamp>,
     bool,
     usize,
     Option<bool>,
+    usize,
 );
 
-fn pod_key(p: &PodTimeline) -> PodKey {
-    (
-        p.last_record_at,
-        p.up_since,
-        p.last_down_probe_at,
-        p.proxy_accepting,
-        p.probe_up.clone(),
-        p.counts.clone(),
-        p.starts.back().map(|s| {
+fn shown_key(p: &PodTimeline) -> ShownKey {
+    let probe_up = Target::ALL.iter().enumerate().fold(0u8, |bits, (i, t)| {
+        let v = match p.probe_up.get(t) {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        bits | (v << (2 * i))
+    });
+    ShownKey {
+        counts_total: p.counts.iter().fold(0u64, |a, (_, v)| a.wrapping_add(v)),
+        probe_up,
+        latest_start: p.starts.back().map(|s| {
             (
                 s.listening_at,
                 s.open,
                 s.confirmed,
-                s.engine_ready_at,
                 s.ended_while_failing,
                 s.outages.len(),
                 s.outages.back().map(|o| o.open),
+                p.starts.len(),
             )
         }),
-    )
+    }
 }
 
 impl Tracker {
@@ -169,10 +177,11 @@ impl Tracker {
         }
     }
 
-    /// A number that changes whenever pod state the outputs show may have
+    /// A number that changes whenever pod state `/metrics` shows may have
     /// changed (counts, starts, gaps, outages, probe states, histograms, the
-    /// set of pods): equal numbers mean equal `/metrics` and `/api/v1/pods`
-    /// pod sections, so a rendering can be cached by it.
+    /// set of pods): equal numbers mean equal pod families, so their
+    /// rendering can be cached by it. Record clocks and request bookkeeping
+    /// that nothing exports until a gap closes do not move it.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -286,8 +295,8 @@ impl Tracker {
     /// (everything measured comes from the event's record time).
     pub fn apply_event(&mut self, pod: &PodRef, ev: &Event, now: Timestamp) {
         let cfg = self.cfg.clone();
-        self.bump();
         let Some(p) = self.entry(pod) else { return };
+        let before = shown_key(p);
         p.last_activity = Some(now);
         if let Some(ts) = ev.ts {
             p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
@@ -360,6 +369,9 @@ impl Tracker {
                 }
             }
         }
+        if shown_key(p) != before {
+            self.bump();
+        }
         self.record(&pod.namespace, observed);
     }
 
@@ -385,11 +397,11 @@ impl Tracker {
         let Some(p) = self.pods.get_mut(pod) else {
             return;
         };
-        let before = pod_key(p);
+        let before = shown_key(p);
         p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
         let mut observed = Vec::new();
         close_if_quiet(p, ts, &cfg, &mut observed);
-        if pod_key(p) != before {
+        if shown_key(p) != before {
             self.bump();
         }
         self.record(&pod.namespace, observed);
@@ -409,10 +421,10 @@ impl Tracker {
             }
             let last = p.last_record_at.or(s.listening_at);
             if last.is_some_and(|l| now.seconds_since(l) > cfg.quiet_period_secs) {
-                let before = pod_key(p);
+                let before = shown_key(p);
                 let mut observed = Vec::new();
                 close_if_quiet(p, now, &cfg, &mut observed);
-                changed |= pod_key(p) != before;
+                changed |= shown_key(p) != before;
                 closed.push((pod.namespace.clone(), observed));
             }
         }
@@ -471,7 +483,7 @@ impl Tracker {
     pub fn apply_probe(&mut self, pod: &PodRef, o: &ProbeOutcome) {
         let kept = self.cfg.starts_kept;
         let Some(p) = self.entry(pod) else { return };
-        let before = pod_key(p);
+        let before = shown_key(p);
         p.last_activity = Some(o.at);
         let was_up = p.probe_up.get(&o.target) == Some(&true);
         let up = o.result.is_ok();
@@ -505,7 +517,7 @@ impl Tracker {
             open_start(p, Some(o.at), kept, &mut observed);
             p.run.accepted = true;
         }
-        if pod_key(p) != before {
+        if shown_key(p) != before {
             self.bump();
         }
         self.record(&pod.namespace, observed);

@@ -160,8 +160,19 @@ mod tests {
         h.lock().tick(now);
         h.lock().advance(&p, Timestamp(1_000_000_000));
         assert_eq!(h.generation(), g1);
+        // Nor does a record clock that moves without closing anything (an
+        // ordinary log chunk): nothing `/metrics` shows changed.
         h.lock().advance(&p, Timestamp(5_000_000_000));
-        assert_ne!(h.generation(), g1, "the record clock moved");
+        h.lock().apply_event(&p, &ev(EventKind::RequestServed), now);
+        assert_eq!(
+            h.generation(),
+            g1,
+            "a chunk and a request changed nothing shown"
+        );
+        // Past the quiet period the start closes (gap 0): that shows.
+        h.lock().advance(&p, Timestamp(70_000_000_000));
+        assert_ne!(h.generation(), g1, "the start closed");
+        assert!(!h.lock().pod(&p).unwrap().starts[0].open);
     }
 
     #[test]
