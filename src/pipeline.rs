@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::classify::prefilter::BufferPrefilter;
 use crate::classify::{ClassifyState, Event, RulePack};
 use crate::format::decoder::Decoder;
 use crate::format::frame::{Frame, Framer};
@@ -288,61 +289,16 @@ impl Pipeline {
         };
         let cap = cap.max(1);
         let mut observer = observer.as_deref_mut();
-        // Access lines are only looked for while a request can change the
-        // pod's timeline (asked again after every decoded line: its event
-        // may have opened a start).
-        let mut requests_until = tracker.lock().requests_matter_until(&c.pod);
-        let mut prefilter = rules.buffer_prefilter(requests_until.is_none());
         framer.set_now(Timestamp::now());
-        let has_nul = memchr::memchr(0, block).is_some();
-        // The next literal hit / ESC byte at or after the current line (None:
-        // not searched yet): each is searched for once per hit, not per line.
-        let mut next_hit: Option<usize> = None;
-        let mut next_esc: Option<usize> = None;
-        let mut wants_all = observer
-            .as_deref_mut()
-            .is_some_and(|o| o.wants_every_record(&c.pod));
+        let mut scan = BlockScan::new(rules, tracker, c, block, &mut observer);
         let mut run = SkippedRun::default();
         let (mut start, mut lines) = (0usize, 0u64);
         for nl in memchr::memchr_iter(b'\n', block) {
             let line = &block[start..nl];
             lines += 1;
-            if next_hit.is_some_and(|h| h < start) {
-                next_hit = None;
-            }
-            if next_esc.is_some_and(|e| e < start) {
-                next_esc = None;
-            }
-            let must_decode = wants_all
-                || line.len() > cap
-                || c.classify.has_open_fold()
-                || (has_nul && memchr::memchr(0, line).is_some());
-            let skip = !must_decode
-                && *next_hit.get_or_insert_with(|| prefilter.next_hit(block, start)) >= nl
-                && match frame_of(c, framer, line) {
-                    Some(frame) if !frame.partial => {
-                        let json = looks_like_json(frame.message);
-                        let esc = *next_esc.get_or_insert_with(|| {
-                            memchr::memchr(0x1b, &block[start..]).map_or(usize::MAX, |i| start + i)
-                        }) < nl;
-                        let hidden = if esc {
-                            json || prefilter.is_match(ansi::strip_ansi(frame.message, scratch))
-                        } else {
-                            json && (frame.ts.is_none()
-                                || prefilter.json_needs_decoding()
-                                || may_hide_literal(frame.message))
-                        };
-                        let pending = c.decoder.as_ref().is_some_and(|d| d.pending(frame.stream));
-                        // A request read late may still fall inside a closed gap or outage.
-                        let late = requests_until.is_some_and(|u| frame.ts.is_some_and(|t| t <= u));
-                        let hidden = hidden || late;
-                        if !hidden && !pending {
-                            run.add(frame.ts);
-                        }
-                        !hidden && !pending
-                    }
-                    _ => false,
-                };
+            scan.forget_behind(start);
+            let skip = !scan.must_decode(c, line, cap)
+                && scan.skippable(c, framer, scratch, start, nl, &mut run);
             if !skip {
                 flush_skipped(c, &mut observer, &mut run);
                 if let Some(o) = observer.as_deref_mut() {
@@ -362,15 +318,7 @@ impl Pipeline {
                     line,
                     truncated,
                 );
-                wants_all = observer
-                    .as_deref_mut()
-                    .is_some_and(|o| o.wants_every_record(&c.pod));
-                let until = tracker.lock().requests_matter_until(&c.pod);
-                if until.is_none() != requests_until.is_none() {
-                    prefilter = rules.buffer_prefilter(until.is_none());
-                    next_hit = None;
-                }
-                requests_until = until;
+                scan.refresh(rules, tracker, c, &mut observer);
             }
             start = nl + 1;
         }
@@ -447,6 +395,136 @@ impl Pipeline {
                 }
             })
             .collect()
+    }
+}
+
+/// What [`Pipeline::block`] carries from line to line of one block: the
+/// prefilter in use, the next literal hit and ESC byte (each searched for
+/// once per hit, not per line), and what the pod needs seen.
+struct BlockScan<'a> {
+    block: &'a [u8],
+    has_nul: bool,
+    /// Access lines are only looked for while a request can change the
+    /// pod's timeline (asked again after every decoded line: its event may
+    /// have opened a start).
+    requests_until: Option<Timestamp>,
+    prefilter: &'a BufferPrefilter,
+    /// The next literal hit / ESC byte at or after the current line (None:
+    /// not searched yet).
+    next_hit: Option<usize>,
+    next_esc: Option<usize>,
+    /// The observer wants every record of the pod decoded.
+    wants_all: bool,
+}
+
+impl<'a> BlockScan<'a> {
+    fn new(
+        rules: &'a RulePack,
+        tracker: &SharedTracker,
+        c: &FileConsumer,
+        block: &'a [u8],
+        observer: &mut Option<&mut (dyn Observer + 'static)>,
+    ) -> BlockScan<'a> {
+        let requests_until = tracker.lock().requests_matter_until(&c.pod);
+        BlockScan {
+            block,
+            has_nul: memchr::memchr(0, block).is_some(),
+            requests_until,
+            prefilter: rules.buffer_prefilter(requests_until.is_none()),
+            next_hit: None,
+            next_esc: None,
+            wants_all: observer
+                .as_deref_mut()
+                .is_some_and(|o| o.wants_every_record(&c.pod)),
+        }
+    }
+
+    /// Forgets a hit or ESC position behind the line starting at `start`.
+    fn forget_behind(&mut self, start: usize) {
+        if self.next_hit.is_some_and(|h| h < start) {
+            self.next_hit = None;
+        }
+        if self.next_esc.is_some_and(|e| e < start) {
+            self.next_esc = None;
+        }
+    }
+
+    /// Lines decoded whatever the literals say: the observer wants them,
+    /// longer than the cap, inside an open fold, or holding a NUL.
+    fn must_decode(&self, c: &FileConsumer, line: &[u8], cap: usize) -> bool {
+        self.wants_all
+            || line.len() > cap
+            || c.classify.has_open_fold()
+            || (self.has_nul && memchr::memchr(0, line).is_some())
+    }
+
+    /// Whether the line `start..nl` can be skipped: no literal hit, plainly
+    /// framed, complete, and nothing (ANSI codes, JSON escapes, a late
+    /// request) that could hide what matters; a skipped line goes to `run`.
+    fn skippable(
+        &mut self,
+        c: &FileConsumer,
+        framer: &mut Framer,
+        scratch: &mut Vec<u8>,
+        start: usize,
+        nl: usize,
+        run: &mut SkippedRun,
+    ) -> bool {
+        let (block, prefilter) = (self.block, self.prefilter);
+        if *self
+            .next_hit
+            .get_or_insert_with(|| prefilter.next_hit(block, start))
+            < nl
+        {
+            return false;
+        }
+        let Some(frame) = frame_of(c, framer, &block[start..nl]) else {
+            return false;
+        };
+        if frame.partial {
+            return false;
+        }
+        let json = looks_like_json(frame.message);
+        let esc = *self.next_esc.get_or_insert_with(|| {
+            memchr::memchr(0x1b, &block[start..]).map_or(usize::MAX, |i| start + i)
+        }) < nl;
+        let hidden = if esc {
+            json || prefilter.is_match(ansi::strip_ansi(frame.message, scratch))
+        } else {
+            json && (frame.ts.is_none()
+                || prefilter.json_needs_decoding()
+                || may_hide_literal(frame.message))
+        };
+        let pending = c.decoder.as_ref().is_some_and(|d| d.pending(frame.stream));
+        // A request read late may still fall inside a closed gap or outage.
+        let late = self
+            .requests_until
+            .is_some_and(|u| frame.ts.is_some_and(|t| t <= u));
+        let hidden = hidden || late;
+        if !hidden && !pending {
+            run.add(frame.ts);
+        }
+        !hidden && !pending
+    }
+
+    /// After a decoded line: its events may have changed whether requests
+    /// matter (and so the prefilter), and what the observer wants.
+    fn refresh(
+        &mut self,
+        rules: &'a RulePack,
+        tracker: &SharedTracker,
+        c: &FileConsumer,
+        observer: &mut Option<&mut (dyn Observer + 'static)>,
+    ) {
+        self.wants_all = observer
+            .as_deref_mut()
+            .is_some_and(|o| o.wants_every_record(&c.pod));
+        let until = tracker.lock().requests_matter_until(&c.pod);
+        if until.is_none() != self.requests_until.is_none() {
+            self.prefilter = rules.buffer_prefilter(until.is_none());
+            self.next_hit = None;
+        }
+        self.requests_until = until;
     }
 }
 

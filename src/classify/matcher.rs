@@ -143,6 +143,9 @@ impl RulePack {
         }
     }
 
+    /// Classifies one line: a line continuing an open fold belongs to it;
+    /// otherwise the winning rule (if any) emits its events and may open a
+    /// fold for the traceback that follows.
     fn classify_line<F: FnMut(Event)>(
         &self,
         stream: &mut StreamState,
@@ -151,19 +154,7 @@ impl RulePack {
         line: &[u8],
         emit: &mut F,
     ) {
-        if let Some(open) = stream.fold.as_mut() {
-            if open.advance(fold::shape(line)) {
-                self.fold_line(open, ts, line, emit);
-                stream.fold_last_ts = ts.or(stream.fold_last_ts);
-                return;
-            }
-            close_fold(stream, emit);
-        }
-        if fold::opens_unattributed(line) {
-            let mut open = Fold::unattributed();
-            self.fold_line(&mut open, ts, line, emit);
-            stream.fold = Some(open);
-            stream.fold_last_ts = ts;
+        if self.fold_or_open(stream, ts, line, emit) {
             return;
         }
         let scan = self.scan(line);
@@ -179,78 +170,90 @@ impl RulePack {
         if let Some(v) = rule.sets_version {
             facts.version = Some(v);
         }
-        if rule.repeat_window_secs > 0 {
-            let this = (u32::try_from(index).unwrap_or(u32::MAX), rows.unwrap_or(0));
-            let repeat = facts.last_repeatable.is_some_and(|(r, n, then)| {
-                (r, n) == this
-                    && match (then, ts) {
-                        (Some(a), Some(b)) => {
-                            b.0.saturating_sub(a.0)
-                                <= (rule.repeat_window_secs as i64).saturating_mul(1_000_000_000)
-                        }
-                        _ => true,
-                    }
-            });
-            facts.last_repeatable = Some((this.0, this.1, ts));
-            if repeat {
-                // The same loss reported again (LiteLLM flushes twice on
-                // shutdown): its traceback is still folded, nothing counts.
-                if rule.fold {
-                    stream.fold = Some(Fold::after_header(FoldOwner::Silent, true));
-                    stream.fold_last_ts = ts;
-                }
-                return;
+        if rule.repeat_window_secs > 0 && is_repeat(rule, index, rows, ts, facts) {
+            // The same loss reported again (LiteLLM flushes twice on
+            // shutdown): its traceback is still folded, nothing counts.
+            if rule.fold {
+                stream.fold = Some(Fold::after_header(FoldOwner::Silent, true));
+                stream.fold_last_ts = ts;
+            }
+            return;
+        }
+        let hit = RuleHit {
+            index,
+            rule,
+            has_wording: scan.has_wording,
+            rows,
+            ts,
+            line,
+        };
+        let counted = self.run_actions(&hit, stream, facts, emit);
+        if rule.remember_rows {
+            if let Some(rows) = rows {
+                stream.remembered_rows = Some(RememberedRows { rows, ts });
             }
         }
+        if rule.fold {
+            let mut fold = Fold::after_header(rule.fold_owner(), counted);
+            fold.rule = u32::try_from(index).ok();
+            stream.fold = Some(fold);
+            stream.fold_last_ts = ts;
+        }
+    }
+
+    /// Folds the line into the stream's open fold when it continues it
+    /// (closing the fold when it does not), or opens an unattributed fold
+    /// on a bare traceback header; true when the line was taken.
+    fn fold_or_open<F: FnMut(Event)>(
+        &self,
+        stream: &mut StreamState,
+        ts: Option<Timestamp>,
+        line: &[u8],
+        emit: &mut F,
+    ) -> bool {
+        if let Some(open) = stream.fold.as_mut() {
+            if open.advance(fold::shape(line)) {
+                self.fold_line(open, ts, line, emit);
+                stream.fold_last_ts = ts.or(stream.fold_last_ts);
+                return true;
+            }
+            close_fold(stream, emit);
+        }
+        if fold::opens_unattributed(line) {
+            let mut open = Fold::unattributed();
+            self.fold_line(&mut open, ts, line, emit);
+            stream.fold = Some(open);
+            stream.fold_last_ts = ts;
+            return true;
+        }
+        false
+    }
+
+    /// Emits the winning rule's events in its `emit` order; true when a DB
+    /// connect error was counted (a fold after it must not count another).
+    fn run_actions<F: FnMut(Event)>(
+        &self,
+        hit: &RuleHit<'_>,
+        stream: &mut StreamState,
+        facts: &mut FileFacts,
+        emit: &mut F,
+    ) -> bool {
+        let (rule, ts) = (hit.rule, hit.ts);
         let mut counted = false;
         for action in &rule.actions {
             let kind = match *action {
                 Action::SpendBatchFailed => {
-                    let rule_index = u32::try_from(index).ok();
-                    let rows = stream.take_remembered(ts);
-                    // No hint and no pin: 1.83's reading (the batch is gone),
-                    // the conservative one for billing.
-                    match self.version_pin.or(facts.version) {
-                        Some(VersionFamily::V1_108) => {
-                            if let Some(n) = rows {
-                                emit(Event {
-                                    ts,
-                                    kind: EventKind::SpendRowsRequeued(n),
-                                    rule: rule_index,
-                                });
-                            }
-                        }
-                        Some(VersionFamily::V1_83) | None => {
-                            emit(Event {
-                                ts,
-                                kind: EventKind::SpendBatchDropped,
-                                rule: rule_index,
-                            });
-                            if let Some(n) = rows {
-                                emit(Event {
-                                    ts,
-                                    kind: EventKind::SpendRowsLost(n),
-                                    rule: rule_index,
-                                });
-                            }
-                        }
-                    }
+                    self.spend_batch_failed(hit, stream, facts, emit);
                     continue;
                 }
                 Action::EngineRestart => {
-                    let first = match rule.has_pid_group.then(|| rule.captured(line, PID_GROUP)) {
-                        // `PID 0 is dead` names no process: the death was reported already.
-                        Some(Some(0)) => false,
-                        Some(Some(pid)) => facts.first_sight_of_engine(pid),
-                        _ => true,
-                    };
-                    if !first {
+                    if !engine_restart_is_new(hit, facts) {
                         continue;
                     }
                     EventKind::EngineRestart
                 }
                 Action::DbConnectError(op)
-                    if (scan.has_wording || op == Operation::Database) && !counted =>
+                    if (hit.has_wording || op == Operation::Database) && !counted =>
                 {
                     counted = true;
                     EventKind::DbConnectError(op)
@@ -259,7 +262,7 @@ impl RulePack {
                 Action::Event(kind) => kind,
                 Action::SpendRowsRequeued(source) | Action::SpendRowsLost(source) => {
                     let n = match source {
-                        RowsSource::Captured => rows,
+                        RowsSource::Captured => hit.rows,
                         RowsSource::Remembered => stream.take_remembered(ts),
                     };
                     let Some(n) = n else { continue };
@@ -273,19 +276,50 @@ impl RulePack {
             emit(Event {
                 ts,
                 kind,
-                rule: u32::try_from(index).ok(),
+                rule: u32::try_from(hit.index).ok(),
             });
         }
-        if rule.remember_rows {
-            if let Some(rows) = rows {
-                stream.remembered_rows = Some(RememberedRows { rows, ts });
+        counted
+    }
+
+    /// A failed spend batch, read by the LiteLLM family: 1.108 re-queues
+    /// its rows, 1.83 drops the batch and loses them.
+    fn spend_batch_failed<F: FnMut(Event)>(
+        &self,
+        hit: &RuleHit<'_>,
+        stream: &mut StreamState,
+        facts: &FileFacts,
+        emit: &mut F,
+    ) {
+        let ts = hit.ts;
+        let rule_index = u32::try_from(hit.index).ok();
+        let rows = stream.take_remembered(ts);
+        // No hint and no pin: 1.83's reading (the batch is gone),
+        // the conservative one for billing.
+        match self.version_pin.or(facts.version) {
+            Some(VersionFamily::V1_108) => {
+                if let Some(n) = rows {
+                    emit(Event {
+                        ts,
+                        kind: EventKind::SpendRowsRequeued(n),
+                        rule: rule_index,
+                    });
+                }
             }
-        }
-        if rule.fold {
-            let mut fold = Fold::after_header(rule.fold_owner(), counted);
-            fold.rule = u32::try_from(index).ok();
-            stream.fold = Some(fold);
-            stream.fold_last_ts = ts;
+            Some(VersionFamily::V1_83) | None => {
+                emit(Event {
+                    ts,
+                    kind: EventKind::SpendBatchDropped,
+                    rule: rule_index,
+                });
+                if let Some(n) = rows {
+                    emit(Event {
+                        ts,
+                        kind: EventKind::SpendRowsLost(n),
+                        rule: rule_index,
+                    });
+                }
+            }
         }
     }
 
@@ -396,6 +430,57 @@ impl RulePack {
                 break;
             }
         }
+    }
+}
+
+/// A line the winning rule matched: what its actions need.
+struct RuleHit<'a> {
+    index: usize,
+    rule: &'a CompiledRule,
+    /// A connection-failure wording is on the line.
+    has_wording: bool,
+    /// The row count the rule captured, if it needs one.
+    rows: Option<u64>,
+    ts: Option<Timestamp>,
+    line: &'a [u8],
+}
+
+/// True when the line repeats the last repeatable rule hit (same rule, same
+/// rows) within the rule's repeat window; records this hit as the last.
+fn is_repeat(
+    rule: &CompiledRule,
+    index: usize,
+    rows: Option<u64>,
+    ts: Option<Timestamp>,
+    facts: &mut FileFacts,
+) -> bool {
+    let this = (u32::try_from(index).unwrap_or(u32::MAX), rows.unwrap_or(0));
+    let repeat = facts.last_repeatable.is_some_and(|(r, n, then)| {
+        (r, n) == this
+            && match (then, ts) {
+                (Some(a), Some(b)) => {
+                    b.0.saturating_sub(a.0)
+                        <= (rule.repeat_window_secs as i64).saturating_mul(1_000_000_000)
+                }
+                _ => true,
+            }
+    });
+    facts.last_repeatable = Some((this.0, this.1, ts));
+    repeat
+}
+
+/// True when an engine-restart line names a query engine not seen before
+/// (or names none): LiteLLM reports one death on several lines.
+fn engine_restart_is_new(hit: &RuleHit<'_>, facts: &mut FileFacts) -> bool {
+    let rule = hit.rule;
+    match rule
+        .has_pid_group
+        .then(|| rule.captured(hit.line, PID_GROUP))
+    {
+        // `PID 0 is dead` names no process: the death was reported already.
+        Some(Some(0)) => false,
+        Some(Some(pid)) => facts.first_sight_of_engine(pid),
+        _ => true,
     }
 }
 

@@ -406,11 +406,68 @@ pub(super) fn parse_pack(
     Ok((rules, wordings))
 }
 
-/// Checks one rule and compiles its regexes.
+/// Checks one rule and compiles its regexes. The checks run in a fixed
+/// order, so a rule with several mistakes always reports the same one.
 pub(super) fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem> {
-    let valid_id = !spec.id.is_empty()
-        && spec
-            .id
+    check_id(&spec.id)?;
+    let pattern = compile_regex("pattern", spec.pattern.as_deref())?;
+    let unless = compile_regex("unless", spec.unless.as_deref())?;
+    let literals = rule_literals(spec)?;
+    let operation = parse_operation(spec.operation.as_deref())?;
+    let config = parse_config(spec.config.as_deref())?;
+    let rows = parse_rows(spec.rows.as_deref())?;
+    let access = access_filter(spec)?;
+    let has_rows_group = pattern
+        .as_ref()
+        .is_some_and(|p| p.capture_names().any(|n| n == Some(ROWS_GROUP)));
+    let (actions, suppress) = emit_actions(&spec.emit, operation, config, rows)?;
+    let needs_rows = needs_rows(spec.remember_rows, &actions)?;
+    if needs_rows && !has_rows_group {
+        return Err(RuleProblem::Invalid(format!(
+            "row counts need a `(?P<{ROWS_GROUP}>[0-9]+)` group in `pattern`"
+        )));
+    }
+    if spec.operation.is_some()
+        && !actions
+            .iter()
+            .any(|a| matches!(a, Action::DbConnectError(_)))
+    {
+        return Err(RuleProblem::Invalid(
+            "`operation` is set but `emit` has no `db_connect_error`".to_owned(),
+        ));
+    }
+    let sets_version = parse_sets_version(spec.sets_version.as_deref())?;
+    let has_pid_group = pattern
+        .as_ref()
+        .is_some_and(|p| p.capture_names().any(|n| n == Some(PID_GROUP)));
+    if spec.config.is_some() && !spec.emit.iter().any(|e| e == "config_load_failure") {
+        return Err(RuleProblem::Invalid(
+            "`config` is set but `emit` has no `config_load_failure`".to_owned(),
+        ));
+    }
+    Ok(CompiledRule {
+        id: spec.id.clone(),
+        literals,
+        pattern,
+        unless,
+        access,
+        actions,
+        remember_rows: spec.remember_rows,
+        sets_version,
+        repeat_window_secs: spec.repeat_window_secs,
+        fold: spec.fold,
+        suppress,
+        has_pid_group,
+        needs_rows,
+        enabled: spec.enabled,
+    })
+}
+
+/// A rule id is letters, digits, `_`, `-` or `.`: it appears in metrics
+/// labels and the ledger.
+fn check_id(id: &str) -> Result<(), RuleProblem> {
+    let valid_id = !id.is_empty()
+        && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if !valid_id {
@@ -418,8 +475,12 @@ pub(super) fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem>
             "`id` must be letters, digits, `_`, `-` or `.`".to_owned(),
         ));
     }
-    let pattern = compile_regex("pattern", spec.pattern.as_deref())?;
-    let unless = compile_regex("unless", spec.unless.as_deref())?;
+    Ok(())
+}
+
+/// The rule's literals for the prefilter: `contains`, or a plain-literal
+/// `pattern` itself; none may be so short that nearly every line hits it.
+fn rule_literals(spec: &RuleSpec) -> Result<Vec<Vec<u8>>, RuleProblem> {
     let literals: Vec<Vec<u8>> = match &spec.contains {
         Some(OneOrMany::One(one)) => vec![one.clone().into_bytes()],
         Some(OneOrMany::Many(many)) => many.iter().map(|l| l.clone().into_bytes()).collect(),
@@ -442,63 +503,77 @@ pub(super) fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem>
             String::from_utf8_lossy(short)
         )));
     }
+    Ok(literals)
+}
 
-    let operation = match spec.operation.as_deref() {
-        None => None,
-        Some(name) => Some(Operation::parse(name).ok_or_else(|| {
-            RuleProblem::Invalid(format!(
-                "unknown operation `{name}` (one of: {})",
-                Operation::ALL.map(Operation::as_str).join(", ")
-            ))
-        })?),
+/// The rule's `operation` (which DB call failed), if set.
+fn parse_operation(name: Option<&str>) -> Result<Option<Operation>, RuleProblem> {
+    let Some(name) = name else {
+        return Ok(None);
     };
-    let config = match spec.config.as_deref() {
-        None => None,
-        Some("deployments") => Some(ConfigKind::Deployments),
-        Some("credentials") => Some(ConfigKind::Credentials),
-        Some(other) => {
-            return Err(RuleProblem::Invalid(format!(
-                "unknown config `{other}` (one of: deployments, credentials)"
-            )))
-        }
-    };
-    let rows = match spec.rows.as_deref() {
-        None | Some("captured") => RowsSource::Captured,
-        Some("remembered") => RowsSource::Remembered,
-        Some(other) => {
-            return Err(RuleProblem::Invalid(format!(
-                "unknown rows `{other}` (one of: captured, remembered)"
-            )))
-        }
-    };
-    let access = match spec.access_status.as_deref() {
-        None if spec.access_skip_paths.is_empty() => None,
-        None => {
-            return Err(RuleProblem::Invalid(
-                "`access_skip_paths` needs `access_status`".to_owned(),
-            ))
-        }
+    Operation::parse(name).map(Some).ok_or_else(|| {
+        RuleProblem::Invalid(format!(
+            "unknown operation `{name}` (one of: {})",
+            Operation::ALL.map(Operation::as_str).join(", ")
+        ))
+    })
+}
+
+/// The rule's `config` (which config failed to load), if set.
+fn parse_config(name: Option<&str>) -> Result<Option<ConfigKind>, RuleProblem> {
+    match name {
+        None => Ok(None),
+        Some("deployments") => Ok(Some(ConfigKind::Deployments)),
+        Some("credentials") => Ok(Some(ConfigKind::Credentials)),
+        Some(other) => Err(RuleProblem::Invalid(format!(
+            "unknown config `{other}` (one of: deployments, credentials)"
+        ))),
+    }
+}
+
+/// Where the rule's row counts come from (default: its own capture).
+fn parse_rows(name: Option<&str>) -> Result<RowsSource, RuleProblem> {
+    match name {
+        None | Some("captured") => Ok(RowsSource::Captured),
+        Some("remembered") => Ok(RowsSource::Remembered),
+        Some(other) => Err(RuleProblem::Invalid(format!(
+            "unknown rows `{other}` (one of: captured, remembered)"
+        ))),
+    }
+}
+
+/// The access-line filter (`access_status`, `access_skip_paths`), if set.
+fn access_filter(spec: &RuleSpec) -> Result<Option<AccessFilter>, RuleProblem> {
+    match spec.access_status.as_deref() {
+        None if spec.access_skip_paths.is_empty() => Ok(None),
+        None => Err(RuleProblem::Invalid(
+            "`access_skip_paths` needs `access_status`".to_owned(),
+        )),
         Some(class) => match class.as_bytes() {
-            [digit @ b'1'..=b'5', b'x', b'x'] => Some(AccessFilter {
+            [digit @ b'1'..=b'5', b'x', b'x'] => Ok(Some(AccessFilter {
                 status_class: *digit,
                 skip_paths: spec
                     .access_skip_paths
                     .iter()
                     .map(|p| p.clone().into_bytes())
                     .collect(),
-            }),
-            _ => {
-                return Err(RuleProblem::Invalid(format!(
-                    "`access_status` must be a status class like \"2xx\", not `{class}`"
-                )))
-            }
+            })),
+            _ => Err(RuleProblem::Invalid(format!(
+                "`access_status` must be a status class like \"2xx\", not `{class}`"
+            ))),
         },
-    };
-    let has_rows_group = pattern
-        .as_ref()
-        .is_some_and(|p| p.capture_names().any(|n| n == Some(ROWS_GROUP)));
+    }
+}
 
-    if spec.emit.is_empty() {
+/// The actions `emit` names, and whether the rule only suppresses (a
+/// look-alike that must count nothing).
+fn emit_actions(
+    emit: &[String],
+    operation: Option<Operation>,
+    config: Option<ConfigKind>,
+    rows: RowsSource,
+) -> Result<(Vec<Action>, bool), RuleProblem> {
+    if emit.is_empty() {
         return Err(RuleProblem::Invalid(
             "`emit` is empty; use [\"suppress\"] for a look-alike that must count nothing"
                 .to_owned(),
@@ -506,7 +581,7 @@ pub(super) fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem>
     }
     let mut actions = Vec::new();
     let mut suppress = false;
-    for name in &spec.emit {
+    for name in emit {
         let action = match name.as_str() {
             "suppress" => {
                 suppress = true;
@@ -543,10 +618,16 @@ pub(super) fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem>
             "`suppress` must be the only entry of `emit`".to_owned(),
         ));
     }
+    Ok((actions, suppress))
+}
+
+/// Whether the rule must capture a row count: it remembers rows, or one of
+/// its actions counts captured rows.
+fn needs_rows(remember_rows: bool, actions: &[Action]) -> Result<bool, RuleProblem> {
     let row_actions = actions
         .iter()
         .filter(|a| matches!(a, Action::SpendRowsLost(_) | Action::SpendRowsRequeued(_)));
-    let mut needs_rows = spec.remember_rows;
+    let mut needs_rows = remember_rows;
     for action in row_actions {
         match action {
             Action::SpendRowsRequeued(RowsSource::Remembered) => {
@@ -561,51 +642,18 @@ pub(super) fn compile_rule(spec: &RuleSpec) -> Result<CompiledRule, RuleProblem>
             _ => {}
         }
     }
-    if needs_rows && !has_rows_group {
-        return Err(RuleProblem::Invalid(format!(
-            "row counts need a `(?P<{ROWS_GROUP}>[0-9]+)` group in `pattern`"
-        )));
-    }
-    if spec.operation.is_some()
-        && !actions
-            .iter()
-            .any(|a| matches!(a, Action::DbConnectError(_)))
-    {
-        return Err(RuleProblem::Invalid(
-            "`operation` is set but `emit` has no `db_connect_error`".to_owned(),
-        ));
-    }
-    let sets_version = match spec.sets_version.as_deref() {
-        None => None,
-        Some(v) => Some(VersionFamily::parse(v).ok_or_else(|| {
-            RuleProblem::Invalid(format!(
-                "`sets_version` must be a LiteLLM version like \"1.83\" or \"1.108\", not `{v}`"
-            ))
-        })?),
+    Ok(needs_rows)
+}
+
+/// The LiteLLM family a rule's line reveals (`sets_version`), if set.
+fn parse_sets_version(v: Option<&str>) -> Result<Option<VersionFamily>, RuleProblem> {
+    let Some(v) = v else {
+        return Ok(None);
     };
-    let has_pid_group = pattern
-        .as_ref()
-        .is_some_and(|p| p.capture_names().any(|n| n == Some(PID_GROUP)));
-    if spec.config.is_some() && !spec.emit.iter().any(|e| e == "config_load_failure") {
-        return Err(RuleProblem::Invalid(
-            "`config` is set but `emit` has no `config_load_failure`".to_owned(),
-        ));
-    }
-    Ok(CompiledRule {
-        id: spec.id.clone(),
-        literals,
-        pattern,
-        unless,
-        access,
-        actions,
-        remember_rows: spec.remember_rows,
-        sets_version,
-        repeat_window_secs: spec.repeat_window_secs,
-        fold: spec.fold,
-        suppress,
-        has_pid_group,
-        needs_rows,
-        enabled: spec.enabled,
+    VersionFamily::parse(v).map(Some).ok_or_else(|| {
+        RuleProblem::Invalid(format!(
+            "`sets_version` must be a LiteLLM version like \"1.83\" or \"1.108\", not `{v}`"
+        ))
     })
 }
 

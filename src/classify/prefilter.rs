@@ -154,65 +154,9 @@ fn anchors(literals: &[Vec<u8>]) -> Vec<Vec<u8>> {
             open.push(lit);
         }
     }
-    let score = |w: &[u8]| w.iter().map(|&b| rarity(b)).sum::<u32>();
-    // Every candidate window (not ordinary text), with how rare it looks
-    // and which literals contain it (computed once: the greedy loop below
-    // only counts bits).
-    let words = open.len().div_ceil(64);
-    let mut seen = std::collections::HashSet::new();
-    let mut candidates: Vec<(Vec<u8>, u32, Vec<u64>)> = Vec::new();
-    for lit in &open {
-        for &len in &ANCHOR_LENS {
-            for w in lit.windows(len) {
-                if !seen.insert(w)
-                    || ORDINARY
-                        .iter()
-                        .any(|o| memchr::memmem::find(o, w).is_some())
-                {
-                    continue;
-                }
-                let finder = memchr::memmem::Finder::new(w);
-                let mut covers = vec![0u64; words];
-                for (i, l) in open.iter().enumerate() {
-                    if finder.find(l).is_some() {
-                        covers[i / 64] |= 1 << (i % 64);
-                    }
-                }
-                candidates.push((w.to_vec(), score(w), covers));
-            }
-        }
-    }
-    // Per literal, the rarest window it has: a candidate must come close to
-    // it for that literal (never trade a rare anchor for a common one just
-    // to share).
-    let best: Vec<u32> = open
-        .iter()
-        .map(|lit| {
-            ANCHOR_LENS
-                .iter()
-                .flat_map(|&len| lit.windows(len))
-                .map(score)
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (_, s, covers) in &mut candidates {
-        for (i, &b) in best.iter().enumerate() {
-            if *s * 4 < b * 3 {
-                covers[i / 64] &= !(1 << (i % 64));
-            }
-        }
-    }
-    let mut uncovered: Vec<u64> = (0..words)
-        .map(|w| {
-            let n = (open.len() - w * 64).min(64);
-            if n == 64 {
-                u64::MAX
-            } else {
-                (1u64 << n) - 1
-            }
-        })
-        .collect();
+    let mut candidates = candidates(&open);
+    keep_rare_covers(&mut candidates, &open);
+    let mut uncovered = all_set(open.len());
     while uncovered.iter().any(|&w| w != 0) {
         let gain = |covers: &[u64]| -> u32 {
             covers
@@ -223,15 +167,15 @@ fn anchors(literals: &[Vec<u8>]) -> Vec<Vec<u8>> {
         };
         let pick = candidates
             .iter()
-            .map(|(c, s, covers)| (gain(covers), *s, c.len(), c, covers))
+            .map(|c| (gain(&c.covers), c.score, c.window.len(), c))
             .filter(|(g, ..)| *g > 0)
             .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         match pick {
-            Some((_, _, _, anchor, covers)) => {
-                for (u, c) in uncovered.iter_mut().zip(covers) {
+            Some((_, _, _, anchor)) => {
+                for (u, c) in uncovered.iter_mut().zip(&anchor.covers) {
                     *u &= !c;
                 }
-                out.push(anchor.clone());
+                out.push(anchor.window.clone());
             }
             None => {
                 // A literal with no usable window is its own anchor.
@@ -249,6 +193,93 @@ fn anchors(literals: &[Vec<u8>]) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// A substring of some literals that could serve as their anchor.
+struct Candidate {
+    window: Vec<u8>,
+    /// How rare it looks (sum of [`rarity`]).
+    score: u32,
+    /// Bit `i`: literal `i` contains it (and may be anchored by it).
+    covers: Vec<u64>,
+}
+
+/// How rare a window looks: the sum of its bytes' [`rarity`].
+fn score(w: &[u8]) -> u32 {
+    w.iter().map(|&b| rarity(b)).sum::<u32>()
+}
+
+/// Every candidate window of `open` (not ordinary text), with how rare it
+/// looks and which literals contain it (computed once: the greedy cover
+/// only counts bits).
+fn candidates(open: &[&[u8]]) -> Vec<Candidate> {
+    let words = open.len().div_ceil(64);
+    let mut seen = std::collections::HashSet::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for lit in open {
+        for &len in &ANCHOR_LENS {
+            for w in lit.windows(len) {
+                if !seen.insert(w)
+                    || ORDINARY
+                        .iter()
+                        .any(|o| memchr::memmem::find(o, w).is_some())
+                {
+                    continue;
+                }
+                let finder = memchr::memmem::Finder::new(w);
+                let mut covers = vec![0u64; words];
+                for (i, l) in open.iter().enumerate() {
+                    if finder.find(l).is_some() {
+                        covers[i / 64] |= 1 << (i % 64);
+                    }
+                }
+                candidates.push(Candidate {
+                    window: w.to_vec(),
+                    score: score(w),
+                    covers,
+                });
+            }
+        }
+    }
+    candidates
+}
+
+/// Per literal, the rarest window it has: a candidate must come close to it
+/// to cover that literal (never trade a rare anchor for a common one just
+/// to share).
+fn keep_rare_covers(candidates: &mut [Candidate], open: &[&[u8]]) {
+    let best: Vec<u32> = open
+        .iter()
+        .map(|lit| {
+            ANCHOR_LENS
+                .iter()
+                .flat_map(|&len| lit.windows(len))
+                .map(score)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for c in candidates {
+        for (i, &b) in best.iter().enumerate() {
+            if c.score * 4 < b * 3 {
+                c.covers[i / 64] &= !(1 << (i % 64));
+            }
+        }
+    }
+}
+
+/// A bit set with bits `0..n` set: every literal still to cover.
+fn all_set(n: usize) -> Vec<u64> {
+    (0..n.div_ceil(64))
+        .map(|w| {
+            let n = (n - w * 64).min(64);
+            if n == 64 {
+                u64::MAX
+            } else {
+                (1u64 << n) - 1
+            }
+        })
+        .collect()
 }
 
 /// `lit` as a JSON string body: `"` and `\` escaped, control bytes as the

@@ -176,55 +176,15 @@ fn plans(opts: &DemoOptions) -> Vec<PodPlan> {
 
 /// Runs the demo; fails when the agent's `/metrics` differ from what was simulated.
 pub async fn run(opts: DemoOptions) -> Result<()> {
-    if opts.pods == 0 {
-        bail!("--pods must be at least 1");
-    }
-    if opts.max_engine_delay.0 < opts.min_engine_delay.0 {
-        bail!("--max-engine-delay must not be shorter than --min-engine-delay");
-    }
-    if opts.min_engine_delay.0 < Duration::from_millis(100) {
-        bail!("--min-engine-delay must be at least 100ms: the race needs an engine that binds after the proxy takes traffic");
-    }
-    if opts.tick.0.is_zero() {
-        bail!("--tick must be longer than 0");
-    }
-    if opts.quiet_period.0 < 2 * opts.tick.0 {
-        bail!("--quiet-period must be at least twice --tick: a logs-only gap would end between two beats of its own errors");
-    }
-    let skews = opts
-        .check_skews
-        .iter()
-        .map(|s| Skew::parse(s).map_err(anyhow::Error::msg))
-        .collect::<Result<Vec<_>>>()?;
+    let skews = check_options(&opts)?;
     let began = Instant::now();
-    let tmp;
-    let root = match &opts.dir {
-        // A second run into the same tree would append to the first run's
-        // logs and resume its checkpoint: its numbers would be doubled.
-        Some(d) if d.join("pods").exists() || d.join("state.json").exists() => bail!(
-            "--dir {} holds an earlier demo's logs or state: remove it or choose another directory",
-            d.display()
-        ),
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile_dir()?;
-            tmp.path.clone()
-        }
-    };
+    // Removed at the end of the run when the demo chose it.
+    let (root, _tmp) = demo_root(&opts)?;
     let pods_dir = root.join("pods");
     std::fs::create_dir_all(&pods_dir)
         .with_context(|| format!("cannot create {}", pods_dir.display()))?;
     let plans = plans(&opts);
-    let cfg = Config {
-        globs: vec![format!("{}/*_*litellm*_*/*/*.log", pods_dir.display())],
-        state_file: root.join("state.json"),
-        read_from: ReadFrom::Beginning,
-        listen: opts.listen.clone(),
-        poll_interval: HumanDuration(Duration::from_secs(1)),
-        quiet_period: opts.quiet_period,
-        ..Config::default()
-    };
-    let cfg = crate::config::Settings::try_from(cfg)?;
+    let cfg = agent_settings(&opts, &root, &pods_dir)?;
     // Registered before the banner: a Ctrl-C from then on stops the demo cleanly.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("cannot install the Ctrl-C handler")?;
@@ -256,6 +216,74 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
         interrupt.recv().await;
         println!("\ninterrupted: stopping the agent and cleaning up");
     }
+    wind_down(fleet, agent).await;
+    if result.is_ok() && !interrupted {
+        print_next_step(&opts, &pods_dir);
+    }
+    result
+}
+
+/// Checks the flags before anything starts; returns the parsed `--check-skew`s.
+fn check_options(opts: &DemoOptions) -> Result<Vec<Skew>> {
+    if opts.pods == 0 {
+        bail!("--pods must be at least 1");
+    }
+    if opts.max_engine_delay.0 < opts.min_engine_delay.0 {
+        bail!("--max-engine-delay must not be shorter than --min-engine-delay");
+    }
+    if opts.min_engine_delay.0 < Duration::from_millis(100) {
+        bail!("--min-engine-delay must be at least 100ms: the race needs an engine that binds after the proxy takes traffic");
+    }
+    if opts.tick.0.is_zero() {
+        bail!("--tick must be longer than 0");
+    }
+    if opts.quiet_period.0 < 2 * opts.tick.0 {
+        bail!("--quiet-period must be at least twice --tick: a logs-only gap would end between two beats of its own errors");
+    }
+    opts.check_skews
+        .iter()
+        .map(|s| Skew::parse(s).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()
+}
+
+/// The demo's tree: `--dir` (which must not hold an earlier run) or a
+/// temporary directory, returned too so it lives as long as the run.
+fn demo_root(opts: &DemoOptions) -> Result<(PathBuf, Option<TempDir>)> {
+    match &opts.dir {
+        // A second run into the same tree would append to the first run's
+        // logs and resume its checkpoint: its numbers would be doubled.
+        Some(d) if d.join("pods").exists() || d.join("state.json").exists() => bail!(
+            "--dir {} holds an earlier demo's logs or state: remove it or choose another directory",
+            d.display()
+        ),
+        Some(d) => Ok((d.clone(), None)),
+        None => {
+            let tmp = tempfile_dir()?;
+            Ok((tmp.path.clone(), Some(tmp)))
+        }
+    }
+}
+
+/// The agent's settings: the node role over the simulated pods' logs.
+fn agent_settings(
+    opts: &DemoOptions,
+    root: &Path,
+    pods_dir: &Path,
+) -> Result<crate::config::Settings> {
+    let cfg = Config {
+        globs: vec![format!("{}/*_*litellm*_*/*/*.log", pods_dir.display())],
+        state_file: root.join("state.json"),
+        read_from: ReadFrom::Beginning,
+        listen: opts.listen.clone(),
+        poll_interval: HumanDuration(Duration::from_secs(1)),
+        quiet_period: opts.quiet_period,
+        ..Config::default()
+    };
+    Ok(crate::config::Settings::try_from(cfg)?)
+}
+
+/// Stops the fleet and the agent, then ends the pods' logs.
+async fn wind_down(fleet: Fleet, agent: Agent) {
     let logs = fleet.stop().await;
     agent.shutdown().await;
     // The pods end with the demo: their logs say so as Uvicorn does, after
@@ -265,19 +293,20 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             tracing::warn!(error = %e, "cannot finish a simulated log");
         }
     }
-    if result.is_ok() && !interrupted {
-        match &opts.dir {
-            Some(dir) => println!(
-                "\nThe logs stay in {}: `litellm-sentinel report {}` tells the same story after the fact (gaps estimated from the logs).",
-                dir.display(),
-                pods_dir.display()
-            ),
-            None => println!(
-                "\nNext: `demo --dir DIR` keeps these logs for `litellm-sentinel report`; deploy/ and `litellm-sentinel inject` put the agent on your cluster."
-            ),
-        }
+}
+
+/// What to try next after a successful run.
+fn print_next_step(opts: &DemoOptions, pods_dir: &Path) {
+    match &opts.dir {
+        Some(dir) => println!(
+            "\nThe logs stay in {}: `litellm-sentinel report {}` tells the same story after the fact (gaps estimated from the logs).",
+            dir.display(),
+            pods_dir.display()
+        ),
+        None => println!(
+            "\nNext: `demo --dir DIR` keeps these logs for `litellm-sentinel report`; deploy/ and `litellm-sentinel inject` put the agent on your cluster."
+        ),
     }
-    result
 }
 
 /// Plays the pods one after the other (a rolling deploy), then checks the agent.
@@ -302,6 +331,49 @@ async fn deploy(
             started.clone(),
         )))
     });
+    let played = play_pods(opts, plans, pods_dir, agent, fleet, &started).await?;
+    // Wait until the agent has read everything and closed every gap (the
+    // logs-only pod's after its quiet period).
+    let tol = Tolerance {
+        probe_interval: PROBE_INTERVAL,
+    };
+    let checks_of = |m: &Exposition, skews: &[Skew]| -> Vec<Vec<Check>> {
+        plans
+            .iter()
+            .zip(&played)
+            .enumerate()
+            .map(|(i, (plan, p))| {
+                check::pod_checks(plan, p, m, &tol, if i == 0 { skews } else { &[] })
+            })
+            .collect()
+    };
+    // Settled: the agent's numbers are what was written (a wrong agent
+    // never settles and is judged at the deadline).
+    let deadline = opts.quiet_period.0 + Duration::from_secs(15);
+    let last = wait_for(agent.addr, deadline, |m| {
+        checks_of(m, &[]).iter().flatten().all(|c| c.ok)
+    })
+    .await
+    .context("cannot read the agent's /metrics")?;
+    if let Some(p) = printer {
+        // Wait until it has stopped: a redraw must not clear the summary.
+        p.stop().await;
+    }
+    let checks = checks_of(&last, skews);
+    verdict(plans, &played, &checks, &last, began)
+}
+
+/// Plays each pod's log (its engine stand-in and, for a sidecar pod, the
+/// agent's probe of it), one after the other; `started` counts the pods
+/// begun, for the live table.
+async fn play_pods(
+    opts: &DemoOptions,
+    plans: &[PodPlan],
+    pods_dir: &Path,
+    agent: &Agent,
+    fleet: &mut Fleet,
+    started: &AtomicUsize,
+) -> Result<Vec<Played>> {
     let mut played: Vec<Played> = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
         let engine = EngineStandin::start(StandinOptions {
@@ -335,43 +407,27 @@ async fn deploy(
         fleet.logs.push(w);
         played.push(p);
     }
-    // Wait until the agent has read everything and closed every gap (the
-    // logs-only pod's after its quiet period).
-    let tol = Tolerance {
-        probe_interval: PROBE_INTERVAL,
-    };
-    let checks_of = |m: &Exposition, skews: &[Skew]| -> Vec<Vec<Check>> {
-        plans
-            .iter()
-            .zip(&played)
-            .enumerate()
-            .map(|(i, (plan, p))| {
-                check::pod_checks(plan, p, m, &tol, if i == 0 { skews } else { &[] })
-            })
-            .collect()
-    };
-    // Settled: the agent's numbers are what was written (a wrong agent
-    // never settles and is judged at the deadline).
-    let deadline = opts.quiet_period.0 + Duration::from_secs(15);
-    let last = wait_for(agent.addr, deadline, |m| {
-        checks_of(m, &[]).iter().flatten().all(|c| c.ok)
-    })
-    .await
-    .context("cannot read the agent's /metrics")?;
-    if let Some(p) = printer {
-        // Wait until it has stopped: a redraw must not clear the summary.
-        p.stop().await;
-    }
-    let checks = checks_of(&last, skews);
+    Ok(played)
+}
+
+/// Prints the final table and summary; fails naming every check that did
+/// not hold.
+fn verdict(
+    plans: &[PodPlan],
+    played: &[Played],
+    checks: &[Vec<Check>],
+    last: &Exposition,
+    began: Instant,
+) -> Result<()> {
     println!();
-    for line in table::table(plans, &last, Timestamp::now()) {
+    for line in table::table(plans, last, Timestamp::now()) {
         println!("{line}");
     }
-    print_summary(plans, &played, &checks, &last);
+    print_summary(plans, played, checks, last);
     let total = checks.iter().map(Vec::len).sum::<usize>();
     let failed: Vec<String> = plans
         .iter()
-        .zip(&checks)
+        .zip(checks)
         .flat_map(|(plan, cs)| {
             cs.iter()
                 .filter(|c| !c.ok)

@@ -12,10 +12,12 @@
 
 use std::fmt::Write;
 
+mod svg;
+
 use super::{model, PodReport, Report};
-use crate::classify::EventKind;
 use crate::model::Counter;
 use crate::time::Timestamp;
+use svg::Scale;
 
 /// Escapes text for HTML and SVG content and attributes.
 fn esc(s: &str) -> String {
@@ -79,63 +81,6 @@ th{color:var(--muted);font-weight:500}
 .legend svg{width:auto;display:inline;vertical-align:middle;margin-right:6px}
 "#;
 
-/// The drawing's geometry (SVG user units).
-const W: f64 = 1000.0;
-const LEFT: f64 = 112.0;
-const RIGHT: f64 = 992.0;
-
-/// The shared time scale of every pod's timeline.
-struct Scale {
-    t0: Timestamp,
-    t1: Timestamp,
-}
-
-impl Scale {
-    fn of(r: &Report) -> Option<Scale> {
-        let mut t0: Option<Timestamp> = None;
-        let mut t1: Option<Timestamp> = None;
-        for p in &r.pods {
-            let firsts = p
-                .detail
-                .first_ts
-                .into_iter()
-                .chain(p.detail.starts.iter().filter_map(|s| s.listening_at));
-            for t in firsts {
-                t0 = Some(t0.map_or(t, |a| a.min(t)));
-                t1 = Some(t1.map_or(t, |a| a.max(t)));
-            }
-            if let Some(t) = p.detail.last_ts {
-                t1 = Some(t1.map_or(t, |a| a.max(t)));
-            }
-        }
-        let (t0, t1) = (t0?, t1?);
-        // A span of at least 10 s, with a little room on both sides.
-        let span = t1.seconds_since(t0).max(10.0);
-        Some(Scale {
-            t0: t0.plus_secs(-span * 0.02),
-            t1: t0.plus_secs(span * 1.02),
-        })
-    }
-
-    fn x(&self, t: Timestamp) -> f64 {
-        let span = self.t1.seconds_since(self.t0).max(1e-9);
-        LEFT + (RIGHT - LEFT) * (t.seconds_since(self.t0) / span).clamp(0.0, 1.0)
-    }
-
-    /// Tick step (seconds) giving about eight ticks.
-    fn step(&self) -> f64 {
-        const STEPS: [f64; 18] = [
-            1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
-            7200.0, 10800.0, 21600.0, 43200.0, 86400.0,
-        ];
-        let span = self.t1.seconds_since(self.t0);
-        STEPS
-            .into_iter()
-            .find(|s| span / s <= 10.0)
-            .unwrap_or(86400.0 * (span / 86400.0 / 10.0).ceil())
-    }
-}
-
 /// `HH:MM:SS` (UTC) of a timestamp.
 fn clock(t: Timestamp) -> String {
     let s = t.to_string();
@@ -160,12 +105,27 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-/// The totals as cards; `data-total` names the report field.
-fn cards(r: &Report, o: &mut String) {
-    let t = &r.totals;
-    let outages = t[Counter::DbOutages];
-    let longest = r
-        .pods
+/// The class of a card whose count is a loss: red when any.
+fn bad(n: u64) -> &'static str {
+    if n > 0 {
+        "bad"
+    } else {
+        ""
+    }
+}
+
+/// The class of a card whose value deserves a look: amber when `yes`.
+fn warn(yes: bool) -> &'static str {
+    if yes {
+        "warn"
+    } else {
+        ""
+    }
+}
+
+/// The longest start-up gap of any pod, in seconds.
+fn longest_gap(r: &Report) -> Option<f64> {
+    r.pods
         .iter()
         .flat_map(|p| {
             p.detail
@@ -173,102 +133,99 @@ fn cards(r: &Report, o: &mut String) {
                 .iter()
                 .filter_map(|s| model::gap_seconds(s, p.detail.last_ts))
         })
-        .fold(None, |a: Option<f64>, g| Some(a.map_or(g, |a| a.max(g))));
+        .fold(None, |a: Option<f64>, g| Some(a.map_or(g, |a| a.max(g))))
+}
+
+/// The totals as cards; `data-total` names the report field.
+fn cards(r: &Report, o: &mut String) {
+    let t = &r.totals;
+    let longest = longest_gap(r);
+    let count = |c: Counter| t[c].to_string();
+    // (report field, value, label, class)
+    let cards: [(&str, String, &str, &str); 13] = [
+        ("pods", r.pods.len().to_string(), "pods", ""),
+        (
+            "proxy_starts",
+            count(Counter::ProxyStarts),
+            "proxy starts",
+            "",
+        ),
+        (
+            "longest_gap",
+            longest.map_or_else(|| "–".into(), fmt_secs),
+            "longest start-up gap",
+            warn(longest.is_some_and(|g| g > 0.0)),
+        ),
+        (
+            "spend_batches_dropped",
+            count(Counter::SpendBatchesDropped),
+            "spend batches dropped",
+            bad(t[Counter::SpendBatchesDropped]),
+        ),
+        (
+            "spend_rows_lost",
+            count(Counter::SpendRowsLost),
+            "spend rows lost",
+            bad(t[Counter::SpendRowsLost]),
+        ),
+        (
+            "spend_rows_requeued",
+            count(Counter::SpendRowsRequeued),
+            "spend rows re-queued",
+            "",
+        ),
+        (
+            "requests_during_gap",
+            count(Counter::RequestsDuringGap),
+            "requests served during a gap",
+            warn(t[Counter::RequestsDuringGap] > 0),
+        ),
+        (
+            "db_connect_errors",
+            t.db_connect_errors().to_string(),
+            "DB connect errors",
+            "",
+        ),
+        (
+            "budget_cache_misses",
+            count(Counter::BudgetCacheMisses),
+            "budget-cache misses",
+            "",
+        ),
+        (
+            "db_outages",
+            count(Counter::DbOutages),
+            "mid-life DB outages",
+            warn(t[Counter::DbOutages] > 0),
+        ),
+        (
+            "requests_during_outage",
+            count(Counter::RequestsDuringOutage),
+            "requests served during an outage",
+            warn(t[Counter::RequestsDuringOutage] > 0),
+        ),
+        (
+            "spend_updates_failed",
+            count(Counter::SpendUpdatesFailed),
+            "key/user/team spend updates not applied",
+            bad(t[Counter::SpendUpdatesFailed]),
+        ),
+        (
+            "engine_restarts",
+            count(Counter::EngineRestarts),
+            "query-engine restarts",
+            "",
+        ),
+    ];
     let _ = writeln!(o, r#"<div class="cards">"#);
-    let mut card = |key: &str, value: String, label: &str, class: &str| {
+    for (key, value, label, class) in cards {
         let _ = writeln!(
             o,
             r#"<div class="card {class}" data-total="{key}"><b>{}</b><span>{}</span></div>"#,
             esc(&value),
             esc(label)
         );
-    };
-    let bad = |n: u64| if n > 0 { "bad" } else { "" };
-    card("pods", r.pods.len().to_string(), "pods", "");
-    card(
-        "proxy_starts",
-        t[Counter::ProxyStarts].to_string(),
-        "proxy starts",
-        "",
-    );
-    card(
-        "longest_gap",
-        longest.map_or_else(|| "–".into(), fmt_secs),
-        "longest start-up gap",
-        if longest.is_some_and(|g| g > 0.0) {
-            "warn"
-        } else {
-            ""
-        },
-    );
-    card(
-        "spend_batches_dropped",
-        t[Counter::SpendBatchesDropped].to_string(),
-        "spend batches dropped",
-        bad(t[Counter::SpendBatchesDropped]),
-    );
-    card(
-        "spend_rows_lost",
-        t[Counter::SpendRowsLost].to_string(),
-        "spend rows lost",
-        bad(t[Counter::SpendRowsLost]),
-    );
-    card(
-        "spend_rows_requeued",
-        t[Counter::SpendRowsRequeued].to_string(),
-        "spend rows re-queued",
-        "",
-    );
-    card(
-        "requests_during_gap",
-        t[Counter::RequestsDuringGap].to_string(),
-        "requests served during a gap",
-        if t[Counter::RequestsDuringGap] > 0 {
-            "warn"
-        } else {
-            ""
-        },
-    );
-    card(
-        "db_connect_errors",
-        t.db_connect_errors().to_string(),
-        "DB connect errors",
-        "",
-    );
-    card(
-        "budget_cache_misses",
-        t[Counter::BudgetCacheMisses].to_string(),
-        "budget-cache misses",
-        "",
-    );
-    card(
-        "db_outages",
-        outages.to_string(),
-        "mid-life DB outages",
-        if outages > 0 { "warn" } else { "" },
-    );
-    card(
-        "requests_during_outage",
-        t[Counter::RequestsDuringOutage].to_string(),
-        "requests served during an outage",
-        if t[Counter::RequestsDuringOutage] > 0 {
-            "warn"
-        } else {
-            ""
-        },
-    );
-    card(
-        "spend_updates_failed",
-        t[Counter::SpendUpdatesFailed].to_string(),
-        "key/user/team spend updates not applied",
-        bad(t[Counter::SpendUpdatesFailed]),
-    );
-    card(
-        "engine_restarts",
-        t[Counter::EngineRestarts].to_string(),
-        "query-engine restarts",
-        "",
-    );
+    }
     let _ = writeln!(o, "</div>");
 }
 
@@ -285,278 +242,33 @@ const LEGEND: &str = r##"<div class="legend">
 </div>
 "##;
 
-/// Lane positions in a pod's drawing.
-const Y_LABEL: f64 = 14.0;
-const Y_BAR: f64 = 22.0;
-const BAR_H: f64 = 18.0;
-const Y_ERR: f64 = 58.0;
-const Y_REQ: f64 = 80.0;
-const Y_LOSS: f64 = 102.0;
-const Y_AXIS: f64 = 122.0;
-const HEIGHT: f64 = 142.0;
-
-fn pod_svg(r: &Report, p: &PodReport, idx: usize, sc: &Scale, o: &mut String) {
-    let d = &p.detail;
-    let _ = writeln!(
-        o,
-        r#"<svg viewBox="0 0 {W} {HEIGHT}" role="img" aria-label="timeline of {}">"#,
-        esc(&p.name())
-    );
-    let _ = writeln!(
-        o,
-        r#"<defs><pattern id="hatch{idx}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line class="hatch-line" x1="0" y1="0" x2="0" y2="6"/></pattern><pattern id="hatch-open{idx}" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><line class="hatch-open-line" x1="0" y1="0" x2="0" y2="6"/></pattern></defs>"#
-    );
-    // Grid and axis.
-    let step = sc.step();
-    let first = (sc.t0.as_secs_f64() / step).ceil() * step;
-    let mut t = first;
-    let _ = writeln!(o, r#"<g class="axis">"#);
-    let _ = writeln!(
-        o,
-        r#"<line x1="{LEFT}" y1="{Y_AXIS}" x2="{RIGHT}" y2="{Y_AXIS}"/>"#
-    );
-    while t <= sc.t1.as_secs_f64() {
-        let ts = Timestamp::from_secs_f64(t);
-        let x = sc.x(ts);
-        let label = if step >= 60.0 {
-            clock(ts)[..5].to_string()
-        } else {
-            clock(ts)
-        };
-        let _ = writeln!(
-            o,
-            r#"<line class="grid" x1="{x:.1}" y1="{Y_BAR}" x2="{x:.1}" y2="{Y_AXIS}"/><line x1="{x:.1}" y1="{Y_AXIS}" x2="{x:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
-            Y_AXIS + 4.0,
-            Y_AXIS + 16.0
-        );
-        t += step;
-    }
-    let _ = writeln!(o, "</g>");
-    // Lane names in the left gutter.
-    for (y, name) in [
-        (Y_BAR + BAR_H / 2.0, "starts, gaps"),
-        (Y_ERR, "DB errors"),
-        (Y_REQ, "requests at risk"),
-        (Y_LOSS, "spend lost"),
-    ] {
-        let _ = writeln!(o, r#"<text x="0" y="{:.1}">{name}</text>"#, y + 4.0);
-    }
-    // The pod's life: first to last record.
-    if let (Some(a), Some(b)) = (d.first_ts, d.last_ts) {
-        let _ = writeln!(
-            o,
-            r#"<line class="life" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke-width="2"><title>records from {} to {}</title></line>"#,
-            sc.x(a),
-            Y_BAR + BAR_H / 2.0,
-            sc.x(b),
-            Y_BAR + BAR_H / 2.0,
-            when(a),
-            when(b)
-        );
-    }
-    // Gaps, outages, starts.
-    let mut gaps: Vec<(Timestamp, Timestamp)> = Vec::new();
-    for (i, s) in d.starts.iter().enumerate() {
-        let Some(at) = s.listening_at else { continue };
-        let x0 = sc.x(at);
-        if let Some(g) = model::gap_seconds(s, d.last_ts) {
-            let end = if s.open {
-                d.last_ts.unwrap_or(at).max(at.plus_secs(g))
-            } else {
-                at.plus_secs(g)
-            };
-            gaps.push((at, end));
-            let x1 = sc.x(end).max(x0 + 2.0);
-            let (class, fill, what) = if s.open {
-                (
-                    "gap-open",
-                    format!("url(#hatch-open{idx})"),
-                    format!(
-                        "still failing {} after the start when the logs end",
-                        fmt_secs(g)
-                    ),
-                )
-            } else if s.method == crate::timeline::Method::Probe {
-                (
-                    "gap-probe",
-                    "var(--gap)".into(),
-                    format!("{} gap, probe (exact)", fmt_secs(g)),
-                )
-            } else {
-                (
-                    "gap-log",
-                    format!("url(#hatch{idx})"),
-                    format!("{} gap, log (estimated)", fmt_secs(g)),
-                )
-            };
-            if g > 0.0 || s.open {
-                let _ = writeln!(
-                    o,
-                    r#"<rect class="{class}" style="fill:{fill}" x="{x0:.1}" y="{Y_BAR}" width="{:.1}" height="{BAR_H}" rx="2"><title>start {}: {what}</title></rect>"#,
-                    x1 - x0,
-                    i + 1
-                );
-                if s.open {
-                    let _ = writeln!(
-                        o,
-                        r#"<path class="open-head" d="M{x1:.1} {:.1} L{:.1} {:.1} L{x1:.1} {:.1} Z"/>"#,
-                        Y_BAR - 3.0,
-                        x1 + 9.0,
-                        Y_BAR + BAR_H / 2.0,
-                        Y_BAR + BAR_H + 3.0
-                    );
-                }
-            }
-            let text = if s.open {
-                format!("open {}", fmt_secs(g))
-            } else if g > 0.0 {
-                fmt_secs(g)
-            } else {
-                "no gap".into()
-            };
-            let _ = writeln!(
-                o,
-                r#"<text class="label" x="{:.1}" y="{Y_LABEL}">{}</text>"#,
-                x0 + 4.0,
-                esc(&text)
-            );
-        }
-        for out in model::outages_of(s) {
-            let Some(a) = out.started_at else { continue };
-            let b = out
-                .ended_at
-                .or(d.last_ts)
-                .unwrap_or(a)
-                .max(a.plus_secs(out.seconds.unwrap_or(0.0)));
-            gaps.push((a, b));
-            let (xa, xb) = (sc.x(a), sc.x(b).max(sc.x(a) + 2.0));
-            let _ = writeln!(
-                o,
-                r#"<rect class="outage" x="{xa:.1}" y="{Y_BAR}" width="{:.1}" height="{BAR_H}" rx="2"><title>DB outage{}: {} ({}), {} requests served</title></rect><text class="label" x="{:.1}" y="{Y_LABEL}">outage</text>"#,
-                xb - xa,
-                if out.open {
-                    " (still open at the end)"
-                } else {
-                    ""
-                },
-                out.seconds.map_or_else(|| "?".into(), fmt_secs),
-                esc(out.method),
-                out.requests,
-                xa + 2.0
-            );
-        }
-        let _ = writeln!(
-            o,
-            r#"<line class="start" x1="{x0:.1}" y1="{:.1}" x2="{x0:.1}" y2="{:.1}"><title>start {}: proxy accepting at {}</title></line><path class="start-head" d="M{x0:.1} {:.1} l-4 -6 h8 z"/>"#,
-            Y_BAR - 4.0,
-            Y_AXIS,
-            i + 1,
-            when(at),
-            Y_BAR - 2.0
-        );
-    }
-    // DB connect errors as a rug; losses aggregated into markers 12 units apart.
-    let mine = r
-        .ledger
-        .iter()
-        .filter(|e| e.pod.namespace == p.namespace && e.pod.pod == p.pod);
-    let mut losses: Vec<(f64, u64, u64, u64)> = Vec::new(); // x, batches, rows, updates not applied
-    let mut last_err_x = f64::NEG_INFINITY;
-    for e in mine {
-        let Some(t) = e.ts else { continue };
-        let x = sc.x(t);
-        match e.kind {
-            // One tick per unit of x: a burst of thousands stays a small drawing.
-            EventKind::DbConnectError(op) if x - last_err_x >= 1.0 => {
-                let _ = writeln!(
-                    o,
-                    r#"<line class="dberr" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"><title>DB connect error ({}) at {}</title></line>"#,
-                    Y_ERR - 6.0,
-                    Y_ERR + 6.0,
-                    op.as_str(),
-                    when(t)
-                );
-                last_err_x = x;
-            }
-            EventKind::EngineRestart => {
-                let _ = writeln!(
-                    o,
-                    r#"<circle class="restart" cx="{x:.1}" cy="{Y_ERR}" r="4.5"><title>query engine restarted by LiteLLM at {}</title></circle>"#,
-                    when(t)
-                );
-            }
-            ref k if model::is_loss(k) => {
-                let rows = match e.kind {
-                    EventKind::SpendRowsLost(n) => n,
-                    _ => 0,
-                };
-                let batch = u64::from(e.kind == EventKind::SpendBatchDropped);
-                let update = u64::from(e.kind == EventKind::SpendUpdatesFailed);
-                // Close markers merge, so their count labels never overlap.
-                match losses.last_mut() {
-                    Some(l) if x - l.0 < 80.0 => {
-                        l.1 += batch;
-                        l.2 += rows;
-                        l.3 += update;
-                    }
-                    _ => losses.push((x, batch, rows, update)),
-                }
-            }
-            _ => {}
-        }
-    }
-    for (x, batches, rows, updates) in losses {
-        let mut what = Vec::new();
-        if batches > 0 {
-            what.push(format!(
-                "{batches} batch{}",
-                if batches == 1 { "" } else { "es" }
-            ));
-        }
-        if rows > 0 {
-            what.push(format!("{rows} rows"));
-        }
-        if updates > 0 {
-            what.push(format!(
-                "{updates} spend update{} not applied",
-                if updates == 1 { "" } else { "s" }
-            ));
-        }
-        let what = what.join(", ");
-        let _ = writeln!(
-            o,
-            r#"<path class="loss" d="M{x:.1} {:.1} l6 6 l-6 6 l-6 -6 z"><title>spend lost: {what}</title></path><text class="loss-text" x="{:.1}" y="{:.1}">{what}</text>"#,
-            Y_LOSS - 6.0,
-            x + 8.0,
-            Y_LOSS + 4.0
-        );
-    }
-    // Requests served inside a gap or outage: one dot per distinct unit of x.
-    let mut last_req_x = f64::NEG_INFINITY;
-    for &t in &d.requests {
-        if gaps.iter().any(|(a, b)| t >= *a && t <= *b) {
-            let x = sc.x(t);
-            if x - last_req_x >= 2.5 {
-                let _ = writeln!(
-                    o,
-                    r#"<circle class="req" cx="{x:.1}" cy="{Y_REQ}" r="3"><title>request served at {}</title></circle>"#,
-                    when(t)
-                );
-                last_req_x = x;
-            }
-        }
-    }
-    let _ = writeln!(o, "</svg>");
-}
-
+/// One pod's section: its facts, its timeline and a table of its starts.
 fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mut String) {
-    let c = &p.counts;
     let _ = writeln!(
         o,
         r#"<section class="pod" id="pod-{idx}" data-pod="{}">"#,
         esc(&p.name())
     );
     let _ = writeln!(o, "<h2>{}</h2>", esc(&p.name()));
+    let _ = writeln!(o, r#"<p class="facts">{}</p>"#, esc(&facts(p).join(" · ")));
+    match sc {
+        Some(sc) if p.detail.first_ts.is_some() => svg::pod_svg(r, p, idx, sc, o),
+        _ => {
+            let _ = writeln!(
+                o,
+                r#"<p class="note">No record times in this pod's input: gaps need record times (use <code>kubectl logs --timestamps</code>).</p>"#
+            );
+        }
+    }
+    if !p.detail.starts.is_empty() {
+        starts_table(p, o);
+    }
+    let _ = writeln!(o, "</section>");
+}
+
+/// The pod's counts as short phrases, the rare ones only when non-zero.
+fn facts(p: &PodReport) -> Vec<String> {
+    let c = &p.counts;
     let mut facts = vec![format!(
         "{} proxy start{}",
         c[Counter::ProxyStarts],
@@ -602,56 +314,48 @@ fn pod_section(r: &Report, p: &PodReport, idx: usize, sc: Option<&Scale>, o: &mu
             facts.push(format!("{n} {what}"));
         }
     }
-    let _ = writeln!(o, r#"<p class="facts">{}</p>"#, esc(&facts.join(" · ")));
-    match sc {
-        Some(sc) if p.detail.first_ts.is_some() => pod_svg(r, p, idx, sc, o),
-        _ => {
-            let _ = writeln!(
-                o,
-                r#"<p class="note">No record times in this pod's input: gaps need record times (use <code>kubectl logs --timestamps</code>).</p>"#
-            );
-        }
-    }
-    if !p.detail.starts.is_empty() {
+    facts
+}
+
+/// One row per start (its gap) and per mid-life outage after it.
+fn starts_table(p: &PodReport, o: &mut String) {
+    let _ = writeln!(
+        o,
+        "<table><tr><th></th><th>from (UTC)</th><th>how long</th><th>measured by</th><th>requests inside</th></tr>"
+    );
+    for (i, s) in p.detail.starts.iter().enumerate() {
+        let gap = match model::gap_seconds(s, p.detail.last_ts) {
+            Some(g) if s.open => format!("open, still failing after {}", fmt_secs(g)),
+            Some(g) if g > 0.0 => fmt_secs(g),
+            Some(_) => "no gap".into(),
+            None => "–".into(),
+        };
         let _ = writeln!(
             o,
-            "<table><tr><th></th><th>from (UTC)</th><th>how long</th><th>measured by</th><th>requests inside</th></tr>"
+            "<tr><td>start {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            i + 1,
+            s.listening_at.map_or_else(|| "(no time)".into(), when),
+            esc(&gap),
+            model::method_word(s.method),
+            model::requests_in_gap(s)
         );
-        for (i, s) in p.detail.starts.iter().enumerate() {
-            let gap = match model::gap_seconds(s, p.detail.last_ts) {
-                Some(g) if s.open => format!("open, still failing after {}", fmt_secs(g)),
-                Some(g) if g > 0.0 => fmt_secs(g),
-                Some(_) => "no gap".into(),
+        for out in model::outages_of(s) {
+            let how_long = match out.seconds {
+                Some(g) if out.open => format!("open, still failing after {}", fmt_secs(g)),
+                Some(g) => fmt_secs(g),
                 None => "–".into(),
             };
             let _ = writeln!(
                 o,
-                "<tr><td>start {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                i + 1,
-                s.listening_at.map_or_else(|| "(no time)".into(), when),
-                esc(&gap),
-                model::method_word(s.method),
-                model::requests_in_gap(s)
+                "<tr class=\"outage-row\"><td>outage</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                out.started_at.map_or_else(|| "(no time)".into(), when),
+                esc(&how_long),
+                esc(out.method),
+                out.requests
             );
-            for out in model::outages_of(s) {
-                let how_long = match out.seconds {
-                    Some(g) if out.open => format!("open, still failing after {}", fmt_secs(g)),
-                    Some(g) => fmt_secs(g),
-                    None => "–".into(),
-                };
-                let _ = writeln!(
-                    o,
-                    "<tr class=\"outage-row\"><td>outage</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    out.started_at.map_or_else(|| "(no time)".into(), when),
-                    esc(&how_long),
-                    esc(out.method),
-                    out.requests
-                );
-            }
         }
-        let _ = writeln!(o, "</table>");
     }
-    let _ = writeln!(o, "</section>");
+    let _ = writeln!(o, "</table>");
 }
 
 /// The page.
@@ -775,18 +479,5 @@ mod tests {
         start.method = crate::timeline::Method::Log;
         let page = render(&pod_with(start, Timestamp(160 * sec)));
         assert!(page.contains(r#"class="gap-log" style="fill:url(#hatch0)""#));
-    }
-
-    #[test]
-    fn ticks_are_round_and_about_eight() {
-        let sc = Scale {
-            t0: Timestamp(0),
-            t1: Timestamp(420 * 1_000_000_000),
-        };
-        assert_eq!(sc.step(), 60.0);
-        assert_eq!(sc.x(Timestamp(0)), LEFT);
-        assert_eq!(sc.x(Timestamp(420 * 1_000_000_000)), RIGHT);
-        assert_eq!(fmt_secs(42.54), "42.5s");
-        assert_eq!(fmt_secs(185.0), "3m 05s");
     }
 }

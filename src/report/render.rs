@@ -1,6 +1,8 @@
 //! The table and `--json`: the report as text.
 
-use super::{model, Report};
+use std::fmt::Write;
+
+use super::{model, PodReport, Report, ReportCounts};
 use crate::model::{ConfigKind, Counter};
 
 fn fmt_gap(g: Option<f64>) -> String {
@@ -8,7 +10,7 @@ fn fmt_gap(g: Option<f64>) -> String {
 }
 
 /// A start's gap for the table: `12.0s`, `open 40.0s` (still failing at the end), or `-`.
-fn fmt_start_gap(p: &super::PodReport, s: &crate::timeline::Start) -> String {
+fn fmt_start_gap(p: &PodReport, s: &crate::timeline::Start) -> String {
     let g = fmt_gap(model::gap_seconds(s, p.detail.last_ts));
     if s.open && g != "-" {
         format!("open {g}")
@@ -17,9 +19,9 @@ fn fmt_start_gap(p: &super::PodReport, s: &crate::timeline::Start) -> String {
     }
 }
 
-/// The human-readable table.
+/// The human-readable table: a header, one row per pod (each start, its
+/// outages and the pod's rarer counts indented under it), then the totals.
 pub fn render_table(r: &Report) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -35,78 +37,99 @@ pub fn render_table(r: &Report) -> String {
         "MALFORMED"
     );
     for p in &r.pods {
-        let name = p.name();
-        let c = &p.counts;
+        pod_row(&mut s, p);
+        start_lines(&mut s, p);
+        rare_count_lines(&mut s, &p.counts);
+    }
+    totals_line(&mut s, r);
+    s
+}
+
+/// The pod's row under the header.
+fn pod_row(s: &mut String, p: &PodReport) {
+    let name = p.name();
+    let c = &p.counts;
+    let _ = writeln!(
+        s,
+        "{:<40} {:>6} {:>10} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}",
+        name,
+        c[Counter::ProxyStarts],
+        p.detail
+            .starts
+            .last()
+            .map_or_else(|| "-".to_string(), |s| fmt_start_gap(p, s)),
+        c[Counter::SpendBatchesDropped],
+        c[Counter::SpendRowsLost],
+        c[Counter::BudgetCacheMisses],
+        c.db_connect_errors(),
+        c[Counter::RequestsDuringGap],
+        c.malformed_lines
+    );
+}
+
+/// One line per start (its gap) and per mid-life outage after it.
+fn start_lines(s: &mut String, p: &PodReport) {
+    for (i, st) in p.detail.starts.iter().enumerate() {
+        let at = st
+            .listening_at
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "(no timestamp)".into());
         let _ = writeln!(
             s,
-            "{:<40} {:>6} {:>10} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9}",
-            name,
-            c[Counter::ProxyStarts],
-            p.detail
-                .starts
-                .last()
-                .map_or_else(|| "-".to_string(), |s| fmt_start_gap(p, s)),
-            c[Counter::SpendBatchesDropped],
-            c[Counter::SpendRowsLost],
-            c[Counter::BudgetCacheMisses],
-            c.db_connect_errors(),
-            c[Counter::RequestsDuringGap],
-            c.malformed_lines
+            "    start {}: accepting at {at}, gap {} ({}), {} requests inside",
+            i + 1,
+            fmt_start_gap(p, st),
+            model::method_word(st.method),
+            model::requests_in_gap(st)
         );
-        for (i, st) in p.detail.starts.iter().enumerate() {
-            let at = st
-                .listening_at
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "(no timestamp)".into());
+        for o in model::outages_of(st) {
             let _ = writeln!(
                 s,
-                "    start {}: accepting at {at}, gap {} ({}), {} requests inside",
-                i + 1,
-                fmt_start_gap(p, st),
-                model::method_word(st.method),
-                model::requests_in_gap(st)
-            );
-            for o in model::outages_of(st) {
-                let _ = writeln!(
-                    s,
-                    "      outage at {}: {}{} ({}), {} requests served",
-                    o.started_at.map_or_else(|| "?".into(), |t| t.to_string()),
-                    if o.open { "open " } else { "" },
-                    fmt_gap(o.seconds),
-                    o.method,
-                    o.requests
-                );
-            }
-        }
-        let by_operation = c.db_connect_errors_by_operation();
-        if !by_operation.is_empty() {
-            let ops: Vec<String> = by_operation
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let _ = writeln!(s, "    db connect errors: {}", ops.join(" "));
-        }
-        if c[Counter::SpendUpdatesFailed] + c[Counter::EngineRestarts] > 0 {
-            let _ = writeln!(
-                s,
-                "    key/user/team spend updates not applied: {}, query-engine restarts: {}",
-                c[Counter::SpendUpdatesFailed],
-                c[Counter::EngineRestarts]
-            );
-        }
-        if c[Counter::ConfigLoadFailures(ConfigKind::Deployments)]
-            + c[Counter::ConfigLoadFailures(ConfigKind::Credentials)]
-            + c[Counter::EngineDistroFallbacks]
-            + c[Counter::SpendRowsRequeued]
-            > 0
-        {
-            let _ = writeln!(
-                s,
-                "    deployments not loaded: {}, credentials not loaded: {}, engine distro fallbacks: {}, rows re-queued: {}",
-                c[Counter::ConfigLoadFailures(ConfigKind::Deployments)], c[Counter::ConfigLoadFailures(ConfigKind::Credentials)], c[Counter::EngineDistroFallbacks], c[Counter::SpendRowsRequeued]
+                "      outage at {}: {}{} ({}), {} requests served",
+                o.started_at.map_or_else(|| "?".into(), |t| t.to_string()),
+                if o.open { "open " } else { "" },
+                fmt_gap(o.seconds),
+                o.method,
+                o.requests
             );
         }
     }
+}
+
+/// The pod's counts that have no column, each group only when non-zero.
+fn rare_count_lines(s: &mut String, c: &ReportCounts) {
+    let by_operation = c.db_connect_errors_by_operation();
+    if !by_operation.is_empty() {
+        let ops: Vec<String> = by_operation
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "    db connect errors: {}", ops.join(" "));
+    }
+    if c[Counter::SpendUpdatesFailed] + c[Counter::EngineRestarts] > 0 {
+        let _ = writeln!(
+            s,
+            "    key/user/team spend updates not applied: {}, query-engine restarts: {}",
+            c[Counter::SpendUpdatesFailed],
+            c[Counter::EngineRestarts]
+        );
+    }
+    if c[Counter::ConfigLoadFailures(ConfigKind::Deployments)]
+        + c[Counter::ConfigLoadFailures(ConfigKind::Credentials)]
+        + c[Counter::EngineDistroFallbacks]
+        + c[Counter::SpendRowsRequeued]
+        > 0
+    {
+        let _ = writeln!(
+            s,
+            "    deployments not loaded: {}, credentials not loaded: {}, engine distro fallbacks: {}, rows re-queued: {}",
+            c[Counter::ConfigLoadFailures(ConfigKind::Deployments)], c[Counter::ConfigLoadFailures(ConfigKind::Credentials)], c[Counter::EngineDistroFallbacks], c[Counter::SpendRowsRequeued]
+        );
+    }
+}
+
+/// The TOTAL line.
+fn totals_line(s: &mut String, r: &Report) {
     let t = &r.totals;
     let _ = writeln!(
         s,
@@ -126,7 +149,6 @@ pub fn render_table(r: &Report) -> String {
         t.lines,
         t.malformed_lines
     );
-    s
 }
 
 /// The JSON document of `report --json` (totals use the flat vocabulary of the docs).
