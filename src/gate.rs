@@ -304,11 +304,11 @@ impl PodProbeState {
             self.proxy_accepting = Some(accepting);
         }
         self.check_starts(starts, o.at);
-        if o.target == Target::ProxyReadiness
-            && !matches!(
-                o.result,
-                Err(FailureReason::Refused | FailureReason::Timeout)
-            )
+        // Any probe that reached the port counts: a 503, a "db" that is not
+        // connected, or an answer that did not come in time (LiteLLM 1.110.2's
+        // readiness waits on its database check for up to 4 s) all mean the
+        // port accepts connections. Only `refused` and a connect `timeout` do not.
+        if o.target == Target::ProxyReadiness && o.result.err().is_none_or(FailureReason::connected)
         {
             self.accepting_since_arm = true;
         }
@@ -854,7 +854,7 @@ mod tests {
         let a = g.answer(Some(0), ts(1.0));
         assert!(!a.ready, "{a:?}");
         assert!(a.reason.contains("accept connections"), "{}", a.reason);
-        // A timeout is not "accepting" either.
+        // A connect timeout is not "accepting" either.
         g.observe(
             &p,
             &other(1.5, Target::ProxyReadiness, Err(FailureReason::Timeout)),
@@ -870,6 +870,29 @@ mod tests {
         let a = g.answer(Some(1), ts(2.0));
         assert!(a.ready, "{a:?}");
         assert_eq!(g.pod(&p).unwrap().open_since, Some(ts(2.0)));
+    }
+
+    #[test]
+    fn a_readiness_probe_that_connected_and_timed_out_means_the_port_accepts() {
+        // LiteLLM 1.110.2's /health/readiness accepts and then waits on its
+        // database check past the probe timeout while the engine is down.
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        g.cfg.proxy_probed = true;
+        let p = pod();
+        g.observe(&p, &engine(1.0, 1, 1, 0), 1);
+        assert!(!g.answer(Some(1), ts(1.0)).ready);
+        g.observe(
+            &p,
+            &other(
+                1.5,
+                Target::ProxyReadiness,
+                Err(FailureReason::ResponseTimeout),
+            ),
+            1,
+        );
+        let a = g.answer(Some(1), ts(1.5));
+        assert!(a.ready, "{a:?}");
+        assert_eq!(g.pod(&p).unwrap().open_since, Some(ts(1.5)));
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   query's value is `resp['data']['result']`.
 //!
 //! Reasons: nothing listening (or no engine process found) → `refused`;
-//! no answer by the deadline → `timeout`; non-2xx → `http_status`; an answer
+//! not accepted by the deadline → `timeout`; accepted but no answer by the
+//! deadline → `response_timeout`; non-2xx → `http_status`; an answer
 //! carrying a Prisma *database* error (`P1001` can't reach the database,
 //! `P1017` server closed the connection, `P2024` pool timeout, …) →
 //! `db_error`: the engine runs, its database does not answer; anything else
@@ -271,6 +272,7 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
     Attempted {
         result,
         detail: ProbeDetail::Engines(round),
+        known_at: None,
     }
 }
 

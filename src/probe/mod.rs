@@ -34,13 +34,15 @@ use crate::time::Timestamp;
 pub use crate::model::{FailureReason, Target};
 
 impl From<crate::http_client::HttpError> for FailureReason {
-    /// Connection-level failures are "refused" (nothing usable listens),
-    /// a deadline is "timeout", and a broken or oversized answer is "bad_body".
+    /// Connection-level failures are "refused" (nothing usable listens), a
+    /// deadline is "timeout" while connecting and "response_timeout" after
+    /// the peer accepted, and a broken or oversized answer is "bad_body".
     fn from(e: crate::http_client::HttpError) -> Self {
         use crate::http_client::HttpError as H;
         match e {
             H::InvalidUrl | H::Refused | H::Connect | H::Tls => FailureReason::Refused,
-            H::Timeout => FailureReason::Timeout,
+            H::ConnectTimeout => FailureReason::Timeout,
+            H::Timeout => FailureReason::ResponseTimeout,
             H::Request | H::BodyTooLarge | H::Body => FailureReason::BadBody,
         }
     }
@@ -51,7 +53,10 @@ impl From<crate::http_client::HttpError> for FailureReason {
 pub struct ProbeOutcome {
     /// What was probed.
     pub target: Target,
-    /// Wall clock when the probe finished (the moment it knew the answer).
+    /// Wall clock when the probe knew its answer: when it finished, or, for
+    /// a readiness probe that reached a proxy that is not ready (a 503, a
+    /// `"db"` other than `connected`, or no answer in time), when the proxy
+    /// accepted the connection, since that is what such an outcome reports.
     pub at: Timestamp,
     /// How long the attempt took.
     pub duration: Duration,
@@ -102,6 +107,9 @@ pub struct Attempted {
     pub result: Result<(), FailureReason>,
     /// Extra facts (see [`ProbeDetail`]).
     pub detail: ProbeDetail,
+    /// When the result was known, if before the attempt ended (see
+    /// [`ProbeOutcome::at`]); `None` means at the end.
+    pub known_at: Option<Instant>,
 }
 
 impl From<Result<(), FailureReason>> for Attempted {
@@ -109,6 +117,7 @@ impl From<Result<(), FailureReason>> for Attempted {
         Attempted {
             result,
             detail: ProbeDetail::None,
+            known_at: None,
         }
     }
 }
@@ -266,10 +275,11 @@ pub fn spawn_probes(
             let client = client.clone();
             let url = url.clone();
             async move {
-                let (result, version) = proxy::probe_readiness(&client, &url, deadline).await;
+                let r = proxy::probe_readiness(&client, &url, deadline).await;
                 Attempted {
-                    result,
-                    detail: ProbeDetail::Readiness { version },
+                    result: r.result,
+                    detail: ProbeDetail::Readiness { version: r.version },
+                    known_at: r.accepted_at.filter(|_| r.result.is_err()),
                 }
             }
         });
@@ -367,9 +377,14 @@ async fn run_loop<A: Attempt>(
         };
         let duration = started.elapsed();
         let result = attempted.result;
+        let now = Timestamp::now();
+        let at = match attempted.known_at {
+            Some(known) => now.plus_secs(-known.elapsed().as_secs_f64()),
+            None => now,
+        };
         let outcome = ProbeOutcome {
             target,
-            at: Timestamp::now(),
+            at,
             duration,
             result,
             detail: attempted.detail,
@@ -429,7 +444,14 @@ mod tests {
         let r: Vec<_> = FailureReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             r,
-            ["refused", "timeout", "http_status", "bad_body", "db_error"]
+            [
+                "refused",
+                "timeout",
+                "response_timeout",
+                "http_status",
+                "bad_body",
+                "db_error"
+            ]
         );
     }
 
@@ -490,7 +512,23 @@ mod tests {
         use crate::http_client::HttpError as H;
         assert_eq!(FailureReason::from(H::Refused), FailureReason::Refused);
         assert_eq!(FailureReason::from(H::Connect), FailureReason::Refused);
-        assert_eq!(FailureReason::from(H::Timeout), FailureReason::Timeout);
+        assert_eq!(
+            FailureReason::from(H::ConnectTimeout),
+            FailureReason::Timeout
+        );
+        assert_eq!(
+            FailureReason::from(H::Timeout),
+            FailureReason::ResponseTimeout
+        );
+        let connected: Vec<_> = FailureReason::ALL
+            .iter()
+            .filter(|r| r.connected())
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            connected,
+            ["response_timeout", "http_status", "bad_body", "db_error"]
+        );
         assert_eq!(FailureReason::from(H::BodyTooLarge), FailureReason::BadBody);
         assert_eq!(FailureReason::from(H::Request), FailureReason::BadBody);
     }

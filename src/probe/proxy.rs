@@ -10,6 +10,14 @@
 //! The HTTP status alone cannot be trusted: LiteLLM 1.83.14 answers **200**
 //! with `"db": "disconnected"` while the engine is down; from 1.84.0 it
 //! answers 503 when not connected (unless `allow_requests_on_db_unavailable`).
+//! LiteLLM 1.110.2's public endpoint answers only `{"status", "db"}` (no
+//! version) and waits on its database check first (`_db_health_readiness_check`:
+//! `health_check()` bounded by 2 s, then a reconnect and a second check, the
+//! whole bounded by 4 s), so while the engine is down it accepts the
+//! connection and then answers 503 only after up to 4 s, past the probe
+//! timeout: `response_timeout`. Every outcome that reached the proxy but
+//! found it not ready is stamped at the connect (see [`Readiness`]).
+//!
 //! So the decision reads the body:
 //! - non-2xx → `http_status` (1.84+ "not ready", or any other error page);
 //! - 2xx whose JSON body lacks `"db": "connected"` → `bad_body` (1.83.x
@@ -27,25 +35,45 @@ pub fn readiness_url(base: &str) -> String {
     format!("{}/health/readiness", base.trim_end_matches('/'))
 }
 
-/// One readiness probe of `url` (a full `/health/readiness` URL), with the
-/// `litellm_version` the body carried (any status: it names what runs).
-pub async fn probe_readiness(
-    client: &HttpClient,
-    url: &str,
-    deadline: Instant,
-) -> (Result<(), FailureReason>, Option<String>) {
-    let resp = match client.get(url, deadline).await {
+/// What one readiness probe learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// `Ok` when the proxy says its database is connected.
+    pub result: Result<(), FailureReason>,
+    /// The `litellm_version` the body carried (any status: it names what runs).
+    pub version: Option<String>,
+    /// When the proxy accepted the TCP connection (`None`: it did not). A
+    /// probe that connected knows "the port accepts" from this moment, even
+    /// if the answer then times out or says "not ready".
+    pub accepted_at: Option<Instant>,
+}
+
+/// One readiness probe of `url` (a full `/health/readiness` URL).
+pub async fn probe_readiness(client: &HttpClient, url: &str, deadline: Instant) -> Readiness {
+    let timed = client.get_timed(url, deadline).await;
+    let accepted_at = timed.connected_at;
+    let resp = match timed.result {
         Ok(r) => r,
-        Err(e) => return (Err(e.into()), None),
+        Err(e) => {
+            return Readiness {
+                result: Err(e.into()),
+                version: None,
+                accepted_at,
+            }
+        }
     };
     let version = litellm_version(&resp.body);
-    if !resp.status.is_success() {
-        return (Err(FailureReason::HttpStatus), version);
-    }
-    if readiness_body_says_connected(&resp.body) {
-        (Ok(()), version)
+    let result = if !resp.status.is_success() {
+        Err(FailureReason::HttpStatus)
+    } else if readiness_body_says_connected(&resp.body) {
+        Ok(())
     } else {
-        (Err(FailureReason::BadBody), version)
+        Err(FailureReason::BadBody)
+    };
+    Readiness {
+        result,
+        version,
+        accepted_at,
     }
 }
 

@@ -21,7 +21,7 @@ use axum::Router;
 use litellm_sentinel::engine_standin::{EngineStandin, StandinMode, StandinOptions};
 use litellm_sentinel::probe::discover::{find_engines, EngineProcess};
 use litellm_sentinel::probe::{
-    spawn_probes, FailureReason, ProbeConfig, ProbeOutcome, Secret, Target,
+    spawn_probes, FailureReason, ProbeConfig, ProbeDetail, ProbeOutcome, Secret, Target,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -204,7 +204,8 @@ async fn wedged_engine_times_out() {
     .unwrap();
     let started = Instant::now();
     let o = first_engine_outcome(s.url(), Duration::from_millis(300)).await;
-    assert_eq!(o.result, Err(FailureReason::Timeout));
+    // Accepted, then silent: not a connect timeout.
+    assert_eq!(o.result, Err(FailureReason::ResponseTimeout));
     assert!(o.duration >= Duration::from_millis(290), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     s.shutdown().await;
@@ -449,6 +450,69 @@ async fn readiness_503_is_http_status() {
     )
     .await;
     assert_eq!(o.result, Err(FailureReason::HttpStatus));
+}
+
+#[tokio::test]
+async fn readiness_without_a_version_is_up_with_the_version_unknown() {
+    // LiteLLM 1.110.2's public answer: `status` and `db` only.
+    let o =
+        first_readiness_outcome(StatusCode::OK, r#"{"status":"healthy","db":"connected"}"#).await;
+    assert_eq!(o.result, Ok(()));
+    assert_eq!(o.detail, ProbeDetail::Readiness { version: None });
+}
+
+#[tokio::test]
+async fn readiness_nothing_listening_is_refused() {
+    let mut p = Probes::start(ProbeConfig {
+        proxy_url: Some(format!("http://127.0.0.1:{}", unused_port())),
+        fast_interval: FAST,
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let o = p.next().await;
+    p.stop().await;
+    assert_eq!(o.result, Err(FailureReason::Refused));
+}
+
+/// LiteLLM 1.110.2's `/health/readiness` while its engine is down: it accepts
+/// and answers only after its database check gives up (up to 4 s), past the
+/// probe timeout. That is `response_timeout`, known at the connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_that_accepts_and_hangs_is_a_response_timeout_stamped_at_the_connect() {
+    let app = Router::new().route(
+        "/health/readiness",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            StatusCode::SERVICE_UNAVAILABLE
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let timeout = Duration::from_millis(400);
+    let before = litellm_sentinel::time::Timestamp::now();
+    let mut p = Probes::start(ProbeConfig {
+        proxy_url: Some(base),
+        fast_interval: FAST,
+        timeout,
+        ..Default::default()
+    });
+    let o = p.next().await;
+    let received = litellm_sentinel::time::Timestamp::now();
+    p.stop().await;
+    server.abort();
+    assert_eq!(o.result, Err(FailureReason::ResponseTimeout), "{o:?}");
+    assert!(o.duration >= timeout - Duration::from_millis(10), "{o:?}");
+    // Stamped at the connect (right after the attempt began), not at the
+    // deadline: the port accepted then.
+    assert!(o.at >= before, "{o:?}");
+    assert!(
+        received.seconds_since(o.at) >= timeout.as_secs_f64() * 0.75,
+        "stamped {:.3}s before it was received",
+        received.seconds_since(o.at)
+    );
 }
 
 // ---------------------------------------------------------------- PostgreSQL
