@@ -674,6 +674,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn get_timed_says_when_the_peer_accepted() {
+        // A silent peer: accepted (connected_at set, near the start), then
+        // the response timed out.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holder = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(sock);
+        });
+        let start = Instant::now();
+        let t = HttpClient::new()
+            .get_timed(
+                &format!("http://{addr}/health/readiness"),
+                start + Duration::from_millis(300),
+            )
+            .await;
+        assert_eq!(t.result.unwrap_err(), HttpError::Timeout);
+        let at = t.connected_at.expect("accepted");
+        assert!(
+            at >= start && at - start < Duration::from_millis(250),
+            "{:?}",
+            at - start
+        );
+        holder.abort();
+        // Nothing listening: refused, never connected.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t = HttpClient::new()
+            .get_timed(
+                &format!("http://127.0.0.1:{port}/"),
+                Instant::now() + Duration::from_secs(2),
+            )
+            .await;
+        assert_eq!(t.result.unwrap_err(), HttpError::Refused);
+        assert!(t.connected_at.is_none());
+    }
+
+    #[tokio::test]
     async fn rejects_non_http_urls() {
         let c = HttpClient::new();
         for bad in [

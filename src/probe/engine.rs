@@ -160,6 +160,9 @@ pub(crate) struct EngineProber {
     fixed_url: Option<String>,
     proc_root: Option<PathBuf>,
     last_reported: Vec<EngineProcess>,
+    /// What the last round probed (engines found, workers without one), for
+    /// [`EngineProber::still_there`] to compare a fresh scan with.
+    last_round: Option<(Vec<EngineProcess>, u32)>,
 }
 
 impl EngineProber {
@@ -175,6 +178,7 @@ impl EngineProber {
             fixed_url,
             proc_root,
             last_reported: Vec::new(),
+            last_round: None,
         }
     }
 
@@ -205,12 +209,59 @@ impl EngineProber {
         scan
     }
 
+    /// Between rounds while up: the same engine processes are in `/proc`
+    /// (none died, was respawned, or went missing from a worker) and every
+    /// engine port still accepts a TCP connection. A killed engine vanishes
+    /// from `/proc` (or leaves a zombie with an empty cmdline) and its port
+    /// refuses at once, so this notices it within one fast interval instead
+    /// of at the next slow round. Only a connect, no request: cheap for the
+    /// engine, and an engine that accepts but no longer answers is still
+    /// the next round's to find.
+    pub(crate) async fn still_there(&mut self, deadline: Instant) -> bool {
+        let addrs: Vec<(String, u16)> = match &self.fixed_url {
+            Some(url) => match host_port(url) {
+                Some(a) => vec![a],
+                None => return true,
+            },
+            None => {
+                let scan = self.discover().await;
+                let now = (scan.engines, scan.workers_without_engine);
+                if self.last_round.as_ref() != Some(&now) {
+                    return false;
+                }
+                now.0
+                    .iter()
+                    .map(|p| ("127.0.0.1".to_string(), p.port))
+                    .collect()
+            }
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (host, port) in addrs {
+            set.spawn(async move {
+                matches!(
+                    tokio::time::timeout_at(
+                        deadline,
+                        tokio::net::TcpStream::connect((host.as_str(), port))
+                    )
+                    .await,
+                    Ok(Ok(_))
+                )
+            });
+        }
+        let mut all = true;
+        while let Some(joined) = set.join_next().await {
+            all &= joined.unwrap_or(false);
+        }
+        all
+    }
+
     /// One round: every engine probed concurrently against `deadline`.
     pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
         let (urls, missing, proxy): (Vec<String>, u32, Option<u64>) = match &self.fixed_url {
             Some(url) => (vec![url.clone()], 0, None),
             None => {
                 let scan = self.discover().await;
+                self.last_round = Some((scan.engines.clone(), scan.workers_without_engine));
                 let urls = scan
                     .engines
                     .iter()
@@ -276,12 +327,30 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
     }
 }
 
+/// `host` and `port` of an `http://host[:port]` URL (port 80 when absent).
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let uri: hyper::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_matches(['[', ']']).to_string();
+    Some((host, uri.port_u16().unwrap_or(80)))
+}
+
 impl Attempt for EngineProber {
     fn attempt(
         &mut self,
         deadline: Instant,
     ) -> impl std::future::Future<Output = Attempted> + Send + '_ {
         self.round(deadline)
+    }
+
+    fn watches(&self) -> bool {
+        true
+    }
+
+    fn still_there(
+        &mut self,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = bool> + Send + '_ {
+        EngineProber::still_there(self, deadline)
     }
 }
 

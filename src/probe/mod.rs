@@ -11,7 +11,12 @@
 //! the fast interval (250 ms by default) so the gap is measured to within one
 //! fast interval; once it answers it drops to the slow interval (10 s).
 //! Attempts start on a fixed cadence measured from the previous attempt's
-//! start, so a slow attempt does not stretch the measurement error.
+//! start, so a slow attempt does not stretch the measurement error. While
+//! the engine is up it is still *watched* every fast interval between slow
+//! rounds (the same processes in `/proc`, each port accepting a connect; see
+//! `EngineProber::still_there` in engine.rs): a killed engine starts the next
+//! round at once, so an outage opens within one fast interval of the kill
+//! and an engine respawned between two slow rounds is not missed.
 
 pub mod discover;
 pub mod engine;
@@ -332,6 +337,23 @@ struct Schedule {
 pub(crate) trait Attempt: Send + 'static {
     /// Runs one attempt; must finish by `deadline` (callers also enforce it).
     fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Attempted> + Send + '_;
+
+    /// Whether [`Attempt::still_there`] is worth calling between attempts
+    /// while the target is up. Without it a target that died is noticed only
+    /// at the next attempt, one slow interval (10 s) later.
+    fn watches(&self) -> bool {
+        false
+    }
+
+    /// A cheap check, run every fast interval while the target is up, that
+    /// what the last attempt found is still there (for the engine: the same
+    /// processes in `/proc`, each port accepting). `false` starts the next
+    /// full attempt at once, so a killed engine is an outage from within one
+    /// fast interval of its death, and one respawned between two slow
+    /// rounds is not missed. Must finish by `deadline`.
+    fn still_there(&mut self, _deadline: Instant) -> impl Future<Output = bool> + Send + '_ {
+        std::future::ready(true)
+    }
 }
 
 /// A stateless attempt built from a closure.
@@ -399,13 +421,66 @@ async fn run_loop<A: Attempt>(
         } else {
             schedule.fast
         };
+        let next = started + wait;
+        if result.is_ok() && prober.watches() && schedule.fast < wait {
+            if !watch_until(target, schedule, next, &mut shutdown, &mut prober).await {
+                return;
+            }
+        } else if !sleep_or_shutdown(next, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps until `until`; `false` when shutdown came first.
+async fn sleep_or_shutdown(until: Instant, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(started + wait) => {}
+            _ = tokio::time::sleep_until(until) => return true,
             changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() { return; }
+                if changed.is_err() || *shutdown.borrow() { return false; }
             }
         }
     }
+}
+
+/// While a watching target is up: runs [`Attempt::still_there`] every fast
+/// interval until `next` (the next full attempt), returning early when the
+/// check fails so the next attempt starts at once. `false` on shutdown.
+async fn watch_until<A: Attempt>(
+    target: Target,
+    schedule: Schedule,
+    next: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+    prober: &mut A,
+) -> bool {
+    let mut tick = Instant::now() + schedule.fast;
+    while tick < next {
+        if !sleep_or_shutdown(tick, shutdown).await {
+            return false;
+        }
+        let deadline = tick + schedule.timeout;
+        let check =
+            tokio::time::timeout_at(deadline + BACKSTOP_GRACE, prober.still_there(deadline));
+        let there = tokio::select! {
+            r = check => r.unwrap_or(false),
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() { return false; }
+                // Not a stop: recheck at the next tick.
+                true
+            }
+        };
+        if !there {
+            tracing::debug!(
+                target = target.as_str(),
+                "probe target changed between attempts; probing now"
+            );
+            return true;
+        }
+        // A slow check must not make the checks run back to back.
+        tick = (tick + schedule.fast).max(Instant::now() + schedule.fast / 2);
+    }
+    sleep_or_shutdown(next, shutdown).await
 }
 
 fn log_transition(
@@ -590,6 +665,74 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv())
             .await
             .is_err());
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Up, and watched between attempts through a flag.
+    struct Watched {
+        there: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        checks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Attempt for Watched {
+        fn attempt(&mut self, _deadline: Instant) -> impl Future<Output = Attempted> + Send + '_ {
+            std::future::ready(Attempted::from(Ok(())))
+        }
+        fn watches(&self) -> bool {
+            true
+        }
+        fn still_there(&mut self, _deadline: Instant) -> impl Future<Output = bool> + Send + '_ {
+            use std::sync::atomic::Ordering;
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(self.there.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watched_target_that_vanishes_is_attempted_again_at_once() {
+        use std::sync::atomic::Ordering;
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let schedule = Schedule {
+            fast: Duration::from_millis(10),
+            slow: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1),
+        };
+        let there = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let handle = tokio::spawn(run_loop(
+            Target::Engine,
+            schedule,
+            tx,
+            stop_rx,
+            Watched {
+                there: there.clone(),
+                checks: checks.clone(),
+            },
+        ));
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.result, Ok(()));
+        // Up and still there: checked every fast interval, no new attempt.
+        let end = Instant::now() + Duration::from_secs(5);
+        while checks.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < end, "not watched between attempts");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(rx.try_recv().is_err(), "attempted again while still there");
+        // Gone: the next attempt comes at once, not an hour later.
+        there.store(false, Ordering::SeqCst);
+        let again = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("no attempt after the target vanished")
+            .unwrap();
+        assert!(again.at.seconds_since(first.at) < 5.0, "{again:?}");
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(5), handle)
             .await

@@ -260,6 +260,71 @@ async fn healthy_engine_is_up_and_then_polled_slowly() {
     s.shutdown().await;
 }
 
+/// A healthy engine is re-probed only every slow interval, but one that is
+/// killed in between is noticed within about one fast interval: its port
+/// stops accepting and the next round starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_dies_while_up_is_refused_within_a_fast_interval() {
+    let s = EngineStandin::start(StandinOptions::default())
+        .await
+        .unwrap();
+    let mut p = Probes::start(engine_cfg(s.url(), Duration::from_secs(1)));
+    assert_eq!(p.next().await.result, Ok(()));
+    s.shutdown().await;
+    let gone = litellm_sentinel::time::Timestamp::now();
+    let o = p.next().await;
+    p.stop().await;
+    assert_eq!(o.result, Err(FailureReason::Refused), "{o:?}");
+    let lag = o.at.seconds_since(gone);
+    assert!(
+        lag <= (FAST + SLACK).as_secs_f64(),
+        "noticed {lag:.3}s after the engine went away (slow interval 10 s)"
+    );
+}
+
+/// The same with discovery: the engine's process vanishing from `/proc`
+/// (LiteLLM killed it) is enough, before any port is tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_engine_leaving_proc_is_probed_again_within_a_fast_interval() {
+    let proc_root = tempfile::tempdir().unwrap();
+    let s = EngineStandin::start(StandinOptions::default())
+        .await
+        .unwrap();
+    write_engine_proc(proc_root.path(), 4242, s.port());
+    let mut probes = Probes::start(ProbeConfig {
+        discover_engine: true,
+        proc_root: proc_root.path().to_path_buf(),
+        fast_interval: FAST,
+        slow_interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    probes.until("engine up", |o| o.result.is_ok()).await;
+    // The process is gone from /proc; its port still answers (the stand-in
+    // runs on): only the scan can tell.
+    std::fs::remove_dir_all(proc_root.path().join("4242")).unwrap();
+    let gone = litellm_sentinel::time::Timestamp::now();
+    let o = probes.next().await;
+    assert_eq!(o.result, Err(FailureReason::Refused), "{o:?}");
+    assert!(
+        o.at.seconds_since(gone) <= (FAST + SLACK).as_secs_f64(),
+        "noticed {:.3}s after the process left /proc",
+        o.at.seconds_since(gone)
+    );
+    // Respawned (another pid, the same port here): up again within a fast interval.
+    write_engine_proc(proc_root.path(), 5151, s.port());
+    let back = litellm_sentinel::time::Timestamp::now();
+    let o = probes.until("engine back", |o| o.result.is_ok()).await;
+    let up = o.last().unwrap();
+    assert!(
+        up.at.seconds_since(back) <= (FAST + SLACK).as_secs_f64(),
+        "respawn seen {:.3}s after it",
+        up.at.seconds_since(back)
+    );
+    probes.stop().await;
+    s.shutdown().await;
+}
+
 // ---------------------------------------------------------------- discovery
 
 /// Writes `<root>/<pid>/cmdline` as prisma-client-py would start the engine.

@@ -515,6 +515,68 @@ async fn a_killed_engine_is_a_probe_outage_with_its_duration() {
     drop(respawned);
 }
 
+/// At the default slow interval (10 s) a killed engine is still an outage
+/// from its death, not from the next slow round: the sidecar watches the
+/// engine processes every fast interval. The replacement comes back well
+/// within one slow interval, which a round every 10 s would miss entirely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_engine_is_noticed_within_a_fast_interval_at_the_default_slow_interval() {
+    let root = tempfile::tempdir().expect("proc root");
+    engine_proc::link_ancestors(root.path());
+    let proxy = fake_litellm().await;
+    let mut engine = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    engine.wait_bound(Duration::from_secs(20));
+    let mut cfg = Config {
+        role: Role::Sidecar,
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    cfg.probe.proc_root = root.path().to_path_buf();
+    cfg.probe.proxy_url = Some(proxy);
+    cfg.probe.namespace = Some("llm".into());
+    cfg.probe.pod = Some("litellm-0".into());
+    cfg.probe.fast_interval = HumanDuration(FAST);
+    cfg.probe.slow_interval = HumanDuration(Duration::from_secs(10));
+    let agent = Agent::start(cfg, Vec::new()).await.expect("agent");
+    let addr = agent.addr;
+    wait_for_async("/gate 200", || async { gate_json(addr).await.0 == 200 }).await;
+
+    let killed_at = Timestamp::now();
+    engine.kill();
+    let mut respawned = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_millis(800),
+    );
+    let bound_at = respawned.wait_bound(Duration::from_secs(20));
+    wait_for_async("the outage is over", || async {
+        metric_now(addr, "litellm_sentinel_db_outages_total", &[]).await == Some(1.0)
+            && metric_now(addr, "litellm_sentinel_in_db_outage", &[]).await == Some(0.0)
+    })
+    .await;
+    let (_, api) = get_async(addr, "/api/v1/pods").await.expect("api");
+    let api: serde_json::Value = serde_json::from_str(&api).expect("json");
+    let outage = &api["pods"][0]["starts"][0]["outages"][0];
+    let slack = FAST.as_secs_f64() + 0.45;
+    let started = rfc(&outage["started_at"]);
+    assert!(
+        (0.0..=slack).contains(&started.seconds_since(killed_at)),
+        "outage started {:.3}s after the kill (slow interval 10 s): {outage}",
+        started.seconds_since(killed_at)
+    );
+    let measured = outage["seconds"].as_f64().expect("seconds");
+    let truth = bound_at.seconds_since(killed_at);
+    assert!(
+        (measured - truth).abs() <= slack,
+        "outage measured {measured:.3}s, engine down {truth:.3}s"
+    );
+    let (code, _) = gate_json(addr).await;
+    assert_eq!(code, 200, "the latched gate stays open through the outage");
+    agent.shutdown().await;
+    drop(respawned);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_behind_a_running_engine_startup_holds_follow_closes_after_hysteresis() {
     const DOWN_AFTER: Duration = Duration::from_secs(2);
