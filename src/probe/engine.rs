@@ -163,6 +163,9 @@ pub(crate) struct EngineProber {
     /// What the last round probed (engines found, workers without one), for
     /// [`EngineProber::still_there`] to compare a fresh scan with.
     last_round: Option<(Vec<EngineProcess>, u32)>,
+    /// The LiteLLM version read for a set of engine parents (read again only
+    /// when the parents change: a new worker or proxy process).
+    version: Option<(Vec<u32>, Option<String>)>,
 }
 
 impl EngineProber {
@@ -179,6 +182,7 @@ impl EngineProber {
             proc_root,
             last_reported: Vec::new(),
             last_round: None,
+            version: None,
         }
     }
 
@@ -255,19 +259,46 @@ impl EngineProber {
         all
     }
 
+    /// The LiteLLM version installed for these engine parents, read from
+    /// `/proc` once per set of parents (it cannot change under a running
+    /// process) and remembered, including "could not be read".
+    async fn installed_version(&mut self, parents: &[u32]) -> Option<String> {
+        if parents.is_empty() {
+            return None;
+        }
+        if let Some((known, version)) = &self.version {
+            if known.as_slice() == parents {
+                return version.clone();
+            }
+        }
+        let root = self.proc_root.clone()?;
+        let pids = parents.to_vec();
+        let version =
+            tokio::task::spawn_blocking(move || discover::installed_litellm_version(&root, &pids))
+                .await
+                .unwrap_or_default();
+        match &version {
+            Some(v) => tracing::info!(version = %v, "LiteLLM version read from the proxy's installed packages"),
+            None => tracing::debug!("LiteLLM version not readable from /proc (maps or root not accessible, or no litellm dist-info)"),
+        }
+        self.version = Some((parents.to_vec(), version.clone()));
+        version
+    }
+
     /// One round: every engine probed concurrently against `deadline`.
     pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
-        let (urls, missing, proxy): (Vec<String>, u32, Option<u64>) = match &self.fixed_url {
-            Some(url) => (vec![url.clone()], 0, None),
+        let (urls, missing, proxy, version) = match &self.fixed_url {
+            Some(url) => (vec![url.clone()], 0, None, None),
             None => {
                 let scan = self.discover().await;
                 self.last_round = Some((scan.engines.clone(), scan.workers_without_engine));
-                let urls = scan
+                let urls: Vec<String> = scan
                     .engines
                     .iter()
                     .map(|p| format!("http://127.0.0.1:{}", p.port))
                     .collect();
-                (urls, scan.workers_without_engine, scan.proxy)
+                let version = self.installed_version(&scan.engine_parents).await;
+                (urls, scan.workers_without_engine, scan.proxy, version)
             }
         };
         let mut set = tokio::task::JoinSet::new();
@@ -285,6 +316,7 @@ impl EngineProber {
         if let ProbeDetail::Engines(round) = &mut attempted.detail {
             round.workers_without_engine = missing;
             round.proxy = proxy;
+            round.litellm_version = version;
         }
         if missing > 0 && attempted.result.is_ok() {
             attempted.result = Err(FailureReason::Refused);
@@ -307,6 +339,7 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
         db_errors: count(&|r| *r == Err(FailureReason::DbError)),
         workers_without_engine: 0,
         proxy: None,
+        litellm_version: None,
     };
     let result = if results.is_empty() {
         Err(FailureReason::Refused)

@@ -88,7 +88,7 @@ pub enum ProbeDetail {
 }
 
 /// The result of probing every engine of the pod in one round.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineRound {
     /// Engine processes found (1 for a fixed `engine_url`).
     pub discovered: u32,
@@ -103,6 +103,10 @@ pub struct EngineRound {
     /// Identity of the proxy process the engines belong to (see
     /// [`discover::EngineScan::proxy`]); a change means a new proxy process.
     pub proxy: Option<u64>,
+    /// The LiteLLM version installed where the engines' parents run (see
+    /// [`discover::installed_litellm_version`]), when it could be read: the
+    /// version for proxies whose `/health/readiness` does not carry it.
+    pub litellm_version: Option<String>,
 }
 
 /// The outcome of one [`Attempt`]: the result plus what it learned.

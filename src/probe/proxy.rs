@@ -87,7 +87,12 @@ pub fn litellm_version(body: &[u8]) -> Option<String> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return None;
     };
-    let v = map.get("litellm_version")?.as_str()?;
+    sane_version(map.get("litellm_version")?.as_str()?)
+}
+
+/// `v` when it looks like a LiteLLM version (a digit first, then only
+/// `[0-9A-Za-z.+-]`, at most 64 bytes): it becomes a metric label.
+pub fn sane_version(v: &str) -> Option<String> {
     let sane = !v.is_empty()
         && v.len() <= VERSION_LIMIT
         && v.starts_with(|c: char| c.is_ascii_digit())

@@ -377,6 +377,64 @@ async fn discovered_engine_is_rediscovered_after_a_restart_on_a_new_port() {
     second.shutdown().await;
 }
 
+/// LiteLLM 1.110.2's readiness does not name its version; the engine round
+/// reads it from the `litellm-<version>.dist-info` next to the packages the
+/// engines' parent (the proxy's Python) has loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_round_reads_the_litellm_version_from_the_proxys_packages() {
+    let proc_root = tempfile::tempdir().unwrap();
+    let s = EngineStandin::start(StandinOptions::default())
+        .await
+        .unwrap();
+    let site = "/app/.venv/lib/python3.11/site-packages";
+    let proxy = proc_root.path().join("10");
+    std::fs::create_dir_all(&proxy).unwrap();
+    std::fs::write(
+        proxy.join("cmdline"),
+        "/app/.venv/bin/python\0/app/.venv/bin/litellm\0",
+    )
+    .unwrap();
+    std::fs::write(proxy.join("comm"), "litellm\n").unwrap();
+    let stat = |pid: u32, comm: &str, ppid: u32| {
+        format!(
+            "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1000 0 0\n"
+        )
+    };
+    std::fs::write(proxy.join("stat"), stat(10, "litellm", 0)).unwrap();
+    std::fs::write(
+        proxy.join("maps"),
+        format!("7f3b2d400000-7f3b2d5a0000 r-xp 00000000 08:01 5521 {site}/pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu.so\n"),
+    )
+    .unwrap();
+    let pkgs = proxy.join("root").join(site.trim_start_matches('/'));
+    std::fs::create_dir_all(pkgs.join("litellm-1.110.2.dist-info")).unwrap();
+    std::fs::create_dir_all(pkgs.join("litellm_proxy_extras-0.4.110.dist-info")).unwrap();
+    write_engine_proc(proc_root.path(), 4242, s.port());
+    std::fs::write(
+        proc_root.path().join("4242/stat"),
+        stat(4242, "query-engine-de", 10),
+    )
+    .unwrap();
+    let mut probes = Probes::start(ProbeConfig {
+        discover_engine: true,
+        proc_root: proc_root.path().to_path_buf(),
+        fast_interval: FAST,
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let seen = probes.until("engine up", |o| o.result.is_ok()).await;
+    probes.stop().await;
+    let ProbeDetail::Engines(round) = &seen.last().unwrap().detail else {
+        panic!("{seen:?}");
+    };
+    assert_eq!(
+        round.litellm_version.as_deref(),
+        Some("1.110.2"),
+        "{round:?}"
+    );
+    s.shutdown().await;
+}
+
 /// Not a real test: the body of the fake engine process spawned by
 /// `real_proc_discovery_through_listening_socket` (argv[0] is renamed to
 /// `query-engine-…`; it listens on an ephemeral port and gives no `-p`).
