@@ -279,12 +279,14 @@ pub fn spawn_probes(
 
     if let Some(base) = cfg.proxy_url.clone() {
         let url = proxy::readiness_url(&base);
+        let live = proxy::liveliness_url(&base);
         let client = client.clone();
         let attempt = FnAttempt(move |deadline| {
             let client = client.clone();
             let url = url.clone();
+            let live = live.clone();
             async move {
-                let r = proxy::probe_readiness(&client, &url, deadline).await;
+                let r = proxy::probe_readiness(&client, &url, &live, deadline).await;
                 Attempted {
                     result: r.result,
                     detail: ProbeDetail::Readiness { version: r.version },

@@ -18,6 +18,16 @@
 //! timeout: `response_timeout`. Every outcome that reached the proxy but
 //! found it not ready is stamped at the connect (see [`Readiness`]).
 //!
+//! A completed TCP connect alone does not show that LiteLLM serves: with
+//! `--num_workers N` Uvicorn's supervisor listens long before any worker
+//! accepts, and the kernel completes handshakes into the backlog meanwhile.
+//! So each readiness probe sends `GET /health/liveliness` alongside (it
+//! touches no database and answers at once, as the real-LiteLLM harness's
+//! "first accepted" uses it): a readiness request that connected and timed
+//! out is `response_timeout` ("accepting", stamped at the liveliness
+//! connect) only when the liveliness request got any HTTP answer; when both
+//! hung, nothing serves the port yet and it is a `timeout`.
+//!
 //! So the decision reads the body:
 //! - non-2xx → `http_status` (1.84+ "not ready", or any other error page);
 //! - 2xx whose JSON body lacks `"db": "connected"` → `bad_body` (1.83.x
@@ -35,6 +45,11 @@ pub fn readiness_url(base: &str) -> String {
     format!("{}/health/readiness", base.trim_end_matches('/'))
 }
 
+/// `<base>/health/liveliness` (LiteLLM's "I'm alive!", no database involved).
+pub fn liveliness_url(base: &str) -> String {
+    format!("{}/health/liveliness", base.trim_end_matches('/'))
+}
+
 /// What one readiness probe learned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
@@ -48,12 +63,40 @@ pub struct Readiness {
     pub accepted_at: Option<Instant>,
 }
 
-/// One readiness probe of `url` (a full `/health/readiness` URL).
-pub async fn probe_readiness(client: &HttpClient, url: &str, deadline: Instant) -> Readiness {
-    let timed = client.get_timed(url, deadline).await;
+/// One readiness probe of `url` (a full `/health/readiness` URL), with
+/// `liveliness` (the `/health/liveliness` URL) asked alongside to tell a
+/// proxy that serves but is slow to answer readiness from a port nobody
+/// serves yet (see the module docs).
+pub async fn probe_readiness(
+    client: &HttpClient,
+    url: &str,
+    liveliness: &str,
+    deadline: Instant,
+) -> Readiness {
+    let (timed, alive) = tokio::join!(
+        client.get_timed(url, deadline),
+        client.get_timed(liveliness, deadline)
+    );
     let accepted_at = timed.connected_at;
     let resp = match timed.result {
         Ok(r) => r,
+        Err(crate::http_client::HttpError::Timeout) => {
+            // Connected, then no answer in time: busy (1.110.2's readiness
+            // waiting on its database check) if the proxy answered
+            // liveliness, else a port whose workers do not serve yet.
+            return match alive.result {
+                Ok(_) => Readiness {
+                    result: Err(FailureReason::ResponseTimeout),
+                    version: None,
+                    accepted_at: alive.connected_at.or(accepted_at),
+                },
+                Err(_) => Readiness {
+                    result: Err(FailureReason::Timeout),
+                    version: None,
+                    accepted_at: None,
+                },
+            };
+        }
         Err(e) => {
             return Readiness {
                 result: Err(e.into()),

@@ -638,6 +638,27 @@ async fn readiness_that_accepts_and_hangs_is_a_response_timeout_stamped_at_the_c
     );
 }
 
+/// Uvicorn's supervisor with `--num_workers 2` listens long before a worker
+/// accepts: the kernel completes the handshake, nobody answers anything.
+/// That is not "the proxy accepts" (neither readiness nor liveliness
+/// answers): a connect-level `timeout`, not `response_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_listens_but_serves_nothing_is_a_timeout_not_accepting() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut p = Probes::start(ProbeConfig {
+        proxy_url: Some(base),
+        fast_interval: FAST,
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let o = p.next().await;
+    p.stop().await;
+    assert_eq!(o.result, Err(FailureReason::Timeout), "{o:?}");
+    assert!(!FailureReason::Timeout.connected());
+    drop(listener);
+}
+
 // ---------------------------------------------------------------- PostgreSQL
 
 fn db_cfg(url: String) -> ProbeConfig {

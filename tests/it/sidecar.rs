@@ -749,25 +749,27 @@ async fn fake_litellm_1_110(engine_addr: String) -> String {
         .await
         .expect("bind proxy");
     let url = format!("http://{}", proxy.local_addr().expect("addr"));
-    let app = Router::new().route(
-        "/health/readiness",
-        get(move || {
-            let engine_addr = engine_addr.clone();
-            async move {
-                if tokio::net::TcpStream::connect(&engine_addr).await.is_ok() {
-                    return (
-                        axum::http::StatusCode::OK,
-                        axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})),
-                    );
+    let app = Router::new()
+        .route("/health/liveliness", get(|| async { "I'm alive!" }))
+        .route(
+            "/health/readiness",
+            get(move || {
+                let engine_addr = engine_addr.clone();
+                async move {
+                    if tokio::net::TcpStream::connect(&engine_addr).await.is_ok() {
+                        return (
+                            axum::http::StatusCode::OK,
+                            axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"status": "healthy", "db": "disconnected"})),
+                    )
                 }
-                tokio::time::sleep(Duration::from_secs(4)).await;
-                (
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(serde_json::json!({"status": "healthy", "db": "disconnected"})),
-                )
-            }
-        }),
-    );
+            }),
+        );
     tokio::spawn(async move { axum::serve(proxy, app).await });
     url
 }
