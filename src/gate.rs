@@ -185,7 +185,8 @@ pub struct PodProbeState {
     pub engines: Option<EngineRound>,
     /// The last result per target (indexed like [`Target::ALL`]).
     pub last: [Option<Result<(), FailureReason>>; 3],
-    /// `litellm_version` from `/health/readiness`.
+    /// `litellm_version` from `/health/readiness`, or else the version of
+    /// the proxy's installed litellm package (from `/proc`).
     pub version: Option<String>,
     /// Readiness episodes, most recent last.
     pub episodes: VecDeque<ReadyEpisode>,
@@ -270,7 +271,7 @@ impl PodProbeState {
                 self.all_ready = true;
             } else {
                 self.all_ready = false;
-                if matches!(o.detail, ProbeDetail::Engines(r) if r.up > 0) {
+                if matches!(&o.detail, ProbeDetail::Engines(r) if r.up > 0) {
                     self.first_ready_pending.get_or_insert(o.at);
                 }
             }
@@ -285,7 +286,12 @@ impl PodProbeState {
                     }
                     self.proxy = Some(id);
                 }
-                self.engines = Some(*round);
+                if round.litellm_version.is_some() {
+                    // Read from the proxy's installed packages: what runs
+                    // when /health/readiness does not say (LiteLLM 1.110.2).
+                    self.version.clone_from(&round.litellm_version);
+                }
+                self.engines = Some(round.clone());
             }
             ProbeDetail::Readiness { version } => {
                 if version.is_some() {
@@ -304,11 +310,11 @@ impl PodProbeState {
             self.proxy_accepting = Some(accepting);
         }
         self.check_starts(starts, o.at);
-        if o.target == Target::ProxyReadiness
-            && !matches!(
-                o.result,
-                Err(FailureReason::Refused | FailureReason::Timeout)
-            )
+        // Any probe that reached the port counts: a 503, a "db" that is not
+        // connected, or an answer that did not come in time (LiteLLM 1.110.2's
+        // readiness waits on its database check for up to 4 s) all mean the
+        // port accepts connections. Only `refused` and a connect `timeout` do not.
+        if o.target == Target::ProxyReadiness && o.result.err().is_none_or(FailureReason::connected)
         {
             self.accepting_since_arm = true;
         }
@@ -529,6 +535,7 @@ impl Gates {
         let engine_state = p.engine_state();
         let (discovered, up) = p
             .engines
+            .as_ref()
             .map_or((None, None), |r| (Some(r.discovered), Some(r.up)));
         let ready = p.open_since.is_some();
         let (state, reason) = match (cfg.mode, p.open_since, p.failing_since) {
@@ -599,7 +606,7 @@ fn waiting_reason(p: &PodProbeState, cfg: &GateConfig) -> String {
             Some(Ok(())) => {}
             None => return format!("{} probe has not run yet", t.as_str()),
             Some(Err(reason)) => {
-                return match (*t, p.engines) {
+                return match (*t, p.engines.as_ref()) {
                     (Target::Engine, Some(r)) if r.workers_without_engine > 0 => format!(
                         "engine probe is failing: {} Uvicorn worker(s) have no query-engine process yet ({} of {} engines answer)",
                         r.workers_without_engine, r.up, r.discovered
@@ -635,7 +642,7 @@ pub struct EngineView {
     pub up: Option<u32>,
     /// Uvicorn workers seen without an engine process in the last round.
     pub workers_without_engine: Option<u32>,
-    /// `litellm_version` from `/health/readiness`.
+    /// `litellm_version` from `/health/readiness`, or else the proxy's installed litellm package.
     pub litellm_version: Option<String>,
 }
 
@@ -644,9 +651,9 @@ impl EngineView {
     pub fn new(p: &PodProbeState) -> EngineView {
         EngineView {
             state: p.engine_state(),
-            discovered: p.engines.map(|r| r.discovered),
-            up: p.engines.map(|r| r.up),
-            workers_without_engine: p.engines.map(|r| r.workers_without_engine),
+            discovered: p.engines.as_ref().map(|r| r.discovered),
+            up: p.engines.as_ref().map(|r| r.up),
+            workers_without_engine: p.engines.as_ref().map(|r| r.workers_without_engine),
             litellm_version: p.version.clone(),
         }
     }
@@ -672,7 +679,7 @@ const FAMILIES: [(&str, &str, &[&str]); 3] = [
     ),
     (
         "litellm_build_info",
-        "1, labelled with the LiteLLM version the pod's /health/readiness reports.",
+        "1, labelled with the LiteLLM version the pod's /health/readiness reports (else its installed litellm package, read through /proc).",
         &["namespace", "pod", "version"],
     ),
 ];
@@ -712,7 +719,7 @@ impl Collector for GateCollector {
                 ("namespace", pod.namespace.as_str()),
                 ("pod", pod.pod.as_str()),
             ];
-            if let Some(r) = p.engines {
+            if let Some(r) = &p.engines {
                 fams[0].push(crate::metrics::gauge(&base, f64::from(r.discovered)));
                 fams[1].push(crate::metrics::gauge(&base, f64::from(r.up)));
             }
@@ -768,6 +775,7 @@ mod tests {
             db_errors,
             workers_without_engine: 0,
             proxy: None,
+            litellm_version: None,
         };
         let result = crate::probe::engine::aggregate(
             &(0..discovered)
@@ -854,7 +862,7 @@ mod tests {
         let a = g.answer(Some(0), ts(1.0));
         assert!(!a.ready, "{a:?}");
         assert!(a.reason.contains("accept connections"), "{}", a.reason);
-        // A timeout is not "accepting" either.
+        // A connect timeout is not "accepting" either.
         g.observe(
             &p,
             &other(1.5, Target::ProxyReadiness, Err(FailureReason::Timeout)),
@@ -870,6 +878,57 @@ mod tests {
         let a = g.answer(Some(1), ts(2.0));
         assert!(a.ready, "{a:?}");
         assert_eq!(g.pod(&p).unwrap().open_since, Some(ts(2.0)));
+    }
+
+    #[test]
+    fn the_version_comes_from_readiness_or_else_from_the_installed_packages() {
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        let p = pod();
+        // 1.110.2: readiness says nothing about the version; unknown, no error.
+        let mut r = other(0.5, Target::ProxyReadiness, Ok(()));
+        r.detail = ProbeDetail::Readiness { version: None };
+        g.observe(&p, &r, 1);
+        assert_eq!(g.pod(&p).unwrap().version, None);
+        // The engine round read it from the proxy's site-packages.
+        let mut e = engine(1.0, 1, 1, 0);
+        if let ProbeDetail::Engines(round) = &mut e.detail {
+            round.litellm_version = Some("1.110.2".into());
+        }
+        g.observe(&p, &e, 1);
+        assert_eq!(g.pod(&p).unwrap().version.as_deref(), Some("1.110.2"));
+        // A later round or readiness answer without one does not forget it.
+        g.observe(&p, &engine(2.0, 1, 1, 0), 1);
+        g.observe(&p, &r, 1);
+        assert_eq!(g.pod(&p).unwrap().version.as_deref(), Some("1.110.2"));
+        // A readiness answer that carries one (1.83.14) is taken as given.
+        r.detail = ProbeDetail::Readiness {
+            version: Some("1.83.14".into()),
+        };
+        g.observe(&p, &r, 1);
+        assert_eq!(g.pod(&p).unwrap().version.as_deref(), Some("1.83.14"));
+    }
+
+    #[test]
+    fn a_readiness_probe_that_connected_and_timed_out_means_the_port_accepts() {
+        // LiteLLM 1.110.2's /health/readiness accepts and then waits on its
+        // database check past the probe timeout while the engine is down.
+        let mut g = gates(GateMode::Startup, &[Target::Engine]);
+        g.cfg.proxy_probed = true;
+        let p = pod();
+        g.observe(&p, &engine(1.0, 1, 1, 0), 1);
+        assert!(!g.answer(Some(1), ts(1.0)).ready);
+        g.observe(
+            &p,
+            &other(
+                1.5,
+                Target::ProxyReadiness,
+                Err(FailureReason::ResponseTimeout),
+            ),
+            1,
+        );
+        let a = g.answer(Some(1), ts(1.5));
+        assert!(a.ready, "{a:?}");
+        assert_eq!(g.pod(&p).unwrap().open_since, Some(ts(1.5)));
     }
 
     #[test]
@@ -1036,7 +1095,10 @@ mod tests {
             pod: "other".into(),
         };
         g.observe(&demo, &engine(1.0, 3, 3, 0), 1);
-        assert_eq!(g.pod(&demo).unwrap().engines.unwrap().discovered, 3);
+        assert_eq!(
+            g.pod(&demo).unwrap().engines.as_ref().unwrap().discovered,
+            3
+        );
         assert!(!g.answer(Some(0), ts(1.0)).ready);
         let body = serde_json::to_string(&g.answer(Some(0), ts(1.0))).unwrap();
         assert!(!body.contains('\n'));

@@ -12,7 +12,12 @@
 //!   "the engine accepts connections now" means, and a connection kept alive
 //!   to a process that has since been killed and replaced (LiteLLM 1.108
 //!   restarts the engine on another port) cannot make a dead engine look
-//!   alive.
+//!   alive. The connect is done here, not in hyper-util's pool, so that
+//!   [`HttpClient::get_timed`] can say *when* the peer accepted and tell a
+//!   connect that timed out ([`HttpError::ConnectTimeout`]: nothing accepted)
+//!   from a response that timed out ([`HttpError::Timeout`]: the peer accepted
+//!   and then kept quiet, as LiteLLM 1.110.2's `/health/readiness` does for
+//!   up to 4 s while its database check waits on a missing engine).
 //! - [`HttpClient::kept_alive`] (OTLP): connections are pooled, and with a
 //!   rustls configuration (the `tls` feature) `https://` URLs are spoken too:
 //!   the TLS handshake happens in this module's connector, below hyper's pool.
@@ -26,7 +31,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
@@ -49,8 +54,13 @@ pub enum HttpError {
     /// Nothing listens on the port (`ECONNREFUSED`).
     #[error("connection refused")]
     Refused,
-    /// The deadline passed before the whole response had arrived.
-    #[error("timed out")]
+    /// The deadline passed before the TCP connection was accepted.
+    #[error("timed out connecting")]
+    ConnectTimeout,
+    /// The deadline passed before the whole response had arrived. On a
+    /// probe client (fresh connections) this means the peer *accepted* the
+    /// connection; on a kept-alive client the connect may be included.
+    #[error("timed out waiting for the response")]
     Timeout,
     /// Connecting failed for another reason (unreachable, reset, DNS).
     #[error("could not connect")]
@@ -88,10 +98,29 @@ pub struct HttpExchange {
     pub body: Result<Bytes, HttpError>,
 }
 
+/// A result plus when the peer accepted the TCP connection (`None` when it
+/// never did, or on a kept-alive client, which cannot tell).
+#[derive(Debug)]
+pub struct Timed<T> {
+    /// When the TCP connect completed.
+    pub connected_at: Option<Instant>,
+    /// What the exchange produced.
+    pub result: Result<T, HttpError>,
+}
+
+/// How requests reach the peer.
+#[derive(Clone, Debug)]
+enum Transport {
+    /// A fresh TCP connection per request, connected here (probes).
+    Fresh,
+    /// hyper-util's pooled client (OTLP).
+    Pooled(Client<Connector, Full<Bytes>>),
+}
+
 /// The HTTP client. Cheap to clone (clones share the connection pool).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    transport: Transport,
     body_limit: usize,
     /// Whether `https://` URLs are spoken (a TLS configuration was given).
     https: bool,
@@ -111,11 +140,8 @@ impl HttpClient {
 
     /// As [`HttpClient::new`], reading at most `body_limit` bytes of any response body.
     pub fn with_body_limit(body_limit: usize) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(Connector::new(None, None));
         HttpClient {
-            client,
+            transport: Transport::Fresh,
             body_limit,
             https: false,
         }
@@ -128,7 +154,7 @@ impl HttpClient {
         let client =
             Client::builder(TokioExecutor::new()).build(Connector::new(Some(connect_timeout), tls));
         HttpClient {
-            client,
+            transport: Transport::Pooled(client),
             body_limit: DEFAULT_BODY_LIMIT,
             https,
         }
@@ -136,7 +162,21 @@ impl HttpClient {
 
     /// `GET url`, asking for JSON (as prisma-client-py does for `/status`).
     pub async fn get(&self, url: &str, deadline: Instant) -> Result<HttpResponse, HttpError> {
-        self.json(Method::GET, url, None, deadline).await
+        self.get_timed(url, deadline).await.result
+    }
+
+    /// As [`HttpClient::get`], with when the peer accepted the connection: a
+    /// probe that connected learned "the port accepts" at that moment, even
+    /// if the answer then timed out or was an error page.
+    pub async fn get_timed(&self, url: &str, deadline: Instant) -> Timed<HttpResponse> {
+        let mut connected_at = None;
+        let result = self
+            .json(Method::GET, url, None, deadline, &mut connected_at)
+            .await;
+        Timed {
+            connected_at,
+            result,
+        }
     }
 
     /// `POST url` with a JSON body.
@@ -146,7 +186,8 @@ impl HttpClient {
         body: Bytes,
         deadline: Instant,
     ) -> Result<HttpResponse, HttpError> {
-        self.json(Method::POST, url, Some(body), deadline).await
+        self.json(Method::POST, url, Some(body), deadline, &mut None)
+            .await
     }
 
     async fn json(
@@ -155,6 +196,7 @@ impl HttpClient {
         url: &str,
         body: Option<Bytes>,
         deadline: Instant,
+        connected_at: &mut Option<Instant>,
     ) -> Result<HttpResponse, HttpError> {
         let uri: Uri = url.parse().map_err(|_| HttpError::InvalidUrl)?;
         let mut builder = Request::builder()
@@ -167,7 +209,7 @@ impl HttpClient {
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|_| HttpError::InvalidUrl)?;
-        let exchange = self.exchange(request, deadline).await?;
+        let exchange = self.exchange_at(request, deadline, connected_at).await?;
         Ok(HttpResponse {
             status: exchange.status,
             body: exchange.body?,
@@ -181,35 +223,36 @@ impl HttpClient {
         request: Request<Full<Bytes>>,
         deadline: Instant,
     ) -> Result<HttpExchange, HttpError> {
+        self.exchange_at(request, deadline, &mut None).await
+    }
+
+    async fn exchange_at(
+        &self,
+        request: Request<Full<Bytes>>,
+        deadline: Instant,
+        connected_at: &mut Option<Instant>,
+    ) -> Result<HttpExchange, HttpError> {
         let uri = request.uri();
         if uri.host().is_none_or(str::is_empty) || !self.client_speaks(uri) {
             return Err(HttpError::InvalidUrl);
         }
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(classify_client_error)?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), self.body_limit)
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| {
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some()
-                    {
-                        HttpError::BodyTooLarge
-                    } else {
-                        HttpError::Body
-                    }
-                });
-            Ok(HttpExchange { status, body })
-        };
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(HttpError::Timeout),
+        match &self.transport {
+            Transport::Fresh => {
+                fresh_exchange(request, deadline, self.body_limit, connected_at).await
+            }
+            Transport::Pooled(client) => {
+                let exchange = async {
+                    let response = client
+                        .request(request)
+                        .await
+                        .map_err(classify_client_error)?;
+                    Ok(read_body(response, self.body_limit).await)
+                };
+                match tokio::time::timeout_at(deadline, exchange).await {
+                    Ok(result) => result,
+                    Err(_elapsed) => Err(HttpError::Timeout),
+                }
+            }
         }
     }
 
@@ -230,6 +273,114 @@ pub type TlsClientConfig = std::sync::Arc<rustls::ClientConfig>;
 #[cfg(not(feature = "tls"))]
 pub type TlsClientConfig = std::convert::Infallible;
 
+/// Reads a response's status and (size-limited) body.
+async fn read_body(response: hyper::Response<hyper::body::Incoming>, limit: usize) -> HttpExchange {
+    let status = response.status();
+    let body = Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                HttpError::BodyTooLarge
+            } else {
+                HttpError::Body
+            }
+        });
+    HttpExchange { status, body }
+}
+
+/// Aborts a spawned task when dropped (the connection driver of a fresh
+/// exchange must not outlive it: a peer that never answers would keep the
+/// socket open).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One request on a fresh TCP connection: connect (the deadline passing
+/// here is [`HttpError::ConnectTimeout`]), note when it was accepted in
+/// `connected_at`, then send and read the response (the deadline passing
+/// here is [`HttpError::Timeout`]).
+async fn fresh_exchange(
+    request: Request<Full<Bytes>>,
+    deadline: Instant,
+    body_limit: usize,
+    connected_at: &mut Option<Instant>,
+) -> Result<HttpExchange, HttpError> {
+    let uri = request.uri().clone();
+    let host = uri
+        .host()
+        .ok_or(HttpError::InvalidUrl)?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp =
+        match tokio::time::timeout_at(deadline, TcpStream::connect((host.as_str(), port))).await {
+            Err(_elapsed) => return Err(HttpError::ConnectTimeout),
+            Ok(Err(e)) => {
+                return Err(match e.kind() {
+                    io::ErrorKind::ConnectionRefused => HttpError::Refused,
+                    io::ErrorKind::TimedOut => HttpError::ConnectTimeout,
+                    _ => HttpError::Connect,
+                })
+            }
+            Ok(Ok(tcp)) => tcp,
+        };
+    *connected_at = Some(Instant::now());
+    // Requests are small and latency matters more than packets; failing to
+    // set it only costs latency.
+    if tcp.set_nodelay(true).is_err() {
+        tracing::debug!("could not set TCP_NODELAY on a probe connection");
+    }
+    // hyper's connection API sends the URI as given: origin form plus Host.
+    let (mut parts, body) = request.into_parts();
+    if !parts.headers.contains_key(HOST) {
+        let authority = uri.authority().ok_or(HttpError::InvalidUrl)?.as_str();
+        let value = HeaderValue::from_str(authority).map_err(|_| HttpError::InvalidUrl)?;
+        parts.headers.insert(HOST, value);
+    }
+    parts.uri = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .parse()
+        .map_err(|_| HttpError::InvalidUrl)?;
+    let request = Request::from_parts(parts, body);
+    let exchange = async {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| classify_hyper_error(&e))?;
+        // The driver's own error is the one the request or body reports.
+        let _driver = AbortOnDrop(tokio::spawn(async move {
+            if conn.await.is_err() {
+                tracing::trace!("probe connection ended with an error");
+            }
+        }));
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| classify_hyper_error(&e))?;
+        Ok(read_body(response, body_limit).await)
+    };
+    match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(HttpError::Timeout),
+    }
+}
+
+/// Maps a hyper error after connecting to a reason.
+fn classify_hyper_error(err: &hyper::Error) -> HttpError {
+    match io_error_kind(err) {
+        Some(io::ErrorKind::TimedOut) => HttpError::Timeout,
+        _ => HttpError::Request,
+    }
+}
+
 /// Maps a hyper-util client error to a reason by walking its cause chain for
 /// the underlying `io::Error` (hyper-util wraps it in its `ConnectError`).
 fn classify_client_error(err: hyper_util::client::legacy::Error) -> HttpError {
@@ -240,7 +391,7 @@ fn classify_client_error(err: hyper_util::client::legacy::Error) -> HttpError {
     if err.is_connect() {
         return match io_kind {
             Some(io::ErrorKind::ConnectionRefused) => HttpError::Refused,
-            Some(io::ErrorKind::TimedOut) => HttpError::Timeout,
+            Some(io::ErrorKind::TimedOut) => HttpError::ConnectTimeout,
             _ => HttpError::Connect,
         };
     }
@@ -520,6 +671,48 @@ mod tests {
         assert_eq!(err, HttpError::Timeout);
         assert!(start.elapsed() < Duration::from_secs(5));
         holder.abort();
+    }
+
+    #[tokio::test]
+    async fn get_timed_says_when_the_peer_accepted() {
+        // A silent peer: accepted (connected_at set, near the start), then
+        // the response timed out.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holder = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(sock);
+        });
+        let start = Instant::now();
+        let t = HttpClient::new()
+            .get_timed(
+                &format!("http://{addr}/health/readiness"),
+                start + Duration::from_millis(300),
+            )
+            .await;
+        assert_eq!(t.result.unwrap_err(), HttpError::Timeout);
+        let at = t.connected_at.expect("accepted");
+        assert!(
+            at >= start && at - start < Duration::from_millis(250),
+            "{:?}",
+            at - start
+        );
+        holder.abort();
+        // Nothing listening: refused, never connected.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t = HttpClient::new()
+            .get_timed(
+                &format!("http://127.0.0.1:{port}/"),
+                Instant::now() + Duration::from_secs(2),
+            )
+            .await;
+        assert_eq!(t.result.unwrap_err(), HttpError::Refused);
+        assert!(t.connected_at.is_none());
     }
 
     #[tokio::test]

@@ -490,11 +490,10 @@ impl Tracker {
         p.probe_up.insert(o.target, up);
         let mut new_start = false;
         if o.target == Target::ProxyReadiness {
-            // The proxy port answered at all (even "db": "Not connected"): it takes traffic.
-            let accepting = !matches!(
-                o.result,
-                Err(FailureReason::Refused) | Err(FailureReason::Timeout)
-            );
+            // The proxy port accepted the probe's connection (even if it then
+            // said "db": "Not connected" or, like LiteLLM 1.110.2, kept quiet
+            // past the probe timeout): it takes traffic.
+            let accepting = o.result.err().is_none_or(FailureReason::connected);
             // In a sidecar without logs, the port starting to accept is the start.
             new_start = accepting
                 && !p.proxy_accepting

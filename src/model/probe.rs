@@ -36,8 +36,15 @@ impl Target {
 pub enum FailureReason {
     /// Nothing listens (or, for the engine, no engine process was found).
     Refused,
-    /// No complete answer within the probe timeout.
+    /// The connection was not accepted within the probe timeout (nothing
+    /// usable listens: a full backlog, dropped SYNs).
     Timeout,
+    /// The peer accepted the connection but sent no complete answer within
+    /// the probe timeout: something listens and is busy or wedged. LiteLLM
+    /// 1.110.2's `/health/readiness` does this for up to 4 s while its
+    /// database check waits on an engine that is not up yet, so for the proxy
+    /// this still means "the port accepts connections".
+    ResponseTimeout,
     /// An HTTP answer with a non-2xx status.
     HttpStatus,
     /// An answer that is not what a ready peer sends.
@@ -51,9 +58,10 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in label order.
-    pub const ALL: [FailureReason; 5] = [
+    pub const ALL: [FailureReason; 6] = [
         FailureReason::Refused,
         FailureReason::Timeout,
+        FailureReason::ResponseTimeout,
         FailureReason::HttpStatus,
         FailureReason::BadBody,
         FailureReason::DbError,
@@ -64,10 +72,18 @@ impl FailureReason {
         match self {
             FailureReason::Refused => "refused",
             FailureReason::Timeout => "timeout",
+            FailureReason::ResponseTimeout => "response_timeout",
             FailureReason::HttpStatus => "http_status",
             FailureReason::BadBody => "bad_body",
             FailureReason::DbError => "db_error",
         }
+    }
+
+    /// Whether a probe that failed this way still reached a listening peer
+    /// that accepted the connection (everything but `refused` and a connect
+    /// `timeout`). For the proxy this is "the port accepts connections".
+    pub const fn connected(self) -> bool {
+        !matches!(self, FailureReason::Refused | FailureReason::Timeout)
     }
 }
 

@@ -50,7 +50,7 @@ impl From<HttpError> for PushError {
         match e {
             HttpError::InvalidUrl => PushError::Build,
             HttpError::Refused | HttpError::Connect => PushError::Connect,
-            HttpError::Timeout => PushError::Timeout,
+            HttpError::Timeout | HttpError::ConnectTimeout => PushError::Timeout,
             HttpError::Tls => PushError::Tls,
             HttpError::Request | HttpError::BodyTooLarge | HttpError::Body => PushError::Request,
         }

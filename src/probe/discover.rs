@@ -12,7 +12,10 @@
 //! `CAP_SYS_PTRACE`; without it only the cmdline route works.
 //!
 //! **`/proc/<pid>/environ` is never read**: it holds `DATABASE_URL` with the
-//! password. Only `cmdline`, `comm`, `fd/` link targets and `net/tcp{,6}` are.
+//! password. Only `cmdline`, `comm`, `stat`, `fd/` link targets and
+//! `net/tcp{,6}` are, plus, for the LiteLLM version, the engines' parents'
+//! `maps` (file paths only) and the names in their Python package
+//! directories under `root/` ([`installed_litellm_version`]).
 //!
 //! Everything here tolerates processes vanishing mid-scan (missing files are
 //! skipped) and arbitrary bytes in `cmdline`.
@@ -82,6 +85,9 @@ pub struct EngineScan {
     /// different value means a new proxy process (container restart); `None`
     /// when an ancestor is not visible.
     pub proxy: Option<u64>,
+    /// The engines' parent processes (the Uvicorn workers, or the proxy
+    /// itself with one worker), by pid: where LiteLLM's Python runs.
+    pub engine_parents: Vec<u32>,
 }
 
 /// Scans `proc_root` for engines and for workers still without one.
@@ -131,10 +137,88 @@ pub fn scan(proc_root: &Path) -> EngineScan {
         })
         .count();
     let proxy = proxy_identity(&engines, &stats);
+    let mut engine_parents: Vec<u32> = engine_parents.into_iter().collect();
+    engine_parents.sort_unstable();
     EngineScan {
         engines,
         workers_without_engine: u32::try_from(missing).unwrap_or(u32::MAX),
         proxy,
+        engine_parents,
+    }
+}
+
+/// Upper bound on bytes read from one `/proc/<pid>/maps`.
+const MAPS_LIMIT: u64 = 8 * 1024 * 1024;
+/// Package directories looked at per process.
+const PACKAGE_DIRS_LIMIT: usize = 16;
+
+/// The LiteLLM version installed where one of `pids` (LiteLLM's Python
+/// processes) runs: the `litellm-<version>.dist-info` directory pip leaves
+/// in the `site-packages` (or `dist-packages`) directory whose extension
+/// modules the process has mapped (pydantic-core's, at least, for every
+/// LiteLLM), looked up through `/proc/<pid>/root`. For proxies whose
+/// `/health/readiness` does not say (LiteLLM 1.110.2 answers only `status`
+/// and `db` unless `allow_public_health_readiness_details`; the detailed
+/// route needs a key). `None` when it cannot be read (reading another
+/// process's `maps` and `root` needs the same user or `CAP_SYS_PTRACE`), is
+/// ambiguous (two versions installed), or does not look like a version.
+pub fn installed_litellm_version(proc_root: &Path, pids: &[u32]) -> Option<String> {
+    pids.iter()
+        .find_map(|&pid| version_of(&proc_root.join(pid.to_string())))
+}
+
+fn version_of(dir: &Path) -> Option<String> {
+    let maps = read_capped(&dir.join("maps"), MAPS_LIMIT)?;
+    let mut package_dirs: Vec<&[u8]> = Vec::new();
+    for line in maps.split(|&b| b == b'\n') {
+        // `start-end perms offset dev inode   path`: the path starts at the first `/`.
+        let Some(slash) = memchr::memchr(b'/', line) else {
+            continue;
+        };
+        let path = &line[slash..];
+        let Some(end) = [&b"/site-packages/"[..], b"/dist-packages/"]
+            .iter()
+            .find_map(|m| memchr::memmem::find(path, m).map(|i| i + m.len() - 1))
+        else {
+            continue;
+        };
+        let pkg = &path[..end];
+        if !package_dirs.contains(&pkg) {
+            package_dirs.push(pkg);
+            if package_dirs.len() >= PACKAGE_DIRS_LIMIT {
+                break;
+            }
+        }
+    }
+    let root = dir.join("root");
+    let mut found: Vec<String> = Vec::new();
+    for pkg in package_dirs {
+        let rel = std::ffi::OsStr::from_bytes(pkg.strip_prefix(b"/").unwrap_or(pkg));
+        let Ok(entries) = fs::read_dir(root.join(rel)) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            let Some(v) = name
+                .as_bytes()
+                .strip_prefix(b"litellm-")
+                .and_then(|n| n.strip_suffix(b".dist-info"))
+            else {
+                continue;
+            };
+            if let Some(v) = std::str::from_utf8(v)
+                .ok()
+                .and_then(super::proxy::sane_version)
+            {
+                if !found.contains(&v) {
+                    found.push(v);
+                }
+            }
+        }
+    }
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
     }
 }
 
@@ -695,6 +779,81 @@ mod tests {
         let e = fake.process(40, &engine_cmdline(&["-p", "40004"]), "query-engine-de");
         stat(&e, 40, "query-engine-de", 999);
         assert_eq!(scan(fake.path()).proxy, None);
+    }
+
+    /// A Python process's `maps` with pydantic-core loaded from `site`, and
+    /// the `dist-info` directories `dists` there, under its `root/`.
+    fn python_with_packages(dir: &Path, site: &str, dists: &[&str]) {
+        let maps = format!(
+            "5581a0a00000-5581a0a2b000 r--p 00000000 08:01 1311 /usr/bin/python3.11\n\
+             7f3b2c000000-7f3b2c021000 rw-p 00000000 00:00 0 \n\
+             7f3b2d400000-7f3b2d5a0000 r-xp 00000000 08:01 5521 {site}/pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu.so\n\
+             7f3b2e000000-7f3b2e001000 r--p 00000000 08:01 5522 {site}/yaml/_yaml.cpython-311-x86_64-linux-gnu.so (deleted)\n\
+             7ffd1c000000-7ffd1c021000 rw-p 00000000 00:00 0 [stack]\n"
+        );
+        fs::write(dir.join("maps"), maps).unwrap();
+        let pkgs = dir.join("root").join(site.trim_start_matches('/'));
+        fs::create_dir_all(pkgs.join("pydantic_core")).unwrap();
+        for d in dists {
+            fs::create_dir_all(pkgs.join(d)).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_litellm_version_is_read_from_the_proxys_installed_packages() {
+        let fake = FakeProc::new();
+        let site = "/app/.venv/lib/python3.11/site-packages";
+        let m = fake.process(
+            10,
+            b"/app/.venv/bin/python\0/app/.venv/bin/litellm\0",
+            "litellm",
+        );
+        stat(&m, 10, "litellm", 0);
+        python_with_packages(
+            &m,
+            site,
+            &[
+                "litellm-1.110.2.dist-info",
+                "litellm_proxy_extras-0.4.110.dist-info",
+                "litellm_enterprise-0.1.83.dist-info",
+                "prisma-0.15.0.dist-info",
+            ],
+        );
+        let e = fake.process(20, &engine_cmdline(&["-p", "40001"]), "query-engine-de");
+        stat(&e, 20, "query-engine-de", 10);
+        let s = scan(fake.path());
+        assert_eq!(s.engine_parents, vec![10]);
+        assert_eq!(
+            installed_litellm_version(fake.path(), &s.engine_parents),
+            Some("1.110.2".into())
+        );
+        // Not readable (no maps: another user without CAP_SYS_PTRACE): unknown.
+        fs::remove_file(m.join("maps")).unwrap();
+        assert_eq!(installed_litellm_version(fake.path(), &[10]), None);
+        assert_eq!(installed_litellm_version(fake.path(), &[]), None);
+    }
+
+    #[test]
+    fn an_ambiguous_or_odd_litellm_version_is_unknown() {
+        let fake = FakeProc::new();
+        let site = "/usr/lib/python3/dist-packages";
+        let two = fake.process(10, b"python3\0", "python3");
+        python_with_packages(
+            &two,
+            site,
+            &["litellm-1.83.14.dist-info", "litellm-1.110.2.dist-info"],
+        );
+        assert_eq!(installed_litellm_version(fake.path(), &[10]), None);
+        let odd = fake.process(11, b"python3\0", "python3");
+        python_with_packages(&odd, site, &["litellm-1.2 sk-secret.dist-info"]);
+        assert_eq!(installed_litellm_version(fake.path(), &[11]), None);
+        // The next parent that has one answers.
+        let good = fake.process(12, b"python3\0", "python3");
+        python_with_packages(&good, site, &["litellm-1.83.14.dist-info"]);
+        assert_eq!(
+            installed_litellm_version(fake.path(), &[11, 12]),
+            Some("1.83.14".into())
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   query's value is `resp['data']['result']`.
 //!
 //! Reasons: nothing listening (or no engine process found) → `refused`;
-//! no answer by the deadline → `timeout`; non-2xx → `http_status`; an answer
+//! not accepted by the deadline → `timeout`; accepted but no answer by the
+//! deadline → `response_timeout`; non-2xx → `http_status`; an answer
 //! carrying a Prisma *database* error (`P1001` can't reach the database,
 //! `P1017` server closed the connection, `P2024` pool timeout, …) →
 //! `db_error`: the engine runs, its database does not answer; anything else
@@ -159,6 +160,12 @@ pub(crate) struct EngineProber {
     fixed_url: Option<String>,
     proc_root: Option<PathBuf>,
     last_reported: Vec<EngineProcess>,
+    /// What the last round probed (engines found, workers without one), for
+    /// [`EngineProber::still_there`] to compare a fresh scan with.
+    last_round: Option<(Vec<EngineProcess>, u32)>,
+    /// The LiteLLM version read for a set of engine parents (read again only
+    /// when the parents change: a new worker or proxy process).
+    version: Option<(Vec<u32>, Option<String>)>,
 }
 
 impl EngineProber {
@@ -174,6 +181,8 @@ impl EngineProber {
             fixed_url,
             proc_root,
             last_reported: Vec::new(),
+            last_round: None,
+            version: None,
         }
     }
 
@@ -204,18 +213,92 @@ impl EngineProber {
         scan
     }
 
-    /// One round: every engine probed concurrently against `deadline`.
-    pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
-        let (urls, missing, proxy): (Vec<String>, u32, Option<u64>) = match &self.fixed_url {
-            Some(url) => (vec![url.clone()], 0, None),
+    /// Between rounds while up: the same engine processes are in `/proc`
+    /// (none died, was respawned, or went missing from a worker) and every
+    /// engine port still accepts a TCP connection. A killed engine vanishes
+    /// from `/proc` (or leaves a zombie with an empty cmdline) and its port
+    /// refuses at once, so this notices it within one fast interval instead
+    /// of at the next slow round. Only a connect, no request: cheap for the
+    /// engine, and an engine that accepts but no longer answers is still
+    /// the next round's to find.
+    pub(crate) async fn still_there(&mut self, deadline: Instant) -> bool {
+        let addrs: Vec<(String, u16)> = match &self.fixed_url {
+            Some(url) => match host_port(url) {
+                Some(a) => vec![a],
+                None => return true,
+            },
             None => {
                 let scan = self.discover().await;
-                let urls = scan
+                let now = (scan.engines, scan.workers_without_engine);
+                if self.last_round.as_ref() != Some(&now) {
+                    return false;
+                }
+                now.0
+                    .iter()
+                    .map(|p| ("127.0.0.1".to_string(), p.port))
+                    .collect()
+            }
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (host, port) in addrs {
+            set.spawn(async move {
+                matches!(
+                    tokio::time::timeout_at(
+                        deadline,
+                        tokio::net::TcpStream::connect((host.as_str(), port))
+                    )
+                    .await,
+                    Ok(Ok(_))
+                )
+            });
+        }
+        let mut all = true;
+        while let Some(joined) = set.join_next().await {
+            all &= joined.unwrap_or(false);
+        }
+        all
+    }
+
+    /// The LiteLLM version installed for these engine parents, read from
+    /// `/proc` once per set of parents (it cannot change under a running
+    /// process) and remembered, including "could not be read".
+    async fn installed_version(&mut self, parents: &[u32]) -> Option<String> {
+        if parents.is_empty() {
+            return None;
+        }
+        if let Some((known, version)) = &self.version {
+            if known.as_slice() == parents {
+                return version.clone();
+            }
+        }
+        let root = self.proc_root.clone()?;
+        let pids = parents.to_vec();
+        let version =
+            tokio::task::spawn_blocking(move || discover::installed_litellm_version(&root, &pids))
+                .await
+                .unwrap_or_default();
+        match &version {
+            Some(v) => tracing::info!(version = %v, "LiteLLM version read from the proxy's installed packages"),
+            None => tracing::debug!("LiteLLM version not readable from /proc (maps or root not accessible, or no litellm dist-info)"),
+        }
+        self.version = Some((parents.to_vec(), version.clone()));
+        version
+    }
+
+    /// One round: every engine probed concurrently against `deadline`.
+    pub(crate) async fn round(&mut self, deadline: Instant) -> Attempted {
+        let (urls, missing, proxy, version) = match &self.fixed_url {
+            Some(url) => (vec![url.clone()], 0, None, None),
+            None => {
+                let scan = self.discover().await;
+                self.last_round = Some((scan.engines.clone(), scan.workers_without_engine));
+                let urls: Vec<String> = scan
                     .engines
                     .iter()
                     .map(|p| format!("http://127.0.0.1:{}", p.port))
                     .collect();
-                (urls, scan.workers_without_engine, scan.proxy)
+                let version = self.installed_version(&scan.engine_parents).await;
+                (urls, scan.workers_without_engine, scan.proxy, version)
             }
         };
         let mut set = tokio::task::JoinSet::new();
@@ -233,6 +316,7 @@ impl EngineProber {
         if let ProbeDetail::Engines(round) = &mut attempted.detail {
             round.workers_without_engine = missing;
             round.proxy = proxy;
+            round.litellm_version = version;
         }
         if missing > 0 && attempted.result.is_ok() {
             attempted.result = Err(FailureReason::Refused);
@@ -255,6 +339,7 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
         db_errors: count(&|r| *r == Err(FailureReason::DbError)),
         workers_without_engine: 0,
         proxy: None,
+        litellm_version: None,
     };
     let result = if results.is_empty() {
         Err(FailureReason::Refused)
@@ -271,7 +356,15 @@ pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
     Attempted {
         result,
         detail: ProbeDetail::Engines(round),
+        known_at: None,
     }
+}
+
+/// `host` and `port` of an `http://host[:port]` URL (port 80 when absent).
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let uri: hyper::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_matches(['[', ']']).to_string();
+    Some((host, uri.port_u16().unwrap_or(80)))
 }
 
 impl Attempt for EngineProber {
@@ -280,6 +373,17 @@ impl Attempt for EngineProber {
         deadline: Instant,
     ) -> impl std::future::Future<Output = Attempted> + Send + '_ {
         self.round(deadline)
+    }
+
+    fn watches(&self) -> bool {
+        true
+    }
+
+    fn still_there(
+        &mut self,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = bool> + Send + '_ {
+        EngineProber::still_there(self, deadline)
     }
 }
 

@@ -11,7 +11,12 @@
 //! the fast interval (250 ms by default) so the gap is measured to within one
 //! fast interval; once it answers it drops to the slow interval (10 s).
 //! Attempts start on a fixed cadence measured from the previous attempt's
-//! start, so a slow attempt does not stretch the measurement error.
+//! start, so a slow attempt does not stretch the measurement error. While
+//! the engine is up it is still *watched* every fast interval between slow
+//! rounds (the same processes in `/proc`, each port accepting a connect; see
+//! `EngineProber::still_there` in engine.rs): a killed engine starts the next
+//! round at once, so an outage opens within one fast interval of the kill
+//! and an engine respawned between two slow rounds is not missed.
 
 pub mod discover;
 pub mod engine;
@@ -34,13 +39,15 @@ use crate::time::Timestamp;
 pub use crate::model::{FailureReason, Target};
 
 impl From<crate::http_client::HttpError> for FailureReason {
-    /// Connection-level failures are "refused" (nothing usable listens),
-    /// a deadline is "timeout", and a broken or oversized answer is "bad_body".
+    /// Connection-level failures are "refused" (nothing usable listens), a
+    /// deadline is "timeout" while connecting and "response_timeout" after
+    /// the peer accepted, and a broken or oversized answer is "bad_body".
     fn from(e: crate::http_client::HttpError) -> Self {
         use crate::http_client::HttpError as H;
         match e {
             H::InvalidUrl | H::Refused | H::Connect | H::Tls => FailureReason::Refused,
-            H::Timeout => FailureReason::Timeout,
+            H::ConnectTimeout => FailureReason::Timeout,
+            H::Timeout => FailureReason::ResponseTimeout,
             H::Request | H::BodyTooLarge | H::Body => FailureReason::BadBody,
         }
     }
@@ -51,7 +58,10 @@ impl From<crate::http_client::HttpError> for FailureReason {
 pub struct ProbeOutcome {
     /// What was probed.
     pub target: Target,
-    /// Wall clock when the probe finished (the moment it knew the answer).
+    /// Wall clock when the probe knew its answer: when it finished, or, for
+    /// a readiness probe that reached a proxy that is not ready (a 503, a
+    /// `"db"` other than `connected`, or no answer in time), when the proxy
+    /// accepted the connection, since that is what such an outcome reports.
     pub at: Timestamp,
     /// How long the attempt took.
     pub duration: Duration,
@@ -78,7 +88,7 @@ pub enum ProbeDetail {
 }
 
 /// The result of probing every engine of the pod in one round.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EngineRound {
     /// Engine processes found (1 for a fixed `engine_url`).
     pub discovered: u32,
@@ -93,6 +103,10 @@ pub struct EngineRound {
     /// Identity of the proxy process the engines belong to (see
     /// [`discover::EngineScan::proxy`]); a change means a new proxy process.
     pub proxy: Option<u64>,
+    /// The LiteLLM version installed where the engines' parents run (see
+    /// [`discover::installed_litellm_version`]), when it could be read: the
+    /// version for proxies whose `/health/readiness` does not carry it.
+    pub litellm_version: Option<String>,
 }
 
 /// The outcome of one [`Attempt`]: the result plus what it learned.
@@ -102,6 +116,9 @@ pub struct Attempted {
     pub result: Result<(), FailureReason>,
     /// Extra facts (see [`ProbeDetail`]).
     pub detail: ProbeDetail,
+    /// When the result was known, if before the attempt ended (see
+    /// [`ProbeOutcome::at`]); `None` means at the end.
+    pub known_at: Option<Instant>,
 }
 
 impl From<Result<(), FailureReason>> for Attempted {
@@ -109,6 +126,7 @@ impl From<Result<(), FailureReason>> for Attempted {
         Attempted {
             result,
             detail: ProbeDetail::None,
+            known_at: None,
         }
     }
 }
@@ -261,15 +279,18 @@ pub fn spawn_probes(
 
     if let Some(base) = cfg.proxy_url.clone() {
         let url = proxy::readiness_url(&base);
+        let live = proxy::liveliness_url(&base);
         let client = client.clone();
         let attempt = FnAttempt(move |deadline| {
             let client = client.clone();
             let url = url.clone();
+            let live = live.clone();
             async move {
-                let (result, version) = proxy::probe_readiness(&client, &url, deadline).await;
+                let r = proxy::probe_readiness(&client, &url, &live, deadline).await;
                 Attempted {
-                    result,
-                    detail: ProbeDetail::Readiness { version },
+                    result: r.result,
+                    detail: ProbeDetail::Readiness { version: r.version },
+                    known_at: r.accepted_at.filter(|_| r.result.is_err()),
                 }
             }
         });
@@ -322,6 +343,23 @@ struct Schedule {
 pub(crate) trait Attempt: Send + 'static {
     /// Runs one attempt; must finish by `deadline` (callers also enforce it).
     fn attempt(&mut self, deadline: Instant) -> impl Future<Output = Attempted> + Send + '_;
+
+    /// Whether [`Attempt::still_there`] is worth calling between attempts
+    /// while the target is up. Without it a target that died is noticed only
+    /// at the next attempt, one slow interval (10 s) later.
+    fn watches(&self) -> bool {
+        false
+    }
+
+    /// A cheap check, run every fast interval while the target is up, that
+    /// what the last attempt found is still there (for the engine: the same
+    /// processes in `/proc`, each port accepting). `false` starts the next
+    /// full attempt at once, so a killed engine is an outage from within one
+    /// fast interval of its death, and one respawned between two slow
+    /// rounds is not missed. Must finish by `deadline`.
+    fn still_there(&mut self, _deadline: Instant) -> impl Future<Output = bool> + Send + '_ {
+        std::future::ready(true)
+    }
 }
 
 /// A stateless attempt built from a closure.
@@ -367,9 +405,14 @@ async fn run_loop<A: Attempt>(
         };
         let duration = started.elapsed();
         let result = attempted.result;
+        let now = Timestamp::now();
+        let at = match attempted.known_at {
+            Some(known) => now.plus_secs(-known.elapsed().as_secs_f64()),
+            None => now,
+        };
         let outcome = ProbeOutcome {
             target,
-            at: Timestamp::now(),
+            at,
             duration,
             result,
             detail: attempted.detail,
@@ -384,13 +427,66 @@ async fn run_loop<A: Attempt>(
         } else {
             schedule.fast
         };
+        let next = started + wait;
+        if result.is_ok() && prober.watches() && schedule.fast < wait {
+            if !watch_until(target, schedule, next, &mut shutdown, &mut prober).await {
+                return;
+            }
+        } else if !sleep_or_shutdown(next, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps until `until`; `false` when shutdown came first.
+async fn sleep_or_shutdown(until: Instant, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(started + wait) => {}
+            _ = tokio::time::sleep_until(until) => return true,
             changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() { return; }
+                if changed.is_err() || *shutdown.borrow() { return false; }
             }
         }
     }
+}
+
+/// While a watching target is up: runs [`Attempt::still_there`] every fast
+/// interval until `next` (the next full attempt), returning early when the
+/// check fails so the next attempt starts at once. `false` on shutdown.
+async fn watch_until<A: Attempt>(
+    target: Target,
+    schedule: Schedule,
+    next: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+    prober: &mut A,
+) -> bool {
+    let mut tick = Instant::now() + schedule.fast;
+    while tick < next {
+        if !sleep_or_shutdown(tick, shutdown).await {
+            return false;
+        }
+        let deadline = tick + schedule.timeout;
+        let check =
+            tokio::time::timeout_at(deadline + BACKSTOP_GRACE, prober.still_there(deadline));
+        let there = tokio::select! {
+            r = check => r.unwrap_or(false),
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() { return false; }
+                // Not a stop: recheck at the next tick.
+                true
+            }
+        };
+        if !there {
+            tracing::debug!(
+                target = target.as_str(),
+                "probe target changed between attempts; probing now"
+            );
+            return true;
+        }
+        // A slow check must not make the checks run back to back.
+        tick = (tick + schedule.fast).max(Instant::now() + schedule.fast / 2);
+    }
+    sleep_or_shutdown(next, shutdown).await
 }
 
 fn log_transition(
@@ -429,7 +525,14 @@ mod tests {
         let r: Vec<_> = FailureReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(
             r,
-            ["refused", "timeout", "http_status", "bad_body", "db_error"]
+            [
+                "refused",
+                "timeout",
+                "response_timeout",
+                "http_status",
+                "bad_body",
+                "db_error"
+            ]
         );
     }
 
@@ -490,7 +593,23 @@ mod tests {
         use crate::http_client::HttpError as H;
         assert_eq!(FailureReason::from(H::Refused), FailureReason::Refused);
         assert_eq!(FailureReason::from(H::Connect), FailureReason::Refused);
-        assert_eq!(FailureReason::from(H::Timeout), FailureReason::Timeout);
+        assert_eq!(
+            FailureReason::from(H::ConnectTimeout),
+            FailureReason::Timeout
+        );
+        assert_eq!(
+            FailureReason::from(H::Timeout),
+            FailureReason::ResponseTimeout
+        );
+        let connected: Vec<_> = FailureReason::ALL
+            .iter()
+            .filter(|r| r.connected())
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            connected,
+            ["response_timeout", "http_status", "bad_body", "db_error"]
+        );
         assert_eq!(FailureReason::from(H::BodyTooLarge), FailureReason::BadBody);
         assert_eq!(FailureReason::from(H::Request), FailureReason::BadBody);
     }
@@ -552,6 +671,74 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv())
             .await
             .is_err());
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Up, and watched between attempts through a flag.
+    struct Watched {
+        there: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        checks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Attempt for Watched {
+        fn attempt(&mut self, _deadline: Instant) -> impl Future<Output = Attempted> + Send + '_ {
+            std::future::ready(Attempted::from(Ok(())))
+        }
+        fn watches(&self) -> bool {
+            true
+        }
+        fn still_there(&mut self, _deadline: Instant) -> impl Future<Output = bool> + Send + '_ {
+            use std::sync::atomic::Ordering;
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(self.there.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watched_target_that_vanishes_is_attempted_again_at_once() {
+        use std::sync::atomic::Ordering;
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let schedule = Schedule {
+            fast: Duration::from_millis(10),
+            slow: Duration::from_secs(3600),
+            timeout: Duration::from_secs(1),
+        };
+        let there = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let handle = tokio::spawn(run_loop(
+            Target::Engine,
+            schedule,
+            tx,
+            stop_rx,
+            Watched {
+                there: there.clone(),
+                checks: checks.clone(),
+            },
+        ));
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.result, Ok(()));
+        // Up and still there: checked every fast interval, no new attempt.
+        let end = Instant::now() + Duration::from_secs(5);
+        while checks.load(Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < end, "not watched between attempts");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(rx.try_recv().is_err(), "attempted again while still there");
+        // Gone: the next attempt comes at once, not an hour later.
+        there.store(false, Ordering::SeqCst);
+        let again = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("no attempt after the target vanished")
+            .unwrap();
+        assert!(again.at.seconds_since(first.at) < 5.0, "{again:?}");
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(5), handle)
             .await

@@ -10,6 +10,24 @@
 //! The HTTP status alone cannot be trusted: LiteLLM 1.83.14 answers **200**
 //! with `"db": "disconnected"` while the engine is down; from 1.84.0 it
 //! answers 503 when not connected (unless `allow_requests_on_db_unavailable`).
+//! LiteLLM 1.110.2's public endpoint answers only `{"status", "db"}` (no
+//! version) and waits on its database check first (`_db_health_readiness_check`:
+//! `health_check()` bounded by 2 s, then a reconnect and a second check, the
+//! whole bounded by 4 s), so while the engine is down it accepts the
+//! connection and then answers 503 only after up to 4 s, past the probe
+//! timeout: `response_timeout`. Every outcome that reached the proxy but
+//! found it not ready is stamped at the connect (see [`Readiness`]).
+//!
+//! A completed TCP connect alone does not show that LiteLLM serves: with
+//! `--num_workers N` Uvicorn's supervisor listens long before any worker
+//! accepts, and the kernel completes handshakes into the backlog meanwhile.
+//! So each readiness probe sends `GET /health/liveliness` alongside (it
+//! touches no database and answers at once, as the real-LiteLLM harness's
+//! "first accepted" uses it): a readiness request that connected and timed
+//! out is `response_timeout` ("accepting", stamped at the liveliness
+//! connect) only when the liveliness request got any HTTP answer; when both
+//! hung, nothing serves the port yet and it is a `timeout`.
+//!
 //! So the decision reads the body:
 //! - non-2xx → `http_status` (1.84+ "not ready", or any other error page);
 //! - 2xx whose JSON body lacks `"db": "connected"` → `bad_body` (1.83.x
@@ -27,25 +45,78 @@ pub fn readiness_url(base: &str) -> String {
     format!("{}/health/readiness", base.trim_end_matches('/'))
 }
 
-/// One readiness probe of `url` (a full `/health/readiness` URL), with the
-/// `litellm_version` the body carried (any status: it names what runs).
+/// `<base>/health/liveliness` (LiteLLM's "I'm alive!", no database involved).
+pub fn liveliness_url(base: &str) -> String {
+    format!("{}/health/liveliness", base.trim_end_matches('/'))
+}
+
+/// What one readiness probe learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// `Ok` when the proxy says its database is connected.
+    pub result: Result<(), FailureReason>,
+    /// The `litellm_version` the body carried (any status: it names what runs).
+    pub version: Option<String>,
+    /// When the proxy accepted the TCP connection (`None`: it did not). A
+    /// probe that connected knows "the port accepts" from this moment, even
+    /// if the answer then times out or says "not ready".
+    pub accepted_at: Option<Instant>,
+}
+
+/// One readiness probe of `url` (a full `/health/readiness` URL), with
+/// `liveliness` (the `/health/liveliness` URL) asked alongside to tell a
+/// proxy that serves but is slow to answer readiness from a port nobody
+/// serves yet (see the module docs).
 pub async fn probe_readiness(
     client: &HttpClient,
     url: &str,
+    liveliness: &str,
     deadline: Instant,
-) -> (Result<(), FailureReason>, Option<String>) {
-    let resp = match client.get(url, deadline).await {
+) -> Readiness {
+    let (timed, alive) = tokio::join!(
+        client.get_timed(url, deadline),
+        client.get_timed(liveliness, deadline)
+    );
+    let accepted_at = timed.connected_at;
+    let resp = match timed.result {
         Ok(r) => r,
-        Err(e) => return (Err(e.into()), None),
+        Err(crate::http_client::HttpError::Timeout) => {
+            // Connected, then no answer in time: busy (1.110.2's readiness
+            // waiting on its database check) if the proxy answered
+            // liveliness, else a port whose workers do not serve yet.
+            return match alive.result {
+                Ok(_) => Readiness {
+                    result: Err(FailureReason::ResponseTimeout),
+                    version: None,
+                    accepted_at: alive.connected_at.or(accepted_at),
+                },
+                Err(_) => Readiness {
+                    result: Err(FailureReason::Timeout),
+                    version: None,
+                    accepted_at: None,
+                },
+            };
+        }
+        Err(e) => {
+            return Readiness {
+                result: Err(e.into()),
+                version: None,
+                accepted_at,
+            }
+        }
     };
     let version = litellm_version(&resp.body);
-    if !resp.status.is_success() {
-        return (Err(FailureReason::HttpStatus), version);
-    }
-    if readiness_body_says_connected(&resp.body) {
-        (Ok(()), version)
+    let result = if !resp.status.is_success() {
+        Err(FailureReason::HttpStatus)
+    } else if readiness_body_says_connected(&resp.body) {
+        Ok(())
     } else {
-        (Err(FailureReason::BadBody), version)
+        Err(FailureReason::BadBody)
+    };
+    Readiness {
+        result,
+        version,
+        accepted_at,
     }
 }
 
@@ -59,7 +130,12 @@ pub fn litellm_version(body: &[u8]) -> Option<String> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return None;
     };
-    let v = map.get("litellm_version")?.as_str()?;
+    sane_version(map.get("litellm_version")?.as_str()?)
+}
+
+/// `v` when it looks like a LiteLLM version (a digit first, then only
+/// `[0-9A-Za-z.+-]`, at most 64 bytes): it becomes a metric label.
+pub fn sane_version(v: &str) -> Option<String> {
     let sane = !v.is_empty()
         && v.len() <= VERSION_LIMIT
         && v.starts_with(|c: char| c.is_ascii_digit())

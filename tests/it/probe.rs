@@ -21,7 +21,7 @@ use axum::Router;
 use litellm_sentinel::engine_standin::{EngineStandin, StandinMode, StandinOptions};
 use litellm_sentinel::probe::discover::{find_engines, EngineProcess};
 use litellm_sentinel::probe::{
-    spawn_probes, FailureReason, ProbeConfig, ProbeOutcome, Secret, Target,
+    spawn_probes, FailureReason, ProbeConfig, ProbeDetail, ProbeOutcome, Secret, Target,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -204,7 +204,8 @@ async fn wedged_engine_times_out() {
     .unwrap();
     let started = Instant::now();
     let o = first_engine_outcome(s.url(), Duration::from_millis(300)).await;
-    assert_eq!(o.result, Err(FailureReason::Timeout));
+    // Accepted, then silent: not a connect timeout.
+    assert_eq!(o.result, Err(FailureReason::ResponseTimeout));
     assert!(o.duration >= Duration::from_millis(290), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     s.shutdown().await;
@@ -259,6 +260,71 @@ async fn healthy_engine_is_up_and_then_polled_slowly() {
     s.shutdown().await;
 }
 
+/// A healthy engine is re-probed only every slow interval, but one that is
+/// killed in between is noticed within about one fast interval: its port
+/// stops accepting and the next round starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_dies_while_up_is_refused_within_a_fast_interval() {
+    let s = EngineStandin::start(StandinOptions::default())
+        .await
+        .unwrap();
+    let mut p = Probes::start(engine_cfg(s.url(), Duration::from_secs(1)));
+    assert_eq!(p.next().await.result, Ok(()));
+    s.shutdown().await;
+    let gone = litellm_sentinel::time::Timestamp::now();
+    let o = p.next().await;
+    p.stop().await;
+    assert_eq!(o.result, Err(FailureReason::Refused), "{o:?}");
+    let lag = o.at.seconds_since(gone);
+    assert!(
+        lag <= (FAST + SLACK).as_secs_f64(),
+        "noticed {lag:.3}s after the engine went away (slow interval 10 s)"
+    );
+}
+
+/// The same with discovery: the engine's process vanishing from `/proc`
+/// (LiteLLM killed it) is enough, before any port is tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_engine_leaving_proc_is_probed_again_within_a_fast_interval() {
+    let proc_root = tempfile::tempdir().unwrap();
+    let s = EngineStandin::start(StandinOptions::default())
+        .await
+        .unwrap();
+    write_engine_proc(proc_root.path(), 4242, s.port());
+    let mut probes = Probes::start(ProbeConfig {
+        discover_engine: true,
+        proc_root: proc_root.path().to_path_buf(),
+        fast_interval: FAST,
+        slow_interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    probes.until("engine up", |o| o.result.is_ok()).await;
+    // The process is gone from /proc; its port still answers (the stand-in
+    // runs on): only the scan can tell.
+    std::fs::remove_dir_all(proc_root.path().join("4242")).unwrap();
+    let gone = litellm_sentinel::time::Timestamp::now();
+    let o = probes.next().await;
+    assert_eq!(o.result, Err(FailureReason::Refused), "{o:?}");
+    assert!(
+        o.at.seconds_since(gone) <= (FAST + SLACK).as_secs_f64(),
+        "noticed {:.3}s after the process left /proc",
+        o.at.seconds_since(gone)
+    );
+    // Respawned (another pid, the same port here): up again within a fast interval.
+    write_engine_proc(proc_root.path(), 5151, s.port());
+    let back = litellm_sentinel::time::Timestamp::now();
+    let o = probes.until("engine back", |o| o.result.is_ok()).await;
+    let up = o.last().unwrap();
+    assert!(
+        up.at.seconds_since(back) <= (FAST + SLACK).as_secs_f64(),
+        "respawn seen {:.3}s after it",
+        up.at.seconds_since(back)
+    );
+    probes.stop().await;
+    s.shutdown().await;
+}
+
 // ---------------------------------------------------------------- discovery
 
 /// Writes `<root>/<pid>/cmdline` as prisma-client-py would start the engine.
@@ -309,6 +375,64 @@ async fn discovered_engine_is_rediscovered_after_a_restart_on_a_new_port() {
     probes.until("new engine up", |o| o.result.is_ok()).await;
     probes.stop().await;
     second.shutdown().await;
+}
+
+/// LiteLLM 1.110.2's readiness does not name its version; the engine round
+/// reads it from the `litellm-<version>.dist-info` next to the packages the
+/// engines' parent (the proxy's Python) has loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_round_reads_the_litellm_version_from_the_proxys_packages() {
+    let proc_root = tempfile::tempdir().unwrap();
+    let s = EngineStandin::start(StandinOptions::default())
+        .await
+        .unwrap();
+    let site = "/app/.venv/lib/python3.11/site-packages";
+    let proxy = proc_root.path().join("10");
+    std::fs::create_dir_all(&proxy).unwrap();
+    std::fs::write(
+        proxy.join("cmdline"),
+        "/app/.venv/bin/python\0/app/.venv/bin/litellm\0",
+    )
+    .unwrap();
+    std::fs::write(proxy.join("comm"), "litellm\n").unwrap();
+    let stat = |pid: u32, comm: &str, ppid: u32| {
+        format!(
+            "{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1000 0 0\n"
+        )
+    };
+    std::fs::write(proxy.join("stat"), stat(10, "litellm", 0)).unwrap();
+    std::fs::write(
+        proxy.join("maps"),
+        format!("7f3b2d400000-7f3b2d5a0000 r-xp 00000000 08:01 5521 {site}/pydantic_core/_pydantic_core.cpython-311-x86_64-linux-gnu.so\n"),
+    )
+    .unwrap();
+    let pkgs = proxy.join("root").join(site.trim_start_matches('/'));
+    std::fs::create_dir_all(pkgs.join("litellm-1.110.2.dist-info")).unwrap();
+    std::fs::create_dir_all(pkgs.join("litellm_proxy_extras-0.4.110.dist-info")).unwrap();
+    write_engine_proc(proc_root.path(), 4242, s.port());
+    std::fs::write(
+        proc_root.path().join("4242/stat"),
+        stat(4242, "query-engine-de", 10),
+    )
+    .unwrap();
+    let mut probes = Probes::start(ProbeConfig {
+        discover_engine: true,
+        proc_root: proc_root.path().to_path_buf(),
+        fast_interval: FAST,
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let seen = probes.until("engine up", |o| o.result.is_ok()).await;
+    probes.stop().await;
+    let ProbeDetail::Engines(round) = &seen.last().unwrap().detail else {
+        panic!("{seen:?}");
+    };
+    assert_eq!(
+        round.litellm_version.as_deref(),
+        Some("1.110.2"),
+        "{round:?}"
+    );
+    s.shutdown().await;
 }
 
 /// Not a real test: the body of the fake engine process spawned by
@@ -449,6 +573,90 @@ async fn readiness_503_is_http_status() {
     )
     .await;
     assert_eq!(o.result, Err(FailureReason::HttpStatus));
+}
+
+#[tokio::test]
+async fn readiness_without_a_version_is_up_with_the_version_unknown() {
+    // LiteLLM 1.110.2's public answer: `status` and `db` only.
+    let o =
+        first_readiness_outcome(StatusCode::OK, r#"{"status":"healthy","db":"connected"}"#).await;
+    assert_eq!(o.result, Ok(()));
+    assert_eq!(o.detail, ProbeDetail::Readiness { version: None });
+}
+
+#[tokio::test]
+async fn readiness_nothing_listening_is_refused() {
+    let mut p = Probes::start(ProbeConfig {
+        proxy_url: Some(format!("http://127.0.0.1:{}", unused_port())),
+        fast_interval: FAST,
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let o = p.next().await;
+    p.stop().await;
+    assert_eq!(o.result, Err(FailureReason::Refused));
+}
+
+/// LiteLLM 1.110.2's `/health/readiness` while its engine is down: it accepts
+/// and answers only after its database check gives up (up to 4 s), past the
+/// probe timeout. That is `response_timeout`, known at the connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_that_accepts_and_hangs_is_a_response_timeout_stamped_at_the_connect() {
+    let app = Router::new().route(
+        "/health/readiness",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            StatusCode::SERVICE_UNAVAILABLE
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let timeout = Duration::from_millis(400);
+    let before = litellm_sentinel::time::Timestamp::now();
+    let mut p = Probes::start(ProbeConfig {
+        proxy_url: Some(base),
+        fast_interval: FAST,
+        timeout,
+        ..Default::default()
+    });
+    let o = p.next().await;
+    let received = litellm_sentinel::time::Timestamp::now();
+    p.stop().await;
+    server.abort();
+    assert_eq!(o.result, Err(FailureReason::ResponseTimeout), "{o:?}");
+    assert!(o.duration >= timeout - Duration::from_millis(10), "{o:?}");
+    // Stamped at the connect (right after the attempt began), not at the
+    // deadline: the port accepted then.
+    assert!(o.at >= before, "{o:?}");
+    assert!(
+        received.seconds_since(o.at) >= timeout.as_secs_f64() * 0.75,
+        "stamped {:.3}s before it was received",
+        received.seconds_since(o.at)
+    );
+}
+
+/// Uvicorn's supervisor with `--num_workers 2` listens long before a worker
+/// accepts: the kernel completes the handshake, nobody answers anything.
+/// That is not "the proxy accepts" (neither readiness nor liveliness
+/// answers): a connect-level `timeout`, not `response_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_listens_but_serves_nothing_is_a_timeout_not_accepting() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut p = Probes::start(ProbeConfig {
+        proxy_url: Some(base),
+        fast_interval: FAST,
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let o = p.next().await;
+    p.stop().await;
+    assert_eq!(o.result, Err(FailureReason::Timeout), "{o:?}");
+    assert!(!FailureReason::Timeout.connected());
+    drop(listener);
 }
 
 // ---------------------------------------------------------------- PostgreSQL

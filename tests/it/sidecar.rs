@@ -515,6 +515,68 @@ async fn a_killed_engine_is_a_probe_outage_with_its_duration() {
     drop(respawned);
 }
 
+/// At the default slow interval (10 s) a killed engine is still an outage
+/// from its death, not from the next slow round: the sidecar watches the
+/// engine processes every fast interval. The replacement comes back well
+/// within one slow interval, which a round every 10 s would miss entirely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_engine_is_noticed_within_a_fast_interval_at_the_default_slow_interval() {
+    let root = tempfile::tempdir().expect("proc root");
+    engine_proc::link_ancestors(root.path());
+    let proxy = fake_litellm().await;
+    let mut engine = EngineProc::spawn(HELPER, root.path(), support::free_port(), Duration::ZERO);
+    engine.wait_bound(Duration::from_secs(20));
+    let mut cfg = Config {
+        role: Role::Sidecar,
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    cfg.probe.proc_root = root.path().to_path_buf();
+    cfg.probe.proxy_url = Some(proxy);
+    cfg.probe.namespace = Some("llm".into());
+    cfg.probe.pod = Some("litellm-0".into());
+    cfg.probe.fast_interval = HumanDuration(FAST);
+    cfg.probe.slow_interval = HumanDuration(Duration::from_secs(10));
+    let agent = Agent::start(cfg, Vec::new()).await.expect("agent");
+    let addr = agent.addr;
+    wait_for_async("/gate 200", || async { gate_json(addr).await.0 == 200 }).await;
+
+    let killed_at = Timestamp::now();
+    engine.kill();
+    let mut respawned = EngineProc::spawn(
+        HELPER,
+        root.path(),
+        support::free_port(),
+        Duration::from_millis(800),
+    );
+    let bound_at = respawned.wait_bound(Duration::from_secs(20));
+    wait_for_async("the outage is over", || async {
+        metric_now(addr, "litellm_sentinel_db_outages_total", &[]).await == Some(1.0)
+            && metric_now(addr, "litellm_sentinel_in_db_outage", &[]).await == Some(0.0)
+    })
+    .await;
+    let (_, api) = get_async(addr, "/api/v1/pods").await.expect("api");
+    let api: serde_json::Value = serde_json::from_str(&api).expect("json");
+    let outage = &api["pods"][0]["starts"][0]["outages"][0];
+    let slack = FAST.as_secs_f64() + 0.45;
+    let started = rfc(&outage["started_at"]);
+    assert!(
+        (0.0..=slack).contains(&started.seconds_since(killed_at)),
+        "outage started {:.3}s after the kill (slow interval 10 s): {outage}",
+        started.seconds_since(killed_at)
+    );
+    let measured = outage["seconds"].as_f64().expect("seconds");
+    let truth = bound_at.seconds_since(killed_at);
+    assert!(
+        (measured - truth).abs() <= slack,
+        "outage measured {measured:.3}s, engine down {truth:.3}s"
+    );
+    let (code, _) = gate_json(addr).await;
+    assert_eq!(code, 200, "the latched gate stays open through the outage");
+    agent.shutdown().await;
+    drop(respawned);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_behind_a_running_engine_startup_holds_follow_closes_after_hysteresis() {
     const DOWN_AFTER: Duration = Duration::from_secs(2);
@@ -674,4 +736,119 @@ async fn gate_waits_for_the_litellm_port_even_when_the_engines_answer() {
     })
     .await;
     agent.shutdown().await;
+}
+
+/// LiteLLM 1.110.2's public `/health/readiness` while the engine is down:
+/// it accepts the connection and then waits on its database check
+/// (`_db_health_readiness_check`, bounded by 4 s) before answering 503
+/// `{"status": "healthy", "db": "disconnected"}`, longer than the probe
+/// timeout. Once the engine answers, it answers 200 `"db": "connected"`
+/// at once (and, like 1.110.2, without `litellm_version`).
+async fn fake_litellm_1_110(engine_addr: String) -> String {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let app = Router::new()
+        .route("/health/liveliness", get(|| async { "I'm alive!" }))
+        .route(
+            "/health/readiness",
+            get(move || {
+                let engine_addr = engine_addr.clone();
+                async move {
+                    if tokio::net::TcpStream::connect(&engine_addr).await.is_ok() {
+                        return (
+                            axum::http::StatusCode::OK,
+                            axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(4)).await;
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"status": "healthy", "db": "disconnected"})),
+                    )
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(proxy, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readiness_probe_that_connects_and_hangs_opens_the_start_at_the_connect() {
+    // The engine's port is fixed up front; the engine itself starts only once
+    // the agent has seen the proxy hang, so the true gap is known to be long.
+    let engine_port = support::free_port();
+    let engine_addr = format!("127.0.0.1:{engine_port}");
+    let proxy_url = fake_litellm_1_110(engine_addr.clone()).await;
+    let mut cfg = Config {
+        role: Role::Sidecar,
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    cfg.probe.engine_url = Some(format!("http://{engine_addr}"));
+    cfg.probe.proxy_url = Some(proxy_url);
+    cfg.probe.namespace = Some("llm".into());
+    cfg.probe.pod = Some("litellm-0".into());
+    cfg.probe.fast_interval = HumanDuration(FAST);
+    cfg.probe.slow_interval = HumanDuration(Duration::from_millis(200));
+    cfg.probe.timeout = HumanDuration(Duration::from_millis(300));
+    let before_start = Timestamp::now();
+    let agent = Agent::start(cfg, Vec::new()).await.expect("agent");
+    let addr = agent.addr;
+    let response_timeouts = || async move {
+        support::metric(
+            &get_async(addr, "/metrics").await.expect("metrics").1,
+            "litellm_sentinel_probe_failures_total",
+            &[
+                ("target", "proxy_readiness"),
+                ("reason", "response_timeout"),
+            ],
+        )
+    };
+    // Two hung probes: the proxy has been accepting for at least one timeout.
+    wait_for_async("readiness probes that connected and timed out", || async {
+        response_timeouts().await.is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    let (code, v) = gate_json(addr).await;
+    assert_eq!(code, 503, "no engine yet: {v}");
+    let hung_seen = Timestamp::now();
+    let engine = EngineStandin::start(StandinOptions {
+        port: engine_port,
+        ..Default::default()
+    })
+    .await
+    .expect("standin");
+    let bound = engine.bound_at().expect("bound");
+    wait_for_async("/gate 200", || async { gate_json(addr).await.0 == 200 }).await;
+    let (_, api) = get_async(addr, "/api/v1/pods").await.expect("api");
+    let v: serde_json::Value = serde_json::from_str(&api).expect("json");
+    let pod = &v["pods"][0];
+    assert_eq!(pod["method"], "probe", "{pod}");
+    let slack = FAST.as_secs_f64() + 0.3;
+    let (opened, closed) = (rfc(&pod["listening_at"]), rfc(&pod["engine_ready_at"]));
+    // The proxy accepted the agent's first probes and hung: the start opened
+    // at a connect, before any probe got an answer (none did before the
+    // engine came up), not when the first answer came.
+    assert!(
+        opened >= before_start && opened < hung_seen,
+        "start opened at {opened:?}; agent started {before_start:?}, hung probes seen by {hung_seen:?}"
+    );
+    let lag = closed.seconds_since(bound);
+    assert!(
+        (-0.05..=slack).contains(&lag),
+        "gap closed {lag:.3}s after the engine listened"
+    );
+    let gap = pod["gap_seconds"].as_f64().expect("gap");
+    assert!(
+        (gap - closed.seconds_since(opened)).abs() < 1e-3 && gap >= bound.seconds_since(hung_seen),
+        "gap {gap}: the start opened before {hung_seen:?}, the engine bound at {bound:?}"
+    );
+    // 1.110.2's readiness carries no litellm_version: unknown, not an error.
+    assert!(pod["engines"]["litellm_version"].is_null(), "{pod}");
+    let (_, m) = get_async(addr, "/metrics").await.expect("metrics");
+    assert!(!m.contains("litellm_sentinel_litellm_build_info{"), "{m}");
+    agent.shutdown().await;
+    engine.shutdown().await;
 }

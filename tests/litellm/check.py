@@ -352,24 +352,19 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
     acc = truth.get("first_accepted")
     m = parse_metrics((capdir / "sidecar-metrics.txt").read_text()) \
         if (capdir / "sidecar-metrics.txt").exists() else {}
-    readiness_timeouts = sum(v for (n, labels), v in m.items()
-                             if n == "litellm_sentinel_probe_failures_total"
-                             and ("target", "proxy_readiness") in labels
-                             and ("reason", "timeout") in labels)
-    if readiness_timeouts:
-        # src/timeline.rs apply_probe / src/gate.rs observe: a readiness probe
-        # that connected but got no answer within the timeout does not count as
-        # "accepting", and an answered one counts at its completion time: the
-        # proxy's first /health/readiness answers slowly (cold worker), so the
-        # start (and the gate) open up to timeout + one interval late.
-        why = (f"agent defect: {readiness_timeouts:.0f} readiness probe(s) timed out; a "
-               "connected-then-timed-out probe is not counted as accepting "
-               "(src/timeline.rs apply_probe, src/gate.rs observe)")
-        for name in ("sidecar: start opens when the proxy accepts",
-                     "sidecar: /gate turns 200 once every engine listens",
-                     "sidecar: probe gap ends at the last engine bind (within one probe interval)",
-                     "sidecar: probe gap_seconds = last engine bind - accept"):
-            c.agent_defects[name] = why
+    # A readiness probe that connected and got no answer in time (1.110.2's
+    # /health/readiness waits up to 4 s on its DB check while the engine is
+    # down) counts as "accepting" when the proxy answered /health/liveliness
+    # alongside, stamped at that connect (src/probe/proxy.rs): the start and
+    # the gate open at the accept, not at the first readiness answer. These
+    # are reported, not excused: hung readiness probes are response_timeout.
+    hung = {reason: sum(v for (n, labels), v in m.items()
+                        if n == "litellm_sentinel_probe_failures_total"
+                        and ("target", "proxy_readiness") in labels
+                        and ("reason", reason) in labels)
+            for reason in ("timeout", "response_timeout")}
+    c.notes.append(f"sidecar readiness probes: {hung['response_timeout']:.0f} response_timeout "
+                   f"(accepted, no answer in time), {hung['timeout']:.0f} timeout (nothing served)")
     opened = next((p for p in polls if p.get("status") == 200), None)
     launch = truth["proxy_launch_at"]
     rel = lambda t: _fmt(t - launch) if t is not None else "never"  # noqa: E731
@@ -436,9 +431,14 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
              _pod_value(m, "engines_discovered", truth["pod"]), float(workers))
     said = sorted({r["litellm_version"] for r in truth.get("readiness", [])
                    if r.get("litellm_version")})
-    if said:
-        c.eq("sidecar: LiteLLM version from /health/readiness", engines.get("litellm_version"),
-             said[-1])
+    # 1.110.2's public /health/readiness carries no litellm_version: the
+    # sidecar then reads the proxy's installed litellm-<version>.dist-info
+    # through the pod's /proc (the engines' parents' maps and root/), so
+    # whenever an engine was seen the version is known either way.
+    want_version = said[-1] if said else (truth["version"] if ready is not None else None)
+    if want_version:
+        c.eq("sidecar: LiteLLM version (/health/readiness, else the installed package)",
+             engines.get("litellm_version"), want_version)
     starts = pod.get("starts") or []
     c.eq("sidecar: one start", len(starts), 1)
     if not starts:
@@ -482,14 +482,9 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
     if "outage" in exp and exp["outage"].get("ended_at") is not None:
         o = exp["outage"]
         outages = s.get("outages") or []
-        if not outages and o["seconds"] < sc["probe_slow_interval"]:
-            why = (f"agent defect: the engine was down {o['seconds']:.1f} s, between two rounds "
-                   f"of the {sc['probe_slow_interval']:.0f} s slow interval, and /proc is not "
-                   "looked at in between: the kill is missed (src/probe/mod.rs run_loop, "
-                   "src/probe/engine.rs round)")
-            for name in ("sidecar: the engine kill is one probe outage",
-                         "sidecar: db_outage_seconds (probe) has the outage"):
-                c.agent_defects[name] = why
+        # an up engine is watched every fast interval between slow rounds
+        # (src/probe/engine.rs still_there: /proc + a connect), so even a kill
+        # that is respawned within one slow interval is an outage
         c.eq("sidecar: the engine kill is one probe outage", len(outages), 1)
         hist = [v for (n, labels), v in m.items()
                 if n == "litellm_sentinel_db_outage_seconds_sum"
@@ -499,20 +494,11 @@ def check_sidecar(c: Checks, capdir: Path, truth: dict) -> None:
         if outages:
             got = outages[0]
             st, secs = ts(got.get("started_at")), got.get("seconds")
-            if st is not None and st - o["started_at"] > fast + PROBE_SLACK_S:
-                # src/probe/mod.rs run_loop: a target that answered is probed
-                # again only after slow_interval (10 s), and the engine round
-                # does not look at /proc in between, so a killed engine is
-                # noticed up to 10 s late (or not at all if it is back by then)
-                c.agent_defects["sidecar: probe outage duration = kill → re-bind"] = (
-                    f"agent defect: the kill was noticed {st - o['started_at']:.1f} s late: a "
-                    "healthy engine is re-probed only every slow_interval (10 s) and its "
-                    "process vanishing from /proc is not looked at in between "
-                    "(src/probe/mod.rs run_loop, src/probe/engine.rs round)")
-            c.check("sidecar: probe outage starts at the kill (within the slow interval)",
+            c.check("sidecar: probe outage starts at the kill (within one fast interval)",
                     st is not None and o["started_at"] <= st + 0.05
-                    <= o["started_at"] + sc["probe_slow_interval"] + PROBE_SLACK_S,
-                    f"started {_fmt(st - o['started_at'] if st else None)} s after the kill")
+                    <= o["started_at"] + fast + PROBE_SLACK_S,
+                    f"started {_fmt(st - o['started_at'] if st else None)} s after the kill "
+                    f"(≤ {fast} + {PROBE_SLACK_S})")
             end = st + secs if st is not None and secs is not None else None
             c.check("sidecar: probe outage ends at the re-bind (within one probe interval)",
                     end is not None and back is not None
