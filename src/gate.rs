@@ -29,13 +29,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{self, MetricFamily, MetricType};
 use serde::{Deserialize, Serialize};
 
 use crate::format::PodRef;
 use crate::probe::{EngineRound, FailureReason, ProbeDetail, ProbeOutcome, Target};
-use crate::time::{RfcTimestamp, Timestamp};
+use crate::time::Timestamp;
 
 /// How `/gate` decides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -374,38 +372,6 @@ impl PodProbeState {
     }
 }
 
-/// The `/gate` answer: one line of JSON. Counts, timestamps and fixed words
-/// only: nothing a peer sent, so nothing secret.
-#[derive(Clone, Debug, Serialize)]
-pub struct GateAnswer {
-    /// `true` with HTTP 200.
-    pub ready: bool,
-    /// `startup` or `follow`.
-    pub mode: &'static str,
-    /// `waiting` (armed, engines not all up yet), `open`, `holding` (follow:
-    /// failing, within the hysteresis), `closed` (follow: failed longer than
-    /// it), `unconfigured`.
-    pub state: &'static str,
-    /// What the engines say (see [`EngineState`]).
-    pub engine_state: EngineState,
-    /// Engine processes found / answering in the last round.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines_discovered: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engines_up: Option<u32>,
-    /// Since when the gate is open (startup: latched).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub open_since: Option<RfcTimestamp>,
-    /// Since when the gate waits for this proxy process's engines.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub armed_since: Option<RfcTimestamp>,
-    /// Why it was re-armed last (`proxy_restarted`, `new_proxy_start`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rearmed_because: Option<&'static str>,
-    /// One sentence for humans.
-    pub reason: String,
-}
-
 /// The gate and the probe state of every probed pod.
 #[derive(Debug, Default)]
 pub struct Gates {
@@ -497,254 +463,13 @@ impl Gates {
     pub fn pods(&self) -> impl Iterator<Item = (&PodRef, &PodProbeState)> {
         self.pods.iter()
     }
-
-    /// The `/gate` answer now; `starts` is the gated pod's start count (a
-    /// further start seen in its log re-arms the gate even between probes).
-    pub fn answer(&mut self, starts: Option<u64>, now: Timestamp) -> GateAnswer {
-        let cfg = self.cfg.clone();
-        let unconfigured = |reason: &str| GateAnswer {
-            ready: false,
-            mode: cfg.mode.as_str(),
-            state: "unconfigured",
-            engine_state: EngineState::Unknown,
-            engines_discovered: None,
-            engines_up: None,
-            open_since: None,
-            armed_since: None,
-            rearmed_because: None,
-            reason: reason.to_string(),
-        };
-        let Some(pod) = &cfg.pod else {
-            return unconfigured(
-                "no pod is gated (run with --role sidecar and POD_NAMESPACE/POD_NAME)",
-            );
-        };
-        if cfg.required.is_empty() {
-            return unconfigured(
-                "no engine probe configured (set --engine-url or enable discovery)",
-            );
-        }
-        let Some(p) = self.pods.get_mut(pod) else {
-            let mut a = unconfigured("no probe has answered yet; waiting for the engines");
-            a.state = "waiting";
-            return a;
-        };
-        if let Some(s) = starts {
-            p.check_starts(s, now);
-        }
-        let engine_state = p.engine_state();
-        let (discovered, up) = p
-            .engines
-            .as_ref()
-            .map_or((None, None), |r| (Some(r.discovered), Some(r.up)));
-        let ready = p.open_since.is_some();
-        let (state, reason) = match (cfg.mode, p.open_since, p.failing_since) {
-            (GateMode::Startup, Some(at), _) => (
-                "open",
-                format!(
-                    "every engine answered SELECT 1 at {}; open for the life of this proxy process ({} now){}",
-                    at,
-                    engine_state_words(engine_state),
-                    if p.restored {
-                        "; restored after a sidecar restart"
-                    } else {
-                        ""
-                    }
-                ),
-            ),
-            (GateMode::Follow, Some(_), Some(first)) => (
-                "holding",
-                format!(
-                    "failing for {:.1}s ({}); closes after {}s of failures",
-                    now.seconds_since(first).max(0.0),
-                    engine_state_words(engine_state),
-                    cfg.down_after.as_secs_f64()
-                ),
-            ),
-            (GateMode::Follow, Some(_), None) => (
-                "open",
-                engine_state_words(engine_state).to_string(),
-            ),
-            (_, None, _) => {
-                let what = waiting_reason(p, &cfg);
-                let state = if p.closed_by_failures {
-                    "closed"
-                } else {
-                    "waiting"
-                };
-                (state, what)
-            }
-        };
-        GateAnswer {
-            ready,
-            mode: cfg.mode.as_str(),
-            state,
-            engine_state,
-            engines_discovered: discovered,
-            engines_up: up,
-            open_since: p.open_since.map(RfcTimestamp),
-            armed_since: p.armed_at.map(RfcTimestamp),
-            rearmed_because: p.rearmed_because,
-            reason,
-        }
-    }
 }
 
-fn engine_state_words(s: EngineState) -> &'static str {
-    match s {
-        EngineState::Unknown => "engine state unknown",
-        EngineState::NoEngine => "no engine listening",
-        EngineState::EngineNotAnswering => "an engine does not answer",
-        EngineState::EngineUpDatabaseUnreachable => "engine up, database unreachable",
-        EngineState::Ready => "every engine answers queries",
-    }
-}
+mod answer;
+mod collector;
 
-fn waiting_reason(p: &PodProbeState, cfg: &GateConfig) -> String {
-    for t in &cfg.required {
-        match p.since_arm[idx(*t)] {
-            Some(Ok(())) => {}
-            None => return format!("{} probe has not run yet", t.as_str()),
-            Some(Err(reason)) => {
-                return match (*t, p.engines.as_ref()) {
-                    (Target::Engine, Some(r)) if r.workers_without_engine > 0 => format!(
-                        "engine probe is failing: {} Uvicorn worker(s) have no query-engine process yet ({} of {} engines answer)",
-                        r.workers_without_engine, r.up, r.discovered
-                    ),
-                    (Target::Engine, Some(r)) if r.discovered == 0 => {
-                        "engine probe is failing: no query-engine process found yet".to_string()
-                    }
-                    (Target::Engine, Some(r)) => format!(
-                        "engine probe is failing ({}): {} of {} engines answer, {} with a database error",
-                        reason.as_str(),
-                        r.up,
-                        r.discovered,
-                        r.db_errors
-                    ),
-                    _ => format!("{} probe is failing ({})", t.as_str(), reason.as_str()),
-                };
-            }
-        }
-    }
-    if cfg.proxy_probed && !p.accepting_since_arm {
-        return "every engine answers; waiting for the LiteLLM port to accept connections (proxy_readiness)"
-            .to_string();
-    }
-    "waiting for the engines".to_string()
-}
-
-/// The engine part of a pod in `/api/v1/pods`.
-#[derive(Clone, Debug, Serialize)]
-pub struct EngineView {
-    /// See [`EngineState`].
-    pub state: EngineState,
-    pub discovered: Option<u32>,
-    pub up: Option<u32>,
-    /// Uvicorn workers seen without an engine process in the last round.
-    pub workers_without_engine: Option<u32>,
-    /// `litellm_version` from `/health/readiness`, or else the proxy's installed litellm package.
-    pub litellm_version: Option<String>,
-}
-
-impl EngineView {
-    /// The view of one pod's probe state.
-    pub fn new(p: &PodProbeState) -> EngineView {
-        EngineView {
-            state: p.engine_state(),
-            discovered: p.engines.as_ref().map(|r| r.discovered),
-            up: p.engines.as_ref().map(|r| r.up),
-            workers_without_engine: p.engines.as_ref().map(|r| r.workers_without_engine),
-            litellm_version: p.version.clone(),
-        }
-    }
-}
-
-/// `engines_discovered`, `engines_up` and `litellm_build_info`, rendered
-/// from [`Gates`] at scrape time.
-pub struct GateCollector {
-    gates: SharedGates,
-    descs: Vec<Desc>,
-}
-
-const FAMILIES: [(&str, &str, &[&str]); 3] = [
-    (
-        "engines_discovered",
-        "Prisma query-engine processes found in the pod in the last probe round (one per Uvicorn worker).",
-        &["namespace", "pod"],
-    ),
-    (
-        "engines_up",
-        "Of the engines found, how many answered a raw SELECT 1 in the last probe round.",
-        &["namespace", "pod"],
-    ),
-    (
-        "litellm_build_info",
-        "1, labelled with the LiteLLM version the pod's /health/readiness reports (else its installed litellm package, read through /proc).",
-        &["namespace", "pod", "version"],
-    ),
-];
-
-impl GateCollector {
-    /// A collector over `gates`.
-    pub fn new(gates: SharedGates) -> Result<GateCollector, prometheus::Error> {
-        let descs = FAMILIES
-            .iter()
-            .map(|(n, help, labels)| {
-                Desc::new(
-                    format!("{}{n}", crate::metrics::PREFIX),
-                    help.to_string(),
-                    labels.iter().map(|s| s.to_string()).collect(),
-                    HashMap::new(),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(GateCollector { gates, descs })
-    }
-}
-
-impl Collector for GateCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(g) = self.gates.lock() else {
-            return Vec::new();
-        };
-        let mut pods: Vec<_> = g.pods().collect();
-        pods.sort_by(|a, b| a.0.cmp(b.0));
-        let mut fams: [Vec<proto::Metric>; 3] = Default::default();
-        for (pod, p) in pods {
-            let base = [
-                ("namespace", pod.namespace.as_str()),
-                ("pod", pod.pod.as_str()),
-            ];
-            if let Some(r) = &p.engines {
-                fams[0].push(crate::metrics::gauge(&base, f64::from(r.discovered)));
-                fams[1].push(crate::metrics::gauge(&base, f64::from(r.up)));
-            }
-            if let Some(v) = &p.version {
-                fams[2].push(crate::metrics::gauge(
-                    &[base[0], base[1], ("version", v.as_str())],
-                    1.0,
-                ));
-            }
-        }
-        FAMILIES
-            .iter()
-            .zip(fams)
-            .filter(|(_, m)| !m.is_empty())
-            .map(|((n, help, _), metrics)| {
-                let mut f = MetricFamily::default();
-                f.set_name(format!("{}{n}", crate::metrics::PREFIX));
-                f.set_help(help.to_string());
-                f.set_field_type(MetricType::GAUGE);
-                f.set_metric(metrics);
-                f
-            })
-            .collect()
-    }
-}
+pub use answer::{EngineView, GateAnswer};
+pub use collector::GateCollector;
 
 #[cfg(test)]
 mod tests {
