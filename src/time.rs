@@ -72,75 +72,11 @@ impl Timestamp {
     /// record as `lines_malformed_total{reason="bad_timestamp"}` (CRI,
     /// docker) or ignores the field (LiteLLM JSON keeps the runtime's time).
     pub fn parse_rfc3339_prefix(s: &[u8]) -> Option<(Timestamp, usize)> {
-        // YYYY-MM-DD[T ]HH:MM:SS
         if s.len() < 19 {
             return None;
         }
-        let num = |a: usize, b: usize| -> Option<i64> {
-            let mut v: i64 = 0;
-            for &c in &s[a..b] {
-                if !c.is_ascii_digit() {
-                    return None;
-                }
-                v = v * 10 + i64::from(c - b'0');
-            }
-            Some(v)
-        };
-        if s[4] != b'-'
-            || s[7] != b'-'
-            || (s[10] != b'T' && s[10] != b't' && s[10] != b' ')
-            || s[13] != b':'
-            || s[16] != b':'
-        {
-            return None;
-        }
-        let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-        let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
-            return None;
-        }
-        let mut i = 19;
-        let mut nanos: i64 = 0;
-        if i < s.len() && (s[i] == b'.' || s[i] == b',') {
-            i += 1;
-            let start = i;
-            let mut scale = 100_000_000;
-            while i < s.len() && s[i].is_ascii_digit() {
-                nanos += i64::from(s[i] - b'0') * scale;
-                scale /= 10;
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-        }
-        let mut offset_secs: i64 = 0;
-        if i < s.len() {
-            match s[i] {
-                b'Z' | b'z' => i += 1,
-                b'+' | b'-' if s.len() >= i + 6 && s[i + 3] == b':' => {
-                    let sign = if s[i] == b'-' { -1 } else { 1 };
-                    let h = num(i + 1, i + 3)?;
-                    let m = num(i + 4, i + 6)?;
-                    offset_secs = sign * (h * 3600 + m * 60);
-                    i += 6;
-                }
-                _ => {}
-            }
-        }
-        // Cheap pre-filter before any arithmetic (years far out of range).
-        if !(2000..=9999).contains(&year) {
-            return None;
-        }
-        let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-        let ts = Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?);
-        ts.is_sane_at(Timestamp::now()).then_some((ts, i))
+        let base = date_time_secs(&s[..19])?;
+        finish_rfc3339(s, base, Timestamp::now())
     }
 
     /// Parses a whole RFC 3339 timestamp (nothing may follow it).
@@ -182,6 +118,84 @@ impl serde::Serialize for RfcTimestamp {
 pub struct RfcTimestamp(pub Timestamp);
 
 // Howard Hinnant's civil calendar algorithms (public domain).
+fn digits(s: &[u8]) -> Option<i64> {
+    s.iter().try_fold(0i64, |v, &c| {
+        c.is_ascii_digit().then(|| v * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// Seconds since the epoch of `YYYY-MM-DD[Tt ]HH:MM:SS` (the first 19
+/// bytes, read as UTC; years 2000–9999). Split from the rest of
+/// [`Timestamp::parse_rfc3339_prefix`] so a reader of many lines of the same
+/// second (the CRI framer) can cache it.
+pub(crate) fn date_time_secs(s: &[u8]) -> Option<i64> {
+    if s.len() < 19
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b'T' | b't' | b' ')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
+    let (hour, minute, second) = (
+        digits(&s[11..13])?,
+        digits(&s[14..16])?,
+        digits(&s[17..19])?,
+    );
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || !(2000..=9999).contains(&year)
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// The rest of an RFC 3339 timestamp after its first 19 bytes (whose
+/// seconds are `base`): the fraction, any number of digits, then `Z`, a
+/// numeric offset or nothing; the timestamp, if sane at `now`, and the
+/// bytes consumed.
+pub(crate) fn finish_rfc3339(s: &[u8], base: i64, now: Timestamp) -> Option<(Timestamp, usize)> {
+    let mut i = 19;
+    let mut nanos: i64 = 0;
+    if i < s.len() && (s[i] == b'.' || s[i] == b',') {
+        i += 1;
+        let start = i;
+        let mut scale = 100_000_000;
+        while i < s.len() && s[i].is_ascii_digit() {
+            nanos += i64::from(s[i] - b'0') * scale;
+            scale /= 10;
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let mut offset_secs: i64 = 0;
+    if i < s.len() {
+        match s[i] {
+            b'Z' | b'z' => i += 1,
+            b'+' | b'-' if s.len() >= i + 6 && s[i + 3] == b':' => {
+                let sign = if s[i] == b'-' { -1 } else { 1 };
+                let h = digits(&s[i + 1..i + 3])?;
+                let m = digits(&s[i + 4..i + 6])?;
+                offset_secs = sign * (h * 3600 + m * 60);
+                i += 6;
+            }
+            _ => {}
+        }
+    }
+    let secs = base - offset_secs;
+    let ts = Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?);
+    ts.is_sane_at(now).then_some((ts, i))
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

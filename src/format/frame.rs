@@ -15,9 +15,7 @@
 //! it is unsure of it returns `None` for, and the caller decodes that line.
 
 use super::{cri, Stream};
-use crate::time::Timestamp;
-
-const NANOS_PER_SEC: i64 = 1_000_000_000;
+use crate::time::{date_time_secs, finish_rfc3339, Timestamp};
 
 /// A line's framing: what the decoder would read from it besides the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,38 +69,7 @@ impl Framer {
             self.has_prefix = true;
             base
         };
-        let mut i = 19;
-        let mut nanos: i64 = 0;
-        if i < s.len() && (s[i] == b'.' || s[i] == b',') {
-            i += 1;
-            let start = i;
-            let mut scale = 100_000_000;
-            while i < s.len() && s[i].is_ascii_digit() {
-                nanos += i64::from(s[i] - b'0') * scale;
-                scale /= 10;
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-        }
-        let mut offset_secs: i64 = 0;
-        if i < s.len() {
-            match s[i] {
-                b'Z' | b'z' => i += 1,
-                b'+' | b'-' if s.len() >= i + 6 && s[i + 3] == b':' => {
-                    let sign = if s[i] == b'-' { -1 } else { 1 };
-                    let h = digits(&s[i + 1..i + 3])?;
-                    let m = digits(&s[i + 4..i + 6])?;
-                    offset_secs = sign * (h * 3600 + m * 60);
-                    i += 6;
-                }
-                _ => {}
-            }
-        }
-        let secs = base - offset_secs;
-        let ts = Timestamp(secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)?);
-        ts.is_sane_at(self.now).then_some((ts, i))
+        finish_rfc3339(s, base, self.now)
     }
 
     /// A CRI line (`<ts> <stdout|stderr> <P|F>[:tags] <message>`) exactly as
@@ -144,49 +111,6 @@ impl Framer {
 }
 
 /// Decimal digits to a number (`None` when one is not a digit).
-fn digits(s: &[u8]) -> Option<i64> {
-    s.iter().try_fold(0i64, |v, &c| {
-        c.is_ascii_digit().then(|| v * 10 + i64::from(c - b'0'))
-    })
-}
-
-/// Seconds since the epoch of `YYYY-MM-DD[Tt ]HH:MM:SS` (UTC), with the
-/// checks of [`Timestamp::parse_rfc3339_prefix`] (year 2000–9999).
-fn date_time_secs(s: &[u8]) -> Option<i64> {
-    if s[4] != b'-'
-        || s[7] != b'-'
-        || !matches!(s[10], b'T' | b't' | b' ')
-        || s[13] != b':'
-        || s[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    let (hour, minute, second) = (
-        digits(&s[11..13])?,
-        digits(&s[14..16])?,
-        digits(&s[17..19])?,
-    );
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || !(2000..=9999).contains(&year)
-    {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil, as in crate::time.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
