@@ -650,16 +650,21 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn silent_peer_times_out_at_the_deadline() {
+    /// A peer that accepts one connection and never answers on it.
+    async fn silent_peer() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let holder = tokio::spawn(async move {
             let (sock, _) = listener.accept().await.unwrap();
-            // Hold the connection open without answering.
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(sock);
         });
+        (addr, holder)
+    }
+
+    #[tokio::test]
+    async fn silent_peer_times_out_at_the_deadline() {
+        let (addr, holder) = silent_peer().await;
         let start = Instant::now();
         let err = HttpClient::new()
             .get(
@@ -677,13 +682,7 @@ mod tests {
     async fn get_timed_says_when_the_peer_accepted() {
         // A silent peer: accepted (connected_at set, near the start), then
         // the response timed out.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let holder = tokio::spawn(async move {
-            let (sock, _) = listener.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(sock);
-        });
+        let (addr, holder) = silent_peer().await;
         let start = Instant::now();
         let t = HttpClient::new()
             .get_timed(
