@@ -6,7 +6,6 @@
 .PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live bench-scan fuzz-build fuzz
 
 CARGO ?= cargo
-export SENTINEL_REQUIRE_POSTGRES ?= 1
 
 demo:
 	$(CARGO) run --release -- demo

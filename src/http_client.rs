@@ -741,10 +741,14 @@ mod tests {
 
     /// Serves `200 ok` to every request on every connection of `listener`
     /// (TLS when `tls` is given), counting connections and reuse.
-    async fn counting_server(
-        listener: TcpListener,
-        tls: Option<tokio_rustls::TlsAcceptor>,
-    ) -> Arc<Counts> {
+    #[cfg(feature = "tls")]
+    type Acceptor = tokio_rustls::TlsAcceptor;
+    /// Without TLS support there is no acceptor to give.
+    #[cfg(not(feature = "tls"))]
+    #[derive(Clone)]
+    enum Acceptor {}
+
+    async fn counting_server(listener: TcpListener, tls: Option<Acceptor>) -> Arc<Counts> {
         let counts = Arc::new(Counts::default());
         let all = counts.clone();
         tokio::spawn(async move {
@@ -765,6 +769,9 @@ mod tests {
                     });
                     let http = hyper::server::conn::http1::Builder::new();
                     let _ = match tls {
+                        #[cfg(not(feature = "tls"))]
+                        Some(never) => match never {},
+                        #[cfg(feature = "tls")]
                         Some(acceptor) => match acceptor.accept(tcp).await {
                             Ok(stream) => {
                                 http.serve_connection(TokioIo::new(stream), service).await

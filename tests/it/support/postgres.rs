@@ -12,9 +12,8 @@
 //! (created by the Debian package) and `initdb`/`pg_ctl` run through
 //! `runuser -u postgres --`.
 //!
-//! Skipping: when no server binaries are found the harness prints why and
-//! returns `None`, unless `SENTINEL_REQUIRE_POSTGRES` is set (CI sets it), in
-//! which case it panics so a missing PostgreSQL cannot silently pass CI.
+//! No skipping: without server binaries the test fails and says to
+//! install postgresql, so a missing database can never pass as green.
 
 #![allow(dead_code)] // not every area uses every helper
 
@@ -37,16 +36,15 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// Starts a fresh cluster, or returns `None` (after printing why) when
-    /// PostgreSQL is not installed and `SENTINEL_REQUIRE_POSTGRES` is unset.
-    pub fn start() -> Option<PgServer> {
+    /// Starts a fresh cluster. Fails the test when PostgreSQL is not
+    /// installed: a probe test that passes without a database would prove
+    /// nothing (`make deps` installs it).
+    pub fn start() -> PgServer {
         let Some(bin) = find_bin_dir() else {
-            let msg = "PostgreSQL server binaries not found (looked in $SENTINEL_PG_BIN and /usr/lib/postgresql/*/bin)";
-            if std::env::var_os("SENTINEL_REQUIRE_POSTGRES").is_some() {
-                panic!("{msg}, and SENTINEL_REQUIRE_POSTGRES is set");
-            }
-            eprintln!("SKIPPED: {msg}; install postgresql to run this test");
-            return None;
+            panic!(
+                "PostgreSQL server binaries not found (looked in $SENTINEL_PG_BIN and \
+                 /usr/lib/postgresql/*/bin): install postgresql (`make deps`)"
+            );
         };
         // SAFETY: geteuid has no preconditions.
         let as_postgres_user = unsafe { libc::geteuid() } == 0;
@@ -110,7 +108,7 @@ impl PgServer {
             let out = server.pg_ctl_start();
             if out.status.success() {
                 server.running = true;
-                return Some(server);
+                return server;
             }
             if attempt == 3 {
                 panic!(
