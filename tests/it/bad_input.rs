@@ -471,15 +471,18 @@ fn state_directory_lost_while_running_fails_checkpoints_then_recovers() {
 
 #[test]
 fn permission_denied_paths_are_counted() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!(
-            "skipped: running as root, mode bits cannot deny root access (permission_denied untestable)"
-        );
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
+    // Mode bits deny root nothing: as root (CI) the agent runs as `nobody`,
+    // as a DaemonSet with `runAsNonRoot` would.
+    // SAFETY: geteuid has no preconditions.
+    let user = (unsafe { libc::geteuid() } == 0).then_some((65534, 65534));
     let tree = LogTree::new();
+    if user.is_some() {
+        // The tree's own directory is 0700: let `nobody` in and let it
+        // create its state directory there.
+        std::fs::set_permissions(tree.dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod tree");
+    }
     let unreadable = tree.log_path("llm", "litellm-noread");
     LogTree::append(&unreadable, &first_line());
     std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).expect("chmod");
@@ -493,7 +496,7 @@ fn permission_denied_paths_are_counted() {
         &format!("{}{}", first_line(), cri(&now_ts(), "stderr", BUDGET_LINE)),
     );
     let port = support::free_port();
-    let mut agent = AgentProc::start(&tree.config(port, ""), port);
+    let mut agent = AgentProc::start_as(&tree.config(port, ""), port, user);
     agent.wait_value(BUDGET, &pod("litellm-fine"), 1.0);
     let end = Instant::now() + Duration::from_secs(10);
     while read_errors(&agent, "permission_denied") < 2.0 && Instant::now() < end {

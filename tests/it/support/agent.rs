@@ -142,16 +142,25 @@ pub struct AgentProc {
 
 impl AgentProc {
     pub fn start(config: &Path, port: u16) -> AgentProc {
+        AgentProc::start_as(config, port, None)
+    }
+
+    /// [`AgentProc::start`] as another user (`uid`, `gid`), e.g. `nobody`
+    /// when the tests run as root and need permissions to deny something.
+    pub fn start_as(config: &Path, port: u16, user: Option<(u32, u32)>) -> AgentProc {
+        use std::os::unix::process::CommandExt;
         let log = config.with_extension(format!("{}.log", Instant::now().elapsed().as_nanos()));
         let logf = std::fs::File::create(&log).expect("agent log");
-        let child = Command::new(bin())
-            .args(["run", "--config"])
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .expect("spawn agent");
+            .stderr(logf);
+        if let Some((uid, gid)) = user {
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().expect("spawn agent");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let a = AgentProc { child, addr, log };
         wait_until("agent /healthz", Duration::from_secs(20), || {
