@@ -271,7 +271,7 @@ async fn status(State(mode): State<SharedMode>) -> Response {
 }
 
 /// prisma-client-py's `query_raw` result for `SELECT 1` (see the module docs).
-pub const SELECT_ONE_RESPONSE: &str =
+pub(crate) const SELECT_ONE_RESPONSE: &str =
     r#"{"data":{"result":{"columns":["?column?"],"types":["int"],"rows":[[1]]}}}"#;
 const EXECUTE_RAW_RESPONSE: &str = r#"{"data":{"result":1}}"#;
 /// The engine's GraphQL-error shape (HTTP 200 with `errors`), for requests
@@ -279,7 +279,7 @@ const EXECUTE_RAW_RESPONSE: &str = r#"{"data":{"result":1}}"#;
 const UNSUPPORTED_RESPONSE: &str = r#"{"errors":[{"error":"engine stand-in: only queryRaw/executeRaw are implemented","user_facing_error":{"is_panic":false,"message":"Failed to validate the query: the engine stand-in only implements raw queries","error_code":"P2009"}}]}"#;
 
 /// Prisma's answer when PostgreSQL cannot be reached behind a running engine.
-pub const P1001_RESPONSE: &str = r#"{"errors":[{"error":"Can't reach database server at `127.0.0.1:5432`\n\nPlease make sure your database server is running at `127.0.0.1:5432`.","user_facing_error":{"is_panic":false,"message":"Can't reach database server at `127.0.0.1`:`5432`\n\nPlease make sure your database server is running at `127.0.0.1`:`5432`.","meta":{"database_host":"127.0.0.1","database_port":5432},"error_code":"P1001"}}]}"#;
+pub(crate) const P1001_RESPONSE: &str = r#"{"errors":[{"error":"Can't reach database server at `127.0.0.1:5432`\n\nPlease make sure your database server is running at `127.0.0.1:5432`.","user_facing_error":{"is_panic":false,"message":"Can't reach database server at `127.0.0.1`:`5432`\n\nPlease make sure your database server is running at `127.0.0.1`:`5432`.","meta":{"database_host":"127.0.0.1","database_port":5432},"error_code":"P1001"}}]}"#;
 
 async fn query(State(mode): State<SharedMode>, body: Bytes) -> Response {
     match current(&mode) {

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 /// Largest response body read by default (the engine's `SELECT 1` answer,
 /// LiteLLM's readiness JSON and an OTLP export response are a few hundred bytes).
-pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// Why an HTTP exchange produced no usable response. Carries no peer text, so
 /// it is always safe to log.
@@ -139,7 +139,7 @@ impl HttpClient {
     }
 
     /// As [`HttpClient::new`], reading at most `body_limit` bytes of any response body.
-    pub fn with_body_limit(body_limit: usize) -> Self {
+    pub(crate) fn with_body_limit(body_limit: usize) -> Self {
         HttpClient {
             transport: Transport::Fresh,
             body_limit,
@@ -268,10 +268,10 @@ impl HttpClient {
 
 /// What `kept_alive` needs for `https://`: a rustls client configuration.
 #[cfg(feature = "tls")]
-pub type TlsClientConfig = std::sync::Arc<rustls::ClientConfig>;
+pub(crate) type TlsClientConfig = std::sync::Arc<rustls::ClientConfig>;
 /// Without the `tls` feature there is no configuration to give.
 #[cfg(not(feature = "tls"))]
-pub type TlsClientConfig = std::convert::Infallible;
+pub(crate) type TlsClientConfig = std::convert::Infallible;
 
 /// Reads a response's status and (size-limited) body.
 async fn read_body(response: hyper::Response<hyper::body::Incoming>, limit: usize) -> HttpExchange {

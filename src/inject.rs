@@ -70,7 +70,7 @@ pub struct InjectOptions {
 }
 
 /// The sidecar image of this release (the tag follows the crate version).
-pub const DEFAULT_IMAGE: &str = concat!(
+pub(crate) const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/litellm-sentinel/litellm-sentinel:",
     env!("CARGO_PKG_VERSION")
 );

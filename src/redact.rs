@@ -14,7 +14,7 @@
 //! parameters (`sslmode=require`).
 
 /// What replaces a hidden value.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Query-parameter and libpq key fragments whose values are secrets (matched
 /// case-insensitively, `-` read as `_`, anywhere in the name: `sslpassword`,

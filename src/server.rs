@@ -92,16 +92,16 @@ pub fn web_security(
 
 /// Most connections held at once, whatever the file-descriptor limit allows
 /// (an idle HTTP/1 connection costs a socket and a few KiB).
-pub const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// A client must send a request's headers within this time (slow clients
 /// cannot hold connections open); idle keep-alive connections close after it too.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many connections this process can hold: [`MAX_CONNECTIONS`], or half
 /// of what `RLIMIT_NOFILE` leaves after 256 descriptors for log files,
 /// inotify and the state file, whichever is lower (at least 32).
-pub fn connection_cap() -> usize {
+pub(crate) fn connection_cap() -> usize {
     let soft = nofile_limit();
     let spare = usize::try_from(soft.saturating_sub(256)).unwrap_or(usize::MAX) / 2;
     spare.clamp(32, MAX_CONNECTIONS)
@@ -207,7 +207,7 @@ impl Drop for BusyGuard {
 /// Admission and eviction cost O(1) amortised: a flood of thousands of idle
 /// connections is churned through at accept speed.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     cap: usize,
     state: std::sync::Mutex<AdmissionState>,
 }
@@ -272,13 +272,9 @@ impl Admission {
     }
 
     /// Connections held now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.state.lock().map_or(0, |s| s.live)
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn admit(self: &Arc<Self>) -> Option<Admitted> {
@@ -335,7 +331,7 @@ pub async fn serve_secured(
 }
 
 /// [`serve_secured`] with a given admission (tests use a small cap).
-pub async fn serve_with_admission(
+pub(crate) async fn serve_with_admission(
     listener: tokio::net::TcpListener,
     state: AppState,
     web: Option<WebSecurity>,
@@ -480,7 +476,7 @@ async fn serve_connection<I>(
 /// Listen backlog: a burst of connections (a flood, or many scrapers at
 /// once) waits in the kernel instead of having its SYNs dropped (the
 /// kernel caps it at `net.core.somaxconn`).
-pub const LISTEN_BACKLOG: u32 = 4096;
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds the listen address with an error that says what to do.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -543,7 +539,7 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
 
 /// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` or
 /// `x-gzip` with a non-zero weight, or `*` unless gzip is refused by name.
-pub fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
     let mut star = false;
     for value in headers.get_all(header::ACCEPT_ENCODING) {
         let Ok(value) = value.to_str() else { continue };

@@ -23,7 +23,7 @@ use crate::timeline::TrackerState;
 /// so a new counter, operation or target needs no bump (an older build keeps
 /// names it does not know and writes them back). Every older version loads
 /// through [`StateFile`]; a newer one makes the agent refuse to start.
-pub const STATE_VERSION: u32 = 2;
+pub(crate) const STATE_VERSION: u32 = 2;
 
 /// Per-file state beyond the offset: what the decoder and classifier carry between lines.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ impl StateFile {
     }
 
     /// The snapshot in this build's layout, with every counter and offset as written.
-    pub fn into_current(self) -> Snapshot {
+    pub(crate) fn into_current(self) -> Snapshot {
         match self {
             StateFile::V1(s) => migrate_v1(s),
             StateFile::V2(s) => s,
@@ -310,7 +310,7 @@ fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 
 /// Device, inode and size of the state file (None when it cannot be
 /// stat'ed): tells whether the file last written is still the one on disk.
-pub fn file_identity(path: &Path) -> Option<(u64, u64, u64)> {
+pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.dev(), m.ino(), m.len()))

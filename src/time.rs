@@ -43,11 +43,11 @@ impl Timestamp {
     }
 
     /// 2000-01-01T00:00:00Z: no LiteLLM log line is older.
-    pub const EARLIEST_SANE: Timestamp = Timestamp(946_684_800 * NANOS_PER_SEC);
+    pub(crate) const EARLIEST_SANE: Timestamp = Timestamp(946_684_800 * NANOS_PER_SEC);
 
     /// How far past the wall clock a record time may lie (clock skew between
     /// nodes, time zones mistaken for UTC) before it is called malformed.
-    pub const MAX_FUTURE_SECS: i64 = 86_400;
+    pub(crate) const MAX_FUTURE_SECS: i64 = 86_400;
 
     /// Whether a record time is plausible: not before 2000, not more than a
     /// day after `now`. Anything else (a year 1677 that would wrap an i64

@@ -29,8 +29,6 @@ const FRAME: &[u8] = b"  File \"";
 #[derive(Debug)]
 pub struct BufferPrefilter {
     automaton: AhoCorasick,
-    /// How many anchors the automaton searches for.
-    anchors: usize,
     /// Some literal holds a control byte: a JSON line may carry it as any of
     /// several escapes, so every JSON line is decoded.
     json_needs_decoding: bool,
@@ -65,7 +63,6 @@ impl BufferPrefilter {
             .build(&anchors)
             .map_err(|e| e.to_string())?;
         Ok(BufferPrefilter {
-            anchors: anchors.len(),
             automaton,
             json_needs_decoding,
         })
@@ -90,8 +87,9 @@ impl BufferPrefilter {
 
     /// How many anchors one pass searches for: at most 64 is one SIMD Teddy
     /// pass, more falls back to the DFA alone (several times slower).
-    pub fn anchor_count(&self) -> usize {
-        self.anchors
+    #[cfg(test)]
+    fn anchor_count(&self) -> usize {
+        self.automaton.patterns_len()
     }
 
     /// Whether every JSON line must be decoded (see the field).

@@ -517,7 +517,7 @@ impl Config {
     }
 
     /// Parses a TOML file (no overrides, no checks beyond its shape).
-    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,

@@ -95,9 +95,7 @@ impl TryFrom<Config> for Settings {
 
     /// The conversion, with the `OTEL_*` variables read from the process environment.
     fn try_from(raw: Config) -> Result<Settings, ConfigError> {
-        Settings::with_env(raw, &|name| {
-            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
-        })
+        Settings::with_env(raw, &crate::otlp::env_var)
     }
 }
 

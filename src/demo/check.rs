@@ -12,7 +12,7 @@ const P: &str = "litellm_sentinel_";
 /// Added to the one-interval bound of a gap: timer lateness on a busy
 /// machine plus the probe's own round trip (`GET /status`, `SELECT 1`) and
 /// the microsecond rounding of record times.
-pub const SCHEDULING_SLACK: Duration = Duration::from_millis(50);
+pub(crate) const SCHEDULING_SLACK: Duration = Duration::from_millis(50);
 
 /// Rounding between a record time (µs) and a gauge (f64 seconds).
 const EXACT: f64 = 0.002;

@@ -19,7 +19,7 @@ const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Why a scrape gave no samples.
 #[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
+pub(crate) enum ScrapeError {
     #[error("GET {url} failed: {reason}")]
     Http { url: String, reason: String },
     #[error("GET {url} answered HTTP {status}")]

@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 
 /// Why a byte string could not be read as the JSON we expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JsonError {
+pub(crate) enum JsonError {
     /// Not a complete JSON object (truncated, trailing bytes, bad punctuation).
     #[error("malformed JSON object near byte {0}")]
     Syntax(usize),

@@ -259,8 +259,9 @@ impl Metrics {
         self.page_as(Form::Gzip)
     }
 
+    #[cfg(test)]
     /// The text page rendered from scratch, bypassing (and not filling) the cache.
-    pub fn page_uncached(&self) -> Result<Page, RenderError> {
+    pub(crate) fn page_uncached(&self) -> Result<Page, RenderError> {
         let small = self.small_families()?;
         let (t, generation) = self.locked_tracker();
         let pods = PodPage::new(generation);

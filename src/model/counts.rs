@@ -99,7 +99,7 @@ impl Counter {
     }
 
     /// The counter of a [`Counter::NAMED`] name.
-    pub fn from_name(name: &str) -> Option<Counter> {
+    pub(crate) fn from_name(name: &str) -> Option<Counter> {
         Counter::NAMED.into_iter().find(|c| c.name() == name)
     }
 

@@ -15,35 +15,36 @@ use crate::redact::redact as redact_url;
 /// Environment variable names (the OpenTelemetry SDK spellings).
 pub mod env {
     /// Base URL; `/v1/metrics` is appended.
-    pub const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    pub(crate) const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
     /// Full metrics URL, used as is; wins over every base URL.
-    pub const METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+    pub(crate) const METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
     /// `k=v,k2=v2`, values percent-decoded. Values are secrets.
-    pub const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+    pub(crate) const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
     /// Push interval in milliseconds.
     pub const INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
     /// Per-push deadline in milliseconds.
-    pub const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+    pub(crate) const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
     /// Must be `http/protobuf` when set (the only protocol the agent speaks).
-    pub const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    pub(crate) const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
     /// Signal-specific form of [`PROTOCOL`]; wins over it.
-    pub const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+    pub(crate) const METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
     /// `gzip` or `none`.
-    pub const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+    pub(crate) const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
     /// Signal-specific form of [`COMPRESSION`]; wins over it.
-    pub const METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
+    pub(crate) const METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
     /// PEM file of the CA(s) that verify the server (https).
     pub const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
     /// Signal-specific form of [`CERTIFICATE`]; wins over it.
-    pub const METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
+    pub(crate) const METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
     /// PEM client certificate (chain) for mTLS.
     pub const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
     /// Signal-specific form of [`CLIENT_CERTIFICATE`]; wins over it.
-    pub const METRICS_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
+    pub(crate) const METRICS_CLIENT_CERTIFICATE: &str =
+        "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
     /// PEM private key of the client certificate.
     pub const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
     /// Signal-specific form of [`CLIENT_KEY`]; wins over it.
-    pub const METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
+    pub(crate) const METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
     /// `k=v,k2=v2` resource attributes, values percent-decoded.
     pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
     /// `service.name`; wins over a `service.name` in [`RESOURCE_ATTRIBUTES`].
@@ -146,7 +147,7 @@ pub enum OtlpError {
 }
 
 /// Where and how to push. Built from the agent's settings and the standard
-/// OTel environment variables by [`OtlpConfig::from_env`] /
+/// OTel environment variables by [`OtlpConfig::from_lookup`] /
 /// [`OtlpConfig::from_lookup`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct OtlpConfig {
@@ -187,28 +188,19 @@ impl std::fmt::Debug for OtlpConfig {
 
 /// Reads an environment variable; empty counts as unset (Kubernetes manifests
 /// often set `value: ""`), non-UTF-8 is kept lossily so that it fails validation visibly.
-pub(super) fn env_var(name: &str) -> Option<String> {
+pub fn env_var(name: &str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
 impl OtlpConfig {
-    /// The OTLP settings from the process environment plus the agent's
-    /// `otlp_endpoint` (flag, file or `OTEL_EXPORTER_OTLP_ENDPOINT`) and
-    /// `otlp_interval` (`OTEL_METRIC_EXPORT_INTERVAL` overrides it);
-    /// `Ok(None)` when no endpoint is configured anywhere (OTLP push off).
+    /// The OTLP settings from the `OTEL_*` variables read through `lookup`
+    /// ([`env_var`] for the process environment; tests pass their own)
+    /// plus the agent's `otlp_endpoint` and `otlp_interval`
+    /// (`OTEL_METRIC_EXPORT_INTERVAL` overrides it); `Ok(None)` when no
+    /// endpoint is configured anywhere (OTLP push off).
     ///
     /// Endpoint precedence, as in the OTel SDKs: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`
-    /// (full URL), then `endpoint`, then `OTEL_EXPORTER_OTLP_ENDPOINT` (both base URLs).
-    pub fn from_env(
-        endpoint: Option<String>,
-        default_interval: Duration,
-    ) -> Result<Option<OtlpConfig>, OtlpError> {
-        Self::from_lookup(endpoint, default_interval, env_var)
-    }
-
-    /// [`OtlpConfig::from_env`] with the variables read through `lookup`
-    /// (tests, and `check-config`, which checks the settings without the
-    /// environment).
+    /// (full URL), then the flag's endpoint, then `OTEL_EXPORTER_OTLP_ENDPOINT` (both base URLs).
     pub fn from_lookup(
         flag_endpoint: Option<String>,
         default_interval: Duration,

@@ -40,7 +40,7 @@ mod test_util;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use config::{env, Compression, OtlpConfig, OtlpError, TlsFiles};
+pub use config::{env, env_var, Compression, OtlpConfig, OtlpError, TlsFiles};
 pub use convert::{to_request, unix_nanos_now};
 pub use push::{spawn_pusher, PushError};
 pub use resource::ResourceInfo;

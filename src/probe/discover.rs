@@ -49,7 +49,8 @@ const TCP_LISTEN: &[u8] = b"0A";
 /// The engine process with the lowest pid. Not what the prober uses: a pod
 /// runs one engine per Uvicorn worker and each worker's DB path depends on its
 /// own engine, so the prober probes [`find_engines`], all of them.
-pub fn find_engine(proc_root: &Path) -> Option<EngineProcess> {
+#[cfg(test)]
+fn find_engine(proc_root: &Path) -> Option<EngineProcess> {
     find_engines(proc_root).into_iter().next()
 }
 

@@ -43,7 +43,7 @@ pub const RAW_QUERY_BODY: &str = r#"{"variables": {}, "operation_name": "mutatio
 
 /// One engine probe against `base_url` (`http://127.0.0.1:<port>`): `GET
 /// /status`, then the raw `SELECT 1` through `POST /`.
-pub async fn probe_engine(
+pub(crate) async fn probe_engine(
     client: &HttpClient,
     base_url: &str,
     deadline: Instant,
@@ -79,7 +79,7 @@ pub async fn probe_engine(
 /// P1008 operation timed out, P1010 access denied, P1011 TLS, P1017 server
 /// closed the connection, P2024 timed out fetching a pool connection, P2037
 /// too many database connections.
-pub const DATABASE_ERROR_CODES: [&str; 10] = [
+pub(crate) const DATABASE_ERROR_CODES: [&str; 10] = [
     "P1000", "P1001", "P1002", "P1003", "P1008", "P1010", "P1011", "P1017", "P2024", "P2037",
 ];
 
@@ -98,7 +98,7 @@ pub fn classify_query_body(body: &[u8]) -> Result<(), FailureReason> {
 /// `true` when an engine answer's `errors` hold a Prisma database error:
 /// a `user_facing_error.error_code` from [`DATABASE_ERROR_CODES`] (or a bare
 /// `error_code`/`code` member with one). The message text is never used.
-pub fn carries_database_error(body: &[u8]) -> bool {
+pub(crate) fn carries_database_error(body: &[u8]) -> bool {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return false;
     };

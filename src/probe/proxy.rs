@@ -145,7 +145,7 @@ pub fn sane_version(v: &str) -> Option<String> {
 }
 
 /// `true` when the readiness body is a JSON object with `"db": "connected"`.
-pub fn readiness_body_says_connected(body: &[u8]) -> bool {
+pub(crate) fn readiness_body_says_connected(body: &[u8]) -> bool {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map.get("db").and_then(Value::as_str) == Some("connected"),
         _ => false,

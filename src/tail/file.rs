@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::lines::{LineHandler, LineSplitter};
 
 /// How many leading bytes identify a file's content (with device and inode).
-pub const FINGERPRINT_BYTES: usize = 1024;
+pub(crate) const FINGERPRINT_BYTES: usize = 1024;
 
 /// Which file this is, independent of its name: renames keep it, a reused
 /// inode with different content does not.
@@ -30,7 +30,7 @@ pub struct FileKey {
 }
 
 /// FNV-1a: tiny, dependency-free, stable across releases (it is persisted).
-pub fn fnv1a(data: &[u8]) -> u64 {
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in data {
         h ^= u64::from(b);
@@ -41,7 +41,7 @@ pub fn fnv1a(data: &[u8]) -> u64 {
 
 /// Fingerprint of content starting with `head`: the first line, or the first
 /// [`FINGERPRINT_BYTES`] when the first line is longer. None if not yet known.
-pub fn fingerprint_of(head: &[u8]) -> Option<u64> {
+pub(crate) fn fingerprint_of(head: &[u8]) -> Option<u64> {
     let window = &head[..head.len().min(FINGERPRINT_BYTES)];
     match memchr::memchr(b'\n', window) {
         Some(nl) => Some(fnv1a(&window[..=nl])),
@@ -62,7 +62,7 @@ pub fn fingerprint_of(head: &[u8]) -> Option<u64> {
 /// dirty its inode (`touch_atime`, `__ext4_mark_inode_dirty` in the load
 /// profile of `bench/live.sh`). Without the permission the kernel says
 /// EPERM and the file is opened without it.
-pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let open = |extra: libc::c_int| {
         std::fs::OpenOptions::new()
@@ -77,7 +77,7 @@ pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
 }
 
 /// Reads the fingerprint of an open file without moving its read position.
-pub fn read_fingerprint(file: &File) -> std::io::Result<Option<u64>> {
+pub(crate) fn read_fingerprint(file: &File) -> std::io::Result<Option<u64>> {
     use std::os::unix::fs::FileExt;
     let mut head = [0u8; FINGERPRINT_BYTES];
     let mut n = 0;
@@ -310,16 +310,6 @@ impl TailedFile {
         std::fs::metadata(&self.path)
             .is_ok_and(|m| m.dev() == self.key.dev && m.ino() == self.key.ino)
     }
-
-    /// Checks what the path names now; switches to [`Lifecycle::Draining`] when it is no longer us.
-    pub fn check_path(&mut self) {
-        let still_us = std::fs::metadata(&self.path)
-            .map(|m| m.dev() == self.key.dev && m.ino() == self.key.ino)
-            .unwrap_or(false);
-        if !still_us {
-            self.lifecycle = Lifecycle::Draining;
-        }
-    }
 }
 
 /// Reads a whole file (plain or `.gz`) from `offset` (in decompressed bytes)
@@ -469,22 +459,6 @@ mod tests {
             .unwrap();
         assert!(st.truncated);
         assert_eq!(out, vec![b"c".to_vec()]);
-    }
-
-    #[test]
-    fn rename_is_detected_and_old_file_still_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("0.log");
-        std::fs::write(&p, b"one\n").unwrap();
-        let mut f = TailedFile::open(&p, 0, 1024).unwrap();
-        collect(&mut f);
-        let mut w = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
-        std::fs::rename(&p, dir.path().join("0.log.20261124-101500")).unwrap();
-        std::fs::write(&p, b"new\n").unwrap();
-        w.write_all(b"late\n").unwrap();
-        f.check_path();
-        assert_eq!(f.lifecycle, Lifecycle::Draining);
-        assert_eq!(collect(&mut f), vec!["late"]);
     }
 
     #[test]

@@ -151,7 +151,7 @@ const WATCH_REFRESH_PASSES: u32 = 6;
 /// Bytes read from one file per pass (as Vector's `max_read_bytes`): a file
 /// growing faster than we read cannot starve the other files, the clocks
 /// or the checkpoint; what is left is read on the next pass, right away.
-pub const READ_BUDGET: u64 = 1024 * 1024;
+pub(crate) const READ_BUDGET: u64 = 1024 * 1024;
 
 /// Every this many full passes, each file's fingerprint is checked even if
 /// its size did not change (2 minutes at the default `poll_interval`).

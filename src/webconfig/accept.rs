@@ -61,11 +61,6 @@ impl HandshakeStats {
 }
 
 impl WebRuntime {
-    /// TLS handshakes that failed or timed out since start (plain HTTP sent to the TLS port counts).
-    pub fn handshake_failures(&self) -> u64 {
-        self.handshakes.failures.load(Ordering::Relaxed)
-    }
-
     /// Completes the TLS handshake of an accepted connection, within
     /// [`TLS_HANDSHAKE_TIMEOUT`]. A plain HTTP request gets a 400 that says to
     /// use https. Failures are counted and logged at debug level, rate-limited;

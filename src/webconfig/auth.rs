@@ -6,10 +6,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 
-use super::reload::{Active, WebRuntime};
+use super::reload::Active;
 
 /// Waiting longer than this for the (single) bcrypt slot answers 429: a flood
 /// of wrong passwords must not queue requests without bound.
@@ -163,14 +162,6 @@ impl Decoy {
     }
 }
 
-impl WebRuntime {
-    /// Checks the `Authorization` header against the users in force.
-    pub async fn authorize(self: &Arc<Self>, headers: &HeaderMap) -> AuthOutcome {
-        let active = self.refresh().await;
-        self.auth.check(&active, headers.get(AUTHORIZATION)).await
-    }
-}
-
 /// Splits `Basic <base64(user:password)>` into user and password bytes.
 fn parse_basic(header: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     use base64::Engine;
@@ -188,7 +179,18 @@ fn parse_basic(header: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::reload::WebRuntime;
+    use axum::http::header::AUTHORIZATION;
+    use axum::http::HeaderMap;
     use std::time::{Duration, Instant};
+
+    impl WebRuntime {
+        /// Checks the `Authorization` header against the users in force.
+        pub(crate) async fn authorize(self: &Arc<Self>, headers: &HeaderMap) -> AuthOutcome {
+            let active = self.refresh().await;
+            self.auth.check(&active, headers.get(AUTHORIZATION)).await
+        }
+    }
 
     use super::super::test_util::{hash, write};
     use super::*;
