@@ -195,10 +195,7 @@ impl Agent {
     /// reported in the returned list.
     pub fn reload(&self, new: Settings) -> Result<Vec<&'static str>> {
         let applied = (|| -> Result<Vec<&'static str>> {
-            let mut cur = self
-                .current
-                .lock()
-                .map_err(|_| anyhow::anyhow!("config lock poisoned"))?;
+            let mut cur = crate::sync::lock(&self.current);
             let needs_restart = needs_restart(&cur, new.raw());
             if let Some(tx) = &self.reload_tx {
                 tx.send(Reload {
@@ -420,9 +417,7 @@ fn spawn_pod_probes(
                 t.pod(&pod)
                     .map_or(0, |p| p.counts[crate::model::Counter::ProxyStarts])
             };
-            if let Ok(mut g) = gates.lock() {
-                g.observe(&pod, &o, starts);
-            }
+            crate::sync::lock(&gates).observe(&pod, &o, starts);
         }
     })
 }
@@ -432,9 +427,7 @@ struct ForgetOnDrop(SharedGates, PodRef);
 
 impl Drop for ForgetOnDrop {
     fn drop(&mut self) {
-        if let Ok(mut g) = self.0.lock() {
-            g.remove(&self.1);
-        }
+        crate::sync::lock(&self.0).remove(&self.1);
     }
 }
 

@@ -37,6 +37,7 @@ pub mod redact;
 pub mod report;
 pub mod server;
 pub mod state;
+pub mod sync;
 /// `--web.config.file`: HTTPS and basic auth (exporter-toolkit web config).
 #[cfg(feature = "tls")]
 pub mod webconfig;

@@ -155,7 +155,7 @@ struct Conn {
 impl Conn {
     /// Marks a request in flight; `None` once the connection is evicted.
     fn begin(self: &Arc<Self>) -> Option<BusyGuard> {
-        let mut p = self.phase.lock().ok()?;
+        let mut p = crate::sync::lock(&self.phase);
         *p = match *p {
             Phase::Idle => Phase::Busy(1),
             Phase::Busy(n) => Phase::Busy(n + 1),
@@ -166,9 +166,7 @@ impl Conn {
 
     /// Evicts the connection if it is idle.
     fn evict_if_idle(&self) -> bool {
-        let Ok(mut p) = self.phase.lock() else {
-            return false;
-        };
+        let mut p = crate::sync::lock(&self.phase);
         if *p != Phase::Idle {
             return false;
         }
@@ -178,7 +176,7 @@ impl Conn {
     }
 
     fn phase(&self) -> Phase {
-        self.phase.lock().map_or(Phase::Closed, |p| *p)
+        *crate::sync::lock(&self.phase)
     }
 }
 
@@ -187,13 +185,12 @@ struct BusyGuard(Arc<Conn>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        if let Ok(mut p) = self.0.phase.lock() {
-            *p = match *p {
-                Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-                Phase::Busy(_) => Phase::Idle,
-                other => other,
-            };
-        }
+        let mut p = crate::sync::lock(&self.0.phase);
+        *p = match *p {
+            Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+            Phase::Busy(_) => Phase::Idle,
+            other => other,
+        };
     }
 }
 
@@ -228,15 +225,15 @@ struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.admission.state.lock() {
-            if let Ok(mut p) = self.conn.phase.lock() {
-                if *p != Phase::Evicted {
-                    st.live = st.live.saturating_sub(1);
-                }
-                *p = Phase::Closed;
+        let mut st = crate::sync::lock(&self.admission.state);
+        {
+            let mut p = crate::sync::lock(&self.conn.phase);
+            if *p != Phase::Evicted {
+                st.live = st.live.saturating_sub(1);
             }
-            st.trim_front();
+            *p = Phase::Closed;
         }
+        st.trim_front();
     }
 }
 
@@ -274,11 +271,11 @@ impl Admission {
     /// Connections held now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.state.lock().map_or(0, |s| s.live)
+        crate::sync::lock(&self.state).live
     }
 
     fn admit(self: &Arc<Self>) -> Option<Admitted> {
-        let mut st = self.state.lock().ok()?;
+        let mut st = crate::sync::lock(&self.state);
         if st.live >= self.cap && !st.evict_oldest_idle() {
             return None;
         }
@@ -302,10 +299,7 @@ impl Admission {
     /// Frees a slot (and its descriptor, once its task ends) by closing the
     /// oldest idle connection; `false` when every connection is busy.
     fn evict_one(&self) -> bool {
-        self.state
-            .lock()
-            .map(|mut st| st.evict_oldest_idle())
-            .unwrap_or(false)
+        crate::sync::lock(&self.state).evict_oldest_idle()
     }
 }
 
@@ -630,23 +624,16 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 /// `/gate`: 200 or 503 with a one-line JSON body; the decision is src/gate.rs's.
 async fn gate(State(s): State<AppState>) -> Response {
-    let starts = s
-        .gates
-        .lock()
-        .ok()
-        .and_then(|g| g.config().pod.clone())
+    let starts = crate::sync::lock(&s.gates)
+        .config()
+        .pod
+        .clone()
         .and_then(|pod| {
             let t = s.tracker.lock();
             t.pod(&pod)
                 .map(|p| p.counts[crate::model::Counter::ProxyStarts])
         });
-    let Ok(mut g) = s.gates.lock() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{\"ready\":false,\"reason\":\"internal error\"}",
-        )
-            .into_response();
-    };
+    let mut g = crate::sync::lock(&s.gates);
     let answer = g.answer(starts, Timestamp::now());
     let code = if answer.ready {
         StatusCode::OK

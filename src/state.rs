@@ -355,7 +355,7 @@ static FAILING: std::sync::Mutex<Vec<(PathBuf, std::time::Instant)>> =
 
 /// Records the outcome of a checkpoint of `path`.
 pub fn record_checkpoint(path: &Path, ok: bool) {
-    let Ok(mut f) = FAILING.lock() else { return };
+    let mut f = crate::sync::lock(&FAILING);
     let i = f.iter().position(|(p, _)| p == path);
     match (ok, i) {
         (true, Some(i)) => {
@@ -368,9 +368,7 @@ pub fn record_checkpoint(path: &Path, ok: bool) {
 
 /// Since when checkpoints of `path` have been failing without a success.
 pub fn failing_since(path: &Path) -> Option<std::time::Instant> {
-    FAILING
-        .lock()
-        .ok()?
+    crate::sync::lock(&FAILING)
         .iter()
         .find(|(p, _)| p == path)
         .map(|(_, t)| *t)

@@ -57,9 +57,7 @@ impl Collector for GateCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Ok(g) = self.gates.lock() else {
-            return Vec::new();
-        };
+        let g = crate::sync::lock(&self.gates);
         let mut pods: Vec<_> = g.pods().collect();
         pods.sort_by(|a, b| a.0.cmp(b.0));
         let mut fams: [Vec<proto::Metric>; 3] = Default::default();

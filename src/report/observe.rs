@@ -179,10 +179,7 @@ impl Drop for ReportObserver {
             entries: std::mem::take(&mut self.entries),
             last_ts: self.last_ts,
         };
-        // A poisoned lock means a worker panicked: the report fails anyway.
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.merge(mine);
-        }
+        crate::sync::lock(&self.seen).merge(mine);
     }
 }
 

@@ -38,9 +38,7 @@ struct HandshakeLog {
 impl HandshakeStats {
     fn note(&self, peer: SocketAddr, reason: &str) {
         let total = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(mut log) = self.log.lock() else {
-            return;
-        };
+        let mut log = crate::sync::lock(&self.log);
         if log
             .last
             .is_some_and(|t| t.elapsed() < HANDSHAKE_LOG_INTERVAL)

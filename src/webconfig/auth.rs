@@ -55,9 +55,7 @@ impl Authenticator {
 
     /// Forgets every verified credential (the users or their hashes changed).
     pub(super) fn clear(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.clear();
-        }
+        crate::sync::lock(&self.cache).clear();
     }
 
     /// Checks an `Authorization` header against the users of `active`.
@@ -110,7 +108,8 @@ impl Authenticator {
         if !ok {
             return AuthOutcome::Denied;
         }
-        if let (Some(k), Ok(mut cache)) = (key, self.cache.lock()) {
+        if let Some(k) = key {
+            let mut cache = crate::sync::lock(&self.cache);
             if cache.len() >= AUTH_CACHE_CAPACITY {
                 cache.clear();
             }
@@ -120,13 +119,13 @@ impl Authenticator {
     }
 
     fn cached(&self, key: &[u8; 32]) -> bool {
-        self.cache.lock().map(|c| c.contains(key)).unwrap_or(false)
+        crate::sync::lock(&self.cache).contains(key)
     }
 
     /// Verified credentials held now (tests).
     #[cfg(test)]
     fn cached_len(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        crate::sync::lock(&self.cache).len()
     }
 
     fn cache_key_for(&self, user: &[u8], hash: &str, password: &[u8]) -> [u8; 32] {

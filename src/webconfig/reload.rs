@@ -161,12 +161,13 @@ impl WebRuntime {
     /// The config in force, after reloading it if its files changed (checked
     /// at most once per interval, off the async threads).
     pub(super) async fn refresh(self: &Arc<Self>) -> Arc<Active> {
-        let due = match self.last_check.lock() {
-            Ok(mut last) if last.elapsed() >= self.recheck_interval => {
+        let due = {
+            let mut last = crate::sync::lock(&self.last_check);
+            let due = last.elapsed() >= self.recheck_interval;
+            if due {
                 *last = Instant::now();
-                true
             }
-            _ => false,
+            due
         };
         if due {
             let me = self.clone();
@@ -182,10 +183,7 @@ impl WebRuntime {
         if now == current.stamps {
             return;
         }
-        let mut rejected = match self.rejected.lock() {
-            Ok(r) => r,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut rejected = crate::sync::lock(&self.rejected);
         if rejected.as_ref() == Some(&now) {
             return;
         }
