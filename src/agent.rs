@@ -32,7 +32,7 @@ use crate::timeline::{SharedTracker, Tracker};
 /// usual soft limit of 1024 is far below what a busy node needs (the issue:
 /// 400 files under `ulimit -n 256` made /healthz unreachable). Returns
 /// (before, after).
-pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+pub(crate) fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut lim = getrlimit(Resource::Nofile);
     // `None` is RLIM_INFINITY.
@@ -177,7 +177,7 @@ impl Agent {
 
     /// Starts probing another pod (the demo's pods appear one by one). Aborting
     /// the returned task stops its probes.
-    pub fn add_probes(&self, pp: PodProbes) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn add_probes(&self, pp: PodProbes) -> tokio::task::JoinHandle<()> {
         spawn_pod_probes(
             pp,
             &self.tracker,

@@ -59,7 +59,7 @@ impl GateMode {
 }
 
 /// The default hysteresis of [`GateMode::Follow`].
-pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_DOWN_AFTER: Duration = Duration::from_secs(30);
 
 /// What `/gate` requires before it answers 200, and how it decides.
 #[derive(Clone, Debug)]
@@ -228,7 +228,7 @@ impl PodProbeState {
     }
 
     /// The first-ready time of the episode whose last-ready time is `last_ready`.
-    pub fn first_ready_for(&self, last_ready: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn first_ready_for(&self, last_ready: Timestamp) -> Option<Timestamp> {
         self.episodes
             .iter()
             .find(|e| e.last_ready_at == last_ready)
@@ -383,7 +383,7 @@ pub struct Gates {
 }
 
 /// Shared between the probe tasks (writers), `/gate`, `/api/v1/pods` and `/metrics`.
-pub type SharedGates = Arc<Mutex<Gates>>;
+pub(crate) type SharedGates = Arc<Mutex<Gates>>;
 
 impl Gates {
     /// A gate with `cfg` and no pod seen yet.
@@ -406,7 +406,7 @@ impl Gates {
 
     /// Applies one probe outcome of `pod`; `starts` is the pod's start count
     /// from the timeline (a further start re-arms the gate).
-    pub fn observe(&mut self, pod: &PodRef, o: &ProbeOutcome, starts: u64) {
+    pub(crate) fn observe(&mut self, pod: &PodRef, o: &ProbeOutcome, starts: u64) {
         let cfg = self.cfg.clone();
         let gated = cfg.pod.as_ref() == Some(pod);
         let p = self.pods.entry(pod.clone()).or_default();

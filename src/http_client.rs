@@ -46,7 +46,7 @@ pub(crate) const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// Why an HTTP exchange produced no usable response. Carries no peer text, so
 /// it is always safe to log.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     /// The URL is not an absolute URL of a scheme this client speaks, or the
     /// request could not be built from it.
     #[error("invalid URL")]
@@ -81,7 +81,7 @@ pub enum HttpError {
 
 /// A fully read response: status and (size-limited) body.
 #[derive(Debug, Clone)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     /// HTTP status code.
     pub status: StatusCode,
     /// The complete body, at most the client's body limit.
@@ -91,7 +91,7 @@ pub struct HttpResponse {
 /// A response whose head arrived; the body may still have failed (some
 /// callers only need the status).
 #[derive(Debug)]
-pub struct HttpExchange {
+pub(crate) struct HttpExchange {
     /// HTTP status code.
     pub status: StatusCode,
     /// The body, or why it could not be read in full.
@@ -101,7 +101,7 @@ pub struct HttpExchange {
 /// A result plus when the peer accepted the TCP connection (`None` when it
 /// never did, or on a kept-alive client, which cannot tell).
 #[derive(Debug)]
-pub struct Timed<T> {
+pub(crate) struct Timed<T> {
     /// When the TCP connect completed.
     pub connected_at: Option<Instant>,
     /// What the exchange produced.
@@ -119,7 +119,7 @@ enum Transport {
 
 /// The HTTP client. Cheap to clone (clones share the connection pool).
 #[derive(Clone, Debug)]
-pub struct HttpClient {
+pub(crate) struct HttpClient {
     transport: Transport,
     body_limit: usize,
     /// Whether `https://` URLs are spoken (a TLS configuration was given).
@@ -149,7 +149,7 @@ impl HttpClient {
 
     /// A client that keeps connections alive (OTLP push): `connect_timeout`
     /// bounds the TCP connect, and with `tls` it also speaks `https://`.
-    pub fn kept_alive(connect_timeout: Duration, tls: Option<TlsClientConfig>) -> Self {
+    pub(crate) fn kept_alive(connect_timeout: Duration, tls: Option<TlsClientConfig>) -> Self {
         let https = tls.is_some();
         let client =
             Client::builder(TokioExecutor::new()).build(Connector::new(Some(connect_timeout), tls));
@@ -168,7 +168,7 @@ impl HttpClient {
     /// As [`HttpClient::get`], with when the peer accepted the connection: a
     /// probe that connected learned "the port accepts" at that moment, even
     /// if the answer then timed out or was an error page.
-    pub async fn get_timed(&self, url: &str, deadline: Instant) -> Timed<HttpResponse> {
+    pub(crate) async fn get_timed(&self, url: &str, deadline: Instant) -> Timed<HttpResponse> {
         let mut connected_at = None;
         let result = self
             .json(Method::GET, url, None, deadline, &mut connected_at)
@@ -180,7 +180,7 @@ impl HttpClient {
     }
 
     /// `POST url` with a JSON body.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         url: &str,
         body: Bytes,
@@ -218,7 +218,7 @@ impl HttpClient {
 
     /// Sends `request` (its URI absolute) and reads the response head and
     /// body, all before `deadline`.
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
         deadline: Instant,

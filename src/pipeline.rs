@@ -73,7 +73,7 @@ impl FileConsumer {
 /// What `report` sees of the pipeline: every decoded record (it may drop it,
 /// e.g. outside `--since`/`--until`) and every event applied to the tracker
 /// (the loss ledger). The live agent runs without one.
-pub trait Observer: Send {
+pub(crate) trait Observer: Send {
     /// A decoded record of `pod`; false drops it before classification (it
     /// then neither moves the pod's clock nor counts).
     fn record(&mut self, pod: &PodRef, record: &Record<'_>) -> bool;
@@ -93,7 +93,7 @@ pub trait Observer: Send {
 
 /// Records the scanner skipped, in bulk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SkippedRun {
+pub(crate) struct SkippedRun {
     pub records: u64,
     /// How many of them had a timestamp.
     pub with_ts: u64,
@@ -197,12 +197,12 @@ impl Pipeline {
     }
 
     /// Shows every record and event to `observer` from now on (`report`).
-    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+    pub(crate) fn set_observer(&mut self, observer: Box<dyn Observer>) {
         self.observer = Some(observer);
     }
 
     /// Swaps the rule pack (config reload); per-file fold state is kept.
-    pub fn set_rules(&mut self, rules: Arc<RulePack>) {
+    pub(crate) fn set_rules(&mut self, rules: Arc<RulePack>) {
         self.rules = rules;
     }
 
@@ -212,7 +212,7 @@ impl Pipeline {
     }
 
     /// Pods with an open file (they must not expire).
-    pub fn live_pods(&self) -> impl Iterator<Item = &PodRef> {
+    pub(crate) fn live_pods(&self) -> impl Iterator<Item = &PodRef> {
         self.consumers.values().map(|c| &c.pod)
     }
 
@@ -327,7 +327,7 @@ impl Pipeline {
     }
 
     /// The file was truncated in place: its partial records are gone.
-    pub fn reset(&mut self, key: FileKey) {
+    pub(crate) fn reset(&mut self, key: FileKey) {
         if let Some(c) = self.consumers.get_mut(&key) {
             c.decoder = None;
             c.classify = ClassifyState::default();

@@ -62,23 +62,25 @@ pub async fn serve(
 /// What `--web.config.file` turns on for the server (TLS, basic auth,
 /// response headers); `None` serves plain HTTP to anyone.
 #[cfg(feature = "tls")]
-pub type WebSecurity = Arc<crate::webconfig::WebRuntime>;
+pub(crate) type WebSecurity = Arc<crate::webconfig::WebRuntime>;
 /// Built without the `tls` feature there is no web config: this type has no values.
 #[cfg(not(feature = "tls"))]
-pub type WebSecurity = std::convert::Infallible;
+pub(crate) type WebSecurity = std::convert::Infallible;
 
 /// Why `--web.config.file` cannot be served.
 #[derive(Debug, thiserror::Error)]
-pub enum WebSecurityError {
+pub(crate) enum WebSecurityError {
     #[cfg(feature = "tls")]
     #[error(transparent)]
     Config(#[from] crate::webconfig::WebConfigError),
     #[error("web_config_file {0} is set, but this build has no TLS/basic-auth support (rebuild with the `tls` cargo feature)")]
+    // Built only without the `tls` feature.
+    #[cfg_attr(feature = "tls", allow(dead_code))]
     NotBuiltIn(PathBuf),
 }
 
 /// Loads `--web.config.file` for [`serve_secured`] (`None` when unset).
-pub fn web_security(
+pub(crate) fn web_security(
     path: Option<&std::path::Path>,
 ) -> Result<Option<WebSecurity>, WebSecurityError> {
     let Some(path) = path else {
@@ -110,7 +112,7 @@ pub(crate) fn connection_cap() -> usize {
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (at most 65536), as Go
 /// programs do at start: the default soft limit of 1024 is what a flood of
 /// idle connections would exhaust first. Failure leaves the limit as it is.
-pub fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut lim = getrlimit(Resource::Nofile);
     // `None` is RLIM_INFINITY.
@@ -307,7 +309,7 @@ impl Admission {
 /// at most [`connection_cap`] connections under [`Admission`], each with
 /// [`HEADER_READ_TIMEOUT`]. On shutdown it stops accepting, lets requests in
 /// flight finish and closes idle connections, then returns.
-pub async fn serve_secured(
+pub(crate) async fn serve_secured(
     listener: tokio::net::TcpListener,
     state: AppState,
     web: Option<WebSecurity>,

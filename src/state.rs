@@ -52,7 +52,7 @@ pub struct Snapshot {
 /// N, …}` with N an integer (so the release before this one, which reads
 /// the version as a number, refuses a newer file instead of misreading it).
 #[derive(Debug)]
-pub enum StateFile {
+pub(crate) enum StateFile {
     /// Written by releases up to b4f2cea: probe states as an array in
     /// target order (and, before d5e4def, operations as an array too);
     /// no per-run state. The v2 types read both array forms.
@@ -63,7 +63,7 @@ pub enum StateFile {
 
 /// Why bytes are not a state file this build can use.
 #[derive(Debug, PartialEq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Written by a newer release (its version).
     TooNew(u64),
     /// Not a state file of any known version (torn, edited, another program's).
@@ -197,14 +197,14 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
 /// recognised by device, inode and size, so a state file deleted or
 /// replaced behind the agent's back is written again.
 #[derive(Debug)]
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     path: PathBuf,
     last: Option<(Vec<u8>, (u64, u64, u64))>,
 }
 
 /// What [`Checkpointer::save`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Saved {
+pub(crate) enum Saved {
     /// The snapshot was written (temp file, fsync, rename, directory fsync).
     Written,
     /// The file on disk already is this snapshot.
@@ -218,11 +218,6 @@ impl Checkpointer {
             path: path.into(),
             last: None,
         }
-    }
-
-    /// The state file it writes.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Writes `snap` unless the file on disk already holds it.
@@ -318,7 +313,7 @@ pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64, u64)> {
 
 /// An exclusive lock on the state directory, held for the agent's life.
 #[derive(Debug)]
-pub struct StateLock {
+pub(crate) struct StateLock {
     _file: std::fs::File,
 }
 
@@ -326,7 +321,7 @@ pub struct StateLock {
 /// cannot be defeated by deleting a lock file, and is released by the kernel
 /// when the process dies, SIGKILL included). A second agent on the same
 /// state directory gets [`StateError::Locked`].
-pub fn lock_dir(path: &Path) -> Result<StateLock, StateError> {
+pub(crate) fn lock_dir(path: &Path) -> Result<StateLock, StateError> {
     let dir = state_dir(path);
     let file = std::fs::File::open(dir).map_err(|source| StateError::Lock {
         dir: dir.to_path_buf(),
@@ -354,7 +349,7 @@ static FAILING: std::sync::Mutex<Vec<(PathBuf, std::time::Instant)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Records the outcome of a checkpoint of `path`.
-pub fn record_checkpoint(path: &Path, ok: bool) {
+pub(crate) fn record_checkpoint(path: &Path, ok: bool) {
     let mut f = crate::sync::lock(&FAILING);
     let i = f.iter().position(|(p, _)| p == path);
     match (ok, i) {
@@ -367,7 +362,7 @@ pub fn record_checkpoint(path: &Path, ok: bool) {
 }
 
 /// Since when checkpoints of `path` have been failing without a success.
-pub fn failing_since(path: &Path) -> Option<std::time::Instant> {
+pub(crate) fn failing_since(path: &Path) -> Option<std::time::Instant> {
     crate::sync::lock(&FAILING)
         .iter()
         .find(|(p, _)| p == path)
@@ -379,14 +374,14 @@ pub fn failing_since(path: &Path) -> Option<std::time::Instant> {
 static FAIL_GRACE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
 
 /// Sets the grace above from the checkpoint interval (two intervals).
-pub fn set_checkpoint_interval(interval: std::time::Duration) {
+pub(crate) fn set_checkpoint_interval(interval: std::time::Duration) {
     let ms = u64::try_from(interval.as_millis().saturating_mul(2)).unwrap_or(u64::MAX);
     FAIL_GRACE.store(ms, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// For `/readyz`: the state directory exists and is writable, and
 /// checkpoints of `path` have not been failing for two intervals.
-pub fn dir_writable(path: &Path) -> bool {
+pub(crate) fn dir_writable(path: &Path) -> bool {
     let grace =
         std::time::Duration::from_millis(FAIL_GRACE.load(std::sync::atomic::Ordering::Relaxed));
     if failing_since(path).is_some_and(|t| t.elapsed() >= grace) {

@@ -56,7 +56,7 @@ impl Method {
 
 /// Upper bounds (seconds) of the `startup_gap_seconds` histogram: the race lasts
 /// from a second to many minutes, so the buckets span that range.
-pub const GAP_BUCKETS: [f64; 14] = [
+pub(crate) const GAP_BUCKETS: [f64; 14] = [
     0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0,
 ];
 
@@ -244,7 +244,7 @@ impl Tracker {
     /// Up to which record time a request served by `pod` can still change
     /// the tracker: `None` while the pod is not tracked yet, else
     /// [`PodTimeline::requests_matter_until`].
-    pub fn requests_matter_until(&self, pod: &PodRef) -> Option<Timestamp> {
+    pub(crate) fn requests_matter_until(&self, pod: &PodRef) -> Option<Timestamp> {
         self.pod(pod)?.requests_matter_until()
     }
 
@@ -256,14 +256,14 @@ impl Tracker {
     }
 
     /// Outage-duration histograms by (namespace, method).
-    pub fn outage_histograms(&self) -> impl Iterator<Item = (&str, Method, &GapHistogram)> {
+    pub(crate) fn outage_histograms(&self) -> impl Iterator<Item = (&str, Method, &GapHistogram)> {
         self.outage_histograms
             .iter()
             .map(|((ns, m), h)| (ns.as_str(), *m, h))
     }
 
     /// Pods not tracked because the cap was reached.
-    pub fn pods_dropped(&self) -> u64 {
+    pub(crate) fn pods_dropped(&self) -> u64 {
         self.pods_dropped
     }
 
@@ -283,7 +283,7 @@ impl Tracker {
     /// Declares which probe targets watch this pod (sidecar, demo): its gaps
     /// then close on the first successful probe instead of the quiet period.
     /// `now`: wall time (the pod counts as active).
-    pub fn register_probes(&mut self, pod: &PodRef, targets: &[Target], now: Timestamp) {
+    pub(crate) fn register_probes(&mut self, pod: &PodRef, targets: &[Target], now: Timestamp) {
         if let Some(p) = self.entry(pod) {
             p.probed_targets = targets.to_vec();
             p.last_activity = Some(now);
@@ -293,7 +293,7 @@ impl Tracker {
 
     /// Applies one log event of `pod`. `now`: wall time, for expiry only
     /// (everything measured comes from the event's record time).
-    pub fn apply_event(&mut self, pod: &PodRef, ev: &Event, now: Timestamp) {
+    pub(crate) fn apply_event(&mut self, pod: &PodRef, ev: &Event, now: Timestamp) {
         let cfg = self.cfg.clone();
         let Some(p) = self.entry(pod) else { return };
         let before = shown_key(p);
@@ -392,7 +392,7 @@ impl Tracker {
 
     /// Moves a pod's record clock forward (end of a read chunk): closes a
     /// log-method gap or outage whose quiet period has passed in record time.
-    pub fn advance(&mut self, pod: &PodRef, ts: Timestamp) {
+    pub(crate) fn advance(&mut self, pod: &PodRef, ts: Timestamp) {
         let cfg = self.cfg.clone();
         let Some(p) = self.pods.get_mut(pod) else {
             return;
@@ -480,7 +480,7 @@ impl Tracker {
     }
 
     /// Applies a probe result for `pod`.
-    pub fn apply_probe(&mut self, pod: &PodRef, o: &ProbeOutcome) {
+    pub(crate) fn apply_probe(&mut self, pod: &PodRef, o: &ProbeOutcome) {
         let kept = self.cfg.starts_kept;
         let Some(p) = self.entry(pod) else { return };
         let before = shown_key(p);
@@ -525,7 +525,7 @@ impl Tracker {
     /// Forgets pods that have no live source (`live`) and no activity for the
     /// TTL, and the histograms of namespaces left without pods. Returns how
     /// many series groups (pods and histograms) were expired.
-    pub fn expire(&mut self, now: Timestamp, live: &HashSet<PodRef>) -> usize {
+    pub(crate) fn expire(&mut self, now: Timestamp, live: &HashSet<PodRef>) -> usize {
         let ttl = self.cfg.pod_ttl_secs;
         let before = self.pods.len();
         self.pods.retain(|k, p| {

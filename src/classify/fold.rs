@@ -45,7 +45,7 @@ const EXCEPTION_NAME_ENDINGS: [&[u8]; 7] = [
 /// Where in a folded event the last line left us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Right after the header line.
     AfterHeader,
     /// Inside `Traceback (most recent call last):` frames.
@@ -58,7 +58,7 @@ pub enum Phase {
 
 /// The structural kind of one line, as far as folding cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LineShape {
+pub(crate) enum LineShape {
     /// `Traceback (most recent call last):`
     TracebackStart,
     /// One of Python's two exception-chaining sentences.
@@ -78,7 +78,7 @@ pub enum LineShape {
 }
 
 /// Classifies one line (no trailing newline) by its shape only.
-pub fn shape(line: &[u8]) -> LineShape {
+pub(crate) fn shape(line: &[u8]) -> LineShape {
     let Some(&first) = line.first() else {
         return LineShape::Blank;
     };
@@ -165,14 +165,14 @@ fn exception_name(line: &[u8]) -> Option<&[u8]> {
 /// True when `line`, outside any fold, starts a traceback nobody owns: a
 /// `Traceback (most recent call last):` line, or a stray `  File "…"` frame
 /// (a fold that was cut short by a malformed line).
-pub fn opens_unattributed(line: &[u8]) -> bool {
+pub(crate) fn opens_unattributed(line: &[u8]) -> bool {
     line.starts_with(b"  File \"") || is_traceback_start(line)
 }
 
 /// Who a folded traceback belongs to, i.e. what a connection wording in it counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FoldOwner {
+pub(crate) enum FoldOwner {
     /// A header whose rule counts `db_connect_error{operation}`.
     Operation(Operation),
     /// A header whose rule counts no DB error (a `suppress` look-alike or an
@@ -185,7 +185,7 @@ pub enum FoldOwner {
 
 /// One open folded event of one stream; small, goes into the checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Fold {
+pub(crate) struct Fold {
     pub phase: Phase,
     pub owner: FoldOwner,
     /// The event already counted its one `db_connect_error`.
@@ -205,7 +205,7 @@ pub struct Fold {
 
 impl Fold {
     /// A fold opened by a rule's header line.
-    pub fn after_header(owner: FoldOwner, counted: bool) -> Fold {
+    pub(crate) fn after_header(owner: FoldOwner, counted: bool) -> Fold {
         Fold {
             phase: Phase::AfterHeader,
             owner,
@@ -218,7 +218,7 @@ impl Fold {
     }
 
     /// A fold opened by a traceback no header owns.
-    pub fn unattributed() -> Fold {
+    pub(crate) fn unattributed() -> Fold {
         Fold {
             phase: Phase::InTraceback,
             owner: FoldOwner::Unattributed,
@@ -232,7 +232,7 @@ impl Fold {
 
     /// Moves the state machine by one line; false when the line does not
     /// belong to this event (the fold ends and the line is classified anew).
-    pub fn advance(&mut self, shape: LineShape) -> bool {
+    pub(crate) fn advance(&mut self, shape: LineShape) -> bool {
         use LineShape as S;
         use Phase as P;
         let next = match (self.phase, shape) {

@@ -58,14 +58,9 @@ pub(super) struct LineScan {
 
 impl RulePack {
     /// Pins the LiteLLM family for every file (None: each file's own lines decide).
-    pub fn with_version_pin(mut self, pin: Option<VersionFamily>) -> RulePack {
+    pub(crate) fn with_version_pin(mut self, pin: Option<VersionFamily>) -> RulePack {
         self.version_pin = pin;
         self
-    }
-
-    /// The pinned LiteLLM family, if any.
-    pub fn version_pin(&self) -> Option<VersionFamily> {
-        self.version_pin
     }
 
     /// Number of active rules.
@@ -79,14 +74,14 @@ impl RulePack {
     }
 
     /// Rule ids in matching priority order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.id.as_str())
     }
 
     /// The prefilter the buffer scanner runs over whole read buffers;
     /// `requests: false` leaves out the literals only request-served
     /// (access-line) rules name.
-    pub fn buffer_prefilter(&self, requests: bool) -> &BufferPrefilter {
+    pub(crate) fn buffer_prefilter(&self, requests: bool) -> &BufferPrefilter {
         if requests {
             &self.buffer
         } else {
@@ -107,7 +102,8 @@ impl RulePack {
     }
 
     /// The id of the rule an [`Event::rule`] index names (None: not this pack's).
-    pub fn rule_id(&self, index: u32) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn rule_id(&self, index: u32) -> Option<&str> {
         self.rules.get(index as usize).map(|r| r.id.as_str())
     }
 

@@ -223,7 +223,7 @@ impl RulePack {
     /// The built-in pack extended by a user pack: a user rule with a built-in
     /// id replaces that rule in place (or removes it with `enabled = false`);
     /// new ids are tried before all built-in rules; user wordings are added.
-    pub fn with_user_pack(user_toml: &str, origin: &str) -> Result<RulePack, RuleError> {
+    pub(crate) fn with_user_pack(user_toml: &str, origin: &str) -> Result<RulePack, RuleError> {
         let user_origin = format!("user pack {origin}");
         let (mut builtin, mut wordings) = parse_pack(BUILTIN_SOURCE, BUILTIN_ORIGIN)?;
         let (user, user_wordings) = parse_pack(user_toml, &user_origin)?;

@@ -27,7 +27,7 @@ const FRAME: &[u8] = b"  File \"";
 
 /// A compiled buffer prefilter.
 #[derive(Debug)]
-pub struct BufferPrefilter {
+pub(crate) struct BufferPrefilter {
     automaton: AhoCorasick,
     /// Some literal holds a control byte: a JSON line may carry it as any of
     /// several escapes, so every JSON line is decoded.
@@ -70,7 +70,7 @@ impl BufferPrefilter {
 
     /// Start of the first hit at or after `from`; `usize::MAX` when none.
     #[inline]
-    pub fn next_hit(&self, haystack: &[u8], from: usize) -> usize {
+    pub(crate) fn next_hit(&self, haystack: &[u8], from: usize) -> usize {
         if from >= haystack.len() {
             return usize::MAX;
         }
@@ -81,7 +81,7 @@ impl BufferPrefilter {
     }
 
     /// Whether `text` holds any of the literals.
-    pub fn is_match(&self, text: &[u8]) -> bool {
+    pub(crate) fn is_match(&self, text: &[u8]) -> bool {
         self.next_hit(text, 0) != usize::MAX
     }
 
@@ -93,7 +93,7 @@ impl BufferPrefilter {
     }
 
     /// Whether every JSON line must be decoded (see the field).
-    pub fn json_needs_decoding(&self) -> bool {
+    pub(crate) fn json_needs_decoding(&self) -> bool {
         self.json_needs_decoding
     }
 }

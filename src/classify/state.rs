@@ -107,7 +107,7 @@ impl ClassifyState {
 
     /// True when a traceback is being folded in some stream (its event may
     /// still be pending; see [`RulePack::finish`]).
-    pub fn has_open_fold(&self) -> bool {
+    pub(crate) fn has_open_fold(&self) -> bool {
         self.stdout.fold.is_some() || self.stderr.fold.is_some() || self.unknown.fold.is_some()
     }
 }

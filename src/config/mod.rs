@@ -149,7 +149,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
 }
 
 /// The default glob: LiteLLM pods' container logs under the kubelet's pods directory.
-pub const DEFAULT_GLOB: &str = "/var/log/pods/*_*litellm*_*/*/*.log";
+pub(crate) const DEFAULT_GLOB: &str = "/var/log/pods/*_*litellm*_*/*/*.log";
 
 /// The whole configuration, as the TOML file spells it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -379,7 +379,7 @@ pub struct Overrides {
 /// than 64 MiB is not a log line, and the decoder buffers up to this much.
 pub const MAX_LINE_BYTES: (usize, usize) = (1024, 64 * 1024 * 1024);
 /// Bounds of `max_pods`: each tracked pod costs series and memory.
-pub const MAX_PODS: (usize, usize) = (1, 100_000);
+pub(crate) const MAX_PODS: (usize, usize) = (1, 100_000);
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);

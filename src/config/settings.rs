@@ -115,7 +115,7 @@ impl Settings {
     /// The conversion with the `OTEL_*` variables read through `env`
     /// (tests pass a fixed environment). Cheap checks come first; the rule
     /// pack, the one expensive part, is compiled last.
-    pub fn with_env(
+    pub(crate) fn with_env(
         raw: Config,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {

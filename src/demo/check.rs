@@ -19,7 +19,7 @@ const EXACT: f64 = 0.002;
 
 /// What the check allows a measured gap to differ by.
 #[derive(Clone, Copy, Debug)]
-pub struct Tolerance {
+pub(crate) struct Tolerance {
     /// The sidecar's probe interval while the engine does not answer.
     pub probe_interval: Duration,
 }
@@ -27,7 +27,7 @@ pub struct Tolerance {
 /// A deliberately wrong expectation (hidden `--check-skew`), so tests can
 /// prove that a wrong number fails the demo.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Skew {
+pub(crate) enum Skew {
     /// The first pod's gap is expected one second longer.
     Gap,
     /// The first pod's count with this check key is expected one higher.
@@ -52,7 +52,7 @@ impl Skew {
 
 /// One compared number.
 #[derive(Clone, Debug)]
-pub struct Check {
+pub(crate) struct Check {
     pub ok: bool,
     /// `=` for a count, `≈` for a gap (equal within its tolerance).
     pub relation: char,
@@ -320,7 +320,7 @@ fn gap_check(plan: &PodPlan, played: &Played, m: &Exposition, tol: &Tolerance, s
 }
 
 /// Every check of one pod, in the order the summary prints them.
-pub fn pod_checks(
+pub(crate) fn pod_checks(
     plan: &PodPlan,
     played: &Played,
     m: &Exposition,
@@ -395,7 +395,7 @@ pub fn pod_checks(
 }
 
 /// The one-line heading of a pod in the summary.
-pub fn pod_heading(plan: &PodPlan, played: &Played) -> String {
+pub(crate) fn pod_heading(plan: &PodPlan, played: &Played) -> String {
     let watched = match plan.watch {
         Watch::Sidecar => "sidecar probe: exact gap",
         Watch::LogsOnly => "logs only (node DaemonSet, no sidecar): estimated gap",
@@ -410,7 +410,7 @@ pub fn pod_heading(plan: &PodPlan, played: &Played) -> String {
 }
 
 /// A printed line of a check.
-pub fn check_line(c: &Check) -> String {
+pub(crate) fn check_line(c: &Check) -> String {
     format!(
         "    {:<4} {:<28} {:>9} {} {:<9} {}",
         if c.ok { "ok" } else { "FAIL" },
@@ -423,7 +423,7 @@ pub fn check_line(c: &Check) -> String {
 }
 
 /// What differed, for the error message.
-pub fn mismatch(plan: &PodPlan, c: &Check) -> String {
+pub(crate) fn mismatch(plan: &PodPlan, c: &Check) -> String {
     format!(
         "{}/{} {}: simulated {}, /metrics {} ({})",
         plan.pod.namespace, plan.pod.pod, c.what, c.simulated, c.measured, c.series

@@ -48,7 +48,7 @@ impl Sample {
 
 /// A parsed `/metrics` page.
 #[derive(Clone, Debug, Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     pub samples: Vec<Sample>,
 }
 

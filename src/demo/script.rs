@@ -36,7 +36,7 @@ impl Family {
 
 /// How the agent watches the pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Watch {
+pub(crate) enum Watch {
     /// A sidecar probes the pod's query engine: the gap is exact.
     Sidecar,
     /// Only the node agent (DaemonSet) reads its logs: the gap is estimated
@@ -46,7 +46,7 @@ pub enum Watch {
 
 /// One pod of the rolling deploy.
 #[derive(Clone, Debug)]
-pub struct PodPlan {
+pub(crate) struct PodPlan {
     pub pod: PodRef,
     pub family: Family,
     pub watch: Watch,
@@ -58,7 +58,7 @@ pub struct PodPlan {
 
 /// What the demo wrote for one pod: the counts the agent must export.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Truth {
+pub(crate) struct Truth {
     pub proxy_starts: u64,
     pub spend_batches_dropped: u64,
     pub spend_rows_lost: u64,
@@ -80,7 +80,7 @@ impl Truth {
 
 /// A played pod: its ground truth, with the moments that define the gap.
 #[derive(Clone, Debug)]
-pub struct Played {
+pub(crate) struct Played {
     /// Record time of `Application startup complete.`: the proxy takes traffic.
     pub listening_at: Timestamp,
     /// When the engine stand-in bound its port (its own clock).
@@ -96,13 +96,13 @@ pub struct Played {
 
 impl Played {
     /// The true gap: proxy taking traffic → engine listening.
-    pub fn true_gap(&self) -> f64 {
+    pub(crate) fn true_gap(&self) -> f64 {
         self.bound_at.seconds_since(self.listening_at)
     }
 
     /// Where the log method must put the gap's end: the last DB failure
     /// after the proxy took traffic (none: no gap, 0).
-    pub fn log_gap(&self) -> f64 {
+    pub(crate) fn log_gap(&self) -> f64 {
         self.last_failure_at
             .filter(|l| *l > self.listening_at)
             .map_or(0.0, |l| l.seconds_since(self.listening_at))
@@ -127,7 +127,7 @@ impl Rng {
 }
 
 /// Appends CRI records to one container log, stamped with the current time.
-pub struct CriWriter {
+pub(crate) struct CriWriter {
     file: std::fs::File,
 }
 
@@ -353,7 +353,7 @@ impl Pod<'_> {
 }
 
 /// Writes one pod's start-up until its engine listens; returns what it wrote.
-pub async fn play(
+pub(crate) async fn play(
     w: &mut CriWriter,
     plan: &PodPlan,
     engine: &EngineStandin,
@@ -402,7 +402,7 @@ pub async fn play(
 }
 
 /// Normal traffic once the engine answers: it must not count as at risk.
-pub fn after_gap(w: &mut CriWriter, serial: u64) -> Result<()> {
+pub(crate) fn after_gap(w: &mut CriWriter, serial: u64) -> Result<()> {
     for k in 0..3 {
         w.write(
             "stdout",
@@ -415,7 +415,7 @@ pub fn after_gap(w: &mut CriWriter, serial: u64) -> Result<()> {
 }
 
 /// The pod is stopped (the demo ends): Uvicorn's shutdown lines.
-pub fn shut_down(w: &mut CriWriter) -> Result<()> {
+pub(crate) fn shut_down(w: &mut CriWriter) -> Result<()> {
     w.write(
         "stderr",
         "INFO:     Shutting down\nINFO:     Waiting for application shutdown.\nINFO:     Application shutdown complete.\nINFO:     Finished server process [1]",

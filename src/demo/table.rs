@@ -26,7 +26,12 @@ const LEGEND: &[&str] = &[
 
 /// The lines above the table: title, URLs, legend. Printed again on every
 /// redraw, so clearing the screen never hides where to look.
-pub fn header_lines(pods: usize, addr: SocketAddr, logs: &Path, links: &[String]) -> Vec<String> {
+pub(crate) fn header_lines(
+    pods: usize,
+    addr: SocketAddr,
+    logs: &Path,
+    links: &[String],
+) -> Vec<String> {
     let mut out = vec![
         format!(
             "litellm-sentinel demo: rolling deploy of {pods} LiteLLM pod{}, watched by the real agent",

@@ -20,7 +20,7 @@ const BEL: u8 = 0x07;
 /// and charset escapes, and drops a lone ESC. An unterminated sequence is
 /// dropped up to the end of its line, never past a newline, so a cut-off
 /// colour code cannot swallow the following lines of a traceback.
-pub fn strip_ansi<'a>(input: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
+pub(crate) fn strip_ansi<'a>(input: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
     let Some(first) = memchr(ESC, input) else {
         return input;
     };

@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 
 /// One CRI line split into its fields; `message` borrows the input line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CriLine<'a> {
+pub(crate) struct CriLine<'a> {
     /// The runtime's timestamp for this chunk.
     pub ts: Timestamp,
     /// `stdout` or `stderr`.
@@ -27,7 +27,7 @@ pub struct CriLine<'a> {
 /// Errors: [`MalformedReason::BadTimestamp`] when the line does not start with
 /// an RFC 3339 timestamp followed by a space, [`MalformedReason::MissingFields`]
 /// when the stream or tag field is absent or unknown (including an empty line).
-pub fn parse_cri_line(line: &[u8]) -> Result<CriLine<'_>, MalformedReason> {
+pub(crate) fn parse_cri_line(line: &[u8]) -> Result<CriLine<'_>, MalformedReason> {
     if line.is_empty() {
         return Err(MalformedReason::MissingFields);
     }
@@ -49,7 +49,7 @@ pub fn parse_cri_line(line: &[u8]) -> Result<CriLine<'_>, MalformedReason> {
 /// The fields after a CRI line's timestamp: stream, partial tag, message.
 /// Also used on its own when the timestamp is unreadable, so that a bad
 /// timestamp loses the timestamp, not the event.
-pub fn parse_cri_fields(rest: &[u8]) -> Result<(Stream, bool, &[u8]), MalformedReason> {
+pub(crate) fn parse_cri_fields(rest: &[u8]) -> Result<(Stream, bool, &[u8]), MalformedReason> {
     let stream = match rest.get(..6) {
         Some(b"stdout") => Stream::Stdout,
         Some(b"stderr") => Stream::Stderr,

@@ -19,7 +19,7 @@ use crate::time::{date_time_secs, finish_rfc3339, Timestamp};
 
 /// A line's framing: what the decoder would read from it besides the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     pub ts: Option<Timestamp>,
     pub stream: Stream,
     /// A CRI `P` chunk: the record continues on a later line.
@@ -31,7 +31,7 @@ pub struct Frame<'a> {
 
 /// Parses framing with a cache of the last timestamp's date and time.
 #[derive(Clone, Debug)]
-pub struct Framer {
+pub(crate) struct Framer {
     now: Timestamp,
     /// `YYYY-MM-DDTHH:MM:SS` of the last parsed timestamp, and its seconds.
     prefix: [u8; 19],
@@ -51,7 +51,7 @@ impl Framer {
     }
 
     /// The wall clock the sanity check uses from now on (read once per buffer).
-    pub fn set_now(&mut self, now: Timestamp) {
+    pub(crate) fn set_now(&mut self, now: Timestamp) {
         self.now = now;
     }
 

@@ -37,7 +37,7 @@ pub(crate) struct RawStr<'a> {
 impl<'a> RawStr<'a> {
     /// The decoded string: `raw` itself when it has no escapes, otherwise the
     /// decoded bytes appended to `out`.
-    pub fn decode_into<'b>(&self, out: &'b mut Vec<u8>) -> Result<&'b [u8], JsonError>
+    pub(crate) fn decode_into<'b>(&self, out: &'b mut Vec<u8>) -> Result<&'b [u8], JsonError>
     where
         'a: 'b,
     {
@@ -255,7 +255,7 @@ pub(crate) fn unescape_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), JsonErr
 
 /// A LiteLLM `JSON_LOGS=True` line, reduced to what classification needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JsonLogLine<'a> {
+pub(crate) struct JsonLogLine<'a> {
     /// `message`, plus `\n` and the stack trace when the line carries one.
     pub text: &'a [u8],
     /// LiteLLM's own `timestamp` (zoneless, taken as UTC); `None` when absent
@@ -270,7 +270,10 @@ const STACKTRACE_KEYS: [&[u8]; 3] = [b"stacktrace", b"stack_trace", b"exc_info"]
 /// `message`. Returns `None` for anything else (plain text, other JSON), which
 /// then stays raw text. The text is `line`'s own bytes when `message` needs no
 /// decoding and there is no stack trace, else it is built in `out`.
-pub fn decode_litellm_json<'a>(line: &'a [u8], out: &'a mut Vec<u8>) -> Option<JsonLogLine<'a>> {
+pub(crate) fn decode_litellm_json<'a>(
+    line: &'a [u8],
+    out: &'a mut Vec<u8>,
+) -> Option<JsonLogLine<'a>> {
     // Cheap pre-check: nearly every plain line is rejected on its first byte.
     let first = line.iter().position(|c| !c.is_ascii_whitespace())?;
     if line[first] != b'{' {

@@ -19,7 +19,7 @@ impl PodRef {
     /// `/var/log/containers` symlinks). Anything else gets an empty namespace
     /// and the file name up to its first `.` as the pod, so `kubectl logs`
     /// output saved as `litellm-7f9c.log` is still reported under a name.
-    pub fn from_path(path: &Path) -> PodRef {
+    pub(crate) fn from_path(path: &Path) -> PodRef {
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy())

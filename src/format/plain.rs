@@ -11,7 +11,7 @@ use crate::time::Timestamp;
 /// Only the RFC 3339 form with a `T` separator followed by one space counts,
 /// so an application's own `2026-11-24 10:15:00,123 - …` prefix stays text.
 /// Returns `(None, line)` when there is no such timestamp.
-pub fn split_timestamp(line: &[u8]) -> (Option<Timestamp>, &[u8]) {
+pub(crate) fn split_timestamp(line: &[u8]) -> (Option<Timestamp>, &[u8]) {
     if line.len() > 20 && matches!(line[10], b'T' | b't') {
         if let Some((ts, n)) = Timestamp::parse_rfc3339_prefix(line) {
             if line.get(n) == Some(&b' ') {

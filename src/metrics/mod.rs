@@ -37,7 +37,7 @@ pub(crate) use pods::gauge;
 use pods::PodCollector;
 
 /// Every metric name starts with this.
-pub const PREFIX: &str = "litellm_sentinel_";
+pub(crate) const PREFIX: &str = "litellm_sentinel_";
 
 /// The tracker handle lives in the timeline; this path stays for its users.
 pub use crate::timeline::SharedTracker;
@@ -212,7 +212,7 @@ impl Metrics {
     }
 
     /// Records one probe result (pod-independent families; `engine_up` comes from the tracker).
-    pub fn observe_probe(&self, o: &ProbeOutcome) {
+    pub(crate) fn observe_probe(&self, o: &ProbeOutcome) {
         let t = o.target.as_str();
         self.agent
             .probe_duration
@@ -227,7 +227,7 @@ impl Metrics {
     }
 
     /// Pre-registers the probe series of the configured targets, so they exist at 0.
-    pub fn register_probe_targets(&self, targets: &[Target]) {
+    pub(crate) fn register_probe_targets(&self, targets: &[Target]) {
         for t in targets {
             self.agent.probe_duration.with_label_values(&[t.as_str()]);
             for r in FailureReason::ALL {
@@ -239,7 +239,7 @@ impl Metrics {
     }
 
     /// Every family as protobuf (the OTLP push): the registry's and the pod families.
-    pub fn gather(&self) -> Vec<MetricFamily> {
+    pub(crate) fn gather(&self) -> Vec<MetricFamily> {
         let mut families = self.registry.gather();
         families.extend(self.pods.collect());
         families
@@ -255,7 +255,7 @@ impl Metrics {
     /// The same for a gzip answer: only the compressed pod families are
     /// cached (~130 KB at 2,000 pods instead of ~5 MB of text) unless a
     /// plain scrape asked for the text too.
-    pub fn gzip_page(&self) -> Result<Page, RenderError> {
+    pub(crate) fn gzip_page(&self) -> Result<Page, RenderError> {
         self.page_as(Form::Gzip)
     }
 

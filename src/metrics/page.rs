@@ -143,7 +143,7 @@ impl Page {
     }
 
     /// The text page as chunks to send in order (the pod part is not copied).
-    pub fn text_chunks(self) -> Result<Vec<Bytes>, RenderError> {
+    pub(crate) fn text_chunks(self) -> Result<Vec<Bytes>, RenderError> {
         let pods = self
             .pods
             .text

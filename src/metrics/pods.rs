@@ -88,16 +88,16 @@ const fn const_str_eq(a: &str, b: &str) -> bool {
 /// The rows of the families that are not pod counters (resolved at compile time).
 pub(super) mod family {
     use super::{row, Row};
-    pub const LAST_STARTUP_GAP: Row = row("last_startup_gap_seconds");
-    pub const IN_STARTUP_GAP: Row = row("in_startup_gap");
-    pub const STARTUP_GAP_OPEN_SINCE: Row = row("startup_gap_open_since_timestamp_seconds");
-    pub const IN_DB_OUTAGE: Row = row("in_db_outage");
-    pub const ENGINE_UP: Row = row("engine_up");
-    pub const STARTUP_GAP: Row = row("startup_gap_seconds");
-    pub const DB_OUTAGE_SECONDS: Row = row("db_outage_seconds");
-    pub const PODS_TRACKED: Row = row("pods_tracked");
-    pub const PODS_DROPPED: Row = row("pods_dropped_total");
-    pub const POD_STATE_POISONED: Row = row("pod_state_poisoned_total");
+    pub(crate) const LAST_STARTUP_GAP: Row = row("last_startup_gap_seconds");
+    pub(crate) const IN_STARTUP_GAP: Row = row("in_startup_gap");
+    pub(crate) const STARTUP_GAP_OPEN_SINCE: Row = row("startup_gap_open_since_timestamp_seconds");
+    pub(crate) const IN_DB_OUTAGE: Row = row("in_db_outage");
+    pub(crate) const ENGINE_UP: Row = row("engine_up");
+    pub(crate) const STARTUP_GAP: Row = row("startup_gap_seconds");
+    pub(crate) const DB_OUTAGE_SECONDS: Row = row("db_outage_seconds");
+    pub(crate) const PODS_TRACKED: Row = row("pods_tracked");
+    pub(crate) const PODS_DROPPED: Row = row("pods_dropped_total");
+    pub(crate) const POD_STATE_POISONED: Row = row("pod_state_poisoned_total");
 }
 
 impl PodCollector {

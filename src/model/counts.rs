@@ -53,7 +53,7 @@ const DB_CONNECT_ERRORS: &str = "db_connect_errors";
 impl Counter {
     /// Every counter with a name of its own (all but the per-operation ones),
     /// in the order the JSON outputs list them.
-    pub const NAMED: [Counter; 13] = [
+    pub(crate) const NAMED: [Counter; 13] = [
         Counter::SpendBatchesDropped,
         Counter::SpendRowsRequeued,
         Counter::SpendRowsLost,
@@ -163,7 +163,7 @@ impl Counts {
     }
 
     /// Adds another pod's counts (totals). Unknown names are not totalled.
-    pub fn merge(&mut self, other: &Counts) {
+    pub(crate) fn merge(&mut self, other: &Counts) {
         for (c, n) in &other.values {
             self.add(*c, *n);
         }
@@ -178,12 +178,12 @@ impl Counts {
     }
 
     /// DB connect errors of one operation.
-    pub fn db_connect_errors_for(&self, op: Operation) -> u64 {
+    pub(crate) fn db_connect_errors_for(&self, op: Operation) -> u64 {
         self.get(Counter::DbConnectErrors(op))
     }
 
     /// All DB connect errors.
-    pub fn db_connect_errors_total(&self) -> u64 {
+    pub(crate) fn db_connect_errors_total(&self) -> u64 {
         Operation::ALL
             .into_iter()
             .map(|op| self.db_connect_errors_for(op))

@@ -21,7 +21,7 @@ pub mod env {
     /// `k=v,k2=v2`, values percent-decoded. Values are secrets.
     pub(crate) const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
     /// Push interval in milliseconds.
-    pub const INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+    pub(crate) const INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
     /// Per-push deadline in milliseconds.
     pub(crate) const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
     /// Must be `http/protobuf` when set (the only protocol the agent speaks).
@@ -33,22 +33,22 @@ pub mod env {
     /// Signal-specific form of [`COMPRESSION`]; wins over it.
     pub(crate) const METRICS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
     /// PEM file of the CA(s) that verify the server (https).
-    pub const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+    pub(crate) const CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
     /// Signal-specific form of [`CERTIFICATE`]; wins over it.
     pub(crate) const METRICS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE";
     /// PEM client certificate (chain) for mTLS.
-    pub const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+    pub(crate) const CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
     /// Signal-specific form of [`CLIENT_CERTIFICATE`]; wins over it.
     pub(crate) const METRICS_CLIENT_CERTIFICATE: &str =
         "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE";
     /// PEM private key of the client certificate.
-    pub const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+    pub(crate) const CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
     /// Signal-specific form of [`CLIENT_KEY`]; wins over it.
     pub(crate) const METRICS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY";
     /// `k=v,k2=v2` resource attributes, values percent-decoded.
-    pub const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    pub(crate) const RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
     /// `service.name`; wins over a `service.name` in [`RESOURCE_ATTRIBUTES`].
-    pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    pub(crate) const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
     /// The pod's uid (Downward API `metadata.uid`): `service.instance.id` of a sidecar.
     pub const POD_UID: &str = "POD_UID";
     /// The node's name (Downward API `spec.nodeName`): `k8s.node.name`, and
@@ -201,7 +201,7 @@ impl OtlpConfig {
     ///
     /// Endpoint precedence, as in the OTel SDKs: `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`
     /// (full URL), then the flag's endpoint, then `OTEL_EXPORTER_OTLP_ENDPOINT` (both base URLs).
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         flag_endpoint: Option<String>,
         default_interval: Duration,
         lookup: impl Fn(&str) -> Option<String>,

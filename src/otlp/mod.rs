@@ -46,12 +46,12 @@ pub use push::{spawn_pusher, PushError};
 pub use resource::ResourceInfo;
 
 /// `service.name` of the agent, and the name of its instrumentation scope.
-pub const SERVICE_NAME: &str = "litellm-sentinel";
+pub(crate) const SERVICE_NAME: &str = "litellm-sentinel";
 /// Path of the OTLP/HTTP metrics endpoint, appended to a base endpoint.
-pub const METRICS_PATH: &str = "/v1/metrics";
+pub(crate) const METRICS_PATH: &str = "/v1/metrics";
 /// Push interval when neither the config nor `OTEL_METRIC_EXPORT_INTERVAL` sets one (OTel default).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// Per-push deadline when `OTEL_EXPORTER_OTLP_TIMEOUT` is unset (OTel default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First retry delay after a failed push; doubles up to the interval.
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_secs(1);

@@ -29,7 +29,7 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// The resource from variables read through `lookup`: `OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`, `POD_UID`, `NODE_NAME`.
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> Result<ResourceInfo, OtlpError> {
         let get = |name: &str| {

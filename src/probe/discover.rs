@@ -163,7 +163,7 @@ const PACKAGE_DIRS_LIMIT: usize = 16;
 /// route needs a key). `None` when it cannot be read (reading another
 /// process's `maps` and `root` needs the same user or `CAP_SYS_PTRACE`), is
 /// ambiguous (two versions installed), or does not look like a version.
-pub fn installed_litellm_version(proc_root: &Path, pids: &[u32]) -> Option<String> {
+pub(crate) fn installed_litellm_version(proc_root: &Path, pids: &[u32]) -> Option<String> {
     pids.iter()
         .find_map(|&pid| version_of(&proc_root.join(pid.to_string())))
 }

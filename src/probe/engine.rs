@@ -39,7 +39,7 @@ use crate::http_client::HttpClient;
 
 /// The raw `SELECT 1` that prisma-client-py sends for `query_raw("SELECT 1")`
 /// (`operation_name` "mutation", `queryRaw` with JSON-encoded parameters).
-pub const RAW_QUERY_BODY: &str = r#"{"variables": {}, "operation_name": "mutation", "query": "mutation {\n  result: queryRaw\n  (\n    query: \"SELECT 1\"\n    parameters: \"[]\"\n  )\n}"}"#;
+pub(crate) const RAW_QUERY_BODY: &str = r#"{"variables": {}, "operation_name": "mutation", "query": "mutation {\n  result: queryRaw\n  (\n    query: \"SELECT 1\"\n    parameters: \"[]\"\n  )\n}"}"#;
 
 /// One engine probe against `base_url` (`http://127.0.0.1:<port>`): `GET
 /// /status`, then the raw `SELECT 1` through `POST /`.
@@ -85,7 +85,7 @@ pub(crate) const DATABASE_ERROR_CODES: [&str; 10] = [
 
 /// The raw-query answer classified: `Ok` for a result, `DbError` for a
 /// Prisma database error, `BadBody` for anything else.
-pub fn classify_query_body(body: &[u8]) -> Result<(), FailureReason> {
+pub(crate) fn classify_query_body(body: &[u8]) -> Result<(), FailureReason> {
     if query_body_is_ok(body) {
         Ok(())
     } else if carries_database_error(body) {
@@ -118,7 +118,7 @@ pub(crate) fn carries_database_error(body: &[u8]) -> bool {
 
 /// `true` for the engine's `/status` answer: a JSON object with
 /// `"status": "ok"` (and no `Errors`, which prisma-client-py retries on).
-pub fn status_body_is_ok(body: &[u8]) -> bool {
+pub(crate) fn status_body_is_ok(body: &[u8]) -> bool {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return false;
     };
@@ -128,7 +128,7 @@ pub fn status_body_is_ok(body: &[u8]) -> bool {
 
 /// `true` for a successful raw-query answer: a JSON object with a non-null
 /// `data.result` and no (truthy) `errors`.
-pub fn query_body_is_ok(body: &[u8]) -> bool {
+pub(crate) fn query_body_is_ok(body: &[u8]) -> bool {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return false;
     };
@@ -329,7 +329,7 @@ impl EngineProber {
 /// is `db_error` only when every failing engine answered a database error
 /// (else the first other reason, in pid order: an engine that is not there
 /// is the more basic problem). No engine at all is `refused`.
-pub fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
+pub(crate) fn aggregate(results: &[Result<(), FailureReason>]) -> Attempted {
     let count = |f: &dyn Fn(&Result<(), FailureReason>) -> bool| {
         u32::try_from(results.iter().filter(|r| f(r)).count()).unwrap_or(u32::MAX)
     };

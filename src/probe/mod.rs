@@ -111,7 +111,7 @@ pub struct EngineRound {
 
 /// The outcome of one [`Attempt`]: the result plus what it learned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attempted {
+pub(crate) struct Attempted {
     /// `Ok` when the target is ready.
     pub result: Result<(), FailureReason>,
     /// Extra facts (see [`ProbeDetail`]).

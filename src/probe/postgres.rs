@@ -14,7 +14,7 @@
 use std::fmt;
 
 /// Whether this build can probe PostgreSQL (the `postgres` feature).
-pub const DATABASE_PROBE_AVAILABLE: bool = cfg!(feature = "postgres");
+pub(crate) const DATABASE_PROBE_AVAILABLE: bool = cfg!(feature = "postgres");
 
 /// A PostgreSQL connection string whose password must never be printed.
 ///
@@ -33,7 +33,7 @@ impl Secret {
     /// `postgresql://user:***@host:port/db`, secret query parameters and
     /// libpq `password=` hidden; an ambiguous layout (an unencoded `/`, `?`
     /// or `#` before the last `@`) hides everything after the scheme.
-    pub fn redacted(&self) -> String {
+    pub(crate) fn redacted(&self) -> String {
         crate::redact::redact(&self.0)
     }
 

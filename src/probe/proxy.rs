@@ -41,12 +41,12 @@ use super::FailureReason;
 use crate::http_client::HttpClient;
 
 /// `<base>/health/readiness` for a LiteLLM base URL such as `http://127.0.0.1:4000`.
-pub fn readiness_url(base: &str) -> String {
+pub(crate) fn readiness_url(base: &str) -> String {
     format!("{}/health/readiness", base.trim_end_matches('/'))
 }
 
 /// `<base>/health/liveliness` (LiteLLM's "I'm alive!", no database involved).
-pub fn liveliness_url(base: &str) -> String {
+pub(crate) fn liveliness_url(base: &str) -> String {
     format!("{}/health/liveliness", base.trim_end_matches('/'))
 }
 
@@ -67,7 +67,7 @@ pub struct Readiness {
 /// `liveliness` (the `/health/liveliness` URL) asked alongside to tell a
 /// proxy that serves but is slow to answer readiness from a port nobody
 /// serves yet (see the module docs).
-pub async fn probe_readiness(
+pub(crate) async fn probe_readiness(
     client: &HttpClient,
     url: &str,
     liveliness: &str,
@@ -135,7 +135,7 @@ pub fn litellm_version(body: &[u8]) -> Option<String> {
 
 /// `v` when it looks like a LiteLLM version (a digit first, then only
 /// `[0-9A-Za-z.+-]`, at most 64 bytes): it becomes a metric label.
-pub fn sane_version(v: &str) -> Option<String> {
+pub(crate) fn sane_version(v: &str) -> Option<String> {
     let sane = !v.is_empty()
         && v.len() <= VERSION_LIMIT
         && v.starts_with(|c: char| c.is_ascii_digit())

@@ -81,7 +81,7 @@ impl Source {
 
     /// Saves stdin to an unlinked temporary file (mode 0600) so it can be
     /// read twice; anything else is returned as is.
-    pub fn spool(self) -> Result<Source, ReportError> {
+    pub(crate) fn spool(self) -> Result<Source, ReportError> {
         if !matches!(self, Source::Stdin) {
             return Ok(self);
         }
@@ -169,7 +169,7 @@ pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
 /// `report` and live tailing see the same lines) into `h`: blocks of whole
 /// lines as read, and the lines that span reads; each with the byte offset
 /// where it starts in the source.
-pub fn read_lines(
+pub(crate) fn read_lines(
     r: &mut dyn Read,
     max_line_bytes: usize,
     h: &mut dyn LineHandler,
@@ -191,7 +191,7 @@ pub fn read_lines(
 
 /// Calls `f(offset, line, truncated)` for every physical line of `r`, with
 /// the byte offset where the line starts (see [`read_lines`]).
-pub fn for_each_line(
+pub(crate) fn for_each_line(
     r: &mut dyn Read,
     max_line_bytes: usize,
     f: &mut dyn FnMut(u64, &[u8], bool),
@@ -216,7 +216,7 @@ pub fn for_each_line(
 /// The names are checked against Kubernetes' rules (a DNS subdomain for the
 /// pod, a DNS label for the container), so a pod name taken from the input
 /// can never be arbitrary log text.
-pub fn split_prefix(line: &[u8]) -> Option<(&str, &str, &[u8])> {
+pub(crate) fn split_prefix(line: &[u8]) -> Option<(&str, &str, &[u8])> {
     let rest = line.strip_prefix(b"[pod/")?;
     let close = memchr(b']', &rest[..rest.len().min(253 + 64 + 2)])?;
     let (inner, after) = (&rest[..close], &rest[close + 1..]);
@@ -245,7 +245,7 @@ pub fn split_prefix(line: &[u8]) -> Option<(&str, &str, &[u8])> {
 }
 
 /// Whether a file's first line carries a `kubectl logs --prefix` prefix.
-pub fn is_prefixed(path: &Path) -> bool {
+pub(crate) fn is_prefixed(path: &Path) -> bool {
     let src = Source::Path(path.to_path_buf());
     let Ok(mut r) = src.open() else {
         return false;

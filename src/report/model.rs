@@ -11,7 +11,7 @@ use crate::timeline::{Method, Start};
 
 /// A mid-life outage of one start, as the report draws and checks it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct OutageView {
+pub(crate) struct OutageView {
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
     pub seconds: Option<f64>,
@@ -21,7 +21,7 @@ pub struct OutageView {
 }
 
 /// The mid-life outages of a start.
-pub fn outages_of(start: &Start) -> Vec<OutageView> {
+pub(crate) fn outages_of(start: &Start) -> Vec<OutageView> {
     start
         .outages
         .iter()
@@ -36,12 +36,6 @@ pub fn outages_of(start: &Start) -> Vec<OutageView> {
         .collect()
 }
 
-/// Whether a start's gap was confirmed by a failure (a provisional start
-/// without one has gap 0 and nothing at risk).
-pub fn confirmed(start: &Start) -> bool {
-    start.confirmed
-}
-
 /// How long a start's gap lasted (closed), or had lasted when the input
 /// ended (open): the end of the bar the HTML draws and `gap>` checks.
 pub fn gap_seconds(start: &Start, last_record: Option<Timestamp>) -> Option<f64> {
@@ -54,12 +48,12 @@ pub fn gap_seconds(start: &Start, last_record: Option<Timestamp>) -> Option<f64>
 }
 
 /// Requests served inside a start's gap as the timeline measured it.
-pub fn requests_in_gap(start: &Start) -> u64 {
+pub(crate) fn requests_in_gap(start: &Start) -> u64 {
     start.requests
 }
 
 /// The method's word for people ("exact" probe, "estimated" log).
-pub fn method_word(m: Method) -> &'static str {
+pub(crate) fn method_word(m: Method) -> &'static str {
     match m {
         Method::Probe => "probe, exact",
         Method::Log => "log, estimated",
@@ -69,7 +63,7 @@ pub fn method_word(m: Method) -> &'static str {
 /// One event in the ledger's vocabulary: its kind, operation (or what failed
 /// to load) and rows. `None`: not a ledger line (requests are counted in the
 /// report, not listed). MERGE POINT (issue 12): new event kinds get a line here.
-pub struct LedgerKind {
+pub(crate) struct LedgerKind {
     pub kind: &'static str,
     pub operation: Option<&'static str>,
     pub rows_lost: u64,
@@ -77,7 +71,7 @@ pub struct LedgerKind {
 }
 
 /// The ledger's view of an event kind.
-pub fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
+pub(crate) fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
     let plain = |kind| LedgerKind {
         kind,
         operation: None,
@@ -115,7 +109,7 @@ pub fn ledger_kind(k: &EventKind) -> Option<LedgerKind> {
 }
 
 /// Events the HTML marks on a pod's line (losses), as opposed to context.
-pub fn is_loss(k: &EventKind) -> bool {
+pub(crate) fn is_loss(k: &EventKind) -> bool {
     matches!(
         k,
         EventKind::SpendBatchDropped | EventKind::SpendRowsLost(_) | EventKind::SpendUpdatesFailed
@@ -140,8 +134,8 @@ mod tests {
     fn open_gaps_last_until_their_last_failure() {
         assert_eq!(gap_seconds(&start(true, None), None), Some(5.0));
         assert_eq!(gap_seconds(&start(false, Some(3.0)), None), Some(3.0));
-        assert!(confirmed(&start(false, Some(3.0))));
-        assert!(!confirmed(&start(false, Some(0.0))));
+        assert!(start(false, Some(3.0)).confirmed);
+        assert!(!start(false, Some(0.0)).confirmed);
     }
 
     #[test]

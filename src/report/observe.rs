@@ -16,7 +16,7 @@ use super::window::Window;
 /// Where the line being fed to the pipeline comes from; set by the reader
 /// before each line, read by the observer when an event happens.
 #[derive(Debug, Default)]
-pub struct Position {
+pub(crate) struct Position {
     pub file: AtomicU32,
     pub offset: AtomicU64,
 }
@@ -79,7 +79,7 @@ pub struct Seen {
 
 impl Seen {
     /// Adds another worker's observations.
-    pub fn merge(&mut self, o: Seen) {
+    pub(crate) fn merge(&mut self, o: Seen) {
         for (pod, s) in o.pods {
             let p = self.pods.entry(pod).or_default();
             p.with_ts += s.with_ts;
@@ -104,7 +104,7 @@ fn min_ts(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// The pipeline observer of one report worker. It keeps what it sees to
 /// itself (no lock per record: the hot path is one pod comparison) and hands
 /// it over to `seen` once, when the pipeline drops it.
-pub struct ReportObserver {
+pub(crate) struct ReportObserver {
     seen: Arc<Mutex<Seen>>,
     pos: Arc<Position>,
     window: Window,

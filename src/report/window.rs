@@ -51,7 +51,7 @@ pub struct WindowSpec {
 
 impl WindowSpec {
     /// True when a bound needs the time of the last record (a pre-pass).
-    pub fn needs_last_record(&self) -> bool {
+    pub(crate) fn needs_last_record(&self) -> bool {
         matches!(self.since, Some(Bound::BeforeLast(_)))
             || matches!(self.until, Some(Bound::BeforeLast(_)))
     }
@@ -63,7 +63,7 @@ impl WindowSpec {
 
     /// The window in record time, given the input's last record. A relative
     /// bound cannot be placed in an input without record times: an error.
-    pub fn resolve(&self, last: Option<Timestamp>) -> Result<Window, String> {
+    pub(crate) fn resolve(&self, last: Option<Timestamp>) -> Result<Window, String> {
         if last.is_none() && self.needs_last_record() {
             return Err(
                 "a duration in --since/--until counts back from the last record, and the input has no record times (use `kubectl logs --timestamps`)".into(),
@@ -105,7 +105,7 @@ impl Window {
     }
 
     /// True when it keeps everything.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.since.is_none() && self.until.is_none()
     }
 }

@@ -94,7 +94,7 @@ impl Glob {
     }
 
     /// Whether `path` itself matches (`*` does not cross a `/`).
-    pub fn matches_path(&self, path: &Path) -> bool {
+    pub(crate) fn matches_path(&self, path: &Path) -> bool {
         let opts = glob::MatchOptions {
             require_literal_separator: true,
             ..NAME_MATCH
@@ -209,7 +209,7 @@ fn sorted_entries(dir: &Path, w: &mut Walk<'_>) -> Vec<(String, PathBuf, bool)> 
 /// each with the device+inode its path names right now (the stat is needed
 /// to tell files from directories anyway; it also tells a rotation apart).
 /// Unreadable paths are reported through `on_error` and skipped.
-pub fn expand(
+pub(crate) fn expand(
     globs: &[Glob],
     on_error: &mut dyn FnMut(&Path, std::io::Error),
 ) -> Vec<(PathBuf, FileKey, u64)> {
@@ -257,7 +257,7 @@ pub fn expand(
 /// file created there would wake the agent for a needless full rescan (on a
 /// busy /tmp that was most of the idle CPU). A base created later is found
 /// by the periodic full pass.
-pub fn dirs_to_watch(globs: &[Glob]) -> Vec<PathBuf> {
+pub(crate) fn dirs_to_watch(globs: &[Glob]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for g in globs {
@@ -282,7 +282,7 @@ pub fn dirs_to_watch(globs: &[Glob]) -> Vec<PathBuf> {
 
 /// What one read of the inotify queue found.
 #[derive(Debug, Default)]
-pub struct Wakeups {
+pub(crate) struct Wakeups {
     /// Files written to (IN_MODIFY, IN_CLOSE_WRITE), by path.
     pub changed: Vec<PathBuf>,
     /// Something was created, removed or renamed (or the queue overflowed):
@@ -294,7 +294,7 @@ pub struct Wakeups {
 /// that can hold a match, and a wd → directory table. Read by the tail thread
 /// itself once per tick (no watcher thread, no channel, no allocation per
 /// event beyond the changed path).
-pub struct DirWatcher {
+pub(crate) struct DirWatcher {
     inotify: inotify::Inotify,
     /// Directory of each watch descriptor.
     dirs: HashMap<inotify::WatchDescriptor, PathBuf>,
@@ -333,7 +333,7 @@ impl DirWatcher {
     /// Adds watches for directories not watched yet; forgets vanished ones.
     /// Returns the errors of watches that could not be added (those
     /// directories are polled instead, see [`crate::tail::Tailer`]).
-    pub fn watch_dirs(&mut self, dirs: &[PathBuf]) -> Vec<std::io::Error> {
+    pub(crate) fn watch_dirs(&mut self, dirs: &[PathBuf]) -> Vec<std::io::Error> {
         let mut errors = Vec::new();
         let wanted: HashSet<&PathBuf> = dirs.iter().collect();
         let gone: Vec<PathBuf> = self
@@ -365,19 +365,9 @@ impl DirWatcher {
         errors
     }
 
-    /// Number of directories watched.
-    pub fn len(&self) -> usize {
-        self.watched.len()
-    }
-
-    /// True when no directory is watched.
-    pub fn is_empty(&self) -> bool {
-        self.watched.is_empty()
-    }
-
     /// Waits up to `timeout` for the inotify fd to become readable. Returns
     /// true when there are events to read.
-    pub fn wait_readable(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
+    pub(crate) fn wait_readable(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
         // A timeout too large for a timespec waits without limit.

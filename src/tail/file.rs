@@ -93,7 +93,7 @@ pub(crate) fn read_fingerprint(file: &File) -> std::io::Result<Option<u64>> {
 
 /// Where a followed file stands with respect to its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lifecycle {
+pub(crate) enum Lifecycle {
     /// The path still names this file.
     Active,
     /// The path now names another file (rename rotation) or nothing (deleted):
@@ -103,7 +103,7 @@ pub enum Lifecycle {
 
 /// A file being followed.
 #[derive(Debug)]
-pub struct TailedFile {
+pub(crate) struct TailedFile {
     pub path: PathBuf,
     pub key: FileKey,
     pub fingerprint: Option<u64>,
@@ -122,7 +122,7 @@ pub struct TailedFile {
 
 /// What one read pass of a file found.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ReadStats {
+pub(crate) struct ReadStats {
     pub bytes: u64,
     /// The file shrank below our position: copytruncate. Reading restarted at 0.
     pub truncated: bool,
@@ -171,7 +171,7 @@ impl TailedFile {
     /// written, a position inside an over-long line), the rest of that line
     /// is skipped: a line's tail is never delivered as a line (it would
     /// mislead format detection, and could match a rule on half a message).
-    pub fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
+    pub(crate) fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let offset = offset.min(self.size()?);
         self.file.seek(SeekFrom::Start(offset))?;
@@ -197,7 +197,7 @@ impl TailedFile {
     }
 
     /// Offset just after the last delivered line: where a restart resumes.
-    pub fn committed_offset(&self) -> u64 {
+    pub(crate) fn committed_offset(&self) -> u64 {
         self.read_pos - self.splitter.pending_len() as u64
     }
 
@@ -210,19 +210,19 @@ impl TailedFile {
     }
 
     /// Read up to `size` with a known first line: nothing to do for a file of that size.
-    pub fn idle_at(&self, size: u64) -> bool {
+    pub(crate) fn idle_at(&self, size: u64) -> bool {
         self.read_pos == size && self.fingerprint.is_some()
     }
 
     /// Bytes not read yet as of the last read's size check (no system call).
-    pub fn known_lag(&self) -> u64 {
+    pub(crate) fn known_lag(&self) -> u64 {
         self.last_len.saturating_sub(self.read_pos)
     }
 
     /// Reads what is new, at most about `budget` bytes (whole buffers),
     /// delivering complete lines to `h`. `buf` is a reused read buffer.
     /// [`ReadStats::more`] says the budget ran out before the end.
-    pub fn read_new<H: LineHandler + ?Sized>(
+    pub(crate) fn read_new<H: LineHandler + ?Sized>(
         &mut self,
         buf: &mut [u8],
         budget: u64,
@@ -306,7 +306,7 @@ impl TailedFile {
     }
 
     /// True when the file's path still names this file.
-    pub fn check_still_named(&self) -> bool {
+    pub(crate) fn check_still_named(&self) -> bool {
         std::fs::metadata(&self.path)
             .is_ok_and(|m| m.dev() == self.key.dev && m.ino() == self.key.ino)
     }
@@ -315,7 +315,7 @@ impl TailedFile {
 /// Reads a whole file (plain or `.gz`) from `offset` (in decompressed bytes)
 /// through a line splitter: for `report` and for catching up on a rotated file
 /// that was compressed while the agent was down.
-pub fn read_whole<H: LineHandler + ?Sized>(
+pub(crate) fn read_whole<H: LineHandler + ?Sized>(
     path: &Path,
     offset: u64,
     max_line_bytes: usize,
@@ -361,7 +361,7 @@ pub fn read_whole<H: LineHandler + ?Sized>(
 /// `0.log.<ts>` and deletes the plain file only afterwards, so a directory
 /// read in between holds one generation twice. The plain file is kept: it
 /// is complete, while the `.gz` may still be being written.
-pub fn drop_compressed_copies(files: Vec<PathBuf>) -> Vec<PathBuf> {
+pub(crate) fn drop_compressed_copies(files: Vec<PathBuf>) -> Vec<PathBuf> {
     let all: std::collections::HashSet<PathBuf> = files.iter().cloned().collect();
     files
         .into_iter()
@@ -383,7 +383,7 @@ pub fn drop_compressed_copies(files: Vec<PathBuf>) -> Vec<PathBuf> {
 }
 
 /// The fingerprint of a (possibly gzipped) file's decompressed content.
-pub fn fingerprint_of_path(path: &Path) -> std::io::Result<Option<u64>> {
+pub(crate) fn fingerprint_of_path(path: &Path) -> std::io::Result<Option<u64>> {
     let file = open_nonblocking(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));

@@ -87,18 +87,18 @@ impl LineSplitter {
     /// Bytes held for an unfinished line (not yet delivered). The offset of
     /// the last delivered line's end is `bytes fed - pending_len()` (skipped
     /// bytes of an over-long line count as delivered).
-    pub fn pending_len(&self) -> usize {
+    pub(crate) fn pending_len(&self) -> usize {
         self.carry.len()
     }
 
     /// Starts inside a line: everything up to the next newline is dropped.
-    pub fn skip_rest_of_line(&mut self) {
+    pub(crate) fn skip_rest_of_line(&mut self) {
         self.carry.clear();
         self.skipping = true;
     }
 
     /// Forgets any unfinished line (the file was truncated).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.carry.clear();
         self.skipping = false;
     }

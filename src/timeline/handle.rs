@@ -84,7 +84,7 @@ impl TrackerHandle {
     }
 
     /// How often a poisoned lock was recovered (a self metric).
-    pub fn poisoned(&self) -> u64 {
+    pub(crate) fn poisoned(&self) -> u64 {
         self.inner.poisoned.load(Ordering::Relaxed)
     }
 

@@ -28,7 +28,7 @@ mod probe_states {
         Positional(Vec<Option<bool>>),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<BTreeMap<Target, bool>, D::Error> {
         match Either::deserialize(d)? {
@@ -221,7 +221,7 @@ impl Start {
     }
 
     /// The open outage, if any.
-    pub fn open_outage(&self) -> Option<&Outage> {
+    pub(crate) fn open_outage(&self) -> Option<&Outage> {
         self.outages.back().filter(|o| o.open)
     }
 
@@ -300,7 +300,8 @@ pub struct PodTimeline {
 
 impl PodTimeline {
     /// The latest start while its gap is open (confirmed or not).
-    pub fn open_start(&self) -> Option<&Start> {
+    #[cfg(test)]
+    pub(crate) fn open_start(&self) -> Option<&Start> {
         self.starts.back().filter(|s| s.open)
     }
 
@@ -310,7 +311,7 @@ impl PodTimeline {
     }
 
     /// True while the latest start has an open outage.
-    pub fn in_outage(&self) -> bool {
+    pub(crate) fn in_outage(&self) -> bool {
         self.starts
             .back()
             .is_some_and(|s| s.open_outage().is_some() && !s.ended_while_failing)
@@ -326,7 +327,7 @@ impl PodTimeline {
     /// may skip access lines. It mirrors `Tracker::apply_event`'s
     /// `RequestServed` branch; the property test `tests/it/scan.rs` holds
     /// the scanner to the line-by-line result.
-    pub fn requests_matter_until(&self) -> Option<Timestamp> {
+    pub(crate) fn requests_matter_until(&self) -> Option<Timestamp> {
         if self.run.bound && !self.run.accepted {
             return None;
         }
@@ -363,7 +364,7 @@ impl PodTimeline {
     }
 
     /// The most recent closed gap and its method.
-    pub fn last_gap(&self) -> Option<(f64, Method)> {
+    pub(crate) fn last_gap(&self) -> Option<(f64, Method)> {
         self.starts
             .iter()
             .rev()
@@ -405,7 +406,7 @@ mod buckets_by_bound {
 
     use super::GAP_BUCKETS;
 
-    pub fn serialize<S: Serializer>(buckets: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(buckets: &[u64], s: S) -> Result<S::Ok, S::Error> {
         let by_bound: Vec<(String, u64)> = GAP_BUCKETS
             .iter()
             .zip(buckets)
@@ -431,7 +432,7 @@ mod buckets_by_bound {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
         let mut buckets = vec![0; GAP_BUCKETS.len()];
         match Either::deserialize(d)? {
             Either::ByBound(m) => {

@@ -100,7 +100,7 @@ pub fn pod_views(tracker: &SharedTracker) -> Vec<PodView> {
 
 /// Adds the engine view and each start's first/last engine-ready times to
 /// the `/api/v1/pods` views of probed pods.
-pub fn annotate(views: &mut [PodView], gates: &SharedGates) {
+pub(crate) fn annotate(views: &mut [PodView], gates: &SharedGates) {
     let g = crate::sync::lock(gates);
     for v in views {
         let key = PodRef {

@@ -63,7 +63,7 @@ impl WebRuntime {
     /// [`TLS_HANDSHAKE_TIMEOUT`]. A plain HTTP request gets a 400 that says to
     /// use https. Failures are counted and logged at debug level, rate-limited;
     /// `None` means the connection is done.
-    pub async fn accept_tls(
+    pub(crate) async fn accept_tls(
         self: &Arc<Self>,
         tcp: TcpStream,
         peer: SocketAddr,

@@ -170,7 +170,7 @@ impl WebConfig {
 
     /// Parses web config YAML (no files are read); relative paths are
     /// resolved against the directory of `source`, as exporter-toolkit does.
-    pub fn from_yaml(bytes: &[u8], source: &Path) -> Result<WebConfig, WebConfigError> {
+    pub(crate) fn from_yaml(bytes: &[u8], source: &Path) -> Result<WebConfig, WebConfigError> {
         let path = source.to_path_buf();
         // An empty file (or one with only comments) is a valid, empty config.
         let raw: RawWebConfig = if is_blank_yaml(bytes) {
@@ -233,7 +233,7 @@ impl WebConfig {
     }
 
     /// The files whose changes trigger a reload: this file and the PEM files it names.
-    pub fn watched_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn watched_files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.source.clone()];
         if let Some(t) = &self.tls {
             for src in [Some(&t.cert), Some(&t.key), t.client_ca.as_ref()]

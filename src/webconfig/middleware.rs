@@ -17,7 +17,7 @@ use super::{AUTH_EXEMPT_PATHS, REALM};
 impl WebRuntime {
     /// Adds basic auth (except on [`AUTH_EXEMPT_PATHS`]) and the configured
     /// response headers in front of `router`.
-    pub fn protect(self: &Arc<Self>, router: Router) -> Router {
+    pub(crate) fn protect(self: &Arc<Self>, router: Router) -> Router {
         router.layer(axum::middleware::from_fn_with_state(self.clone(), guard))
     }
 }

@@ -52,13 +52,13 @@ pub use reload::WebRuntime;
 /// Paths served without credentials even when `basic_auth_users` is set: the
 /// kubelet's liveness, readiness and gate probes (they cannot easily send
 /// credentials, and say no more than "up" or "ready").
-pub const AUTH_EXEMPT_PATHS: &[&str] = &["/healthz", "/readyz", "/gate"];
+pub(crate) const AUTH_EXEMPT_PATHS: &[&str] = &["/healthz", "/readyz", "/gate"];
 
 /// The realm in `WWW-Authenticate` (browsers show it in the login prompt).
-pub const REALM: &str = "litellm-sentinel";
+pub(crate) const REALM: &str = "litellm-sentinel";
 
 /// A TLS handshake (or the first byte of it) must arrive within this time.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a web config was rejected. Each message names the file, the key and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ impl WebRuntime {
     }
 
     /// As [`WebRuntime::start`], with another change-check interval (tests use zero).
-    pub fn with_recheck_interval(
+    pub(crate) fn with_recheck_interval(
         path: &Path,
         recheck_interval: Duration,
     ) -> Result<Arc<WebRuntime>, WebConfigError> {
@@ -142,7 +142,7 @@ impl WebRuntime {
     }
 
     /// Whether connections are TLS (decided at start).
-    pub fn serves_tls(&self) -> bool {
+    pub(crate) fn serves_tls(&self) -> bool {
         self.serves_tls
     }
 
@@ -177,7 +177,7 @@ impl WebRuntime {
     }
 
     /// Re-reads the config when its files changed; keeps the old one if the new one is invalid.
-    pub fn reload_if_changed(&self) {
+    pub(crate) fn reload_if_changed(&self) {
         let current = self.snapshot();
         let now = stamp(&current.config.watched_files());
         if now == current.stamps {
