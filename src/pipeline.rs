@@ -124,7 +124,7 @@ pub struct Pipeline {
     rules: Arc<RulePack>,
     tracker: SharedTracker,
     max_line_bytes: usize,
-    consumers: HashMap<FileKey, FileConsumer>,
+    consumers: rustc_hash::FxHashMap<FileKey, FileConsumer>,
     /// Checkpointed per-file state not yet matched to an opened file.
     restored: Vec<FileState>,
     counts: PipelineCounts,
@@ -187,7 +187,7 @@ impl Pipeline {
             rules,
             tracker,
             max_line_bytes,
-            consumers: HashMap::new(),
+            consumers: rustc_hash::FxHashMap::default(),
             restored,
             counts: PipelineCounts::default(),
             observer: None,

@@ -106,7 +106,9 @@ pub struct TrackerState {
 #[derive(Debug, Default)]
 pub struct Tracker {
     cfg: TimelineConfig,
-    pods: HashMap<PodRef, PodTimeline>,
+    /// Looked up for every decoded line and block: a fast hasher (pod
+    /// names are the cluster's, bounded by `max_pods`).
+    pods: rustc_hash::FxHashMap<PodRef, PodTimeline>,
     histograms: HashMap<(String, Method), GapHistogram>,
     outage_histograms: HashMap<(String, Method), GapHistogram>,
     pods_dropped: u64,
@@ -397,8 +399,12 @@ impl Tracker {
         let Some(p) = self.pods.get_mut(pod) else {
             return;
         };
-        let before = shown_key(p);
         p.last_record_at = Some(p.last_record_at.map_or(ts, |l| l.max(ts)));
+        // Called per file per pass: nothing open, nothing to close.
+        if !p.starts.back().is_some_and(|s| s.closes_when_quiet()) {
+            return;
+        }
+        let before = shown_key(p);
         let mut observed = Vec::new();
         close_if_quiet(p, ts, &cfg, &mut observed);
         if shown_key(p) != before {

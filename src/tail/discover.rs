@@ -5,9 +5,11 @@
 //! directories and their container directories), never whole trees, so a
 //! chatty unrelated pod on the node does not wake the agent up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use rustc_hash::FxHashMap;
 
 use super::file::FileKey;
 
@@ -280,26 +282,19 @@ pub(crate) fn dirs_to_watch(globs: &[Glob]) -> Vec<PathBuf> {
     out
 }
 
-/// What one read of the inotify queue found.
-#[derive(Debug, Default)]
-pub(crate) struct Wakeups {
-    /// Files written to (IN_MODIFY, IN_CLOSE_WRITE), by path.
-    pub changed: Vec<PathBuf>,
-    /// Something was created, removed or renamed (or the queue overflowed):
-    /// rescan the globs and re-check which inode each path names.
-    pub structure: bool,
-}
-
 /// The tail loop's own inotify instance: a non-recursive watch per directory
 /// that can hold a match, and a wd → directory table. Read by the tail thread
 /// itself once per tick (no watcher thread, no channel, no allocation per
-/// event beyond the changed path).
+/// event).
 pub(crate) struct DirWatcher {
     inotify: inotify::Inotify,
-    /// Directory of each watch descriptor.
-    dirs: HashMap<inotify::WatchDescriptor, PathBuf>,
-    watched: HashMap<PathBuf, inotify::WatchDescriptor>,
+    /// Directory of each watch descriptor, by its number (one instance:
+    /// the number alone is the key, and comparing it is one integer).
+    dirs: FxHashMap<i32, PathBuf>,
+    watched: FxHashMap<PathBuf, inotify::WatchDescriptor>,
     buf: Vec<u8>,
+    /// The path of the file an event names, rebuilt in place per event.
+    scratch: PathBuf,
 }
 
 /// What the tail loop needs to hear about: writes, the end of a writer, and
@@ -324,9 +319,10 @@ impl DirWatcher {
     pub fn new() -> std::io::Result<DirWatcher> {
         Ok(DirWatcher {
             inotify: inotify::Inotify::init()?,
-            dirs: HashMap::new(),
-            watched: HashMap::new(),
+            dirs: FxHashMap::default(),
+            watched: FxHashMap::default(),
             buf: vec![0u8; 64 * 1024],
+            scratch: PathBuf::new(),
         })
     }
 
@@ -344,7 +340,7 @@ impl DirWatcher {
             .collect();
         for d in gone {
             if let Some(wd) = self.watched.remove(&d) {
-                self.dirs.remove(&wd);
+                self.dirs.remove(&wd.get_watch_descriptor_id());
                 // Fails harmlessly when the directory is gone (the kernel dropped the watch).
                 let _ = self.inotify.watches().remove(wd);
             }
@@ -355,7 +351,7 @@ impl DirWatcher {
                     Ok(wd) => {
                         // A directory replaced under the same name gets a new wd;
                         // the same inode under two names shares one.
-                        self.dirs.insert(wd.clone(), d.clone());
+                        self.dirs.insert(wd.get_watch_descriptor_id(), d.clone());
                         self.watched.insert(d.clone(), wd);
                     }
                     Err(e) => errors.push(e),
@@ -379,13 +375,18 @@ impl DirWatcher {
         }
     }
 
-    /// Reads every queued event without blocking into `out`.
-    pub fn drain(&mut self, out: &mut Wakeups) -> std::io::Result<()> {
+    /// Reads every queued event without blocking: each file written to
+    /// (IN_MODIFY, IN_CLOSE_WRITE) is handed to `written` by path. Returns
+    /// true when something was created, removed or renamed (or the queue
+    /// overflowed): the globs must be rescanned and each path's inode
+    /// checked again.
+    pub fn drain(&mut self, written: &mut dyn FnMut(&Path)) -> std::io::Result<bool> {
         use inotify::EventMask as E;
+        let mut structure = false;
         loop {
             let events = match self.inotify.read_events(&mut self.buf) {
                 Ok(ev) => ev,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(structure),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
@@ -393,11 +394,11 @@ impl DirWatcher {
             for ev in events {
                 if ev.mask.contains(E::Q_OVERFLOW) {
                     // Events were lost: only a rescan knows what happened.
-                    out.structure = true;
+                    structure = true;
                     continue;
                 }
                 if ev.mask.intersects(E::IGNORED) {
-                    ignored.push(ev.wd.clone());
+                    ignored.push(ev.wd.get_watch_descriptor_id());
                 }
                 if ev.mask.intersects(
                     E::CREATE
@@ -408,11 +409,16 @@ impl DirWatcher {
                         | E::MOVE_SELF
                         | E::IGNORED,
                 ) {
-                    out.structure = true;
+                    structure = true;
                 }
                 if ev.mask.intersects(E::MODIFY | E::CLOSE_WRITE) {
-                    if let (Some(dir), Some(name)) = (self.dirs.get(&ev.wd), ev.name) {
-                        out.changed.push(dir.join(name));
+                    if let (Some(dir), Some(name)) =
+                        (self.dirs.get(&ev.wd.get_watch_descriptor_id()), ev.name)
+                    {
+                        self.scratch.clear();
+                        self.scratch.push(dir);
+                        self.scratch.push(name);
+                        written(&self.scratch);
                     }
                 }
             }

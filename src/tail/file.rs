@@ -1,7 +1,7 @@
 //! One followed file: its identity, read position and rotation state.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,14 @@ use super::lines::{LineHandler, LineSplitter};
 
 /// How many leading bytes identify a file's content (with device and inode).
 pub(crate) const FINGERPRINT_BYTES: usize = 1024;
+
+/// How many of the bytes just before the read position every read fetches
+/// again (in the same `pread`): if the file no longer holds them there, its
+/// content was replaced (a copytruncate, even one whose new content already
+/// outgrew our position) or it shrank below us. Detecting that costs no
+/// system call of its own, where checking the head's fingerprint on every
+/// append cost a second `pread` (half of the tail loop's calls).
+pub(crate) const GUARD_BYTES: usize = 64;
 
 /// Which file this is, independent of its name: renames keep it, a reused
 /// inode with different content does not.
@@ -78,17 +86,39 @@ pub(crate) fn open_nonblocking(path: &Path) -> std::io::Result<File> {
 
 /// Reads the fingerprint of an open file without moving its read position.
 pub(crate) fn read_fingerprint(file: &File) -> std::io::Result<Option<u64>> {
-    use std::os::unix::fs::FileExt;
     let mut head = [0u8; FINGERPRINT_BYTES];
+    let n = read_at_full(file, &mut head, 0)?;
+    Ok(fingerprint_of(&head[..n]))
+}
+
+/// How many bytes before `pos` a read re-reads as its guard.
+fn guard_window(pos: u64) -> usize {
+    // At most GUARD_BYTES, so the conversion cannot fail.
+    usize::try_from(pos.min(GUARD_BYTES as u64)).unwrap_or(GUARD_BYTES)
+}
+
+/// One `pread` at `offset` (retried when interrupted).
+fn read_at_once(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `pread`s until `buf` is full or the file ends; returns the bytes read.
+fn read_at_full(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut n = 0;
-    while n < head.len() {
-        let got = file.read_at(&mut head[n..], n as u64)?;
+    while n < buf.len() {
+        let got = read_at_once(file, &mut buf[n..], offset + n as u64)?;
         if got == 0 {
             break;
         }
         n += got;
     }
-    Ok(fingerprint_of(&head[..n]))
+    Ok(n)
 }
 
 /// Where a followed file stands with respect to its path.
@@ -118,6 +148,11 @@ pub(crate) struct TailedFile {
     pub verify_next: bool,
     /// The size seen by the last read (for the lag without a system call).
     last_len: u64,
+    /// The last `guard_len` bytes before `read_pos`, as read (see [`GUARD_BYTES`]).
+    guard: [u8; GUARD_BYTES],
+    /// How many bytes of `guard` are known: fewer than `min(GUARD_BYTES,
+    /// read_pos)` only right after an open or a seek, until the next read.
+    guard_len: usize,
 }
 
 /// What one read pass of a file found.
@@ -136,13 +171,12 @@ pub(crate) struct ReadStats {
 impl TailedFile {
     /// Opens `path` and positions at `offset` (clamped to the file's size).
     pub fn open(path: &Path, offset: u64, max_line_bytes: usize) -> std::io::Result<TailedFile> {
-        let mut file = open_nonblocking(path)?;
+        let file = open_nonblocking(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(std::io::Error::other("not a regular file"));
         }
         let offset = offset.min(meta.len());
-        file.seek(SeekFrom::Start(offset))?;
         let fingerprint = read_fingerprint(&file)?;
         Ok(TailedFile {
             path: path.to_path_buf(),
@@ -158,6 +192,8 @@ impl TailedFile {
             idle_passes: 0,
             verify_next: false,
             last_len: meta.len(),
+            guard: [0; GUARD_BYTES],
+            guard_len: 0,
         })
     }
 
@@ -172,15 +208,18 @@ impl TailedFile {
     /// is skipped: a line's tail is never delivered as a line (it would
     /// mislead format detection, and could match a rule on half a message).
     pub(crate) fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
         let offset = offset.min(self.size()?);
-        self.file.seek(SeekFrom::Start(offset))?;
         self.read_pos = offset;
+        self.guard_len = 0;
         self.splitter.reset();
         if offset > 0 {
-            let mut prev = [0u8; 1];
-            let n = self.file.read_at(&mut prev, offset - 1)?;
-            if n == 1 && prev[0] != b'\n' {
+            // The byte before `offset` (and the guard with it: one `pread`).
+            let want = guard_window(offset);
+            let n = read_at_full(&self.file, &mut self.guard[..want], offset - want as u64)?;
+            if n == want {
+                self.guard_len = want;
+            }
+            if n == want && self.guard[want - 1] != b'\n' {
                 self.splitter.skip_rest_of_line();
             }
         }
@@ -220,8 +259,14 @@ impl TailedFile {
     }
 
     /// Reads what is new, at most about `budget` bytes (whole buffers),
-    /// delivering complete lines to `h`. `buf` is a reused read buffer.
-    /// [`ReadStats::more`] says the budget ran out before the end.
+    /// delivering complete lines to `h`. `buf` is a reused read buffer
+    /// (best twice [`GUARD_BYTES`] or more). [`ReadStats::more`] says the budget
+    /// ran out before the end.
+    ///
+    /// An append costs one `pread`: it starts [`GUARD_BYTES`] before our
+    /// position, and those bytes must be the ones we read last time. A
+    /// short read is the end; no `fstat`, no fingerprint read (that is
+    /// checked on full passes, see `verify_next`).
     pub(crate) fn read_new<H: LineHandler + ?Sized>(
         &mut self,
         buf: &mut [u8],
@@ -231,48 +276,46 @@ impl TailedFile {
         let mut stats = ReadStats::default();
         let verify = std::mem::take(&mut self.verify_next);
         let mut first = true;
-        // Read first: on an append that is one `read` (a short read ends
-        // it) plus the fingerprint `pread`; `fstat` only when there was
-        // nothing to read.
         loop {
-            let n = match self.file.read(buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            // (At most half the buffer, so every read has room for new bytes.)
+            let want = guard_window(self.read_pos).min(buf.len() / 2);
+            let got = read_at_once(&self.file, buf, self.read_pos - want as u64)?;
+            let new = got.saturating_sub(want);
             if std::mem::take(&mut first) {
-                let known = self.fingerprint.is_some() && self.read_pos > 0;
-                let replaced = if n == 0 {
-                    // Nothing at our position: shorter than it (copytruncate,
-                    // CRI-O truncating in place), or, checked on full passes,
-                    // the same size with other content.
-                    let len = self.file.metadata()?.len();
-                    self.last_len = len;
-                    len < self.read_pos || (verify && known && len > 0 && self.content_changed()?)
-                } else {
-                    // New bytes: still the content we know, or a copytruncate
-                    // whose new content already outgrew our position?
-                    known && self.content_changed()?
-                };
+                // The bytes just before our position that both this read
+                // and the guard hold (none right after an open or a seek).
+                let k = self.guard_len.min(want);
+                let (was, is) = (
+                    &self.guard[self.guard_len - k..self.guard_len],
+                    &buf[want - k..want],
+                );
+                // Shorter than our position (copytruncate, CRI-O truncating
+                // in place), other bytes where ours were (a copytruncate
+                // that regrew), or, on full passes, another first line.
+                let replaced = got < want
+                    || was != is
+                    || (verify && new == 0 && self.read_pos > 0 && self.content_changed()?);
                 if replaced {
                     stats.replaced = Some((self.id(), self.committed_offset()));
                     self.fingerprint = None;
-                    self.file.seek(SeekFrom::Start(0))?;
                     self.read_pos = 0;
+                    self.guard_len = 0;
                     self.splitter.reset();
                     stats.truncated = true;
                     continue;
                 }
             }
-            if n == 0 {
+            self.keep_guard(&buf[..got]);
+            if new == 0 {
+                self.last_len = self.read_pos;
                 break;
             }
-            self.read_pos += n as u64;
-            stats.bytes += n as u64;
-            self.splitter.feed(&buf[..n], h);
+            self.read_pos += new as u64;
+            stats.bytes += new as u64;
+            self.splitter.feed(&buf[want..got], h);
             // A short read of a regular file is its end for now: skip the empty
             // read that would confirm it (one system call less per append).
-            if n < buf.len() {
+            if got < buf.len() {
                 self.last_len = self.read_pos;
                 break;
             }
@@ -288,6 +331,13 @@ impl TailedFile {
             self.fingerprint = read_fingerprint(&self.file)?;
         }
         Ok(stats)
+    }
+
+    /// Remembers the last bytes of `read` (which ends at `read_pos`).
+    fn keep_guard(&mut self, read: &[u8]) {
+        let n = read.len().min(GUARD_BYTES);
+        self.guard[..n].copy_from_slice(&read[read.len() - n..]);
+        self.guard_len = n;
     }
 
     /// The first line on disk is not the one we fingerprinted.
@@ -459,6 +509,42 @@ mod tests {
             .unwrap();
         assert!(st.truncated);
         assert_eq!(out, vec![b"c".to_vec()]);
+    }
+
+    #[test]
+    fn replaced_content_that_outgrew_the_offset_is_caught_by_the_guard() {
+        // The same first line (so the same fingerprint), longer new content:
+        // only the bytes before our position tell the copytruncate.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, b"header\naaaa\n").unwrap();
+        let mut f = TailedFile::open(&p, 0, 1024).unwrap();
+        assert_eq!(collect(&mut f), vec!["header", "aaaa"]);
+        std::fs::write(&p, b"header\nbbbbbbbbbbbb\ncc\n").unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 256];
+        let st = f
+            .read_new(&mut buf, u64::MAX, &mut |l: &[u8], _t: bool| {
+                out.push(String::from_utf8_lossy(l).into_owned())
+            })
+            .unwrap();
+        assert!(st.truncated);
+        assert_eq!(out, vec!["header", "bbbbbbbbbbbb", "cc"]);
+        // An ordinary append after it is not taken for another replacement.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"dd\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let st = f
+            .read_new(&mut buf, u64::MAX, &mut |l: &[u8], _t: bool| {
+                out.push(String::from_utf8_lossy(l).into_owned())
+            })
+            .unwrap();
+        assert!(!st.truncated);
+        assert_eq!(out, vec!["dd"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileId, FileKey};
@@ -144,6 +145,11 @@ pub struct TailStats {
 /// How long a wake-up waits for more inotify events before reading (latency it adds).
 const COALESCE: Duration = Duration::from_millis(10);
 
+/// Passes driven by inotify start at most once per tick: a runtime writes
+/// each line with its own `write`, and everything written to a file within
+/// one tick is read with one `pread` (it bounds the latency it adds too).
+const TICK: Duration = Duration::from_millis(100);
+
 /// Full passes between two refreshes of the directory watches when nothing
 /// structural happened (new directories announce themselves through inotify).
 const WATCH_REFRESH_PASSES: u32 = 6;
@@ -163,8 +169,10 @@ const DRAIN_IDLE_PASSES: u32 = 2;
 /// Follows every file matching the globs.
 pub struct Tailer {
     cfg: TailConfig,
-    files: HashMap<FileKey, TailedFile>,
-    by_path: HashMap<PathBuf, FileKey>,
+    /// Looked up per inotify event and per read: a fast hasher (the keys
+    /// are inode numbers and kubelet's paths, not a client's input).
+    files: FxHashMap<FileKey, TailedFile>,
+    by_path: FxHashMap<PathBuf, FileKey>,
     /// Positions restored from the checkpoint and not yet matched to a file.
     pending_resume: Vec<FilePosition>,
     /// Every position of the checkpoint (for recognising copies of content
@@ -178,15 +186,21 @@ pub struct Tailer {
     /// passes run at least once a second so nothing there waits for the
     /// 30 s safety rescan.
     watch_degraded: bool,
-    dirty: HashSet<PathBuf>,
+    /// Followed files inotify said were written to since the last pass.
+    dirty: Vec<FileKey>,
+    /// Written-to paths that named no followed file when the event was
+    /// read: looked up again after the pass's rescan.
+    dirty_unknown: Vec<PathBuf>,
     /// Files that stopped at the read budget: read again on the next pass
     /// without waiting for inotify.
-    backlog: HashSet<FileKey>,
+    backlog: FxHashSet<FileKey>,
     rescan: bool,
     /// Sizes of the followed files as the last scan stat'ed them.
-    scan_sizes: HashMap<FileKey, u64>,
+    scan_sizes: FxHashMap<FileKey, u64>,
     full_passes: u32,
     next_full_pass: Instant,
+    /// When the last pass started (see [`TICK`]).
+    last_pass: Instant,
     passes_since_watch_refresh: u32,
     buf: Vec<u8>,
     stats: TailStats,
@@ -217,20 +231,22 @@ impl Tailer {
         let polling = watcher.is_none();
         Tailer {
             cfg,
-            files: HashMap::new(),
-            by_path: HashMap::new(),
+            files: FxHashMap::default(),
+            by_path: FxHashMap::default(),
             restored: restored.clone(),
             pending_resume: restored,
             retained: std::collections::VecDeque::new(),
             first_scan: true,
             watcher,
             watch_degraded: false,
-            dirty: HashSet::new(),
-            backlog: HashSet::new(),
+            dirty: Vec::new(),
+            dirty_unknown: Vec::new(),
+            backlog: FxHashSet::default(),
             rescan: true,
-            scan_sizes: HashMap::new(),
+            scan_sizes: FxHashMap::default(),
             full_passes: 0,
             next_full_pass: Instant::now(),
+            last_pass: Instant::now(),
             passes_since_watch_refresh: 0,
             buf: vec![0u8; 256 * 1024],
             stats: TailStats {
@@ -285,18 +301,27 @@ impl Tailer {
         let failed = match w.wait_readable(timeout) {
             Ok(false) => return,
             Ok(true) => {
-                // Coalesce a burst of events into one pass: writers append line by
-                // line, and one read per burst costs far less than one per line.
-                // (Not while catching up: there is enough to read already; not
-                // when asked not to wait at all.)
+                // Coalesce a burst of events into one pass, and at most one
+                // pass a tick: writers append line by line, and one read per
+                // tick costs far less than one per line. (Not while catching
+                // up: there is enough to read already; not when asked not to
+                // wait at all.)
                 if self.backlog.is_empty() && !max_wait.is_zero() {
-                    std::thread::sleep(COALESCE);
+                    let rest_of_tick = TICK.saturating_sub(self.last_pass.elapsed());
+                    std::thread::sleep(rest_of_tick.max(COALESCE).min(max_wait));
                 }
-                let mut wk = discover::Wakeups::default();
-                let r = w.drain(&mut wk);
-                self.dirty.extend(wk.changed);
-                self.rescan |= wk.structure;
-                r.err()
+                let (by_path, dirty, unknown) =
+                    (&self.by_path, &mut self.dirty, &mut self.dirty_unknown);
+                match w.drain(&mut |path| match by_path.get(path) {
+                    Some(key) => dirty.push(*key),
+                    None => unknown.push(path.to_path_buf()),
+                }) {
+                    Ok(structure) => {
+                        self.rescan |= structure;
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
             }
             Err(e) => Some(e),
         };
@@ -312,7 +337,8 @@ impl Tailer {
     /// globs) happens on the poll interval and after structural changes;
     /// otherwise only files inotify named are read.
     pub fn pass<S: TailSink + ?Sized>(&mut self, sink: &mut S) {
-        let full = Instant::now() >= self.next_full_pass;
+        self.last_pass = Instant::now();
+        let full = self.last_pass >= self.next_full_pass;
         let structural = std::mem::take(&mut self.rescan);
         if full || structural {
             // Walking the globs for directories costs as much as for files:
@@ -345,10 +371,10 @@ impl Tailer {
                 })
                 .collect()
         } else {
-            let mut keys: Vec<FileKey> = Vec::with_capacity(self.dirty.len());
+            let mut keys = std::mem::take(&mut self.dirty);
             let mut unknown = structural;
-            for p in &self.dirty {
-                match self.by_path.get(p) {
+            for p in self.dirty_unknown.drain(..) {
+                match self.by_path.get(&p) {
                     Some(k) => keys.push(*k),
                     None => unknown = true,
                 }
@@ -368,6 +394,7 @@ impl Tailer {
             keys
         };
         self.dirty.clear();
+        self.dirty_unknown.clear();
         self.backlog.clear();
         let mut keys = keys;
         keys.sort_unstable();

@@ -225,6 +225,14 @@ impl Start {
         self.outages.back().filter(|o| o.open)
     }
 
+    /// A log-method gap or outage is open that enough quiet record time
+    /// would close (see `close_if_quiet`).
+    pub(super) fn closes_when_quiet(&self) -> bool {
+        self.method == Method::Log
+            && !self.ended_while_failing
+            && (self.open || self.open_outage().is_some())
+    }
+
     /// Whether a late-read request at `t` falls inside this start's closed,
     /// confirmed gap.
     pub(super) fn gap_covers(&self, t: Timestamp) -> bool {

@@ -277,12 +277,9 @@ pub(super) fn close_if_quiet(
     cfg: &TimelineConfig,
     observed: &mut Vec<Observation>,
 ) {
-    let Some(s) = p.starts.back_mut() else {
+    let Some(s) = p.starts.back_mut().filter(|s| s.closes_when_quiet()) else {
         return;
     };
-    if s.method != Method::Log || s.ended_while_failing {
-        return;
-    }
     if s.open {
         let anchor = if s.confirmed {
             s.last_db_error_at.or(s.listening_at)
