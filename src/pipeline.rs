@@ -34,7 +34,7 @@ use crate::format::{ansi, Format, MalformedReason, PodRef, Record, RecordSink};
 use crate::state::FileState;
 use crate::tail::{FileId, FileKey, FilePosition, ReadErrorReason, TailSink};
 use crate::time::Timestamp;
-use crate::timeline::SharedTracker;
+use crate::timeline::{RequestsCell, SharedTracker};
 
 /// Per-file state between lines.
 struct FileConsumer {
@@ -46,6 +46,23 @@ struct FileConsumer {
     last_ts: Option<Timestamp>,
     /// The last timestamp handed to `Tracker::advance`.
     advanced_to: Option<Timestamp>,
+    /// The pod's published `requests_matter_until` (once the pod is tracked).
+    requests: Option<Arc<RequestsCell>>,
+}
+
+impl FileConsumer {
+    /// Until when requests matter for this file's pod
+    /// ([`crate::timeline::PodTimeline::requests_matter_until`]): from the
+    /// pod's published cell, asking the tracker only when there is none yet
+    /// (or the pod was forgotten).
+    fn requests_until(&mut self, tracker: &SharedTracker) -> Option<Timestamp> {
+        if let Some(until) = self.requests.as_ref().and_then(|r| r.get()) {
+            return until;
+        }
+        let t = tracker.lock();
+        self.requests = t.requests_cell(&self.pod);
+        t.requests_matter_until(&self.pod)
+    }
 }
 
 impl FileConsumer {
@@ -224,6 +241,7 @@ impl Pipeline {
             classify: ClassifyState::default(),
             last_ts: None,
             advanced_to: None,
+            requests: None,
         };
         if let Some(id) = id {
             if let Some(i) = self.restored.iter().position(|s| {
@@ -421,11 +439,11 @@ impl<'a> BlockScan<'a> {
     fn new(
         rules: &'a RulePack,
         tracker: &SharedTracker,
-        c: &FileConsumer,
+        c: &mut FileConsumer,
         block: &'a [u8],
         observer: &mut Option<&mut (dyn Observer + 'static)>,
     ) -> BlockScan<'a> {
-        let requests_until = tracker.lock().requests_matter_until(&c.pod);
+        let requests_until = c.requests_until(tracker);
         BlockScan {
             block,
             has_nul: memchr::memchr(0, block).is_some(),
@@ -513,13 +531,13 @@ impl<'a> BlockScan<'a> {
         &mut self,
         rules: &'a RulePack,
         tracker: &SharedTracker,
-        c: &FileConsumer,
+        c: &mut FileConsumer,
         observer: &mut Option<&mut (dyn Observer + 'static)>,
     ) {
         self.wants_all = observer
             .as_deref_mut()
             .is_some_and(|o| o.wants_every_record(&c.pod));
-        let until = tracker.lock().requests_matter_until(&c.pod);
+        let until = c.requests_until(tracker);
         if until.is_none() != self.requests_until.is_none() {
             self.prefilter = rules.buffer_prefilter(until.is_none());
             self.next_hit = None;

@@ -23,6 +23,7 @@ mod transitions;
 pub mod view;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,7 @@ use crate::model::{Counter, Event, EventKind, FailureReason, PodRef, Target};
 use crate::probe::ProbeOutcome;
 use crate::time::Timestamp;
 pub use handle::{SharedTracker, TrackerGuard, TrackerHandle};
+pub(crate) use pod::RequestsCell;
 pub use pod::{GapHistogram, Outage, OutageSummary, PendingRequests, PodTimeline, RunState, Start};
 use transitions::*;
 
@@ -144,6 +146,11 @@ type StartKey = (
     usize,
 );
 
+/// Tells the pod's [`RequestsCell`] holders the new answer (after every change).
+fn publish(p: &PodTimeline) {
+    p.requests.publish(p.requests_matter_until());
+}
+
 fn shown_key(p: &PodTimeline) -> ShownKey {
     let probe_up = Target::ALL.iter().enumerate().fold(0u8, |bits, (i, t)| {
         let v = match p.probe_up.get(t) {
@@ -198,6 +205,9 @@ impl Tracker {
     pub fn restore(&mut self, state: TrackerState) {
         self.bump();
         // Older layouts were migrated when the file was read (`state::StateFile`).
+        for p in self.pods.values() {
+            p.requests.invalidate();
+        }
         self.pods = state.pods.into_iter().collect();
         let to_map = |v: Vec<(String, Method, GapHistogram)>| {
             v.into_iter().map(|(ns, m, h)| ((ns, m), h)).collect()
@@ -248,6 +258,14 @@ impl Tracker {
     /// [`PodTimeline::requests_matter_until`].
     pub(crate) fn requests_matter_until(&self, pod: &PodRef) -> Option<Timestamp> {
         self.pod(pod)?.requests_matter_until()
+    }
+
+    /// The pod's published [`Tracker::requests_matter_until`] (None while
+    /// the pod is not tracked): read it instead of asking per block.
+    pub(crate) fn requests_cell(&self, pod: &PodRef) -> Option<Arc<RequestsCell>> {
+        let p = self.pod(pod)?;
+        publish(p);
+        Some(Arc::clone(&p.requests))
     }
 
     /// Gap histograms by (namespace, method).
@@ -371,6 +389,7 @@ impl Tracker {
                 }
             }
         }
+        publish(p);
         if shown_key(p) != before {
             self.bump();
         }
@@ -407,6 +426,7 @@ impl Tracker {
         let before = shown_key(p);
         let mut observed = Vec::new();
         close_if_quiet(p, ts, &cfg, &mut observed);
+        publish(p);
         if shown_key(p) != before {
             self.bump();
         }
@@ -430,6 +450,7 @@ impl Tracker {
                 let before = shown_key(p);
                 let mut observed = Vec::new();
                 close_if_quiet(p, now, &cfg, &mut observed);
+                publish(p);
                 changed |= shown_key(p) != before;
                 closed.push((pod.namespace.clone(), observed));
             }
@@ -478,6 +499,7 @@ impl Tracker {
                     };
                 }
             }
+            publish(p);
             closed.push((pod.namespace.clone(), observed));
         }
         for (ns, observed) in closed {
@@ -522,6 +544,7 @@ impl Tracker {
             open_start(p, Some(o.at), kept, &mut observed);
             p.run.accepted = true;
         }
+        publish(p);
         if shown_key(p) != before {
             self.bump();
         }
@@ -538,14 +561,18 @@ impl Tracker {
             if live.contains(k) {
                 return true;
             }
-            match p.last_activity {
+            let keep = match p.last_activity {
                 Some(a) => now.seconds_since(a) <= ttl,
                 // Restored from a checkpoint, not seen since: give it a full TTL.
                 None => {
                     p.last_activity = Some(now);
                     true
                 }
+            };
+            if !keep {
+                p.requests.invalidate();
             }
+            keep
         });
         let mut expired = before - self.pods.len();
         if expired > 0 {

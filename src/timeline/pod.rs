@@ -3,6 +3,8 @@
 //! checkpoint); the transitions are in `transitions`, driven by the tracker.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -304,6 +306,10 @@ pub struct PodTimeline {
     /// Wall time of the last activity (for expiry).
     #[serde(skip)]
     pub last_activity: Option<Timestamp>,
+    /// [`PodTimeline::requests_matter_until`] as of the pod's last change,
+    /// for the tail loop (see [`RequestsCell`]).
+    #[serde(skip)]
+    pub(crate) requests: Arc<RequestsCell>,
 }
 
 impl PodTimeline {
@@ -463,5 +469,47 @@ mod buckets_by_bound {
             }
         }
         Ok(buckets)
+    }
+}
+
+/// A pod's [`PodTimeline::requests_matter_until`], published by the
+/// tracker after every change of the pod. The scanner asks it before every
+/// block the tail loop reads (thousands a second on a busy node); with this
+/// handle, kept per file, the answer is one atomic load instead of a pod
+/// lookup under the tracker's lock and a walk of the pod's starts.
+#[derive(Debug)]
+pub(crate) struct RequestsCell(AtomicI64);
+
+/// Not published yet, or the pod was forgotten: ask the tracker.
+const UNKNOWN: i64 = i64::MAX;
+/// Published `None`: requests matter now.
+const MATTER: i64 = i64::MAX - 1;
+
+impl Default for RequestsCell {
+    fn default() -> Self {
+        RequestsCell(AtomicI64::new(UNKNOWN))
+    }
+}
+
+impl RequestsCell {
+    /// The published answer; None when the tracker must be asked.
+    pub(crate) fn get(&self) -> Option<Option<Timestamp>> {
+        match self.0.load(Ordering::Acquire) {
+            UNKNOWN => None,
+            MATTER => Some(None),
+            t => Some(Some(Timestamp(t))),
+        }
+    }
+
+    /// Publishes an answer. A time at the very end of the range reads as
+    /// "requests matter" (the conservative answer: every line is looked at).
+    pub(super) fn publish(&self, until: Option<Timestamp>) {
+        let v = until.map_or(MATTER, |t| t.0.min(MATTER));
+        self.0.store(v, Ordering::Release);
+    }
+
+    /// The pod is gone from the tracker: holders must ask again.
+    pub(super) fn invalidate(&self) {
+        self.0.store(UNKNOWN, Ordering::Release);
     }
 }
