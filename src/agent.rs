@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::probe::{ProbeConfig, ProbeOutcome, Target};
 use crate::server::AppState;
-use crate::state::{Checkpointer, Snapshot};
+use crate::state::{CheckpointWriter, Saved, Snapshot, StateError};
 use crate::tail::{TailConfig, Tailer};
 use crate::time::Timestamp;
 use crate::timeline::{SharedTracker, Tracker};
@@ -471,14 +471,12 @@ struct TailLoop {
 
 /// What the tail loop remembers between passes.
 struct LoopState {
-    /// Remembers the last snapshot written: an unchanged state is not
-    /// rewritten while that file is still on disk.
-    checkpointer: Checkpointer,
+    /// Writes the snapshots on its own thread (None once finished).
+    writer: Option<CheckpointWriter>,
     next_checkpoint: Instant,
     next_expiry: Instant,
     /// Tail counters as of the last pass (the metrics get the differences).
     last: crate::tail::TailStats,
-    checkpoint_failing: bool,
     last_dropped: u64,
     last_cap_warning: Option<Instant>,
 }
@@ -486,22 +484,26 @@ struct LoopState {
 impl TailLoop {
     /// Runs the loop on its own thread (reading files blocks).
     fn spawn(self) -> Result<std::thread::JoinHandle<()>> {
+        let writer = CheckpointWriter::spawn(
+            self.state_file.clone(),
+            checkpoint_outcome(self.state_file.clone(), Arc::clone(&self.metrics)),
+        )
+        .context("cannot start the checkpoint thread")?;
         std::thread::Builder::new()
             .name("tail".into())
-            .spawn(move || self.run())
+            .spawn(move || self.run(writer))
             .context("cannot start the tail thread")
     }
 
-    fn run(mut self) {
+    fn run(mut self, writer: CheckpointWriter) {
         let mut tailer = Tailer::new(self.tail.clone(), std::mem::take(&mut self.positions));
         tailer.restore_retained(std::mem::take(&mut self.retained));
         crate::state::set_checkpoint_interval(self.checkpoint_interval);
         let mut st = LoopState {
-            checkpointer: Checkpointer::new(&self.state_file),
+            writer: Some(writer),
             next_checkpoint: Instant::now() + self.checkpoint_interval,
             next_expiry: Instant::now() + Duration::from_secs(30),
             last: crate::tail::TailStats::default(),
-            checkpoint_failing: false,
             last_dropped: 0,
             last_cap_warning: None,
         };
@@ -525,7 +527,7 @@ impl TailLoop {
             }
             if stopping || Instant::now() >= st.next_checkpoint {
                 st.next_checkpoint = Instant::now() + self.checkpoint_interval;
-                self.checkpoint(&tailer, &mut st);
+                self.checkpoint(&tailer, &mut st, stopping);
             }
             if stopping {
                 tracing::info!("tail loop stopped after a final checkpoint");
@@ -583,33 +585,49 @@ impl TailLoop {
         self.metrics.agent.series_expired.inc_by(n as u64);
     }
 
-    /// Offsets, per-file state and counters, all as of this instant: this
-    /// thread is the only writer of counters and offsets.
-    fn checkpoint(&self, tailer: &Tailer, st: &mut LoopState) {
+    /// Offsets, per-file state and counters, all as of this instant (this
+    /// thread is the only writer of counters and offsets), handed to the
+    /// checkpoint thread; when stopping, written before this returns.
+    fn checkpoint(&self, tailer: &Tailer, st: &mut LoopState, stopping: bool) {
         let snap = Snapshot {
             files: self.pipeline.file_states(tailer.positions()),
             tracker: self.tracker.lock().snapshot(),
             retained: tailer.retained(),
         };
-        // Unchanged since the last write (idle node) and still on disk: no
-        // rewrite, no fsync.
-        let saved = st.checkpointer.save(&snap);
-        crate::state::record_checkpoint(&self.state_file, saved.is_ok());
-        let a = &self.metrics.agent;
+        match (stopping, st.writer.take()) {
+            (true, Some(w)) => w.finish(snap),
+            (false, Some(w)) => {
+                w.submit(snap);
+                st.writer = Some(w);
+            }
+            (_, None) => {}
+        }
+    }
+}
+
+/// What the checkpoint thread does with each outcome: metrics, `/readyz`'s
+/// failing streak, and one log line per streak (not one every few seconds).
+fn checkpoint_outcome(
+    state_file: std::path::PathBuf,
+    metrics: Arc<Metrics>,
+) -> impl FnMut(Result<Saved, StateError>) + Send + 'static {
+    let mut failing = false;
+    move |saved| {
+        crate::state::record_checkpoint(&state_file, saved.is_ok());
+        let a = &metrics.agent;
         match saved {
             Ok(_) => {
                 a.checkpoint_writes.inc();
-                if st.checkpoint_failing {
+                if failing {
                     tracing::info!("checkpoint writes work again");
-                    st.checkpoint_failing = false;
+                    failing = false;
                 }
             }
             Err(e) => {
                 a.checkpoint_failures.inc();
-                if !st.checkpoint_failing {
-                    // Said once per failing streak, not every few seconds.
+                if !failing {
                     tracing::warn!(error = %crate::error::chain(&e), "checkpoint failed; tailing continues, a restart would re-read from the last good checkpoint");
-                    st.checkpoint_failing = true;
+                    failing = true;
                 }
             }
         }

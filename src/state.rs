@@ -7,6 +7,8 @@
 //! fsynced and renamed over the old one, so a crash leaves either the old or
 //! the new snapshot, never a torn one.
 
+mod writer;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,7 @@ use crate::format::decoder::DecoderState;
 use crate::format::Format;
 use crate::tail::{FilePosition, RetainedPosition};
 use crate::timeline::TrackerState;
+pub(crate) use writer::CheckpointWriter;
 
 /// The layout this build writes. Bumped when the layout changes in a way an
 /// older build would misread; counters and probe states are stored by name,
@@ -199,7 +202,7 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, StateError> {
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     path: PathBuf,
-    last: Option<(Vec<u8>, (u64, u64, u64))>,
+    last: Option<(Digest, (u64, u64, u64))>,
 }
 
 /// What [`Checkpointer::save`] did.
@@ -220,33 +223,68 @@ impl Checkpointer {
         }
     }
 
-    /// Writes `snap` unless the file on disk already holds it.
+    /// Writes `snap` unless the file on disk already holds it. The snapshot
+    /// is streamed (into a digest, then, when it changed, into the file):
+    /// never held serialised in memory, which for thousands of files was
+    /// the agent's largest allocation.
     pub fn save(&mut self, snap: &Snapshot) -> Result<Saved, StateError> {
-        let bytes = to_bytes(&self.path, snap)?;
+        let digest = digest_of(&self.path, snap)?;
         let on_disk = file_identity(&self.path);
         if self
             .last
-            .as_ref()
-            .is_some_and(|(b, id)| *b == bytes && on_disk == Some(*id))
+            .is_some_and(|(d, id)| d == digest && on_disk == Some(id))
         {
             return Ok(Saved::Unchanged);
         }
         self.last = None;
-        save_bytes(&self.path, &bytes)?;
-        self.last = file_identity(&self.path).map(|id| (bytes, id));
+        save(&self.path, snap)?;
+        self.last = file_identity(&self.path).map(|id| (digest, id));
         Ok(Saved::Written)
     }
 }
 
-fn to_bytes(path: &Path, snap: &Snapshot) -> Result<Vec<u8>, StateError> {
-    serde_json::to_vec(&Tagged {
-        version: STATE_VERSION,
-        snapshot: snap,
-    })
-    .map_err(|e| StateError::Write {
+/// Length and SipHash of a serialised snapshot: equal digests mean the
+/// same bytes (a collision is a 2^-64 chance, and would only delay a
+/// write to the next change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Digest(u64, u64);
+
+/// A writer that only hashes what goes through it.
+struct Hashing(std::hash::DefaultHasher, u64);
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::hash::Hasher;
+        self.0.write(buf);
+        self.1 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn digest_of(path: &Path, snap: &Snapshot) -> Result<Digest, StateError> {
+    use std::hash::Hasher;
+    let mut h = Hashing(std::hash::DefaultHasher::new(), 0);
+    write_tagged(&mut h, snap).map_err(|source| StateError::Write {
         path: path.to_path_buf(),
-        source: std::io::Error::other(e),
-    })
+        source,
+    })?;
+    Ok(Digest(h.0.finish(), h.1))
+}
+
+/// The snapshot as JSON, tagged with this build's layout version.
+fn write_tagged(w: &mut impl Write, snap: &Snapshot) -> std::io::Result<()> {
+    serde_json::to_writer(
+        w,
+        &Tagged {
+            version: STATE_VERSION,
+            snapshot: snap,
+        },
+    )
+    .map_err(std::io::Error::other)
 }
 
 fn state_dir(path: &Path) -> &Path {
@@ -260,11 +298,6 @@ fn state_dir(path: &Path) -> &Path {
 /// target, never readable by others even for a moment), fsync, rename over
 /// the state file, fsync of the directory.
 pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
-    save_bytes(path, &to_bytes(path, snap)?)
-}
-
-/// [`save`] of an already serialised snapshot.
-fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -292,7 +325,10 @@ fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         .open(&tmp)
         .map_err(err)?;
     let mut write = || -> std::io::Result<()> {
-        f.write_all(bytes)?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
+        write_tagged(&mut w, snap)?;
+        w.flush()?;
+        drop(w);
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
