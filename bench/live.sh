@@ -8,7 +8,9 @@
 # (globs on it, read_from = "end", listen on a free loopback port):
 #
 # 1. idle:     IDLE_FILES (5000) watched files, no writes for IDLE_SECONDS
-#              (30): agent CPU % of one core, peak RSS.
+#              (30): agent CPU % of one core, peak RSS. The agent's safety
+#              rescan of the globs runs every poll_interval (30 s default):
+#              a shorter window may miss it and read low (a warning says so).
 # 2. load:     LIVE_PODS (500) pod directories each appending LIVE_RATE (20)
 #              CRI lines/s, written by a separate Python writer process in
 #              bursts every 100 ms (a realistic LiteLLM mix, ~1 % race
@@ -522,10 +524,10 @@ stop_pid "$WRITER_PID"
 WRITER_PID=""
 stop_agent
 
-python3 - "$WORK" "$IDLE_FILES" "$LIVE_PODS" "$LIVE_RATE" <<'EOF'
+python3 - "$WORK" "$IDLE_FILES" "$LIVE_PODS" "$LIVE_RATE" "$IDLE_SECONDS" <<'EOF'
 import sys, json, os
 work = sys.argv[1]
-idle_files, pods, rate = sys.argv[2:5]
+idle_files, pods, rate, idle_seconds = sys.argv[2:6]
 r = {}
 for name in ("idle", "writer", "cpu", "alone", "probes", "strace", "rotate"):
     with open(os.path.join(work, name + ".json")) as f:
@@ -569,6 +571,8 @@ row(f"rotations not counted within the deadline (of {r['rotations']})", f"{r['ro
 row("load: peak RSS (VmHWM), whole load phase", f"{r['load_peak_rss_mib']:.1f}", "MiB", "<= 32 MiB", r["load_peak_rss_mib"] <= 32)
 row("load: agent lines_read_total at the end", f"{r['lines_read_total']:.0f}", "lines")
 print(f"load average (1, 5, 15 min): idle phase end {r['idle_loadavg']}; CPU window end {r['load_loadavg']}")
+if float(idle_seconds) < 30:
+    print(f"idle window {idle_seconds} s is shorter than the agent's 30 s poll_interval: it may miss the periodic rescan (use IDLE_SECONDS >= 30)")
 if r["mtail_lines_per_second"] < 0.95 * r["writer_lines_per_second"]:
     print(f"mtail fell behind the writer ({r['mtail_lines_per_second']:.0f} of {r['writer_lines_per_second']:.0f} lines/s): its CPU % is bounded by the cores left, not its need")
 if "strace_error" in r:
