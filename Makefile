@@ -105,6 +105,9 @@ bench-compare:
 bench-compare-full:
 	bash bench/compare.sh
 
+# The release agent on live pod logs, every issue 11 target in one run (~2.5 min):
+# idle with 5,000 files, 500 pods x 20 lines/s CPU side by side with mtail,
+# append -> /metrics p99, syscalls per line (strace), rename rotation, peak RSS.
 bench-live:
 	bash bench/live.sh
 
