@@ -473,6 +473,10 @@ struct TailLoop {
 struct LoopState {
     /// Writes the snapshots on its own thread (None once finished).
     writer: Option<CheckpointWriter>,
+    /// The tailer's and the tracker's change numbers at the last snapshot,
+    /// and how many intervals were skipped since (nothing had changed).
+    snapshot_of: Option<(u64, u64)>,
+    skipped: u32,
     next_checkpoint: Instant,
     next_expiry: Instant,
     /// Tail counters as of the last pass (the metrics get the differences).
@@ -501,6 +505,8 @@ impl TailLoop {
         crate::state::set_checkpoint_interval(self.checkpoint_interval);
         let mut st = LoopState {
             writer: Some(writer),
+            snapshot_of: None,
+            skipped: 0,
             next_checkpoint: Instant::now() + self.checkpoint_interval,
             next_expiry: Instant::now() + Duration::from_secs(30),
             last: crate::tail::TailStats::default(),
@@ -589,9 +595,31 @@ impl TailLoop {
     /// thread is the only writer of counters and offsets), handed to the
     /// checkpoint thread; when stopping, written before this returns.
     fn checkpoint(&self, tailer: &Tailer, st: &mut LoopState, stopping: bool) {
+        // Nothing changed (an idle node): no snapshot of thousands of files
+        // every interval. Still one now and then, so a state file deleted
+        // behind the agent's back comes back within a minute or so.
+        let tracker = {
+            let t = self.tracker.lock();
+            let now = (tailer.changes(), t.changes());
+            // (Never while writes fail: `/readyz` and the alert count on them.)
+            let failing = crate::state::failing_since(&self.state_file).is_some();
+            if !stopping
+                && !failing
+                && st.snapshot_of == Some(now)
+                && st.skipped < SKIPS_BEFORE_RECHECK
+            {
+                st.skipped += 1;
+                // The file already holds this state, as an unchanged write would find.
+                self.metrics.agent.checkpoint_writes.inc();
+                return;
+            }
+            st.snapshot_of = Some(now);
+            st.skipped = 0;
+            t.snapshot()
+        };
         let snap = Snapshot {
             files: self.pipeline.file_states(tailer.positions()),
-            tracker: self.tracker.lock().snapshot(),
+            tracker,
             retained: tailer.retained(),
         };
         match (stopping, st.writer.take()) {
@@ -604,6 +632,11 @@ impl TailLoop {
         }
     }
 }
+
+/// Checkpoint intervals skipped for want of changes before a snapshot is
+/// taken anyway (the writer then finds it unchanged on disk, or rewrites a
+/// state file that went missing).
+const SKIPS_BEFORE_RECHECK: u32 = 11;
 
 /// What the checkpoint thread does with each outcome: metrics, `/readyz`'s
 /// failing streak, and one log line per streak (not one every few seconds).

@@ -117,6 +117,9 @@ pub struct Tracker {
     /// Changes whenever anything the outputs show may have changed (see
     /// [`Tracker::generation`]).
     generation: u64,
+    /// Moves on every change of any state the checkpoint holds (a superset
+    /// of `generation`): an unchanged number means an unchanged snapshot.
+    changes: u64,
 }
 
 /// What `/metrics` shows of a pod, compared before and after each change
@@ -195,10 +198,17 @@ impl Tracker {
         self.generation
     }
 
+    /// A number that changes whenever the checkpointed state may have
+    /// changed (equal numbers: no new snapshot needed).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Marks a change (also after recovering from a panic mid-update, whose
     /// partial change is unknown).
     pub(crate) fn bump(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+        self.changes = self.changes.wrapping_add(1);
     }
 
     /// Replaces the state with a checkpointed one (counters continue from it).
@@ -289,6 +299,7 @@ impl Tracker {
 
     /// The pod's state, created on first sight unless the cap is reached.
     fn entry(&mut self, pod: &PodRef) -> Option<&mut PodTimeline> {
+        self.changes = self.changes.wrapping_add(1);
         if !self.pods.contains_key(pod) {
             self.bump();
             if self.pods.len() >= self.cfg.max_pods {
@@ -415,6 +426,7 @@ impl Tracker {
     /// log-method gap or outage whose quiet period has passed in record time.
     pub(crate) fn advance(&mut self, pod: &PodRef, ts: Timestamp) {
         let cfg = self.cfg.clone();
+        self.changes = self.changes.wrapping_add(1);
         let Some(p) = self.pods.get_mut(pod) else {
             return;
         };
@@ -452,6 +464,7 @@ impl Tracker {
                 close_if_quiet(p, now, &cfg, &mut observed);
                 publish(p);
                 changed |= shown_key(p) != before;
+                self.changes = self.changes.wrapping_add(1);
                 closed.push((pod.namespace.clone(), observed));
             }
         }

@@ -136,7 +136,7 @@ impl SelfMetrics {
             )?),
             checkpoint_writes: reg!(IntCounter::new(
                 name("checkpoint_writes_total"),
-                "State snapshots taken (an unchanged state is not rewritten: the file on disk already is that snapshot)."
+                "Checkpoint intervals completed: the state written, or found unchanged since the last snapshot and not rewritten (checked on disk about once a minute)."
             )?),
             checkpoint_failures: reg!(IntCounter::new(
                 name("checkpoint_failures_total"),

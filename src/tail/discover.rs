@@ -5,11 +5,10 @@
 //! directories and their container directories), never whole trees, so a
 //! chatty unrelated pod on the node does not wake the agent up.
 
-use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::file::FileKey;
 
@@ -128,12 +127,15 @@ impl Glob {
                 if last && w.on_leaf.is_none() {
                     return;
                 }
-                for (name, p, _) in sorted_entries(dir, w) {
+                for (name, p, kind) in sorted_entries(dir, w) {
                     if !pat.matches_with(&name, NAME_MATCH) {
                         continue;
                     }
                     if !last {
-                        if p.is_dir() {
+                        // The directory entry's type says it (no stat per
+                        // pod directory on every full pass); a symlink is
+                        // followed if it names a directory.
+                        if kind == EntryKind::Dir || (kind == EntryKind::Symlink && p.is_dir()) {
                             self.descend(&p, idx + 1, depth, w);
                         }
                     } else if let Some(leaf) = w.on_leaf.as_mut() {
@@ -145,8 +147,8 @@ impl Glob {
             Part::AnyDepth => {
                 self.descend(dir, idx + 1, depth, w);
                 if depth < MAX_ANY_DEPTH {
-                    for (_, p, is_dir) in sorted_entries(dir, w) {
-                        if is_dir {
+                    for (_, p, kind) in sorted_entries(dir, w) {
+                        if kind == EntryKind::Dir {
                             self.descend(&p, idx, depth + 1, w);
                         }
                     }
@@ -179,10 +181,19 @@ struct Walk<'a> {
     on_error: &'a mut dyn FnMut(&Path, std::io::Error),
 }
 
+/// What a directory entry is, from the directory itself (`d_type`; a stat
+/// only on file systems that do not fill it in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum EntryKind {
+    Dir,
+    Symlink,
+    Other,
+}
+
 /// A directory's entries with UTF-8 names (as [`glob::glob`] matches them),
-/// sorted, with whether each is a directory itself (not following symlinks).
-/// A directory gone since it was found is no error; an unreadable one is reported.
-fn sorted_entries(dir: &Path, w: &mut Walk<'_>) -> Vec<(String, PathBuf, bool)> {
+/// sorted, with what each is (not following symlinks). A directory gone
+/// since it was found is no error; an unreadable one is reported.
+fn sorted_entries(dir: &Path, w: &mut Walk<'_>) -> Vec<(String, PathBuf, EntryKind)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -196,8 +207,12 @@ fn sorted_entries(dir: &Path, w: &mut Walk<'_>) -> Vec<(String, PathBuf, bool)> 
         match entry {
             Ok(e) => {
                 if let Ok(name) = e.file_name().into_string() {
-                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                    out.push((name, e.path(), is_dir));
+                    let kind = match e.file_type() {
+                        Ok(t) if t.is_dir() => EntryKind::Dir,
+                        Ok(t) if t.is_symlink() => EntryKind::Symlink,
+                        _ => EntryKind::Other,
+                    };
+                    out.push((name, e.path(), kind));
                 }
             }
             Err(e) => (w.on_error)(dir, e),
@@ -225,7 +240,7 @@ pub(crate) fn expand(
         });
     }
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     for p in leaves {
         // A compressed generation is a finished copy of content read
         // under its plain name (or caught up on at start, see
@@ -261,7 +276,7 @@ pub(crate) fn expand(
 /// by the periodic full pass.
 pub(crate) fn dirs_to_watch(globs: &[Glob]) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = FxHashSet::default();
     for g in globs {
         let dir_parts = g.parts.len() - 1;
         let base = g.parts[..dir_parts]
@@ -331,7 +346,7 @@ impl DirWatcher {
     /// directories are polled instead, see [`crate::tail::Tailer`]).
     pub(crate) fn watch_dirs(&mut self, dirs: &[PathBuf]) -> Vec<std::io::Error> {
         let mut errors = Vec::new();
-        let wanted: HashSet<&PathBuf> = dirs.iter().collect();
+        let wanted: FxHashSet<&PathBuf> = dirs.iter().collect();
         let gone: Vec<PathBuf> = self
             .watched
             .keys()

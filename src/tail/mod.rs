@@ -11,7 +11,6 @@ pub mod file;
 pub mod lines;
 mod resume;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -145,6 +144,11 @@ pub struct TailStats {
 /// How long a wake-up waits for more inotify events before reading (latency it adds).
 const COALESCE: Duration = Duration::from_millis(10);
 
+/// While events keep arriving at the end of a tick, the pass waits for a
+/// pause this long, for at most [`SETTLE_MAX`].
+const SETTLE: Duration = Duration::from_millis(2);
+const SETTLE_MAX: Duration = Duration::from_millis(10);
+
 /// Passes driven by inotify start at most once per tick: a runtime writes
 /// each line with its own `write`, and everything written to a file within
 /// one tick is read with one `pread` (it bounds the latency it adds too).
@@ -201,16 +205,33 @@ pub struct Tailer {
     next_full_pass: Instant,
     /// When the last pass started (see [`TICK`]).
     last_pass: Instant,
+    /// Moves whenever a position the checkpoint holds may have changed.
+    changes: u64,
     passes_since_watch_refresh: u32,
     buf: Vec<u8>,
     stats: TailStats,
     /// Paths that failed once: reported once, not on every pass.
-    failed: HashSet<PathBuf>,
+    failed: FxHashSet<PathBuf>,
     /// Files matched but not opened (the open failed), with the inode and
     /// size last seen: if one vanishes, its bytes were never read.
-    unopened: HashMap<PathBuf, (FileKey, u64)>,
+    unopened: FxHashMap<PathBuf, (FileKey, u64)>,
     /// Inside an episode of unread losses (logged once per episode).
     losing: bool,
+}
+
+/// Reads the queued inotify events: followed files written to go to
+/// `dirty`, other paths to `unknown` (looked up after the pass's rescan).
+/// Returns whether something structural happened.
+fn drain_into(
+    w: &mut discover::DirWatcher,
+    by_path: &FxHashMap<PathBuf, FileKey>,
+    dirty: &mut Vec<FileKey>,
+    unknown: &mut Vec<PathBuf>,
+) -> std::io::Result<bool> {
+    w.drain(&mut |path| match by_path.get(path) {
+        Some(key) => dirty.push(*key),
+        None => unknown.push(path.to_path_buf()),
+    })
 }
 
 impl Tailer {
@@ -247,14 +268,15 @@ impl Tailer {
             full_passes: 0,
             next_full_pass: Instant::now(),
             last_pass: Instant::now(),
+            changes: 0,
             passes_since_watch_refresh: 0,
             buf: vec![0u8; 256 * 1024],
             stats: TailStats {
                 polling,
                 ..Default::default()
             },
-            failed: HashSet::new(),
-            unopened: HashMap::new(),
+            failed: FxHashSet::default(),
+            unopened: FxHashMap::default(),
             losing: false,
         }
     }
@@ -268,6 +290,7 @@ impl Tailer {
     /// Replaces the globs (config reload): new ones are picked up on the next pass,
     /// files no longer matched are drained and dropped.
     pub fn set_globs(&mut self, globs: Vec<discover::Glob>) {
+        self.changes = self.changes.wrapping_add(1);
         self.cfg.globs = globs;
         self.rescan = true;
     }
@@ -306,22 +329,32 @@ impl Tailer {
                 // tick costs far less than one per line. (Not while catching
                 // up: there is enough to read already; not when asked not to
                 // wait at all.)
-                if self.backlog.is_empty() && !max_wait.is_zero() {
+                let settle = self.backlog.is_empty() && !max_wait.is_zero();
+                if settle {
                     let rest_of_tick = TICK.saturating_sub(self.last_pass.elapsed());
                     std::thread::sleep(rest_of_tick.max(COALESCE).min(max_wait));
                 }
-                let (by_path, dirty, unknown) =
-                    (&self.by_path, &mut self.dirty, &mut self.dirty_unknown);
-                match w.drain(&mut |path| match by_path.get(path) {
-                    Some(key) => dirty.push(*key),
-                    None => unknown.push(path.to_path_buf()),
-                }) {
-                    Ok(structure) => {
-                        self.rescan |= structure;
-                        None
-                    }
-                    Err(e) => Some(e),
+                let settled = Instant::now();
+                let mut structure = false;
+                let mut drain = |w: &mut discover::DirWatcher| {
+                    drain_into(w, &self.by_path, &mut self.dirty, &mut self.dirty_unknown)
+                        .map(|s| structure |= s)
+                        .err()
+                };
+                let mut failed = drain(w);
+                // A tick that ends inside a burst of writes would read half
+                // of the files now and the rest (with an empty read for each
+                // event that came in between) next tick: while events keep
+                // coming, wait a little longer (bounded).
+                while failed.is_none() && settle && settled.elapsed() < SETTLE_MAX {
+                    failed = match w.wait_readable(SETTLE) {
+                        Ok(true) => drain(w),
+                        Ok(false) => break,
+                        Err(e) => Some(e),
+                    };
                 }
+                self.rescan |= structure;
+                failed
             }
             Err(e) => Some(e),
         };
@@ -427,6 +460,9 @@ impl Tailer {
         };
         match result {
             Ok(st) => {
+                if st.bytes > 0 || st.truncated {
+                    self.changes = self.changes.wrapping_add(1);
+                }
                 self.stats.bytes_read += st.bytes;
                 if st.more {
                     self.backlog.insert(key);
@@ -468,6 +504,7 @@ impl Tailer {
     }
 
     fn close<S: TailSink + ?Sized>(&mut self, key: FileKey, sink: &mut S) {
+        self.changes = self.changes.wrapping_add(1);
         if let Some(mut f) = self.files.remove(&key) {
             // Still under its name (the glob no longer matches it, or a read
             // failed): it may match again, and its unfinished last line will
@@ -517,7 +554,7 @@ impl Tailer {
             }
             self.watch_degraded = !errors.is_empty();
         }
-        let found_map: HashMap<&Path, FileKey> =
+        let found_map: FxHashMap<&Path, FileKey> =
             found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
         self.scan_sizes = found.iter().map(|(_, k, n)| (*k, *n)).collect();
         // A directory that could not be read (out of descriptors, say) hides
@@ -560,6 +597,12 @@ impl Tailer {
         for key in newly_draining {
             self.read_file(key, false, sink);
         }
+        // Grown once to what this scan found, not doubled step by step with
+        // both tables alive at each step (the peak RSS of a first scan of
+        // thousands of files).
+        let more = found.len().saturating_sub(self.files.len());
+        self.files.reserve(more);
+        self.by_path.reserve(more);
         for (path, key, size) in &found {
             if self.by_path.contains_key(path) {
                 continue;
@@ -581,6 +624,7 @@ impl Tailer {
         }
         if self.first_scan {
             self.first_scan = false;
+            self.changes = self.changes.wrapping_add(1);
             self.resume_rotated(sink);
             self.restored = Vec::new();
         }
@@ -650,6 +694,7 @@ impl Tailer {
         if truncated_while_down {
             sink.truncated(f.key);
         }
+        self.changes = self.changes.wrapping_add(1);
         self.by_path.insert(path.to_path_buf(), f.key);
         let key = f.key;
         self.files.insert(key, f);
@@ -674,6 +719,12 @@ impl Tailer {
         self.stats
     }
 
+    /// A number that moves whenever the positions (and the per-file state
+    /// read with them) may have changed: equal numbers, same checkpoint.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// Paths currently followed (active and draining).
     pub fn paths(&self) -> impl Iterator<Item = (FileKey, &Path)> {
         self.files.values().map(|f| (f.key, f.path.as_path()))
@@ -683,6 +734,7 @@ impl Tailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
     use std::io::Write;
 
     /// Records what the tailer delivers; a line for a key that is not open is a bug.

@@ -60,6 +60,7 @@ fn unix_now() -> u64 {
 impl Tailer {
     /// Restores the positions of closed files from the checkpoint (expired ones are dropped).
     pub fn restore_retained(&mut self, retained: Vec<RetainedPosition>) {
+        self.changes = self.changes.wrapping_add(1);
         let now = unix_now();
         self.retained = retained
             .into_iter()
@@ -72,6 +73,7 @@ impl Tailer {
 
     /// Remembers where a file stopped (it is no longer followed).
     pub(super) fn retain(&mut self, position: FilePosition) {
+        self.changes = self.changes.wrapping_add(1);
         retain_into(&mut self.retained, position);
     }
 
