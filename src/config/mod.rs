@@ -252,7 +252,7 @@ impl Default for Config {
             max_line_bytes: 256 * 1024,
             quiet_period: HumanDuration(Duration::from_secs_f64(timeline.quiet_period_secs)),
             checkpoint_interval: HumanDuration(Duration::from_secs(5)),
-            poll_interval: HumanDuration(Duration::from_secs(30)),
+            poll_interval: HumanDuration(Duration::from_secs(60)),
             force_polling: false,
             pod_ttl: HumanDuration(Duration::from_secs_f64(timeline.pod_ttl_secs)),
             max_pods: timeline.max_pods,

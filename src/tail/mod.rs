@@ -165,7 +165,7 @@ pub(crate) const READ_BUDGET: u64 = 1024 * 1024;
 
 /// Every this many full passes, each file's fingerprint is checked even if
 /// its size did not change (2 minutes at the default `poll_interval`).
-const VERIFY_EVERY_PASSES: u32 = 4;
+const VERIFY_EVERY_PASSES: u32 = 2;
 
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
@@ -432,6 +432,7 @@ impl Tailer {
         let mut keys = keys;
         keys.sort_unstable();
         keys.dedup();
+        let read_any = !keys.is_empty();
         for key in keys {
             self.read_file(key, full, sink);
         }
@@ -439,7 +440,10 @@ impl Tailer {
         // From the sizes the reads saw (no fstat here: on every pass this sum
         // was most of the agent's CPU, docs/performance.md): fresh for every
         // file read in this pass, and for all of them after a full pass.
-        self.stats.lag_bytes = self.files.values().map(|f| f.known_lag()).sum();
+        // Nothing read, nothing changed (an idle wake-up skips the walk).
+        if full || structural || read_any {
+            self.stats.lag_bytes = self.files.values().map(|f| f.known_lag()).sum();
+        }
     }
 
     /// Reads what is new in one file. `full`: on a full pass, where a

@@ -1,4 +1,4 @@
-//! The tailer at DEFAULT settings (poll_interval 30 s, checkpoint_interval
+//! The tailer at DEFAULT settings (poll_interval 60 s, checkpoint_interval
 //! 5 s), against the real agent binary: what a node does between two full
 //! passes must be seen within one tick, not at the next safety rescan.
 

@@ -512,7 +512,7 @@ fn torture_rotations_restarts_and_deletions_count_every_event_exactly_once() {
     let tree = LogTree::new();
     let port = support::free_port();
     let cfg = tree.config(port, "");
-    // At the DEFAULT poll_interval (30 s): rotations must be seen through
+    // At the DEFAULT poll_interval (60 s): rotations must be seen through
     // inotify within a tick, not at the safety rescan (a short interval
     // here once hid a rename rotation going unseen for 59 s).
     let text = std::fs::read_to_string(&cfg)
