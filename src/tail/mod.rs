@@ -10,6 +10,7 @@ pub mod discover;
 pub mod file;
 pub mod lines;
 mod resume;
+mod wake;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -141,19 +142,6 @@ pub struct TailStats {
     pub rotated_bytes_unread: u64,
 }
 
-/// How long a wake-up waits for more inotify events before reading (latency it adds).
-const COALESCE: Duration = Duration::from_millis(10);
-
-/// While events keep arriving at the end of a tick, the pass waits for a
-/// pause this long, for at most [`SETTLE_MAX`].
-const SETTLE: Duration = Duration::from_millis(2);
-const SETTLE_MAX: Duration = Duration::from_millis(10);
-
-/// Passes driven by inotify start at most once per tick: a runtime writes
-/// each line with its own `write`, and everything written to a file within
-/// one tick is read with one `pread` (it bounds the latency it adds too).
-const TICK: Duration = Duration::from_millis(100);
-
 /// Full passes between two refreshes of the directory watches when nothing
 /// structural happened (new directories announce themselves through inotify).
 const WATCH_REFRESH_PASSES: u32 = 6;
@@ -203,7 +191,7 @@ pub struct Tailer {
     scan_sizes: FxHashMap<FileKey, u64>,
     full_passes: u32,
     next_full_pass: Instant,
-    /// When the last pass started (see [`TICK`]).
+    /// When the last pass started (see `wake::TICK`).
     last_pass: Instant,
     /// Moves whenever a position the checkpoint holds may have changed.
     changes: u64,
@@ -217,21 +205,6 @@ pub struct Tailer {
     unopened: FxHashMap<PathBuf, (FileKey, u64)>,
     /// Inside an episode of unread losses (logged once per episode).
     losing: bool,
-}
-
-/// Reads the queued inotify events: followed files written to go to
-/// `dirty`, other paths to `unknown` (looked up after the pass's rescan).
-/// Returns whether something structural happened.
-fn drain_into(
-    w: &mut discover::DirWatcher,
-    by_path: &FxHashMap<PathBuf, FileKey>,
-    dirty: &mut Vec<FileKey>,
-    unknown: &mut Vec<PathBuf>,
-) -> std::io::Result<bool> {
-    w.drain(&mut |path| match by_path.get(path) {
-        Some(key) => dirty.push(*key),
-        None => unknown.push(path.to_path_buf()),
-    })
 }
 
 impl Tailer {
@@ -302,67 +275,6 @@ impl Tailer {
             self.cfg.poll_interval
         } else {
             self.cfg.poll_interval.min(Duration::from_secs(1))
-        }
-    }
-
-    /// Blocks until there is something to read or `max_wait` passes: one
-    /// poll(2) on the tail loop's own inotify fd, then one non-blocking read
-    /// of everything queued.
-    pub fn wait(&mut self, max_wait: Duration) {
-        let until_full = self
-            .next_full_pass
-            .saturating_duration_since(Instant::now());
-        let mut timeout = until_full.min(max_wait);
-        if !self.backlog.is_empty() {
-            // More to read already: only pick up what inotify has queued.
-            timeout = Duration::ZERO;
-        }
-        let Some(w) = self.watcher.as_mut() else {
-            std::thread::sleep(timeout);
-            return;
-        };
-        let failed = match w.wait_readable(timeout) {
-            Ok(false) => return,
-            Ok(true) => {
-                // Coalesce a burst of events into one pass, and at most one
-                // pass a tick: writers append line by line, and one read per
-                // tick costs far less than one per line. (Not while catching
-                // up: there is enough to read already; not when asked not to
-                // wait at all.)
-                let settle = self.backlog.is_empty() && !max_wait.is_zero();
-                if settle {
-                    let rest_of_tick = TICK.saturating_sub(self.last_pass.elapsed());
-                    std::thread::sleep(rest_of_tick.max(COALESCE).min(max_wait));
-                }
-                let settled = Instant::now();
-                let mut structure = false;
-                let mut drain = |w: &mut discover::DirWatcher| {
-                    drain_into(w, &self.by_path, &mut self.dirty, &mut self.dirty_unknown)
-                        .map(|s| structure |= s)
-                        .err()
-                };
-                let mut failed = drain(w);
-                // A tick that ends inside a burst of writes would read half
-                // of the files now and the rest (with an empty read for each
-                // event that came in between) next tick: while events keep
-                // coming, wait a little longer (bounded).
-                while failed.is_none() && settle && settled.elapsed() < SETTLE_MAX {
-                    failed = match w.wait_readable(SETTLE) {
-                        Ok(true) => drain(w),
-                        Ok(false) => break,
-                        Err(e) => Some(e),
-                    };
-                }
-                self.rescan |= structure;
-                failed
-            }
-            Err(e) => Some(e),
-        };
-        if let Some(e) = failed {
-            tracing::warn!(error = %e, "inotify failed; falling back to polling every second");
-            self.watcher = None;
-            self.stats.polling = true;
-            self.rescan = true;
         }
     }
 
