@@ -8,8 +8,8 @@
 # (globs on it, read_from = "end", listen on a free loopback port):
 #
 # 1. idle:     IDLE_FILES (5000) watched files, no writes for IDLE_SECONDS
-#              (30): agent CPU % of one core, peak RSS. The agent's safety
-#              rescan of the globs runs every poll_interval (30 s default):
+#              (60): agent CPU % of one core, peak RSS. The agent's safety
+#              rescan of the globs runs every poll_interval (60 s default):
 #              a shorter window may miss it and read low (a warning says so).
 # 2. load:     LIVE_PODS (500) pod directories each appending LIVE_RATE (20)
 #              CRI lines/s, written by a separate Python writer process in
@@ -54,7 +54,7 @@ LIVE_SECONDS=${LIVE_SECONDS:-60}
 LIVE_PODS=${LIVE_PODS:-500}
 LIVE_RATE=${LIVE_RATE:-20}
 IDLE_FILES=${IDLE_FILES:-5000}
-IDLE_SECONDS=${IDLE_SECONDS:-30}
+IDLE_SECONDS=${IDLE_SECONDS:-60}
 PROBE_EVERY=${PROBE_EVERY:-0.5}
 POLL_MS=${POLL_MS:-10}
 STRACE_SECONDS=${STRACE_SECONDS:-8}
@@ -571,8 +571,8 @@ row(f"rotations not counted within the deadline (of {r['rotations']})", f"{r['ro
 row("load: peak RSS (VmHWM), whole load phase", f"{r['load_peak_rss_mib']:.1f}", "MiB", "<= 32 MiB", r["load_peak_rss_mib"] <= 32)
 row("load: agent lines_read_total at the end", f"{r['lines_read_total']:.0f}", "lines")
 print(f"load average (1, 5, 15 min): idle phase end {r['idle_loadavg']}; CPU window end {r['load_loadavg']}")
-if float(idle_seconds) < 30:
-    print(f"idle window {idle_seconds} s is shorter than the agent's 30 s poll_interval: it may miss the periodic rescan (use IDLE_SECONDS >= 30)")
+if float(idle_seconds) < 60:
+    print(f"idle window {idle_seconds} s is shorter than the agent's 60 s poll_interval: it may miss the periodic rescan (use IDLE_SECONDS >= 60)")
 if r["mtail_lines_per_second"] < 0.95 * r["writer_lines_per_second"]:
     print(f"mtail fell behind the writer ({r['mtail_lines_per_second']:.0f} of {r['writer_lines_per_second']:.0f} lines/s): its CPU % is bounded by the cores left, not its need")
 if "strace_error" in r:
