@@ -3,7 +3,7 @@
 #   make demo-stack   the same, scraped by a real Prometheus with the shipped alerts
 #   make image  the OCI image (FROM scratch, static musl binary)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live bench-scan fuzz-build fuzz
+.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live bench-floor bench-scan fuzz-build fuzz
 
 CARGO ?= cargo
 
@@ -110,6 +110,10 @@ bench-compare-full:
 # append -> /metrics p99, syscalls per line (strace), rename rotation, peak RSS.
 bench-live:
 	bash bench/live.sh
+
+# The kernel's share of bench-live's load: one pread per file per tick, nothing else.
+bench-floor:
+	bash bench/floor.sh
 
 bench-scan:
 	bash bench/scan.sh
