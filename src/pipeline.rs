@@ -61,11 +61,13 @@ impl FileConsumer {
         }
         let t = tracker.lock();
         self.requests = t.requests_cell(&self.pod);
-        t.requests_matter_until(&self.pod)
+        // Just published by `requests_cell`; an untracked pod has none.
+        match self.requests.as_ref().and_then(|r| r.get()) {
+            Some(until) => until,
+            None => t.requests_matter_until(&self.pod),
+        }
     }
-}
 
-impl FileConsumer {
     /// The decoder, and the sink its records go to (disjoint borrows of the consumer).
     fn split<'a>(
         &'a mut self,
