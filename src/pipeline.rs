@@ -39,8 +39,9 @@ use crate::timeline::{RequestsCell, SharedTracker};
 /// Per-file state between lines.
 struct FileConsumer {
     pod: PodRef,
-    /// None until the first line tells the format.
-    decoder: Option<Decoder>,
+    /// None until the first line tells the format (boxed: most files on a
+    /// node are idle, and never need one).
+    decoder: Option<Box<Decoder>>,
     classify: ClassifyState,
     /// Newest record timestamp seen in this file.
     last_ts: Option<Timestamp>,
@@ -75,7 +76,7 @@ impl FileConsumer {
         tracker: &'a SharedTracker,
         malformed: &'a mut HashMap<&'static str, u64>,
         observer: Option<&'a mut (dyn Observer + 'static)>,
-    ) -> (&'a mut Option<Decoder>, RecordHandler<'a>) {
+    ) -> (&'a mut Option<Box<Decoder>>, RecordHandler<'a>) {
         let handler = RecordHandler {
             rules,
             tracker,
@@ -143,7 +144,10 @@ pub struct Pipeline {
     rules: Arc<RulePack>,
     tracker: SharedTracker,
     max_line_bytes: usize,
-    consumers: rustc_hash::FxHashMap<FileKey, FileConsumer>,
+    /// Boxed: the table of a node's thousands of files then holds pointers,
+    /// and growing it copies those, not 600-byte consumers twice over (most
+    /// of the peak memory of a first scan).
+    consumers: rustc_hash::FxHashMap<FileKey, Box<FileConsumer>>,
     /// Checkpointed per-file state not yet matched to an opened file.
     restored: Vec<FileState>,
     counts: PipelineCounts,
@@ -258,12 +262,12 @@ impl Pipeline {
                 if let Some(format) = st.format {
                     let mut d = Decoder::new(format, self.max_line_bytes);
                     d.restore(st.decoder);
-                    consumer.decoder = Some(d);
+                    consumer.decoder = Some(Box::new(d));
                 }
                 consumer.classify = st.classify;
             }
         }
-        self.consumers.insert(key, consumer);
+        self.consumers.insert(key, Box::new(consumer));
     }
 
     /// One physical line of the file `key`.
@@ -567,7 +571,7 @@ fn decode_line(
     }
     let (decoder, mut h) = c.split(rules, tracker, malformed, observer);
     decoder
-        .get_or_insert_with(|| Decoder::new(Format::detect(line), max_line_bytes))
+        .get_or_insert_with(|| Box::new(Decoder::new(Format::detect(line), max_line_bytes)))
         .push_line(line, &mut h);
 }
 

@@ -307,9 +307,36 @@ pub(crate) struct DirWatcher {
     /// the number alone is the key, and comparing it is one integer).
     dirs: FxHashMap<i32, PathBuf>,
     watched: FxHashMap<PathBuf, inotify::WatchDescriptor>,
+    /// Moves whenever a watch descriptor is added or forgotten (what a
+    /// remembered (wd, name) route depends on).
+    generation: u64,
     buf: Vec<u8>,
-    /// The path of the file an event names, rebuilt in place per event.
-    scratch: PathBuf,
+}
+
+/// A followed directory's file was written to (IN_MODIFY, IN_CLOSE_WRITE).
+pub(crate) struct Written<'a> {
+    /// The watch descriptor's number.
+    pub wd: i32,
+    pub name: &'a std::ffi::OsStr,
+    dir: &'a Path,
+}
+
+impl Written<'_> {
+    /// The file's path (built on demand: most events are routed without it).
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(self.name)
+    }
+}
+
+/// The most bytes one inotify event takes: its header and a padded
+/// `NAME_MAX` name.
+const MAX_EVENT_BYTES: usize = 16 + 256;
+
+/// The bytes the kernel used for one event: a 16-byte header and the name
+/// NUL-padded to a multiple of 16 (`round_event_name_len` in
+/// fs/notify/inotify/inotify_user.c).
+fn event_bytes(name: Option<&std::ffi::OsStr>) -> usize {
+    16 + name.map_or(0, |n| (n.len() + 1).div_ceil(16) * 16)
 }
 
 /// What the tail loop needs to hear about: writes, the end of a writer, and
@@ -336,8 +363,8 @@ impl DirWatcher {
             inotify: inotify::Inotify::init()?,
             dirs: FxHashMap::default(),
             watched: FxHashMap::default(),
+            generation: 0,
             buf: vec![0u8; 64 * 1024],
-            scratch: PathBuf::new(),
         })
     }
 
@@ -355,6 +382,7 @@ impl DirWatcher {
             .collect();
         for d in gone {
             if let Some(wd) = self.watched.remove(&d) {
+                self.generation += 1;
                 self.dirs.remove(&wd.get_watch_descriptor_id());
                 // Fails harmlessly when the directory is gone (the kernel dropped the watch).
                 let _ = self.inotify.watches().remove(wd);
@@ -366,6 +394,7 @@ impl DirWatcher {
                     Ok(wd) => {
                         // A directory replaced under the same name gets a new wd;
                         // the same inode under two names shares one.
+                        self.generation += 1;
                         self.dirs.insert(wd.get_watch_descriptor_id(), d.clone());
                         self.watched.insert(d.clone(), wd);
                     }
@@ -390,15 +419,20 @@ impl DirWatcher {
         }
     }
 
+    /// Moves whenever the wd → directory table changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Reads every queued event without blocking: each file written to
-    /// (IN_MODIFY, IN_CLOSE_WRITE) is handed to `written` by path. Returns
-    /// true when something was created, removed or renamed (or the queue
-    /// overflowed): the globs must be rescanned and each path's inode
-    /// checked again.
-    pub fn drain(&mut self, written: &mut dyn FnMut(&Path)) -> std::io::Result<bool> {
+    /// (IN_MODIFY, IN_CLOSE_WRITE) is handed to `written`. Returns true when
+    /// something was created, removed or renamed (or the queue overflowed):
+    /// the globs must be rescanned and each path's inode checked again.
+    pub fn drain(&mut self, written: &mut dyn FnMut(Written<'_>)) -> std::io::Result<bool> {
         use inotify::EventMask as E;
         let mut structure = false;
         loop {
+            let mut used = 0;
             let events = match self.inotify.read_events(&mut self.buf) {
                 Ok(ev) => ev,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(structure),
@@ -407,6 +441,7 @@ impl DirWatcher {
             };
             let mut ignored = Vec::new();
             for ev in events {
+                used += event_bytes(ev.name);
                 if ev.mask.contains(E::Q_OVERFLOW) {
                     // Events were lost: only a rescan knows what happened.
                     structure = true;
@@ -427,13 +462,9 @@ impl DirWatcher {
                     structure = true;
                 }
                 if ev.mask.intersects(E::MODIFY | E::CLOSE_WRITE) {
-                    if let (Some(dir), Some(name)) =
-                        (self.dirs.get(&ev.wd.get_watch_descriptor_id()), ev.name)
-                    {
-                        self.scratch.clear();
-                        self.scratch.push(dir);
-                        self.scratch.push(name);
-                        written(&self.scratch);
+                    let wd = ev.wd.get_watch_descriptor_id();
+                    if let (Some(dir), Some(name)) = (self.dirs.get(&wd), ev.name) {
+                        written(Written { wd, name, dir });
                     }
                 }
             }
@@ -441,8 +472,15 @@ impl DirWatcher {
                 // The kernel dropped this watch (directory deleted or
                 // unmounted): forget it so the next refresh re-adds the name.
                 if let Some(d) = self.dirs.remove(&wd) {
+                    self.generation += 1;
                     self.watched.remove(&d);
                 }
+            }
+            // Room was left for one more event of any size: the queue was
+            // empty when read (no second read just to hear EAGAIN; events
+            // queued since make the fd readable again).
+            if used + MAX_EVENT_BYTES <= self.buf.len() {
+                return Ok(structure);
             }
         }
     }

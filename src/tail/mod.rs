@@ -9,6 +9,7 @@
 pub mod discover;
 pub mod file;
 pub mod lines;
+mod names;
 mod resume;
 mod wake;
 
@@ -164,7 +165,7 @@ pub struct Tailer {
     /// Looked up per inotify event and per read: a fast hasher (the keys
     /// are inode numbers and kubelet's paths, not a client's input).
     files: FxHashMap<FileKey, TailedFile>,
-    by_path: FxHashMap<PathBuf, FileKey>,
+    names: names::FileNames,
     /// Positions restored from the checkpoint and not yet matched to a file.
     pending_resume: Vec<FilePosition>,
     /// Every position of the checkpoint (for recognising copies of content
@@ -226,7 +227,7 @@ impl Tailer {
         Tailer {
             cfg,
             files: FxHashMap::default(),
-            by_path: FxHashMap::default(),
+            names: names::FileNames::default(),
             restored: restored.clone(),
             pending_resume: restored,
             retained: std::collections::VecDeque::new(),
@@ -319,8 +320,8 @@ impl Tailer {
             let mut keys = std::mem::take(&mut self.dirty);
             let mut unknown = structural;
             for p in self.dirty_unknown.drain(..) {
-                match self.by_path.get(&p) {
-                    Some(k) => keys.push(*k),
+                match self.names.get(&p) {
+                    Some(k) => keys.push(k),
                     None => unknown = true,
                 }
             }
@@ -436,9 +437,7 @@ impl Tailer {
                 f.finish(&mut h);
                 self.stats.lines_read += h.lines;
             }
-            if self.by_path.get(&f.path) == Some(&key) {
-                self.by_path.remove(&f.path);
-            }
+            self.names.remove_if_names(&f.path, key);
             // A deleted file (no links left) can never match again; its inode may be reused.
             if !f.deleted() {
                 self.retain(FilePosition {
@@ -504,11 +503,10 @@ impl Tailer {
                 newly_draining.push(f.key);
             }
         }
-        self.by_path
-            .retain(|p, k| match found_map.get(p.as_path()) {
-                Some(fk) => fk == k,
-                None => !absent(p),
-            });
+        self.names.retain(|p, k| match found_map.get(p) {
+            Some(fk) => *fk == k,
+            None => !absent(p),
+        });
         // The old generation's last lines come before the new one's first.
         for key in newly_draining {
             self.read_file(key, false, sink);
@@ -518,9 +516,9 @@ impl Tailer {
         // thousands of files).
         let more = found.len().saturating_sub(self.files.len());
         self.files.reserve(more);
-        self.by_path.reserve(more);
+        self.names.reserve(more);
         for (path, key, size) in &found {
-            if self.by_path.contains_key(path) {
+            if self.names.contains(path) {
                 continue;
             }
             if let Some(u) = self.unopened.get_mut(path) {
@@ -532,7 +530,7 @@ impl Tailer {
                 if f.lifecycle == Lifecycle::Draining {
                     f.lifecycle = Lifecycle::Active;
                     f.path = path.clone();
-                    self.by_path.insert(path.clone(), *key);
+                    self.names.insert(path.clone(), *key);
                 }
                 continue;
             }
@@ -611,7 +609,7 @@ impl Tailer {
             sink.truncated(f.key);
         }
         self.changes = self.changes.wrapping_add(1);
-        self.by_path.insert(path.to_path_buf(), f.key);
+        self.names.insert(path.to_path_buf(), f.key);
         let key = f.key;
         self.files.insert(key, f);
         // Read later in this same pass (once, within its budget).
@@ -858,7 +856,7 @@ mod tests {
             .open(&log)
             .unwrap();
         append(&log, "c\n");
-        let key = *t.by_path.get(&log).unwrap();
+        let key = t.names.get(&log).unwrap();
         t.read_file(key, false, &mut rec);
         full_passes(&mut t, &mut rec, 2);
         assert_eq!(rec.texts(), vec!["a", "b", "c"]);

@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
-
+use super::names::FileNames;
 use super::{discover, FileKey, Tailer};
 
 /// How long a wake-up waits for more inotify events before reading (latency it adds).
@@ -27,14 +26,17 @@ const TICK: Duration = Duration::from_millis(100);
 /// Returns whether something structural happened.
 fn drain_into(
     w: &mut discover::DirWatcher,
-    by_path: &FxHashMap<PathBuf, FileKey>,
+    names: &mut FileNames,
     dirty: &mut Vec<FileKey>,
     unknown: &mut Vec<PathBuf>,
 ) -> std::io::Result<bool> {
-    w.drain(&mut |path| match by_path.get(path) {
-        Some(key) => dirty.push(*key),
-        None => unknown.push(path.to_path_buf()),
-    })
+    let watches = w.generation();
+    w.drain(
+        &mut |ev| match names.route(watches, ev.wd, ev.name, || ev.path()) {
+            Ok(key) => dirty.push(key),
+            Err(path) => unknown.push(path),
+        },
+    )
 }
 
 impl Tailer {
@@ -70,7 +72,7 @@ impl Tailer {
                 let settled = Instant::now();
                 let mut structure = false;
                 let mut drain = |w: &mut discover::DirWatcher| {
-                    drain_into(w, &self.by_path, &mut self.dirty, &mut self.dirty_unknown)
+                    drain_into(w, &mut self.names, &mut self.dirty, &mut self.dirty_unknown)
                         .map(|s| structure |= s)
                         .err()
                 };
