@@ -5,7 +5,6 @@
 //! module that knows all of them) and returns `anyhow` errors with context
 //! for the binary to print.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -585,9 +584,15 @@ impl TailLoop {
 
     /// Forgets pods with no live log file and no probes.
     fn expire_pods(&self) {
-        let mut live: HashSet<PodRef> = self.pipeline.live_pods().cloned().collect();
-        live.extend(self.probed_pods.iter().cloned());
-        let n = self.tracker.lock().expire(Timestamp::now(), &live);
+        let live: rustc_hash::FxHashSet<&PodRef> = self
+            .pipeline
+            .live_pods()
+            .chain(self.probed_pods.iter())
+            .collect();
+        let n = self
+            .tracker
+            .lock()
+            .expire(Timestamp::now(), &|p| live.contains(p));
         self.metrics.agent.series_expired.inc_by(n as u64);
     }
 

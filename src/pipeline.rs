@@ -49,9 +49,19 @@ struct FileConsumer {
     advanced_to: Option<Timestamp>,
     /// The pod's published `requests_matter_until` (once the pod is tracked).
     requests: Option<Arc<RequestsCell>>,
+    /// Listed in [`Pipeline::touched`] (lines came since the last
+    /// [`Pipeline::advance_clocks`]).
+    touched: bool,
 }
 
 impl FileConsumer {
+    fn touch(&mut self, key: FileKey, touched: &mut Vec<FileKey>) {
+        if !self.touched {
+            self.touched = true;
+            touched.push(key);
+        }
+    }
+
     /// Until when requests matter for this file's pod
     /// ([`crate::timeline::PodTimeline::requests_matter_until`]): from the
     /// pod's published cell, asking the tracker only when there is none yet
@@ -157,6 +167,10 @@ pub struct Pipeline {
     framer: Framer,
     /// ANSI-stripped text of a skipped line (reused).
     scratch: Vec<u8>,
+    /// Files that got lines since the last [`Pipeline::advance_clocks`]:
+    /// only their clocks can move (an idle node's thousands of files are
+    /// not visited on every wake-up).
+    touched: Vec<FileKey>,
 }
 
 /// The record sink of one file: classifies each record and applies its events.
@@ -211,6 +225,7 @@ impl Pipeline {
             tracker,
             max_line_bytes,
             consumers: rustc_hash::FxHashMap::default(),
+            touched: Vec::new(),
             restored,
             counts: PipelineCounts::default(),
             observer: None,
@@ -248,6 +263,7 @@ impl Pipeline {
             last_ts: None,
             advanced_to: None,
             requests: None,
+            touched: false,
         };
         if let Some(id) = id {
             if let Some(i) = self.restored.iter().position(|s| {
@@ -275,6 +291,7 @@ impl Pipeline {
         let Some(c) = self.consumers.get_mut(&key) else {
             return;
         };
+        c.touch(key, &mut self.touched);
         let mut observer = self.observer.as_deref_mut();
         if let Some(o) = observer.as_deref_mut() {
             o.line_at(0);
@@ -306,11 +323,13 @@ impl Pipeline {
             observer,
             framer,
             scratch,
+            touched,
             ..
         } = self;
         let Some(c) = consumers.get_mut(&key) else {
             return memchr::memchr_iter(b'\n', block).count() as u64;
         };
+        c.touch(key, touched);
         let cap = cap.max(1);
         let mut observer = observer.as_deref_mut();
         framer.set_now(Timestamp::now());
@@ -388,8 +407,15 @@ impl Pipeline {
 
     /// Moves each pod's record clock to its files' newest timestamp (end of a pass).
     pub fn advance_clocks(&mut self) {
+        if self.touched.is_empty() {
+            return;
+        }
         let mut t = self.tracker.lock();
-        for c in self.consumers.values_mut() {
+        for key in self.touched.drain(..) {
+            let Some(c) = self.consumers.get_mut(&key) else {
+                continue; // closed since (and advanced then)
+            };
+            c.touched = false;
             if let Some(ts) = c.last_ts {
                 if c.advanced_to.is_none_or(|a| ts > a) {
                     t.advance(&c.pod, ts);

@@ -564,14 +564,14 @@ impl Tracker {
         self.record(&pod.namespace, observed);
     }
 
-    /// Forgets pods that have no live source (`live`) and no activity for the
-    /// TTL, and the histograms of namespaces left without pods. Returns how
-    /// many series groups (pods and histograms) were expired.
-    pub(crate) fn expire(&mut self, now: Timestamp, live: &HashSet<PodRef>) -> usize {
+    /// Forgets pods that have no live source (`is_live`) and no activity for
+    /// the TTL, and the histograms of namespaces left without pods. Returns
+    /// how many series groups (pods and histograms) were expired.
+    pub(crate) fn expire(&mut self, now: Timestamp, is_live: &dyn Fn(&PodRef) -> bool) -> usize {
         let ttl = self.cfg.pod_ttl_secs;
         let before = self.pods.len();
         self.pods.retain(|k, p| {
-            if live.contains(k) {
+            if is_live(k) {
                 return true;
             }
             let keep = match p.last_activity {
@@ -1111,7 +1111,7 @@ mod tests {
         );
         t.tick(ts(500.0).unwrap());
         let live: HashSet<PodRef> = [p.clone()].into();
-        assert_eq!(t.expire(WALL, &live), 0);
+        assert_eq!(t.expire(WALL, &|p| live.contains(p)), 0);
         assert_eq!(t.generation(), g, "an idle tick or expiry pass neither");
         t.apply_probe(&p, &probe(6.0, Target::Engine, Err(FailureReason::Timeout)));
         assert_ne!(t.generation(), g, "the engine went away");
@@ -1148,7 +1148,7 @@ mod tests {
         }
         assert_eq!(t.histograms().count(), 2);
         let live: HashSet<PodRef> = [a.clone()].into();
-        assert_eq!(t.expire(WALL.plus_secs(60.0), &live), 2);
+        assert_eq!(t.expire(WALL.plus_secs(60.0), &|p| live.contains(p)), 2);
         assert!(t.pod(&a).is_some() && t.pod(&b).is_none());
         assert_eq!(t.histograms().count(), 1);
         assert_eq!(t.histograms().next().unwrap().0, "llm");

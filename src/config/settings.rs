@@ -438,7 +438,8 @@ fn glob_matches(g: &Glob, own: &OwnLog) -> bool {
         return true;
     }
     // The same walk the tailer's first pass makes; unreadable paths are its to report.
-    crate::tail::discover::expand(std::slice::from_ref(g), &mut |_, _| {})
+    let mut listings = crate::tail::discover::Listings::default();
+    crate::tail::discover::expand(std::slice::from_ref(g), &mut listings, &mut |_, _| {})
         .into_iter()
         .any(|(_, key, _)| key.dev == own.dev && key.ino == own.ino)
 }

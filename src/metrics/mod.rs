@@ -513,7 +513,7 @@ mod tests {
         // quiet period change nothing the page shows: no new render.
         let _ = tracker.lock().pods().count();
         let live = std::collections::HashSet::from([pod.clone()]);
-        assert_eq!(tracker.lock().expire(now(), &live), 0);
+        assert_eq!(tracker.lock().expire(now(), &|p| live.contains(p)), 0);
         tracker.lock().tick(at(10.0).unwrap());
         assert!(tracker.lock().pod(&pod).unwrap().starts[0].open);
         let again = m.page().unwrap();

@@ -175,6 +175,8 @@ pub struct Tailer {
     retained: std::collections::VecDeque<RetainedPosition>,
     first_scan: bool,
     watcher: Option<discover::DirWatcher>,
+    /// Directory listings reused by full passes while unchanged.
+    listings: discover::Listings,
     /// Some directory could not be watched (watch limit, permissions): full
     /// passes run at least once a second so nothing there waits for the
     /// 30 s safety rescan.
@@ -233,6 +235,7 @@ impl Tailer {
             retained: std::collections::VecDeque::new(),
             first_scan: true,
             watcher,
+            listings: discover::Listings::default(),
             watch_degraded: false,
             dirty: Vec::new(),
             dirty_unknown: Vec::new(),
@@ -454,7 +457,7 @@ impl Tailer {
     /// Expands the globs, opens new files, and (first scan) resumes checkpointed ones.
     fn scan<S: TailSink + ?Sized>(&mut self, sink: &mut S, refresh_watches: bool) {
         let mut incomplete = false;
-        let found = discover::expand(&self.cfg.globs, &mut |path, err| {
+        let found = discover::expand(&self.cfg.globs, &mut self.listings, &mut |path, err| {
             incomplete = true;
             if self.failed.insert(path.to_path_buf()) {
                 tracing::warn!(path = %path.display(), error = %err, "cannot read path");
@@ -462,7 +465,10 @@ impl Tailer {
             }
         });
         if let Some(w) = self.watcher.as_mut().filter(|_| refresh_watches) {
-            let errors = w.watch_dirs(&discover::dirs_to_watch(&self.cfg.globs));
+            let errors = w.watch_dirs(&discover::dirs_to_watch(
+                &self.cfg.globs,
+                &mut self.listings,
+            ));
             if !errors.is_empty() && !self.watch_degraded {
                 tracing::warn!(error = %errors[0], unwatched = errors.len(), "cannot watch some directories (fs.inotify.max_user_watches?); polling every second instead");
                 sink.read_error(Path::new(""), ReadErrorReason::Watch);
