@@ -441,7 +441,7 @@ fn glob_matches(g: &Glob, own: &OwnLog) -> bool {
     let mut listings = crate::tail::discover::Listings::default();
     crate::tail::discover::expand(std::slice::from_ref(g), &mut listings, &mut |_, _| {})
         .into_iter()
-        .any(|(_, key, _)| key.dev == own.dev && key.ino == own.ino)
+        .any(|f| f.key.dev == own.dev && f.key.ino == own.ino)
 }
 
 /// Whether an http URL has a `user[:password]@` part (an `@` before the

@@ -337,15 +337,28 @@ fn read_sorted(dir: &Path, on_error: &mut dyn FnMut(&Path, std::io::Error)) -> E
     Entries::pack(out)
 }
 
-/// Expands the globs into the regular files they match, sorted, deduplicated,
-/// each with the device+inode its path names right now (the stat is needed
-/// to tell files from directories anyway; it also tells a rotation apart).
-/// Unreadable paths are reported through `on_error` and skipped.
+/// A regular file a glob matched, as its `statx` said just now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub path: PathBuf,
+    /// The device+inode the path names (a rotation moves it).
+    pub key: FileKey,
+    pub size: u64,
+    /// The inode's change time (seconds, nanoseconds): every write,
+    /// truncate or rename moves it, and no one can set it back, so a file
+    /// whose size and ctime stand still holds what it held.
+    pub ctime: (i64, i64),
+}
+
+/// Expands the globs into the regular files they match, sorted by path,
+/// deduplicated, each as its path's `statx` says right now (the stat is
+/// needed to tell files from directories anyway; it also tells a rotation
+/// apart). Unreadable paths are reported through `on_error` and skipped.
 pub(crate) fn expand(
     globs: &[Glob],
     listings: &mut Listings,
     on_error: &mut dyn FnMut(&Path, std::io::Error),
-) -> Vec<(PathBuf, FileKey, u64)> {
+) -> Vec<Found> {
     let mut leaves = Vec::new();
     listings.start_walk();
     for g in globs {
@@ -374,7 +387,12 @@ pub(crate) fn expand(
                         dev: m.dev(),
                         ino: m.ino(),
                     };
-                    out.push((p, key, m.len()));
+                    out.push(Found {
+                        path: p,
+                        key,
+                        size: m.len(),
+                        ctime: (m.ctime(), m.ctime_nsec()),
+                    });
                 }
             }
             Ok(_) => on_error(&p, std::io::Error::other("not a regular file")),
@@ -383,7 +401,7 @@ pub(crate) fn expand(
             Err(e) => on_error(&p, e),
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
 
@@ -631,7 +649,7 @@ mod tests {
         assert!(!dirs.iter().any(|d| d.to_string_lossy().contains("redis")));
         let files: Vec<PathBuf> = expand(&g, &mut Listings::default(), &mut |_, _| {})
             .into_iter()
-            .map(|(p, _, _)| p)
+            .map(|f| f.path)
             .collect();
         assert_eq!(files, vec![r.join("llm_litellm-0_u1/litellm/0.log")]);
     }
@@ -699,7 +717,7 @@ mod tests {
                 &mut |_, _| errors += 1,
             )
             .into_iter()
-            .map(|(p, _, _)| p)
+            .map(|f| f.path)
             .collect();
             // One deliberate difference: `**` does not descend into a
             // symlinked directory (glob's does, and loops with a cycle).
@@ -807,7 +825,7 @@ mod tests {
         let names = |listings: &mut Listings| -> Vec<PathBuf> {
             expand(&g, listings, &mut |p, e| panic!("{}: {e}", p.display()))
                 .into_iter()
-                .map(|(p, _, _)| p)
+                .map(|f| f.path)
                 .collect()
         };
         // Just changed: not kept (a change in the same timestamp granule

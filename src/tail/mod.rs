@@ -141,6 +141,9 @@ pub struct TailStats {
     /// Bytes of files that vanished before they could be read (a rotated
     /// generation deleted while its open failed, e.g. out of descriptors).
     pub rotated_bytes_unread: u64,
+    /// Files read (one `pread` or more each): what the full pass spares
+    /// an idle file, tests count here.
+    pub file_reads: u64,
 }
 
 /// Full passes between two refreshes of the directory watches when nothing
@@ -158,6 +161,14 @@ const VERIFY_EVERY_PASSES: u32 = 2;
 
 /// Passes with nothing new before a rotated/deleted file is closed.
 const DRAIN_IDLE_PASSES: u32 = 2;
+
+/// A file whose last read delivered bytes less than this long ago is not
+/// read on this tick but on the next: a file written continuously is read
+/// every other tick (every ~200 ms, one `pread` for twice the lines: the
+/// kernel's read path was half the agent's CPU under load), while the first
+/// write after a pause is still read within one tick. Between one and two
+/// ticks, so that ticks a little late or early do not change the cadence.
+const BUSY_REREAD: Duration = Duration::from_millis(150);
 
 /// Follows every file matching the globs.
 pub struct Tailer {
@@ -183,6 +194,9 @@ pub struct Tailer {
     watch_degraded: bool,
     /// Followed files inotify said were written to since the last pass.
     dirty: Vec<FileKey>,
+    /// Written-to files read too recently to be read on the last pass
+    /// (see [`BUSY_REREAD`]): read on the next one.
+    deferred: Vec<FileKey>,
     /// Written-to paths that named no followed file when the event was
     /// read: looked up again after the pass's rescan.
     dirty_unknown: Vec<PathBuf>,
@@ -190,8 +204,8 @@ pub struct Tailer {
     /// without waiting for inotify.
     backlog: FxHashSet<FileKey>,
     rescan: bool,
-    /// Sizes of the followed files as the last scan stat'ed them.
-    scan_sizes: FxHashMap<FileKey, u64>,
+    /// Size and ctime of the followed files as the last scan stat'ed them.
+    scan_sizes: FxHashMap<FileKey, (u64, (i64, i64))>,
     full_passes: u32,
     next_full_pass: Instant,
     /// When the last pass started (see `wake::TICK`).
@@ -238,6 +252,7 @@ impl Tailer {
             listings: discover::Listings::default(),
             watch_degraded: false,
             dirty: Vec::new(),
+            deferred: Vec::new(),
             dirty_unknown: Vec::new(),
             backlog: FxHashSet::default(),
             rescan: true,
@@ -306,21 +321,32 @@ impl Tailer {
             // The scan just stat'ed every path: a followed file whose size
             // is where we are costs nothing more (no read, no fstat), except
             // for the fingerprint check every few passes (a copytruncate that
-            // regrew to the very same size).
+            // regrew to the very same size), which a ctime that has not moved
+            // since the last check makes needless (on a node, that read of
+            // each idle log's first page was disk I/O once evicted).
             let sizes = std::mem::take(&mut self.scan_sizes);
+            self.deferred.clear();
             self.files
                 .values_mut()
                 .filter_map(|f| {
-                    let idle = f.lifecycle == Lifecycle::Active
-                        && sizes.get(&f.key).is_some_and(|&n| f.idle_at(n));
-                    if verify {
+                    let seen = sizes.get(&f.key).copied();
+                    let idle =
+                        f.lifecycle == Lifecycle::Active && seen.is_some_and(|(n, _)| f.idle_at(n));
+                    let ctime = seen.map(|(_, c)| c);
+                    let unchanged = idle && ctime.is_some() && f.verified_ctime == ctime;
+                    let check = verify && !unchanged;
+                    if check {
                         f.verify_next = true;
                     }
-                    (!idle || verify).then_some(f.key)
+                    if idle && (unchanged || check) {
+                        f.verified_ctime = ctime;
+                    }
+                    (!idle || check).then_some(f.key)
                 })
                 .collect()
         } else {
             let mut keys = std::mem::take(&mut self.dirty);
+            keys.append(&mut self.deferred);
             let mut unknown = structural;
             for p in self.dirty_unknown.drain(..) {
                 match self.names.get(&p) {
@@ -344,13 +370,16 @@ impl Tailer {
         };
         self.dirty.clear();
         self.dirty_unknown.clear();
-        self.backlog.clear();
         let mut keys = keys;
         keys.sort_unstable();
         keys.dedup();
+        // Files stopped at the read budget are read on, however recently.
+        let backlog = std::mem::take(&mut self.backlog);
+        let may_defer = !full && !structural;
         let read_any = !keys.is_empty();
         for key in keys {
-            self.read_file(key, full, sink);
+            let defer = may_defer && (backlog.is_empty() || !backlog.contains(&key));
+            self.read_file(key, full, defer, sink);
         }
         self.stats.files_watched = self.files.len();
         // From the sizes the reads saw (no fstat here: on every pass this sum
@@ -363,17 +392,33 @@ impl Tailer {
     }
 
     /// Reads what is new in one file. `full`: on a full pass, where a
-    /// draining file with nothing new counts towards its closing.
-    fn read_file<S: TailSink + ?Sized>(&mut self, key: FileKey, full: bool, sink: &mut S) {
+    /// draining file with nothing new counts towards its closing. `defer`:
+    /// a file read less than [`BUSY_REREAD`] ago is put off to the next pass.
+    fn read_file<S: TailSink + ?Sized>(
+        &mut self,
+        key: FileKey,
+        full: bool,
+        defer: bool,
+        sink: &mut S,
+    ) {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
+        let now = self.last_pass;
+        if defer
+            && f.read_at
+                .is_some_and(|at| now.saturating_duration_since(at) < BUSY_REREAD)
+        {
+            self.deferred.push(key);
+            return;
+        }
         let result = {
             let mut h = Deliver {
                 sink: &mut *sink,
                 key,
                 lines: 0,
             };
+            self.stats.file_reads += 1;
             let r = f.read_new(&mut self.buf, READ_BUDGET, &mut h);
             self.stats.lines_read += h.lines;
             r
@@ -382,6 +427,9 @@ impl Tailer {
             Ok(st) => {
                 if st.bytes > 0 || st.truncated {
                     self.changes = self.changes.wrapping_add(1);
+                }
+                if st.bytes > 0 {
+                    f.read_at = Some(self.last_pass);
                 }
                 self.stats.bytes_read += st.bytes;
                 if st.more {
@@ -476,8 +524,8 @@ impl Tailer {
             self.watch_degraded = !errors.is_empty();
         }
         let found_map: FxHashMap<&Path, FileKey> =
-            found.iter().map(|(p, k, _)| (p.as_path(), *k)).collect();
-        self.scan_sizes = found.iter().map(|(_, k, n)| (*k, *n)).collect();
+            found.iter().map(|f| (f.path.as_path(), f.key)).collect();
+        self.scan_sizes = found.iter().map(|f| (f.key, (f.size, f.ctime))).collect();
         // A directory that could not be read (out of descriptors, say) hides
         // files that are still there: absence proves nothing this time.
         let absent = |p: &Path| !incomplete && !found_map.contains_key(p);
@@ -515,7 +563,7 @@ impl Tailer {
         });
         // The old generation's last lines come before the new one's first.
         for key in newly_draining {
-            self.read_file(key, false, sink);
+            self.read_file(key, false, false, sink);
         }
         // Grown once to what this scan found, not doubled step by step with
         // both tables alive at each step (the peak RSS of a first scan of
@@ -523,7 +571,10 @@ impl Tailer {
         let more = found.len().saturating_sub(self.files.len());
         self.files.reserve(more);
         self.names.reserve(more);
-        for (path, key, size) in &found {
+        for discover::Found {
+            path, key, size, ..
+        } in &found
+        {
             if self.names.contains(path) {
                 continue;
             }
@@ -863,7 +914,7 @@ mod tests {
             .unwrap();
         append(&log, "c\n");
         let key = t.names.get(&log).unwrap();
-        t.read_file(key, false, &mut rec);
+        t.read_file(key, false, false, &mut rec);
         full_passes(&mut t, &mut rec, 2);
         assert_eq!(rec.texts(), vec!["a", "b", "c"]);
     }
@@ -946,5 +997,95 @@ mod tests {
             t.pass(&mut rec);
         }
         assert_eq!(rec.lines.len(), 80_001);
+    }
+
+    #[test]
+    fn a_file_read_within_the_last_tick_is_read_on_the_next_exactly_once() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\n");
+        let cfg = TailConfig {
+            poll_interval: Duration::from_secs(3600),
+            force_polling: false,
+            ..config(d.path())
+        };
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a"]);
+        let key = rec.lines[0].0;
+        // As inotify reports a write within a tick of the last read (a read
+        // "in the future" keeps this independent of the machine's speed).
+        let written_right_after_a_read = |t: &mut Tailer, line: &str| {
+            append(&log, line);
+            t.dirty.push(key);
+            t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+        };
+        written_right_after_a_read(&mut t, "b\n");
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a"], "read again within a tick");
+        assert_eq!(t.deferred, vec![key]);
+        // A tick later it is read, with no further write to announce it.
+        t.files.get_mut(&key).unwrap().read_at = Instant::now().checked_sub(BUSY_REREAD);
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a", "b"]);
+        assert!(t.deferred.is_empty());
+        // A full pass reads a deferred file too, and forgets the deferral.
+        written_right_after_a_read(&mut t, "c\n");
+        t.pass(&mut rec);
+        assert_eq!(t.deferred, vec![key]);
+        t.request_full_pass();
+        t.pass(&mut rec);
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a", "b", "c"]);
+        assert!(t.deferred.is_empty());
+    }
+
+    #[test]
+    fn an_idle_file_whose_ctime_stands_still_is_not_read_on_full_passes() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\n");
+        let mut t = Tailer::new(config(d.path()), Vec::new());
+        let mut rec = Recorder::default();
+        let full_pass = |t: &mut Tailer, rec: &mut Recorder| {
+            t.request_full_pass();
+            t.pass(rec);
+        };
+        full_pass(&mut t, &mut rec);
+        // The first passes check the fingerprint once at this ctime ...
+        full_pass(&mut t, &mut rec);
+        full_pass(&mut t, &mut rec);
+        let reads = t.stats().file_reads;
+        // ... and then leave the file alone, verifying passes included.
+        for _ in 0..2 * VERIFY_EVERY_PASSES {
+            full_pass(&mut t, &mut rec);
+        }
+        assert_eq!(
+            t.stats().file_reads,
+            reads,
+            "an unchanged idle file was read"
+        );
+        // Anything that moves the ctime (here a chmod, as a copytruncate that
+        // regrew to the same size would) gets it checked on a verifying pass.
+        let ctime = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(p).unwrap();
+            (m.ctime(), m.ctime_nsec())
+        };
+        let before = ctime(&log);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut mode = 0o600;
+        while ctime(&log) == before {
+            assert!(Instant::now() < deadline, "the ctime never moved");
+            mode ^= 0o040;
+            std::fs::set_permissions(&log, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap();
+        }
+        for _ in 0..VERIFY_EVERY_PASSES {
+            full_pass(&mut t, &mut rec);
+        }
+        assert_eq!(t.stats().file_reads, reads + 1);
+        assert_eq!(rec.texts(), vec!["a"]);
     }
 }

@@ -262,7 +262,7 @@ impl Tailer {
         }
         let key = f.key;
         self.files.insert(key, f);
-        self.read_file(key, false, sink);
+        self.read_file(key, false, false, sink);
     }
 }
 

@@ -51,6 +51,9 @@ impl Tailer {
         if !self.backlog.is_empty() {
             // More to read already: only pick up what inotify has queued.
             timeout = Duration::ZERO;
+        } else if !self.deferred.is_empty() {
+            // Files put off to the next tick are read then, written to or not.
+            timeout = timeout.min(TICK.saturating_sub(self.last_pass.elapsed()));
         }
         let Some(w) = self.watcher.as_mut() else {
             std::thread::sleep(timeout);
