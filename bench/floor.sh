@@ -5,7 +5,10 @@
 # per 100 ms tick and nothing else. Its CPU is what the kernel alone costs
 # at this load on this machine; compare the agent's `load` CPU with it.
 #
-#   FLOOR_FILES=500 FLOOR_SECONDS=30 bash bench/floor.sh
+#   FLOOR_FILES=500 FLOOR_SECONDS=30 FLOOR_TICK_MS=100 bash bench/floor.sh
+#
+# FLOOR_TICK_MS=150 reads each file as often as the agent reads a file
+# written continuously (every other 75 ms tick).
 #
 # CPU from /proc/<pid>/schedstat (run time in ns, exact) and from
 # /proc/<pid>/stat (clock ticks, what bench/live.sh uses), over the middle
@@ -14,6 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FILES=${FLOOR_FILES:-500}
 SECONDS_=${FLOOR_SECONDS:-30}
+TICK_MS=${FLOOR_TICK_MS:-100}
 (cd "$ROOT" && cargo build --release --quiet --example read_floor)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/read_floor"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/litellm-sentinel-floor.XXXXXX")
@@ -33,7 +37,7 @@ while time.monotonic() - start < secs:
     if nxt > time.monotonic():
         time.sleep(nxt - time.monotonic())
 PY
-"$BIN" "$WORK" "$FILES" "$((SECONDS_ + 6))" >"$WORK/out.txt" &
+"$BIN" "$WORK" "$FILES" "$((SECONDS_ + 6))" "$TICK_MS" >"$WORK/out.txt" &
 PID=$!
 sleep 3
 run0=$(cut -d' ' -f1 "/proc/$PID/schedstat"); tick0=$(awk '{print $14 + $15}' "/proc/$PID/stat"); t0=$(date +%s.%N)
@@ -42,7 +46,7 @@ run1=$(cut -d' ' -f1 "/proc/$PID/schedstat"); tick1=$(awk '{print $14 + $15}' "/
 wait "$PID"
 python3 - <<PY
 wall = $t1 - $t0
-print(f"floor: {$FILES} files x 2 lines per 100 ms, one pread per file per tick, {wall:.1f} s")
+print(f"floor: {$FILES} files x 2 lines per 100 ms, one pread per file every $TICK_MS ms, {wall:.1f} s")
 print(f"CPU of one core (schedstat run time) {($run1 - $run0) / 1e9 / wall * 100:.3f} %")
 print(f"CPU of one core (clock ticks)        {($tick1 - $tick0) / $(getconf CLK_TCK) / wall * 100:.3f} %")
 print(open("$WORK/out.txt").read().strip())

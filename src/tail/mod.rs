@@ -11,6 +11,7 @@ pub mod file;
 pub mod lines;
 mod names;
 mod resume;
+mod sink;
 mod wake;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub use file::{FileId, FileKey};
 use file::{Lifecycle, TailedFile};
 use resume::retain_into;
 pub use resume::{RetainedPosition, RETAIN_FOR, RETAIN_MAX};
+use sink::Deliver;
+pub use sink::{ReadErrorReason, TailSink};
 
 /// A checkpointed read position.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,88 +35,6 @@ pub struct FilePosition {
     pub path: PathBuf,
     /// Offset just after the last line delivered.
     pub offset: u64,
-}
-
-/// Why a file or directory could not be read; the `reason` label of `read_errors_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReadErrorReason {
-    PermissionDenied,
-    NotAFile,
-    Io,
-    Glob,
-    Watch,
-}
-
-impl ReadErrorReason {
-    /// The fixed label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReadErrorReason::PermissionDenied => "permission_denied",
-            ReadErrorReason::NotAFile => "not_a_file",
-            ReadErrorReason::Io => "io",
-            ReadErrorReason::Glob => "glob",
-            ReadErrorReason::Watch => "watch",
-        }
-    }
-
-    /// Every reason (for pre-registering series).
-    pub const ALL: [ReadErrorReason; 5] = [
-        ReadErrorReason::PermissionDenied,
-        ReadErrorReason::NotAFile,
-        ReadErrorReason::Io,
-        ReadErrorReason::Glob,
-        ReadErrorReason::Watch,
-    ];
-
-    fn of(e: &std::io::Error) -> Self {
-        match e.kind() {
-            std::io::ErrorKind::PermissionDenied => ReadErrorReason::PermissionDenied,
-            _ if e.to_string() == "not a regular file" => ReadErrorReason::NotAFile,
-            _ => ReadErrorReason::Io,
-        }
-    }
-}
-
-/// Where the tailer delivers what it reads.
-pub trait TailSink {
-    /// A file is followed from now on. `resumed`: it continues a checkpointed position.
-    fn opened(&mut self, key: FileKey, id: FileId, path: &Path, resumed: bool);
-    /// One physical line (without `\n`); `truncated` when it exceeded the cap.
-    fn line(&mut self, key: FileKey, line: &[u8], truncated: bool);
-    /// A run of complete physical lines as read, each ending in `\n`; a
-    /// line longer than `cap` is to be cut to its head (see
-    /// [`lines::for_each_capped`]). Returns the number of lines. The
-    /// default hands each line to [`TailSink::line`]; the pipeline scans the
-    /// whole block in one pass instead.
-    fn lines(&mut self, key: FileKey, block: &[u8], cap: usize) -> u64 {
-        lines::for_each_capped(block, cap, &mut |_, line, truncated| {
-            self.line(key, line, truncated)
-        })
-    }
-    /// The file was truncated in place: per-file decoding state must reset.
-    fn truncated(&mut self, key: FileKey);
-    /// The file is finished for good (rotated away or deleted, and drained).
-    fn closed(&mut self, key: FileKey);
-    /// Something could not be read.
-    fn read_error(&mut self, path: &Path, reason: ReadErrorReason);
-}
-
-/// Hands what a file's splitter finds to the sink, counting lines.
-struct Deliver<'a, S: TailSink + ?Sized> {
-    sink: &'a mut S,
-    key: FileKey,
-    lines: u64,
-}
-
-impl<S: TailSink + ?Sized> lines::LineHandler for Deliver<'_, S> {
-    fn line(&mut self, line: &[u8], truncated: bool) {
-        self.lines += 1;
-        self.sink.line(self.key, line, truncated);
-    }
-
-    fn block(&mut self, _at: u64, block: &[u8], cap: usize) {
-        self.lines += self.sink.lines(self.key, block, cap);
-    }
 }
 
 /// Tailer settings.
@@ -164,11 +85,12 @@ const DRAIN_IDLE_PASSES: u32 = 2;
 
 /// A file whose last read delivered bytes less than this long ago is not
 /// read on this tick but on the next: a file written continuously is read
-/// every other tick (every ~200 ms, one `pread` for twice the lines: the
+/// every other tick (every ~150 ms, one `pread` for twice the lines: the
 /// kernel's read path was half the agent's CPU under load), while the first
 /// write after a pause is still read within one tick. Between one and two
-/// ticks, so that ticks a little late or early do not change the cadence.
-const BUSY_REREAD: Duration = Duration::from_millis(150);
+/// ticks (`wake::TICK`), so that ticks a little late or early do not change
+/// the cadence.
+const BUSY_REREAD: Duration = Duration::from_millis(110);
 
 /// Follows every file matching the globs.
 pub struct Tailer {
