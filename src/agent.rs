@@ -522,7 +522,8 @@ impl TailLoop {
             tailer.pass(&mut self.pipeline);
             self.pipeline.advance_clocks();
             self.watching.store(true, Ordering::Relaxed);
-            // Every file was read to its end: a silent pod's log-method gap may close.
+            // Every file quiet for a tick was read to its end (a busy one is at
+            // most two ticks behind): a silent pod's log-method gap may close.
             self.tracker.lock().tick(Timestamp::now());
             self.export_counts(&tailer, &mut st);
             self.warn_pod_cap(&mut st);
