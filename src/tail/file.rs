@@ -159,6 +159,9 @@ pub(crate) struct TailedFile {
     /// When a read last delivered bytes: a file written continuously is
     /// read every other tick (see `BUSY_REREAD` in the tailer).
     pub read_at: Option<std::time::Instant>,
+    /// No other followed file shares its directory (as of the last scan):
+    /// only then may the directory's write events be turned off.
+    pub alone_in_dir: bool,
 }
 
 /// What one read pass of a file found.
@@ -202,6 +205,7 @@ impl TailedFile {
             guard: [0; GUARD_BYTES],
             guard_len: 0,
             read_at: None,
+            alone_in_dir: false,
         })
     }
 

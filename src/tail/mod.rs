@@ -6,6 +6,7 @@
 //! file, delivered to a [`TailSink`], and the positions to checkpoint. The
 //! tailer knows nothing about formats or events.
 
+mod busy;
 pub mod discover;
 pub mod file;
 pub mod lines;
@@ -119,6 +120,9 @@ pub struct Tailer {
     /// Written-to files read too recently to be read on the last pass
     /// (see [`BUSY_REREAD`]): read on the next one.
     deferred: Vec<FileKey>,
+    /// Busy files read on the cadence with their directory's write events
+    /// off, by key, with that directory (see `busy.rs`).
+    polled: FxHashMap<FileKey, PathBuf>,
     /// Written-to paths that named no followed file when the event was
     /// read: looked up again after the pass's rescan.
     dirty_unknown: Vec<PathBuf>,
@@ -175,6 +179,7 @@ impl Tailer {
             watch_degraded: false,
             dirty: Vec::new(),
             deferred: Vec::new(),
+            polled: FxHashMap::default(),
             dirty_unknown: Vec::new(),
             backlog: FxHashSet::default(),
             rescan: true,
@@ -269,6 +274,7 @@ impl Tailer {
         } else {
             let mut keys = std::mem::take(&mut self.dirty);
             keys.append(&mut self.deferred);
+            keys.extend(self.polled.keys().copied());
             let mut unknown = structural;
             for p in self.dirty_unknown.drain(..) {
                 match self.names.get(&p) {
@@ -332,6 +338,7 @@ impl Tailer {
                 .is_some_and(|at| now.saturating_duration_since(at) < BUSY_REREAD)
         {
             self.deferred.push(key);
+            self.poll_busy(key);
             return;
         }
         let result = {
@@ -345,6 +352,7 @@ impl Tailer {
             self.stats.lines_read += h.lines;
             r
         };
+        let mut went_quiet = false;
         match result {
             Ok(st) => {
                 if st.bytes > 0 || st.truncated {
@@ -353,6 +361,7 @@ impl Tailer {
                 if st.bytes > 0 {
                     f.read_at = Some(self.last_pass);
                 }
+                went_quiet = st.bytes == 0 && !st.truncated;
                 self.stats.bytes_read += st.bytes;
                 if st.more {
                     self.backlog.insert(key);
@@ -391,10 +400,16 @@ impl Tailer {
                 self.count_unread(unread);
             }
         }
+        // A polled file gone quiet: events again, and one more read for a
+        // write that came before they were.
+        if went_quiet && self.unpoll(key) {
+            self.read_file(key, full, false, sink);
+        }
     }
 
     fn close<S: TailSink + ?Sized>(&mut self, key: FileKey, sink: &mut S) {
         self.changes = self.changes.wrapping_add(1);
+        self.unpoll(key);
         if let Some(mut f) = self.files.remove(&key) {
             // Still under its name (the glob no longer matches it, or a read
             // failed): it may match again, and its unfinished last line will
@@ -521,6 +536,7 @@ impl Tailer {
             self.resume_rotated(sink);
             self.restored = Vec::new();
         }
+        self.recheck_polled();
     }
 
     /// Counts bytes that will never be read, and says so once per episode.
@@ -958,9 +974,10 @@ mod tests {
         assert_eq!(t.deferred, vec![key]);
         t.request_full_pass();
         t.pass(&mut rec);
+        assert!(t.deferred.is_empty());
+        // (Busy, it is polled: the next pass puts it off again, reading nothing twice.)
         t.pass(&mut rec);
         assert_eq!(rec.texts(), vec!["a", "b", "c"]);
-        assert!(t.deferred.is_empty());
     }
 
     #[test]
@@ -1009,5 +1026,82 @@ mod tests {
         }
         assert_eq!(t.stats().file_reads, reads + 1);
         assert_eq!(rec.texts(), vec!["a"]);
+    }
+
+    #[test]
+    fn a_busy_file_is_read_without_write_events_until_it_goes_quiet() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("0.log");
+        append(&log, "a\n");
+        let cfg = TailConfig {
+            poll_interval: Duration::from_secs(3600),
+            force_polling: false,
+            ..config(d.path())
+        };
+        let mut t = Tailer::new(cfg, Vec::new());
+        let mut rec = Recorder::default();
+        t.pass(&mut rec);
+        let key = rec.lines[0].0;
+        // The runtime keeps the file open (no IN_CLOSE_WRITE per line).
+        let mut runtime = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let mut write = |text: &str| runtime.write_all(text.as_bytes()).unwrap();
+        let events_queued = |t: &Tailer| {
+            t.watcher
+                .as_ref()
+                .unwrap()
+                .wait_readable(Duration::ZERO)
+                .unwrap()
+        };
+        let read_long_ago = |t: &mut Tailer| {
+            t.files.get_mut(&key).unwrap().read_at = Instant::now().checked_sub(BUSY_REREAD);
+        };
+        let until = |t: &mut Tailer, rec: &mut Recorder, line: &str| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !rec.texts().contains(&line) {
+                assert!(Instant::now() < deadline, "{line} never read");
+                t.wait(Duration::from_millis(200));
+                t.pass(rec);
+            }
+        };
+        // Written again right after a read: put off, and polled.
+        write("b\n");
+        t.wait(Duration::from_secs(1));
+        t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+        t.pass(&mut rec);
+        assert!(t.polled.contains_key(&key));
+        // Its writes queue no event now, and it is read all the same.
+        write("c\n");
+        assert!(
+            !events_queued(&t),
+            "a write to a polled file queued an event"
+        );
+        read_long_ago(&mut t);
+        t.pass(&mut rec);
+        assert_eq!(rec.texts(), vec!["a", "b", "c"]);
+        assert!(t.polled.contains_key(&key));
+        // An empty read: quiet; its writes are heard again.
+        read_long_ago(&mut t);
+        t.pass(&mut rec);
+        assert!(t.polled.is_empty());
+        write("d\n");
+        assert!(events_queued(&t), "writes not heard again");
+        until(&mut t, &mut rec, "d");
+        // Polled again, then rotated: the new file's writes are heard, and
+        // so are the runtime's last writes to the old one.
+        write("e\n");
+        t.wait(Duration::from_secs(1));
+        t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+        t.pass(&mut rec);
+        assert!(t.polled.contains_key(&key));
+        std::fs::rename(&log, d.path().join("0.log.1")).unwrap();
+        append(&log, "f\n");
+        until(&mut t, &mut rec, "f");
+        assert!(t.polled.is_empty(), "a rotated file stayed polled");
+        write("g\n");
+        assert!(events_queued(&t), "the rotated file's writes are not heard");
+        until(&mut t, &mut rec, "g");
+        let mut texts = rec.texts();
+        texts.sort_unstable();
+        assert_eq!(texts, vec!["a", "b", "c", "d", "e", "f", "g"]);
     }
 }

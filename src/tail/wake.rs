@@ -60,8 +60,9 @@ impl Tailer {
         if !self.backlog.is_empty() {
             // More to read already: only pick up what inotify has queued.
             timeout = Duration::ZERO;
-        } else if !self.deferred.is_empty() {
-            // Files put off to the next tick are read then, written to or not.
+        } else if !self.deferred.is_empty() || !self.polled.is_empty() {
+            // Files put off to the next tick, and busy files read without
+            // events, are read then, written to or not.
             timeout = timeout.min(TICK.saturating_sub(self.last_pass.elapsed()));
         }
         let Some(w) = self.watcher.as_mut() else {
@@ -108,6 +109,7 @@ impl Tailer {
         if let Some(e) = failed {
             tracing::warn!(error = %e, "inotify failed; falling back to polling every second");
             self.watcher = None;
+            self.polled.clear();
             self.stats.polling = true;
             self.rescan = true;
         }
