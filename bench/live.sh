@@ -10,9 +10,9 @@
 # 1. idle:     IDLE_FILES (5000) watched files (made 3 s before the agent
 #              starts, as on a node whose pods are older than the agent),
 #              no writes for IDLE_SECONDS (60): agent CPU % of one core,
-#              peak RSS. The agent's safety
-#              rescan of the globs runs every poll_interval (60 s default):
-#              a shorter window may miss it and read low (a warning says so).
+#              peak RSS. The agent's safety rescan of the globs runs every
+#              poll_interval (60 s default): a shorter window may miss it
+#              and read low (a warning says so).
 # 2. load:     LIVE_PODS (500) pod directories each appending LIVE_RATE (20)
 #              CRI lines/s, written by a separate Python writer process in
 #              bursts every 100 ms (a realistic LiteLLM mix, ~1 % race

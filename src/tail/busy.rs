@@ -51,6 +51,9 @@ impl Tailer {
     /// file that is no longer alone or active hears its writes again (and
     /// is read on this pass).
     pub(super) fn recheck_polled(&mut self) {
+        if self.watcher.is_none() {
+            return; // polling every second: nothing is ever polled on the cadence
+        }
         use std::hash::{Hash, Hasher};
         // By a hash of the directory, not the path itself (no 5,000 path
         // copies per scan): a collision only keeps two files from polling.

@@ -937,8 +937,9 @@ mod tests {
         assert_eq!(rec.lines.len(), 80_001);
     }
 
-    #[test]
-    fn a_file_read_within_the_last_tick_is_read_on_the_next_exactly_once() {
+    /// A tailer on inotify (full passes an hour apart) that has read the
+    /// line `a` of `<dir>/0.log`, and that file's key.
+    fn inotify_tailer_after_a() -> (tempfile::TempDir, PathBuf, Tailer, Recorder, FileKey) {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("0.log");
         append(&log, "a\n");
@@ -952,12 +953,23 @@ mod tests {
         t.pass(&mut rec);
         assert_eq!(rec.texts(), vec!["a"]);
         let key = rec.lines[0].0;
-        // As inotify reports a write within a tick of the last read (a read
-        // "in the future" keeps this independent of the machine's speed).
+        (d, log, t, rec, key)
+    }
+
+    /// As if `key` was read a moment ago (a read "in the future" keeps the
+    /// tests independent of the machine's speed).
+    fn read_just_now(t: &mut Tailer, key: FileKey) {
+        t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_file_read_within_the_last_tick_is_read_on_the_next_exactly_once() {
+        let (_dir, log, mut t, mut rec, key) = inotify_tailer_after_a();
+        // As inotify reports a write within a tick of the last read.
         let written_right_after_a_read = |t: &mut Tailer, line: &str| {
             append(&log, line);
             t.dirty.push(key);
-            t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+            read_just_now(t, key);
         };
         written_right_after_a_read(&mut t, "b\n");
         t.pass(&mut rec);
@@ -1030,18 +1042,7 @@ mod tests {
 
     #[test]
     fn a_busy_file_is_read_without_write_events_until_it_goes_quiet() {
-        let d = tempfile::tempdir().unwrap();
-        let log = d.path().join("0.log");
-        append(&log, "a\n");
-        let cfg = TailConfig {
-            poll_interval: Duration::from_secs(3600),
-            force_polling: false,
-            ..config(d.path())
-        };
-        let mut t = Tailer::new(cfg, Vec::new());
-        let mut rec = Recorder::default();
-        t.pass(&mut rec);
-        let key = rec.lines[0].0;
+        let (d, log, mut t, mut rec, key) = inotify_tailer_after_a();
         // The runtime keeps the file open (no IN_CLOSE_WRITE per line).
         let mut runtime = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let mut write = |text: &str| runtime.write_all(text.as_bytes()).unwrap();
@@ -1066,7 +1067,7 @@ mod tests {
         // Written again right after a read: put off, and polled.
         write("b\n");
         t.wait(Duration::from_secs(1));
-        t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+        read_just_now(&mut t, key);
         t.pass(&mut rec);
         assert!(t.polled.contains_key(&key));
         // Its writes queue no event now, and it is read all the same.
@@ -1090,7 +1091,7 @@ mod tests {
         // so are the runtime's last writes to the old one.
         write("e\n");
         t.wait(Duration::from_secs(1));
-        t.files.get_mut(&key).unwrap().read_at = Some(Instant::now() + Duration::from_secs(60));
+        read_just_now(&mut t, key);
         t.pass(&mut rec);
         assert!(t.polled.contains_key(&key));
         std::fs::rename(&log, d.path().join("0.log.1")).unwrap();
