@@ -604,6 +604,7 @@ impl TailLoop {
         // Nothing changed (an idle node): no snapshot of thousands of files
         // every interval. Still one now and then, so a state file deleted
         // behind the agent's back comes back within a minute or so.
+        let changed;
         let tracker = {
             let t = self.tracker.lock();
             let now = (tailer.changes(), t.changes());
@@ -619,6 +620,7 @@ impl TailLoop {
                 self.metrics.agent.checkpoint_writes.inc();
                 return;
             }
+            changed = st.snapshot_of != Some(now);
             st.snapshot_of = Some(now);
             st.skipped = 0;
             t.snapshot()
@@ -629,9 +631,9 @@ impl TailLoop {
             retained: tailer.retained(),
         };
         match (stopping, st.writer.take()) {
-            (true, Some(w)) => w.finish(snap),
+            (true, Some(w)) => w.finish(snap, changed),
             (false, Some(w)) => {
-                w.submit(snap);
+                w.submit(snap, changed);
                 st.writer = Some(w);
             }
             (_, None) => {}

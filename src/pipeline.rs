@@ -36,6 +36,10 @@ use crate::tail::{FileId, FileKey, FilePosition, ReadErrorReason, TailSink};
 use crate::time::Timestamp;
 use crate::timeline::{RequestsCell, SharedTracker};
 
+/// How far a settled pod's record clock may lag its files (see
+/// [`Pipeline::advance_clocks`]): one second of record time.
+const SETTLED_CLOCK_STEP: Timestamp = Timestamp(1_000_000_000);
+
 /// Per-file state between lines.
 struct FileConsumer {
     pod: PodRef,
@@ -340,7 +344,7 @@ impl Pipeline {
             let line = &block[start..nl];
             lines += 1;
             scan.forget_behind(start);
-            let skip = !scan.must_decode(c, line, cap)
+            let skip = !scan.must_decode(line, cap)
                 && scan.skippable(c, framer, scratch, start, nl, &mut run);
             if !skip {
                 flush_skipped(c, &mut observer, &mut run);
@@ -406,21 +410,42 @@ impl Pipeline {
     }
 
     /// Moves each pod's record clock to its files' newest timestamp (end of a pass).
+    ///
+    /// While nothing of the pod closes when quiet (its published answer says
+    /// requests do not matter: no open gap or outage), the clock only moves
+    /// once per [`SETTLED_CLOCK_STEP`] of record time: then all it feeds is
+    /// the pod's newest-record time, and a pod lookup per busy file per pass
+    /// was a twentieth of the agent's CPU at 500 busy pods. The event that
+    /// opens a gap or outage moves the clock itself, and from then on every
+    /// pass does; closing a file moves it to the end.
     pub fn advance_clocks(&mut self) {
         if self.touched.is_empty() {
             return;
         }
-        let mut t = self.tracker.lock();
+        let mut tracker = None;
         for key in self.touched.drain(..) {
             let Some(c) = self.consumers.get_mut(&key) else {
                 continue; // closed since (and advanced then)
             };
             c.touched = false;
-            if let Some(ts) = c.last_ts {
-                if c.advanced_to.is_none_or(|a| ts > a) {
-                    t.advance(&c.pod, ts);
-                    c.advanced_to = Some(ts);
+            let Some(ts) = c.last_ts else { continue };
+            let due = match c.advanced_to {
+                None => true,
+                Some(a) if ts <= a => false,
+                Some(a) => {
+                    let settled = c
+                        .requests
+                        .as_ref()
+                        .and_then(|r| r.get())
+                        .is_some_and(|u| u.is_some());
+                    !settled || ts.0 - a.0 >= SETTLED_CLOCK_STEP.0
                 }
+            };
+            if due {
+                tracker
+                    .get_or_insert_with(|| self.tracker.lock())
+                    .advance(&c.pod, ts);
+                c.advanced_to = Some(ts);
             }
         }
     }
@@ -500,12 +525,10 @@ impl<'a> BlockScan<'a> {
     }
 
     /// Lines decoded whatever the literals say: the observer wants them,
-    /// longer than the cap, inside an open fold, or holding a NUL.
-    fn must_decode(&self, c: &FileConsumer, line: &[u8], cap: usize) -> bool {
-        self.wants_all
-            || line.len() > cap
-            || c.classify.has_open_fold()
-            || (self.has_nul && memchr::memchr(0, line).is_some())
+    /// longer than the cap, or holding a NUL. (One that may belong to an
+    /// open fold, or close one, is decoded too: see `skippable`.)
+    fn must_decode(&self, line: &[u8], cap: usize) -> bool {
+        self.wants_all || line.len() > cap || (self.has_nul && memchr::memchr(0, line).is_some())
     }
 
     /// Whether the line `start..nl` can be skipped: no literal hit, plainly
@@ -531,7 +554,7 @@ impl<'a> BlockScan<'a> {
         let Some(frame) = frame_of(c, framer, &block[start..nl]) else {
             return false;
         };
-        if frame.partial {
+        if frame.partial || c.classify.fold_concerns(frame.stream, frame.ts) {
             return false;
         }
         let json = looks_like_json(frame.message);
@@ -670,5 +693,65 @@ impl TailSink for Pipeline {
 
     fn read_error(&mut self, _path: &Path, reason: ReadErrorReason) {
         *self.counts.read_errors.entry(reason.as_str()).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::{TimelineConfig, Tracker};
+
+    const DB_ERROR: &str = "\x1b[92m10:15:02 - LiteLLM Proxy:ERROR\x1b[0m: utils.py:2721 - LiteLLM Prisma Client Exception get_generic_data: All connection attempts failed";
+    const ORDINARY: &str =
+        "LiteLLM Proxy:INFO: proxy_server.py:4012 - Request received for model=gpt-4o-mini";
+    const START: &str = "INFO:     Uvicorn running on http://0.0.0.0:4000 (Press CTRL+C to quit)";
+
+    /// A pass over one file: `msg` at `at`, then the end-of-pass clock move.
+    fn pass(p: &mut Pipeline, key: FileKey, at: Timestamp, msg: &str) {
+        let line = format!("{at} stderr F {msg}\n");
+        assert_eq!(p.block(key, line.as_bytes(), 1 << 20), 1);
+        p.advance_clocks();
+    }
+
+    #[test]
+    fn a_settled_pods_clock_moves_once_a_second_and_on_every_pass_while_a_gap_is_open() {
+        let tracker = SharedTracker::new(Tracker::new(TimelineConfig::default()));
+        let rules = Arc::new(RulePack::builtin().expect("built-in pack"));
+        let mut p = Pipeline::new(rules, tracker.clone(), 1 << 20, Vec::new());
+        let (pod, other) = (
+            PodRef::new("llm", "litellm-0"),
+            PodRef::new("llm", "litellm-1"),
+        );
+        let (key, other_key) = (FileKey { dev: 1, ino: 1 }, FileKey { dev: 1, ino: 2 });
+        p.open(key, None, pod.clone());
+        p.open(other_key, None, other.clone());
+        // Whole seconds: the line's text carries them exactly.
+        let t0 = Timestamp((Timestamp::now().0 / 1_000_000_000 - 100) * 1_000_000_000);
+        let at = |s: f64| t0.plus_secs(s);
+        let clock = |pod: &PodRef| tracker.lock().pod(pod).and_then(|p| p.last_record_at);
+        let settled = |pod: &PodRef| tracker.lock().requests_matter_until(pod).is_some();
+
+        pass(&mut p, key, at(0.0), DB_ERROR);
+        assert!(settled(&pod), "a DB error alone opens nothing");
+        assert_eq!(clock(&pod), Some(at(0.0)));
+        // Settled: the clock lags its file by less than a second of record time.
+        pass(&mut p, key, at(0.3), ORDINARY);
+        assert_eq!(clock(&pod), Some(at(0.0)));
+        pass(&mut p, key, at(1.2), ORDINARY);
+        assert_eq!(clock(&pod), Some(at(1.2)));
+        pass(&mut p, key, at(1.5), ORDINARY);
+        assert_eq!(clock(&pod), Some(at(1.2)));
+        // A start opens a gap that closes when quiet: every pass moves the clock.
+        pass(&mut p, key, at(2.0), START);
+        assert!(!settled(&pod), "the proxy start opens a gap");
+        assert_eq!(clock(&pod), Some(at(2.0)));
+        pass(&mut p, key, at(2.1), ORDINARY);
+        assert_eq!(clock(&pod), Some(at(2.1)));
+        // Closing a file moves its pod's clock to the file's newest record.
+        pass(&mut p, other_key, at(0.0), DB_ERROR);
+        pass(&mut p, other_key, at(0.5), ORDINARY);
+        assert_eq!(clock(&other), Some(at(0.0)));
+        p.close(other_key);
+        assert_eq!(clock(&other), Some(at(0.5)));
     }
 }

@@ -223,21 +223,25 @@ impl Checkpointer {
         }
     }
 
-    /// Writes `snap` unless the file on disk already holds it. The snapshot
-    /// is streamed (into a digest, then, when it changed, into the file):
+    /// Writes `snap` unless the file on disk already holds it. `changed`:
+    /// the caller knows the state moved since the last snapshot (offsets
+    /// read on), so it is written without first hashing it to compare. The
+    /// snapshot is streamed (into a digest, into the file, or both at once):
     /// never held serialised in memory, which for thousands of files was
     /// the agent's largest allocation.
-    pub fn save(&mut self, snap: &Snapshot) -> Result<Saved, StateError> {
-        let digest = digest_of(&self.path, snap)?;
-        let on_disk = file_identity(&self.path);
-        if self
-            .last
-            .is_some_and(|(d, id)| d == digest && on_disk == Some(id))
-        {
-            return Ok(Saved::Unchanged);
+    pub fn save(&mut self, snap: &Snapshot, changed: bool) -> Result<Saved, StateError> {
+        if !changed {
+            let digest = digest_of(&self.path, snap)?;
+            let on_disk = file_identity(&self.path);
+            if self
+                .last
+                .is_some_and(|(d, id)| d == digest && on_disk == Some(id))
+            {
+                return Ok(Saved::Unchanged);
+            }
         }
         self.last = None;
-        save(&self.path, snap)?;
+        let digest = save_hashed(&self.path, snap)?;
         self.last = file_identity(&self.path).map(|id| (digest, id));
         Ok(Saved::Written)
     }
@@ -249,30 +253,55 @@ impl Checkpointer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Digest(u64, u64);
 
-/// A writer that only hashes what goes through it.
-struct Hashing(std::hash::DefaultHasher, u64);
+/// A writer that hashes what goes through it into `W` (`io::Sink`: only hashes).
+struct Hashing<W> {
+    inner: W,
+    hasher: std::hash::DefaultHasher,
+    len: u64,
+}
 
-impl Write for Hashing {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use std::hash::Hasher;
-        self.0.write(buf);
-        self.1 += buf.len() as u64;
-        Ok(buf.len())
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hasher: std::hash::DefaultHasher::new(),
+            len: 0,
+        }
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    fn digest(&self) -> Digest {
+        use std::hash::Hasher;
+        Digest(self.hasher.finish(), self.len)
     }
 }
 
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::hash::Hasher;
+        let n = self.inner.write(buf)?;
+        self.hasher.write(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Serialised through a buffer: the hasher sees a few large writes, not
+/// one per JSON token.
+const SERIALISE_BUF: usize = 64 * 1024;
+
 fn digest_of(path: &Path, snap: &Snapshot) -> Result<Digest, StateError> {
-    use std::hash::Hasher;
-    let mut h = Hashing(std::hash::DefaultHasher::new(), 0);
-    write_tagged(&mut h, snap).map_err(|source| StateError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(Digest(h.0.finish(), h.1))
+    let mut w = std::io::BufWriter::with_capacity(SERIALISE_BUF, Hashing::new(std::io::sink()));
+    write_tagged(&mut w, snap)
+        .and_then(|()| w.flush())
+        .map_err(|source| StateError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(w.get_ref().digest())
 }
 
 /// The snapshot as JSON, tagged with this build's layout version.
@@ -298,6 +327,11 @@ fn state_dir(path: &Path) -> &Path {
 /// target, never readable by others even for a moment), fsync, rename over
 /// the state file, fsync of the directory.
 pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
+    save_hashed(path, snap).map(|_| ())
+}
+
+/// [`save`], returning the digest of what it wrote.
+fn save_hashed(path: &Path, snap: &Snapshot) -> Result<Digest, StateError> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -324,14 +358,16 @@ pub fn save(path: &Path, snap: &Snapshot) -> Result<(), StateError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&tmp)
         .map_err(err)?;
-    let mut write = || -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut f);
+    let mut write = || -> std::io::Result<Digest> {
+        let mut w = std::io::BufWriter::with_capacity(SERIALISE_BUF, Hashing::new(&mut f));
         write_tagged(&mut w, snap)?;
         w.flush()?;
+        let digest = w.get_ref().digest();
         drop(w);
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(digest)
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -743,23 +779,35 @@ mod tests {
         let p = d.path().join("state.json");
         let mut c = Checkpointer::new(&p);
         let mut snap = Snapshot::default();
-        assert_eq!(c.save(&snap).unwrap(), Saved::Written);
-        assert_eq!(c.save(&snap).unwrap(), Saved::Unchanged);
+        assert_eq!(c.save(&snap, false).unwrap(), Saved::Written);
+        assert_eq!(c.save(&snap, false).unwrap(), Saved::Unchanged);
         snap.tracker.pods_dropped = 1;
-        assert_eq!(c.save(&snap).unwrap(), Saved::Written);
+        assert_eq!(c.save(&snap, false).unwrap(), Saved::Written);
         assert_eq!(load(&p).unwrap().unwrap().tracker.pods_dropped, 1);
-        assert_eq!(c.save(&snap).unwrap(), Saved::Unchanged);
+        assert_eq!(c.save(&snap, false).unwrap(), Saved::Unchanged);
         std::fs::remove_file(&p).unwrap();
         assert_eq!(
-            c.save(&snap).unwrap(),
+            c.save(&snap, false).unwrap(),
             Saved::Written,
             "deleted: written again"
         );
         assert!(p.exists());
+        // Known changed: written without comparing, and the digest taken
+        // while writing is what the next comparison finds.
+        snap.tracker.pods_dropped = 2;
+        assert_eq!(c.save(&snap, true).unwrap(), Saved::Written);
+        assert_eq!(load(&p).unwrap().unwrap().tracker.pods_dropped, 2);
+        assert_eq!(c.save(&snap, false).unwrap(), Saved::Unchanged);
+        assert_eq!(
+            c.save(&snap, true).unwrap(),
+            Saved::Written,
+            "told it changed"
+        );
         // A failed write is not remembered as written.
         let mut bad = Checkpointer::new(d.path().join("missing-dir/state.json"));
-        assert!(bad.save(&snap).is_err());
-        assert!(bad.save(&snap).is_err());
+        assert!(bad.save(&snap, false).is_err());
+        assert!(bad.save(&snap, true).is_err());
+        assert!(bad.save(&snap, false).is_err());
     }
 
     #[test]

@@ -107,8 +107,34 @@ impl ClassifyState {
 
     /// True when a traceback is being folded in some stream (its event may
     /// still be pending; see [`RulePack::finish`]).
+    #[cfg(test)]
     pub(crate) fn has_open_fold(&self) -> bool {
         self.stdout.fold.is_some() || self.stderr.fold.is_some() || self.unknown.fold.is_some()
+    }
+
+    /// Whether a record of `stream` at `ts` can change a fold: its own
+    /// stream's fold is open (the record may belong to it), or it is more
+    /// than [`FOLD_SETTLE_NANOS`] newer than another stream's open fold
+    /// (which it closes, see [`close_stale_folds`]). A record that cannot
+    /// is classified as if no fold were open: the scanner may skip it on
+    /// its literals alone. (After a DB error on stderr, the stdout access
+    /// lines up to the next stderr line were all decoded: 7 % of a busy
+    /// pod's lines.)
+    pub(crate) fn fold_concerns(&self, stream: Stream, ts: Option<Timestamp>) -> bool {
+        [
+            (Stream::Stdout, &self.stdout),
+            (Stream::Stderr, &self.stderr),
+            (Stream::Unknown, &self.unknown),
+        ]
+        .iter()
+        .any(|(s, st)| {
+            st.fold.is_some()
+                && (*s == stream
+                    || ts.is_some_and(|now| {
+                        st.fold_last_ts
+                            .is_some_and(|l| now.0.saturating_sub(l.0) > FOLD_SETTLE_NANOS)
+                    }))
+        })
     }
 }
 

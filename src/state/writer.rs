@@ -15,8 +15,19 @@ use crate::sync::lock;
 /// What the writer thread is told to do.
 #[derive(Default)]
 struct Queue {
-    next: Option<Snapshot>,
+    /// The snapshot to write, and whether the state is known to have
+    /// changed since the last one written (see [`Checkpointer::save`]).
+    next: Option<(Snapshot, bool)>,
     stop: bool,
+}
+
+impl Queue {
+    /// Queues `snap`, replacing one not written yet: a change the replaced
+    /// one carried is still unwritten.
+    fn put(&mut self, snap: Snapshot, changed: bool) {
+        let changed = changed || self.next.as_ref().is_some_and(|(_, c)| *c);
+        self.next = Some((snap, changed));
+    }
 }
 
 /// The handle of the checkpoint thread.
@@ -38,8 +49,8 @@ impl CheckpointWriter {
             .name("checkpoint".into())
             .spawn(move || {
                 let mut checkpointer = Checkpointer::new(path);
-                while let Some(snap) = next(&theirs) {
-                    done(checkpointer.save(&snap));
+                while let Some((snap, changed)) = next(&theirs) {
+                    done(checkpointer.save(&snap, changed));
                 }
             })?;
         Ok(CheckpointWriter {
@@ -48,20 +59,22 @@ impl CheckpointWriter {
         })
     }
 
-    /// Queues `snap`, replacing one not written yet.
-    pub(crate) fn submit(&self, snap: Snapshot) {
+    /// Queues `snap`, replacing one not written yet. `changed`: the state
+    /// moved since the last snapshot submitted (it is then written without
+    /// first being compared with the file).
+    pub(crate) fn submit(&self, snap: Snapshot, changed: bool) {
         let (q, ready) = &*self.queue;
-        lock(q).next = Some(snap);
+        lock(q).put(snap, changed);
         ready.notify_one();
     }
 
     /// Writes `last` (after anything queued is superseded by it) and waits
     /// until it is on disk and the thread has ended.
-    pub(crate) fn finish(mut self, last: Snapshot) {
+    pub(crate) fn finish(mut self, last: Snapshot, changed: bool) {
         let (q, ready) = &*self.queue;
         {
             let mut q = lock(q);
-            q.next = Some(last);
+            q.put(last, changed);
             q.stop = true;
         }
         ready.notify_one();
@@ -76,7 +89,7 @@ impl CheckpointWriter {
 }
 
 /// Waits for the next snapshot; None once stopped with nothing left.
-fn next(queue: &(Mutex<Queue>, Condvar)) -> Option<Snapshot> {
+fn next(queue: &(Mutex<Queue>, Condvar)) -> Option<(Snapshot, bool)> {
     let (q, ready) = queue;
     let mut q = lock(q);
     loop {
@@ -115,14 +128,24 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let w =
             CheckpointWriter::spawn(path.clone(), move |r| tx.send(r.is_ok()).unwrap()).unwrap();
-        w.submit(Snapshot::default());
+        w.submit(Snapshot::default(), true);
         assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(true));
         assert!(path.exists());
         let mut last = Snapshot::default();
         last.tracker.pods_dropped = 7;
-        w.finish(last);
+        w.finish(last, true);
         let loaded = crate::state::load(&path).unwrap().unwrap();
         assert_eq!(loaded.tracker.pods_dropped, 7);
+    }
+
+    #[test]
+    fn a_replaced_snapshot_passes_on_that_the_state_changed() {
+        let mut q = Queue::default();
+        q.put(Snapshot::default(), true);
+        q.put(Snapshot::default(), false);
+        assert!(q.next.take().is_some_and(|(_, changed)| changed));
+        q.put(Snapshot::default(), false);
+        assert!(q.next.take().is_some_and(|(_, changed)| !changed));
     }
 
     #[test]
@@ -133,8 +156,8 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let (tx, rx) = mpsc::channel();
         let w = CheckpointWriter::spawn(path, move |r| tx.send(r.is_ok()).unwrap()).unwrap();
-        w.submit(Snapshot::default());
+        w.submit(Snapshot::default(), false);
         assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(false));
-        w.finish(Snapshot::default());
+        w.finish(Snapshot::default(), false);
     }
 }

@@ -162,6 +162,9 @@ pub(crate) struct TailedFile {
     /// No other followed file shares its directory (as of the last scan):
     /// only then may the directory's write events be turned off.
     pub alone_in_dir: bool,
+    /// The last pass whose read list named this file: a key listed twice in
+    /// one pass (written to and polled, put off and polled) is read once.
+    pub seen_in_pass: u64,
 }
 
 /// What one read pass of a file found.
@@ -205,6 +208,7 @@ impl TailedFile {
             guard: [0; GUARD_BYTES],
             guard_len: 0,
             read_at: None,
+            seen_in_pass: 0,
             alone_in_dir: false,
         })
     }

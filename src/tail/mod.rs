@@ -133,6 +133,8 @@ pub struct Tailer {
     /// Size and ctime of the followed files as the last scan stat'ed them.
     scan_sizes: FxHashMap<FileKey, (u64, (i64, i64))>,
     full_passes: u32,
+    /// Counts passes (see [`TailedFile::seen_in_pass`]); 0 is never a pass.
+    pass_no: u64,
     next_full_pass: Instant,
     /// When the last pass started (see `wake::TICK`).
     last_pass: Instant,
@@ -185,6 +187,7 @@ impl Tailer {
             rescan: true,
             scan_sizes: FxHashMap::default(),
             full_passes: 0,
+            pass_no: 0,
             next_full_pass: Instant::now(),
             last_pass: Instant::now(),
             changes: 0,
@@ -298,16 +301,17 @@ impl Tailer {
         };
         self.dirty.clear();
         self.dirty_unknown.clear();
-        let mut keys = keys;
-        keys.sort_unstable();
-        keys.dedup();
+        // A key may be listed more than once (written to and polled, put off
+        // and polled): `read_listed` reads each once per pass, by a stamp
+        // (sorting the list to drop repeats cost more).
+        self.pass_no += 1;
         // Files stopped at the read budget are read on, however recently.
         let backlog = std::mem::take(&mut self.backlog);
         let may_defer = !full && !structural;
         let read_any = !keys.is_empty();
         for key in keys {
             let defer = may_defer && (backlog.is_empty() || !backlog.contains(&key));
-            self.read_file(key, full, defer, sink);
+            self.read_listed(key, full, defer, sink);
         }
         self.stats.files_watched = self.files.len();
         // From the sizes the reads saw (no fstat here: on every pass this sum
@@ -317,6 +321,22 @@ impl Tailer {
         if full || structural || read_any {
             self.stats.lag_bytes = self.files.values().map(|f| f.known_lag()).sum();
         }
+    }
+
+    /// [`Tailer::read_file`] for a key of the pass's list, unless the list
+    /// named it before.
+    fn read_listed<S: TailSink + ?Sized>(
+        &mut self,
+        key: FileKey,
+        full: bool,
+        defer: bool,
+        sink: &mut S,
+    ) {
+        match self.files.get_mut(&key) {
+            Some(f) if f.seen_in_pass != self.pass_no => f.seen_in_pass = self.pass_no,
+            _ => return,
+        }
+        self.read_file(key, full, defer, sink);
     }
 
     /// Reads what is new in one file. `full`: on a full pass, where a
