@@ -38,7 +38,7 @@ use crate::timeline::{RequestsCell, SharedTracker};
 
 /// How far a settled pod's record clock may lag its files (see
 /// [`Pipeline::advance_clocks`]): one second of record time.
-const SETTLED_CLOCK_STEP: Timestamp = Timestamp(1_000_000_000);
+const SETTLED_CLOCK_STEP_NANOS: i64 = 1_000_000_000;
 
 /// Per-file state between lines.
 struct FileConsumer {
@@ -81,6 +81,13 @@ impl FileConsumer {
             Some(until) => until,
             None => t.requests_matter_until(&self.pod),
         }
+    }
+
+    /// The pod's published answer says requests do not matter now: no gap
+    /// or outage is open, nothing closes when quiet.
+    fn settled(&self) -> bool {
+        let published = self.requests.as_ref().and_then(|r| r.get());
+        published.is_some_and(|until| until.is_some())
     }
 
     /// The decoder, and the sink its records go to (disjoint borrows of the consumer).
@@ -413,7 +420,7 @@ impl Pipeline {
     ///
     /// While nothing of the pod closes when quiet (its published answer says
     /// requests do not matter: no open gap or outage), the clock only moves
-    /// once per [`SETTLED_CLOCK_STEP`] of record time: then all it feeds is
+    /// once per [`SETTLED_CLOCK_STEP_NANOS`] of record time: then all it feeds is
     /// the pod's newest-record time, and a pod lookup per busy file per pass
     /// was a twentieth of the agent's CPU at 500 busy pods. The event that
     /// opens a gap or outage moves the clock itself, and from then on every
@@ -432,14 +439,7 @@ impl Pipeline {
             let due = match c.advanced_to {
                 None => true,
                 Some(a) if ts <= a => false,
-                Some(a) => {
-                    let settled = c
-                        .requests
-                        .as_ref()
-                        .and_then(|r| r.get())
-                        .is_some_and(|u| u.is_some());
-                    !settled || ts.0 - a.0 >= SETTLED_CLOCK_STEP.0
-                }
+                Some(a) => !c.settled() || ts.0.saturating_sub(a.0) >= SETTLED_CLOCK_STEP_NANOS,
             };
             if due {
                 tracker

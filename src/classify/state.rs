@@ -118,8 +118,8 @@ impl ClassifyState {
     /// (which it closes, see [`close_stale_folds`]). A record that cannot
     /// is classified as if no fold were open: the scanner may skip it on
     /// its literals alone. (After a DB error on stderr, the stdout access
-    /// lines up to the next stderr line were all decoded: 7 % of a busy
-    /// pod's lines.)
+    /// lines up to the next stderr line were all decoded: 7 % of the lines
+    /// of `bench/live.sh`'s mix.)
     pub(crate) fn fold_concerns(&self, stream: Stream, ts: Option<Timestamp>) -> bool {
         [
             (Stream::Stdout, &self.stdout),
