@@ -3,8 +3,10 @@
 //! Every write to a watched directory queues an IN_MODIFY event, and reading
 //! and routing those was a sixth of the agent's CPU at 500 busy pods. A file
 //! that is read every other tick anyway (see [`super::BUSY_REREAD`]) gains
-//! nothing from them: while it stays busy, its directory's IN_MODIFY is
-//! turned off and the file is read on every pass it is due. The first read
+//! nothing from them: while it stays busy, its directory's IN_MODIFY and
+//! IN_CLOSE_WRITE are turned off (with no event a child can raise in the
+//! mask, the kernel also stops touching the directory on every read and
+//! write of the file) and the file is read on every pass it is due. The first read
 //! that comes back empty turns the events on again and reads once more (a
 //! write in between raised no event). Only a file alone in its directory is
 //! polled, and a rescan (a rotation, a new pod) re-arms any directory whose

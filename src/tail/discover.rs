@@ -546,19 +546,24 @@ impl DirWatcher {
         errors
     }
 
-    /// Stops (`hear` false) or restarts IN_MODIFY events for a watched
-    /// directory: while its one file is read on the busy cadence anyway,
-    /// an event per write (5,000 a second at 500 busy pods) is pure cost.
-    /// Names appearing, vanishing or moving, and IN_CLOSE_WRITE, are heard
-    /// either way. False when `dir` has no watch or the kernel refused:
-    /// then writes stay heard.
+    /// Stops (`hear` false) or restarts a watched directory's events about
+    /// its files' contents (IN_MODIFY, IN_CLOSE_WRITE): while its one file
+    /// is read on the busy cadence anyway, an event per write (5,000 a
+    /// second at 500 busy pods) is pure cost. Both go, not only IN_MODIFY:
+    /// while a directory's mask holds any event a child can raise, the
+    /// kernel takes and drops a reference on the directory for every read
+    /// and write of each file in it (`__fsnotify_parent`), our own `pread`s
+    /// included. Names appearing, vanishing or moving are heard either way.
+    /// False when `dir` has no watch or the kernel refused: then writes
+    /// stay heard.
     pub(crate) fn hear_writes(&mut self, dir: &Path, hear: bool) -> bool {
         let Some(wd) = self.watched.get(dir).cloned() else {
             return false;
         };
         let mask = match hear {
             true => watch_mask(),
-            false => watch_mask().difference(inotify::WatchMask::MODIFY),
+            false => watch_mask()
+                .difference(inotify::WatchMask::MODIFY | inotify::WatchMask::CLOSE_WRITE),
         };
         match self.inotify.watches().add(dir, mask) {
             Ok(same) if same == wd => true,
