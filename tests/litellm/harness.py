@@ -52,10 +52,35 @@ def rfc3339(t: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port OUTSIDE the kernel's ephemeral range.
+
+    Prisma picks the query engine's port with bind(0) while LiteLLM starts,
+    before Uvicorn binds the proxy's port: a proxy port taken from the same
+    ephemeral pool was once handed to the engine first (the proxy died with
+    EADDRINUSE and the harness talked to the engine). Ports below the
+    ephemeral range are never handed out by bind(0) or connect().
+    """
+    lo, hi = _ephemeral_range()
+    start, end = (10000, lo) if lo - 10000 >= 1000 else (hi + 1, 65536)
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(start, end)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found outside the ephemeral range {lo}-{hi}")
 
 
 def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
@@ -652,6 +677,11 @@ class Run:
                     wait_for(lambda: now() >= kill_base + sc.kill_after_bind,
                              sc.kill_after_bind + 5, "kill time", 0.05)
                     live = [b for b in self.binds() if _alive(b["pid"])]
+                    if not live:
+                        raise RuntimeError(
+                            f"no live query engine to kill {sc.kill_after_bind} s after the first "
+                            f"bind: engine events in {self.events}, proxy output in "
+                            f"{self.out / 'output.txt'}")
                     target = live[-1]
                     kill = {"pid": target["pid"], "port": target["port"], "at": now()}
                     os.kill(target["pid"], signal.SIGKILL)

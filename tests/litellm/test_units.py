@@ -129,6 +129,16 @@ class Capture(unittest.TestCase):
             self.assertEqual(len(recs[0].split(b" ", 3)[3]), harness.CRI_MAX_LINE)
 
 
+class Ports(unittest.TestCase):
+    def test_harness_ports_never_come_from_the_ephemeral_pool(self):
+        # Prisma gives the engine a bind(0) port while the proxy starts: a
+        # harness port from that pool once collided with it.
+        lo, hi = harness._ephemeral_range()
+        ports = {harness.free_port() for _ in range(50)}
+        self.assertTrue(all(not lo <= p <= hi for p in ports), (lo, hi, sorted(ports)))
+        self.assertGreater(len(ports), 40)
+
+
 class SchemaTopUp(unittest.TestCase):
     def test_missing_table_enum_and_column(self):
         with tempfile.NamedTemporaryFile("w", suffix=".prisma", delete=False) as f:
