@@ -228,8 +228,16 @@ fn flooding_pod_cannot_starve_another_pod_or_the_checkpoint() {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
+    // The flood is sized to the reader: the writer keeps LEAD bytes ahead of
+    // what the agent has read, however fast it reads (a debug build decodes
+    // these lines at a few MB/s, a release build at well over 100 MB/s: a
+    // fixed rate either floods a debug agent or lets a release one keep up).
+    // MAX_FLOOD bounds the disk it takes if an agent reads faster still.
+    const LEAD: u64 = 96_000_000;
+    const MAX_FLOOD: u64 = 3_000_000_000;
     let writer = {
-        let (stop, written, flood) = (stop.clone(), written.clone(), flood.clone());
+        let (stop, written, flood, addr) =
+            (stop.clone(), written.clone(), flood.clone(), agent.addr);
         std::thread::spawn(move || {
             let t = support::now_ts();
             // JSON_LOGS lines with a `\u` escape (Python's json.dumps writes
@@ -242,13 +250,18 @@ fn flooding_pod_cannot_starve_another_pod_or_the_checkpoint() {
                 .append(true)
                 .open(&flood)
                 .expect("flood");
-            let end = Instant::now() + Duration::from_secs(20);
-            // ~100 MB/s at most, far more than a debug build decodes (`make
-            // test`; a release build keeps up with it, and fails this test).
+            let end = Instant::now() + Duration::from_secs(30);
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                std::io::Write::write_all(&mut f, chunk.as_bytes()).expect("write");
-                written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(8));
+                let read = support::http_get(addr, "/metrics")
+                    .and_then(|(_, body)| {
+                        support::metric(&body, "litellm_sentinel_bytes_read_total", &[])
+                    })
+                    .unwrap_or(0.0) as u64;
+                while written.load(Ordering::Relaxed) < (read + LEAD).min(MAX_FLOOD) {
+                    std::io::Write::write_all(&mut f, chunk.as_bytes()).expect("write");
+                    written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
         })
     };
@@ -277,7 +290,8 @@ fn flooding_pod_cannot_starve_another_pod_or_the_checkpoint() {
     writer.join().expect("writer");
     assert!(
         behind > 0.0,
-        "the flood was read up: the test did not flood"
+        "the flood was read up: the test did not flood (the agent read more than \
+         {MAX_FLOOD} bytes before the checks were done)"
     );
 }
 
