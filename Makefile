@@ -3,7 +3,7 @@
 #   make demo-stack   the same, scraped by a real Prometheus with the shipped alerts
 #   make image  the OCI image (FROM scratch, static musl binary)
 #   make test   installs what the tests need (Debian packages), then runs every test
-.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live bench-floor bench-scan fuzz-build fuzz
+.PHONY: demo demo-stack demo-stack-test test deps fmt-check clippy unit manifests manifests-gen inject-validate e2e musl-bin image image-test test-litellm test-litellm-full bench bench-compare bench-compare-full bench-live bench-live-image bench-floor bench-scan fuzz-build fuzz
 
 CARGO ?= cargo
 
@@ -61,9 +61,11 @@ fuzz:
 # so the musl release build never waits on the debug build's lock.
 MUSL_TARGET = x86_64-unknown-linux-musl
 MUSL_BIN = target-musl/$(MUSL_TARGET)/release/litellm-sentinel
-image:
+musl-bin:
 	rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
 	$(CARGO) build --release --locked --target $(MUSL_TARGET) --target-dir target-musl
+
+image: musl-bin
 	bash scripts/build-image.sh $(MUSL_BIN)
 
 image-test: image
@@ -110,6 +112,11 @@ bench-compare-full:
 # append -> /metrics p99, syscalls per line (strace), rename rotation, peak RSS.
 bench-live:
 	bash bench/live.sh
+
+# The same, on the binary the image ships (static musl: its allocator gives
+# another RSS than glibc's).
+bench-live-image: musl-bin
+	SENTINEL_BIN=$(CURDIR)/$(MUSL_BIN) bash bench/live.sh
 
 # The kernel's share of bench-live's load: one pread per file per tick, nothing else.
 bench-floor:

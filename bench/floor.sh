@@ -7,8 +7,8 @@
 #
 #   FLOOR_FILES=500 FLOOR_SECONDS=30 FLOOR_TICK_MS=100 bash bench/floor.sh
 #
-# FLOOR_TICK_MS=150 reads each file as often as the agent reads a file
-# written continuously (every other 75 ms tick).
+# FLOOR_TICK_MS=180 reads each file as often as the agent reads a file
+# written continuously (every other 90 ms tick).
 #
 # CPU from /proc/<pid>/schedstat (run time in ns, exact) and from
 # /proc/<pid>/stat (clock ticks, what bench/live.sh uses), over the middle

@@ -86,12 +86,12 @@ const DRAIN_IDLE_PASSES: u32 = 2;
 
 /// A file whose last read delivered bytes less than this long ago is not
 /// read on this tick but on the next: a file written continuously is read
-/// every other tick (every ~150 ms, one `pread` for twice the lines: the
+/// every other tick (every ~180 ms, one `pread` for twice the lines: the
 /// kernel's read path was half the agent's CPU under load), while the first
 /// write after a pause is still read within one tick. Between one and two
 /// ticks (`wake::TICK`), so that ticks a little late or early do not change
 /// the cadence.
-const BUSY_REREAD: Duration = Duration::from_millis(110);
+const BUSY_REREAD: Duration = Duration::from_millis(130);
 
 /// Follows every file matching the globs.
 pub struct Tailer {
