@@ -143,11 +143,6 @@ async fn first_engine_outcome(url: String, timeout: Duration) -> ProbeOutcome {
     o
 }
 
-fn unused_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 // ---------------------------------------------------------------- engine
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +236,7 @@ async fn engine_wrong_body_is_bad_body() {
 #[tokio::test]
 async fn nothing_listening_is_refused() {
     let o = first_engine_outcome(
-        format!("http://127.0.0.1:{}", unused_port()),
+        format!("http://127.0.0.1:{}", crate::support::free_port()),
         Duration::from_secs(2),
     )
     .await;
@@ -588,7 +583,7 @@ async fn readiness_without_a_version_is_up_with_the_version_unknown() {
 #[tokio::test]
 async fn readiness_nothing_listening_is_refused() {
     let mut p = Probes::start(ProbeConfig {
-        proxy_url: Some(format!("http://127.0.0.1:{}", unused_port())),
+        proxy_url: Some(format!("http://127.0.0.1:{}", crate::support::free_port())),
         fast_interval: FAST,
         timeout: Duration::from_secs(2),
         ..Default::default()

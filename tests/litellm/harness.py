@@ -70,7 +70,11 @@ def free_port() -> int:
     ephemeral range are never handed out by bind(0) or connect().
     """
     lo, hi = _ephemeral_range()
-    start, end = (10000, lo) if lo - 10000 >= 1000 else (hi + 1, 65536)
+    ranges = [(a, b) for a, b in ((10000, lo), (hi + 1, 65536)) if b - a >= 1000]
+    if not ranges:
+        raise RuntimeError(f"the ephemeral range {lo}-{hi} leaves no ports for the harness: "
+                           "narrow net.ipv4.ip_local_port_range")
+    start, end = ranges[0]
     rng = secrets.SystemRandom()
     for _ in range(200):
         port = rng.randrange(start, end)

@@ -13,12 +13,35 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_litellm-sentinel")
 }
 
-/// A free loopback port (bound then released; the agent binds it right after).
+/// A free loopback port (bound then released; the agent binds it right
+/// after), taken from OUTSIDE the kernel's ephemeral range: a port a test
+/// reserves this way and connects to later (a stand-in engine that starts
+/// late) was once handed by bind(0) to another test's listener meanwhile,
+/// and the connect that had to fail succeeded. bind(0) and connect() never
+/// hand out ports below the range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::hash::{BuildHasher, Hasher};
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    let (start, end) = [(10000, lo), (hi + 1, 65536)]
+        .into_iter()
+        .find(|(a, b)| b.saturating_sub(*a) >= 1000)
+        .unwrap_or_else(|| panic!("the ephemeral range {lo}-{hi} leaves no ports for the tests"));
+    for _ in 0..200 {
+        // A random pick (RandomState is seeded per instance).
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = (start + (h.finish() % u64::from(end - start)) as u32) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port outside the ephemeral range {lo}-{hi}");
 }
 
 /// Polls `cond` until it holds or `deadline` passes; panics with `what` on timeout.

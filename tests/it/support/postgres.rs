@@ -104,7 +104,7 @@ impl PgServer {
         // The port is chosen by binding :0 and closing it; someone else could
         // take it before PostgreSQL binds, so retry with a new one.
         for attempt in 1..=3 {
-            server.port = free_port();
+            server.port = super::free_port();
             let out = server.pg_ctl_start();
             if out.status.success() {
                 server.running = true;
@@ -224,11 +224,6 @@ fn find_bin_dir() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("local addr").port()
 }
 
 /// A password unique to this run and distinctive enough to grep for.
